@@ -1,0 +1,1 @@
+//! The live-set file (spec 3.1).

@@ -1,0 +1,1 @@
+//! Snapshot manifests (spec 3.2-3.4).

@@ -1,0 +1,1 @@
+//! Synthetic partitions for tests, demos and benchmarks.
