@@ -1,0 +1,156 @@
+//! The filter of referenced chunk ids: a seeded `fastbloom::AtomicBloomFilter` filled from
+//! several threads at once.
+//!
+//! Chunk ids are SHA-256 digests, so they are already uniform: each id is hashed once, by
+//! mixing its first 16 bytes with the run's seed, instead of running SipHash over 32 bytes.
+//! The seed changes every run (unless `--bloom-seed` pins it), so the ids that a false
+//! positive keeps in one run are different in the next.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fastbloom::AtomicBloomFilter;
+use rayon::prelude::*;
+
+/// Below this many ids an insert stays on the calling thread.
+const PARALLEL_INSERT_MIN: usize = 1 << 16;
+
+pub struct RefFilter {
+    filter: AtomicBloomFilter,
+    seed: u64,
+    inserted: AtomicU64,
+    fpr: f64,
+}
+
+impl RefFilter {
+    /// A filter sized for `expected_ids` at false-positive rate `fpr`.
+    pub fn new(expected_ids: u64, fpr: f64, seed: u64) -> Self {
+        let expected = usize::try_from(expected_ids).unwrap_or(usize::MAX).max(1);
+        let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(expected);
+        Self { filter, seed, inserted: AtomicU64::new(0), fpr }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Inserts every id; large slices are split across the rayon pool.
+    pub fn insert_all(&self, ids: &[[u8; 32]]) {
+        if ids.len() >= PARALLEL_INSERT_MIN {
+            ids.par_chunks(PARALLEL_INSERT_MIN / 4).for_each(|part| self.insert_serial(part));
+        } else {
+            self.insert_serial(ids);
+        }
+        self.inserted.fetch_add(ids.len() as u64, Ordering::Relaxed);
+    }
+
+    fn insert_serial(&self, ids: &[[u8; 32]]) {
+        for id in ids {
+            self.filter.insert_hash(id_hash(self.seed, id));
+        }
+    }
+
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        self.filter.contains_hash(id_hash(self.seed, id))
+    }
+
+    /// Ids inserted so far, duplicates included.
+    pub fn inserted(&self) -> u64 {
+        self.inserted.load(Ordering::Relaxed)
+    }
+
+    pub fn num_bits(&self) -> usize {
+        self.filter.num_bits()
+    }
+
+    /// The false-positive rate expected from the fill: the textbook estimate for the bits,
+    /// hashes and ids inserted, never below the rate asked for (the filter is blocked, which
+    /// costs a little accuracy).
+    pub fn expected_fpr(&self) -> f64 {
+        let k = f64::from(self.filter.num_hashes());
+        let m = self.filter.num_bits() as f64;
+        let n = self.inserted() as f64;
+        let textbook = (1.0 - (-k * n / m).exp()).powf(k);
+        textbook.max(self.fpr).min(1.0)
+    }
+}
+
+/// The filter hash of one id: two 64-bit words of the digest, mixed with the seed.
+pub fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
+    let (words, _) = id.as_chunks::<8>();
+    let w0 = u64::from_le_bytes(words[0]);
+    let w1 = u64::from_le_bytes(words[1]);
+    mix(w0 ^ mix(w1 ^ seed))
+}
+
+/// splitmix64's finaliser: a bijection with good avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ids(n: usize, salt: u64) -> Vec<[u8; 32]> {
+        (0..n as u64)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                for (j, word) in id.chunks_exact_mut(8).enumerate() {
+                    word.copy_from_slice(&mix(i ^ mix(salt + j as u64)).to_le_bytes());
+                }
+                id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_false_negatives_serial_and_parallel() {
+        for n in [10, PARALLEL_INSERT_MIN * 3] {
+            let inserted = ids(n, 1);
+            let filter = RefFilter::new(n as u64, 0.001, 7);
+            filter.insert_all(&inserted);
+            assert!(inserted.iter().all(|id| filter.contains(id)));
+            assert_eq!(filter.inserted(), n as u64);
+        }
+    }
+
+    #[test]
+    fn false_positive_rate_is_near_the_target() {
+        let n = 200_000;
+        let filter = RefFilter::new(n as u64, 0.01, 3);
+        filter.insert_all(&ids(n, 1));
+        let probes = ids(200_000, 99);
+        let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
+        assert!(fp < 0.02, "false-positive rate {fp} far above 0.01");
+        assert!(filter.expected_fpr() >= 0.01);
+    }
+
+    #[test]
+    fn another_seed_gives_other_false_positives() {
+        let n = 50_000;
+        let members = ids(n, 1);
+        let probes = ids(100_000, 2);
+        let positives = |seed| {
+            let filter = RefFilter::new(n as u64, 0.01, seed);
+            filter.insert_all(&members);
+            probes.iter().filter(|id| filter.contains(id)).copied().collect::<Vec<_>>()
+        };
+        let (a, b) = (positives(1), positives(2));
+        let common = a.iter().filter(|id| b.contains(id)).count();
+        assert!(!a.is_empty() && !b.is_empty());
+        assert!(common * 10 < a.len(), "{common} of {} false positives repeat under another seed", a.len());
+    }
+
+    proptest! {
+        #[test]
+        fn every_inserted_id_is_contained(raw in proptest::collection::vec(any::<[u8; 32]>(), 0..200), seed: u64) {
+            let filter = RefFilter::new(raw.len() as u64, 0.001, seed);
+            filter.insert_all(&raw);
+            prop_assert!(raw.iter().all(|id| filter.contains(id)));
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Flags validated into the configuration of one run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::{Args, OutputFormat};
+use crate::ids::{IdError, PartitionId};
+use crate::locations::{Location, LocationError, check_bucket};
+use crate::store::StoreOptions;
+
+/// How far before the live set's `taken_at` the cutoff must be (spec 4, safety rules).
+pub const GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--partition {value:?}: {source}")]
+    Partition { value: String, source: IdError },
+    #[error("--location {value:?}: {source}")]
+    Location { value: String, source: LocationError },
+    #[error("--meta-bucket: {0}")]
+    MetaBucket(LocationError),
+    #[error("--cutoff {value:?} is neither an RFC 3339 timestamp nor a duration like 36h or 7d")]
+    Cutoff { value: String },
+    #[error("--cutoff {cutoff} is not at least 24 h before the live set's taken_at {taken_at}")]
+    CutoffTooLate { cutoff: DateTime<Utc>, taken_at: DateTime<Utc> },
+    #[error("--{flag} {value}: {why}")]
+    Range { flag: &'static str, value: String, why: &'static str },
+    #[error("--request-timeout {0:?} is not a duration like 30s")]
+    Timeout(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum LiveSource {
+    Stdin,
+    File(PathBuf),
+}
+
+impl LiveSource {
+    pub fn name(&self) -> String {
+        match self {
+            LiveSource::Stdin => "<stdin>".into(),
+            LiveSource::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub partition: PartitionId,
+    pub live_snapshots: LiveSource,
+    pub cutoff: DateTime<Utc>,
+    pub meta_bucket: String,
+    pub extra_locations: Vec<Location>,
+    pub verify: bool,
+    pub execute: bool,
+    pub plan_out: Option<PathBuf>,
+    pub report_out: Option<PathBuf>,
+    pub output: OutputFormat,
+    pub max_delete_fraction: f64,
+    pub bloom_fpr: f64,
+    pub bloom_seed: u64,
+    pub list_concurrency: usize,
+    pub delete_concurrency: usize,
+    pub manifest_concurrency: usize,
+    pub store: StoreOptions,
+    /// The clock of this run: the CLI reads it once, tests may set it.
+    pub now: DateTime<Utc>,
+}
+
+impl Config {
+    pub fn from_args(args: &Args, now: DateTime<Utc>) -> Result<Self, ConfigError> {
+        let partition = PartitionId::parse(&args.partition)
+            .map_err(|source| ConfigError::Partition { value: args.partition.clone(), source })?;
+        check_bucket(&args.meta_bucket).map_err(ConfigError::MetaBucket)?;
+        let extra_locations = args
+            .locations
+            .iter()
+            .map(|value| {
+                let location_err = |source| ConfigError::Location { value: value.clone(), source };
+                let location = Location::parse_spec(value).map_err(location_err)?;
+                location.check_owned_by(&partition).map_err(location_err)?;
+                Ok(location)
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        check_range("max-delete-fraction", args.max_delete_fraction, 0.0..=1.0, "must be between 0 and 1")?;
+        if !(args.bloom_fpr > 0.0 && args.bloom_fpr < 1.0) {
+            return Err(range_err("bloom-fpr", args.bloom_fpr, "must be above 0 and below 1"));
+        }
+        for (flag, value) in [
+            ("list-concurrency", args.list_concurrency),
+            ("delete-concurrency", args.delete_concurrency),
+            ("manifest-concurrency", args.manifest_concurrency),
+        ] {
+            if value == 0 {
+                return Err(range_err(flag, value, "must be at least 1"));
+            }
+        }
+        let request_timeout = humantime::parse_duration(&args.request_timeout)
+            .map_err(|_| ConfigError::Timeout(args.request_timeout.clone()))?;
+        Ok(Self {
+            partition,
+            live_snapshots: match args.live_snapshots.as_str() {
+                "-" => LiveSource::Stdin,
+                path => LiveSource::File(PathBuf::from(path)),
+            },
+            cutoff: parse_when(&args.cutoff, now)?,
+            meta_bucket: args.meta_bucket.clone(),
+            extra_locations,
+            verify: args.verify,
+            execute: args.execute,
+            plan_out: args.plan_out.clone(),
+            report_out: args.report_out.clone(),
+            output: args.output,
+            max_delete_fraction: args.max_delete_fraction,
+            bloom_fpr: args.bloom_fpr,
+            bloom_seed: args.bloom_seed.unwrap_or_else(rand::random),
+            list_concurrency: args.list_concurrency,
+            delete_concurrency: args.delete_concurrency,
+            manifest_concurrency: args.manifest_concurrency,
+            store: StoreOptions { request_timeout, max_retries: args.max_retries },
+            now,
+        })
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.execute { "execute" } else { "dry-run" }
+    }
+
+    /// The grace rule: the cutoff is at least 24 h before the live set was taken.
+    pub fn check_cutoff(&self, taken_at: DateTime<Utc>) -> Result<(), ConfigError> {
+        if self.cutoff <= taken_at - GRACE {
+            Ok(())
+        } else {
+            Err(ConfigError::CutoffTooLate { cutoff: self.cutoff, taken_at })
+        }
+    }
+}
+
+fn range_err(flag: &'static str, value: impl ToString, why: &'static str) -> ConfigError {
+    ConfigError::Range { flag, value: value.to_string(), why }
+}
+
+fn check_range(
+    flag: &'static str,
+    value: f64,
+    range: std::ops::RangeInclusive<f64>,
+    why: &'static str,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) { Ok(()) } else { Err(range_err(flag, value, why)) }
+}
+
+/// `WHEN`: an RFC 3339 timestamp, or a duration before `now`.
+pub fn parse_when(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ConfigError> {
+    let bad = || ConfigError::Cutoff { value: value.to_owned() };
+    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let ago: Duration = humantime::parse_duration(value).map_err(|_| bad())?;
+    let ago = chrono::TimeDelta::from_std(ago).map_err(|_| bad())?;
+    now.checked_sub_signed(ago).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["gc_partition", "--partition", "p1", "--live-snapshots", "-", "--cutoff", "7d", "--store", "memory://"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn cutoff_forms() {
+        let now = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_when("36h", now).unwrap(), now - chrono::TimeDelta::hours(36));
+        assert_eq!(parse_when("7d", now).unwrap(), now - chrono::TimeDelta::days(7));
+        assert_eq!(parse_when("2026-11-01T00:00:00+01:00", now).unwrap().to_rfc3339(), "2026-10-31T23:00:00+00:00");
+        assert!(parse_when("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn grace_window_is_24h_before_taken_at() {
+        let now = Utc::now();
+        let mut with_cutoff = args(&[]);
+        with_cutoff.cutoff = "2026-11-01T00:00:00Z".into();
+        let config = Config::from_args(&with_cutoff, now).unwrap();
+        let taken = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(config.check_cutoff(taken("2026-11-02T00:00:00Z")).is_ok());
+        assert!(config.check_cutoff(taken("2026-11-01T23:59:59Z")).is_err());
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let now = Utc::now();
+        assert!(Config::from_args(&args(&["--location", "chunks/other/x"]), now).is_err());
+        assert!(Config::from_args(&args(&["--location", "chunks/a/p1"]), now).is_ok());
+        assert!(Config::from_args(&args(&["--location", "chunks"]), now).is_err(), "a whole bucket is no partition's");
+        assert!(Config::from_args(&args(&["--max-delete-fraction", "1.5"]), now).is_err());
+        assert!(Config::from_args(&args(&["--bloom-fpr", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
+        let mut bad = args(&[]);
+        bad.partition = "../x".into();
+        assert!(Config::from_args(&bad, now).is_err());
+    }
+}
