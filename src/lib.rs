@@ -19,3 +19,7 @@ pub mod execute;
 pub mod plan;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod gc;
+pub mod manifest_fetch;
+pub mod report;

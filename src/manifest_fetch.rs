@@ -1,0 +1,276 @@
+//! The manifests stage: find, fetch, parse and check every live snapshot's manifests,
+//! concurrently, feeding each id into the filter (and the exact set under `--verify`) as
+//! soon as its file is checked. Index files of a `file://` store are memory-mapped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::bloom::RefFilter;
+use crate::ids::{PartitionId, SnapshotId};
+use crate::live_set::LiveSet;
+use crate::locations::{Location, LocationError};
+use crate::manifest::{self, ManifestError, ManifestErrorKind, legacy, unified};
+use crate::store::Stores;
+use crate::verify::ExactRefsBuilder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("snapshot {snapshot}: {object}: {source}")]
+    ForeignLocation { snapshot: String, object: String, source: LocationError },
+    #[error("listing manifests of bucket {bucket} prefix {prefix}: {source}")]
+    Inventory { bucket: String, prefix: String, source: String },
+    #[error("manifest worker failed: {0}")]
+    Task(String),
+}
+
+/// Which manifest objects each live snapshot has, from one listing of the snapshots folder.
+#[derive(Debug)]
+pub struct Inventory {
+    jobs: Vec<SnapshotJob>,
+    /// An upper bound on the ids the manifests hold, from the objects' sizes: sizes the filter.
+    pub id_bound: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SnapshotJob {
+    snapshot: SnapshotId,
+    legacy: bool,
+    unified: bool,
+}
+
+/// Counters of the stage, for the report.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub legacy: AtomicU64,
+    pub unified: AtomicU64,
+    pub referenced_ids: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// Where the stage sends each location a unified manifest names: returns its index in the
+/// run's location table (starting its listing if it is new).
+pub type RegisterLocation = Arc<dyn Fn(&Location) -> u32 + Send + Sync>;
+
+/// Shared inputs of the manifest workers.
+#[derive(Clone)]
+pub struct Ingest {
+    pub stores: Stores,
+    pub meta_bucket: String,
+    pub partition: PartitionId,
+    pub legacy_location: u32,
+    pub filter: Arc<RefFilter>,
+    pub exact: Option<Arc<ExactRefsBuilder>>,
+    pub register: RegisterLocation,
+    pub stats: Arc<IngestStats>,
+}
+
+fn object_name(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{key}")
+}
+
+fn manifest_err(snapshot: &SnapshotId, object: String, kind: ManifestErrorKind) -> ManifestError {
+    ManifestError { snapshot: snapshot.to_string(), object, kind }
+}
+
+/// Lists the snapshots folder once and checks every live snapshot has its manifests: a
+/// `.snap`, or a whole legacy pair, or both.
+pub async fn inventory(
+    stores: &Stores,
+    meta_bucket: &str,
+    partition: &PartitionId,
+    live: &LiveSet,
+) -> Result<Inventory, IngestError> {
+    let dir = manifest::snapshots_dir(partition);
+    let inventory_err = |source: String| IngestError::Inventory {
+        bucket: meta_bucket.to_owned(),
+        prefix: dir.clone(),
+        source,
+    };
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    if !live.snapshots.is_empty() {
+        let store = stores.bucket(meta_bucket).map_err(|e| inventory_err(e.to_string()))?;
+        let mut listing = store.list(Some(&Path::from(dir.as_str())));
+        while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
+            sizes.insert(meta.location.to_string(), meta.size);
+        }
+    }
+    let mut jobs = Vec::with_capacity(live.snapshots.len());
+    let mut id_bound = 0u64;
+    for snapshot in &live.snapshots {
+        let keys = [
+            manifest::unified_key(partition, snapshot),
+            manifest::legacy_manifest_key(partition, snapshot),
+            manifest::legacy_index_key(partition, snapshot),
+        ];
+        let [snap, text, index] = keys.each_ref().map(|key| sizes.get(key).copied());
+        match (text, index) {
+            (Some(_), None) | (None, Some(_)) => {
+                let missing = if text.is_none() { &keys[1] } else { &keys[2] };
+                let kind = ManifestErrorKind::Missing;
+                return Err(manifest_err(snapshot, object_name(meta_bucket, missing), kind).into());
+            }
+            (None, None) if snap.is_none() => {
+                let object = object_name(meta_bucket, &format!("{} (nor a legacy pair)", keys[0]));
+                return Err(manifest_err(snapshot, object, ManifestErrorKind::Missing).into());
+            }
+            _ => {}
+        }
+        id_bound += index.map_or(0, |size| size.saturating_sub(legacy::INDEX_HEADER_LEN as u64) / 32);
+        id_bound += snap.map_or(0, |size| size / 32);
+        jobs.push(SnapshotJob { snapshot: snapshot.clone(), legacy: text.is_some(), unified: snap.is_some() });
+    }
+    Ok(Inventory { jobs, id_bound })
+}
+
+/// Fetches, checks and ingests every manifest of the inventory, `concurrency` at a time.
+/// The first error stops the stage.
+pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usize) -> Result<(), IngestError> {
+    futures::stream::iter(inventory.jobs)
+        .map(|job| ingest_snapshot(ingest.clone(), job))
+        .buffer_unordered(concurrency.max(1))
+        .try_for_each(|()| async { Ok(()) })
+        .await
+}
+
+async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestError> {
+    let store = ingest
+        .stores
+        .bucket(&ingest.meta_bucket)
+        .map_err(|e| manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string())))?;
+    if job.legacy {
+        ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await?;
+        ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
+    }
+    if job.unified {
+        ingest_unified(&ingest, store.as_ref(), &job.snapshot).await?;
+        ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn fetch(store: &dyn ObjectStore, bucket: &str, key: &str, snapshot: &SnapshotId) -> Result<Bytes, ManifestError> {
+    let object = object_name(bucket, key);
+    let result = store.get(&Path::from(key)).await;
+    let bytes = match result {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    bytes.map_err(|e| {
+        let kind = match e {
+            object_store::Error::NotFound { .. } => ManifestErrorKind::Missing,
+            other => ManifestErrorKind::Fetch(other.to_string()),
+        };
+        manifest_err(snapshot, object, kind)
+    })
+}
+
+/// The bytes of an index file: memory-mapped on `file://`, fetched elsewhere.
+enum IndexBytes {
+    Mapped(memmap2::Mmap),
+    Fetched(Bytes),
+}
+
+impl std::ops::Deref for IndexBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            IndexBytes::Mapped(map) => map,
+            IndexBytes::Fetched(bytes) => bytes,
+        }
+    }
+}
+
+async fn index_bytes(ingest: &Ingest, store: &dyn ObjectStore, key: &str, snapshot: &SnapshotId) -> Result<IndexBytes, ManifestError> {
+    let Some(path) = ingest.stores.local_file(&ingest.meta_bucket, key) else {
+        return Ok(IndexBytes::Fetched(fetch(store, &ingest.meta_bucket, key, snapshot).await?));
+    };
+    let fail = |e: std::io::Error| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ManifestErrorKind::Missing
+        } else {
+            ManifestErrorKind::Fetch(e.to_string())
+        };
+        manifest_err(snapshot, object_name(&ingest.meta_bucket, key), kind)
+    };
+    let file = std::fs::File::open(&path).map_err(fail)?;
+    if file.metadata().map_err(fail)?.len() == 0 {
+        return Ok(IndexBytes::Fetched(Bytes::new()));
+    }
+    // SAFETY: snapshot files are written once and never modified in place (spec section 2);
+    // the map is read-only and dropped as soon as the ids are in the filter.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(fail)?;
+    Ok(IndexBytes::Mapped(map))
+}
+
+async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
+    let bucket = &ingest.meta_bucket;
+    let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
+    let text = fetch(store, bucket, &text_key, snapshot).await?;
+    let parsed = legacy::parse_manifest(&text, &object_name(bucket, &text_key), snapshot, &ingest.partition)?;
+    let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
+    let index = index_bytes(ingest, store, &index_key, snapshot).await?;
+    let object = object_name(bucket, &index_key);
+    let ingest = ingest.clone();
+    run_blocking(move || {
+        let ids = legacy::check_index(&parsed, &index, &object)?;
+        ingest.add_ids(ingest.legacy_location, ids, index.len() as u64);
+        Ok(())
+    })
+    .await
+}
+
+async fn ingest_unified(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
+    let key = manifest::unified_key(&ingest.partition, snapshot);
+    let object = object_name(&ingest.meta_bucket, &key);
+    let bytes = fetch(store, &ingest.meta_bucket, &key, snapshot).await?;
+    let size = bytes.len() as u64;
+    let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
+    run_blocking(move || {
+        let parsed = unified::parse(bytes, &object, &snapshot, &ingest.partition)?;
+        let mut indexes = Vec::with_capacity(parsed.locations.len());
+        for location in &parsed.locations {
+            location.check_owned_by(&ingest.partition).map_err(|source| IngestError::ForeignLocation {
+                snapshot: snapshot.to_string(),
+                object: object.clone(),
+                source,
+            })?;
+            indexes.push((ingest.register)(location));
+        }
+        for group in &parsed.groups {
+            // The parser has checked every group's location is in range.
+            let Some(&location) = indexes.get(group.location as usize) else {
+                return Err(IngestError::Task(format!("{object}: group location {} out of range", group.location)));
+            };
+            ingest.add_ids(location, group.ids(), 0);
+        }
+        ingest.stats.bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    })
+    .await
+}
+
+impl Ingest {
+    fn add_ids(&self, location: u32, ids: &[[u8; 32]], bytes: u64) {
+        self.filter.insert_all(ids);
+        if let Some(exact) = &self.exact {
+            exact.add(location, ids);
+        }
+        self.stats.referenced_ids.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+async fn run_blocking<F>(work: F) -> Result<(), IngestError>
+where
+    F: FnOnce() -> Result<(), IngestError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(|e| IngestError::Task(e.to_string()))?
+}

@@ -1,0 +1,234 @@
+//! The report (spec section 6): built from the counters the stages kept, printed as JSON or
+//! as the human summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::execute::DeleteFailure;
+use crate::verify::VerifyReport;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ManifestCounts {
+    pub legacy: u64,
+    pub unified: u64,
+}
+
+/// Counts of one location.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocationReport {
+    pub bucket: String,
+    pub prefix: String,
+    pub listed_objects: u64,
+    pub chunks_scanned: u64,
+    pub foreign_objects: u64,
+    pub foreign_sample: Vec<String>,
+    pub young_kept: u64,
+    pub referenced_kept: u64,
+    pub planned_deletes: u64,
+    pub planned_bytes: u64,
+}
+
+/// The `--max-delete-fraction` guard's verdict.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GuardReport {
+    pub max_delete_fraction: f64,
+    /// Chunks last modified before the cutoff: the guard's denominator.
+    pub old_chunks: u64,
+    pub fraction: f64,
+    pub tripped: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BloomReport {
+    pub fpr: f64,
+    pub seed: u64,
+    pub bits: u64,
+    pub expected_fpr: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub partition: String,
+    pub mode: &'static str,
+    pub store: String,
+    pub cutoff: String,
+    pub taken_at: Option<String>,
+    pub live_snapshots: u64,
+    pub manifests: ManifestCounts,
+    /// Ids inserted into the filter, duplicates across snapshots included.
+    pub referenced_ids: u64,
+    /// Distinct (id, location) references; known only under `--verify`.
+    pub referenced_distinct: Option<u64>,
+    /// Number of candidate locations; `per_location` has their counts.
+    pub locations: u64,
+    pub per_location: Vec<LocationReport>,
+    pub listed_objects: u64,
+    pub chunks_scanned: u64,
+    pub foreign_objects: u64,
+    pub young_kept: u64,
+    pub referenced_kept: u64,
+    pub refreshed_kept: u64,
+    pub planned_deletes: u64,
+    pub planned_bytes: u64,
+    pub expected_false_positives: f64,
+    pub guard: GuardReport,
+    pub bloom: BloomReport,
+    pub plan_out: Option<String>,
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+    pub delete_failures: u64,
+    pub failed_deletes: Vec<DeleteFailure>,
+    /// Planned deletes not started because a signal stopped the run.
+    pub deletes_not_started: u64,
+    pub verify: Option<VerifyReport>,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub durations_ms: BTreeMap<&'static str, u64>,
+}
+
+/// Bytes in binary units, e.g. `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Report {
+    /// The human summary printed on stdout by default.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let n = thousands;
+        let _ = writeln!(s, "gc_partition {} of partition {} (cutoff {})", self.mode, self.partition, self.cutoff);
+        if let Some(error) = &self.error {
+            let _ = writeln!(s, "  ERROR (exit {}): {error}", self.exit_code);
+        }
+        let _ = writeln!(
+            s,
+            "  live set     {} snapshots, taken at {}",
+            n(self.live_snapshots),
+            self.taken_at.as_deref().unwrap_or("?")
+        );
+        let _ = writeln!(
+            s,
+            "  manifests    {} legacy, {} unified, {} referenced ids",
+            n(self.manifests.legacy),
+            n(self.manifests.unified),
+            n(self.referenced_ids)
+        );
+        let _ = writeln!(
+            s,
+            "  listed       {} objects in {} locations: {} chunks, {} foreign (never touched)",
+            n(self.listed_objects),
+            self.locations,
+            n(self.chunks_scanned),
+            n(self.foreign_objects)
+        );
+        let _ = writeln!(
+            s,
+            "  kept         {} referenced, {} young (after cutoff), {} refreshed during the run",
+            n(self.referenced_kept),
+            n(self.young_kept),
+            n(self.refreshed_kept)
+        );
+        let _ = writeln!(
+            s,
+            "  planned      {} deletes, {} (about {:.0} more kept by bloom false positives)",
+            n(self.planned_deletes),
+            human_bytes(self.planned_bytes),
+            self.expected_false_positives
+        );
+        let guard = &self.guard;
+        let verdict = if guard.tripped { "TRIPPED: --execute would delete nothing" } else { "ok" };
+        let _ = writeln!(
+            s,
+            "  guard        {:.1}% of {} old chunks planned, limit {:.1}%: {verdict}",
+            guard.fraction * 100.0,
+            n(guard.old_chunks),
+            guard.max_delete_fraction * 100.0
+        );
+        if self.mode == "execute" {
+            let _ = writeln!(
+                s,
+                "  deleted      {} chunks, {}; {} failed; {} not started",
+                n(self.deleted),
+                human_bytes(self.deleted_bytes),
+                n(self.delete_failures),
+                n(self.deletes_not_started)
+            );
+        }
+        if let Some(v) = &self.verify {
+            let _ = writeln!(
+                s,
+                "  verify       {}: {} planned but referenced, {} referenced missing before, {} missing after",
+                if v.ok { "ok" } else { "FAILED" },
+                v.planned_but_referenced,
+                v.missing_before,
+                v.missing_after
+            );
+        }
+        let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
+        let _ = writeln!(s, "  durations    {}", stages.join(", "));
+        let _ = writeln!(s, "  next         {}", self.next_step());
+        s
+    }
+
+    fn next_step(&self) -> &'static str {
+        match self.exit_code {
+            0 if self.mode == "dry-run" && self.guard.tripped => {
+                "the guard would stop --execute: check the live set is complete before raising --max-delete-fraction"
+            }
+            0 if self.mode == "dry-run" => "review the plan (--plan-out), then rerun with --execute --verify",
+            0 => "nothing: the partition is collected",
+            2 => "fix the flags (see --help); nothing was changed",
+            3 => "fix or re-export the live set; nothing was changed",
+            4 => "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed",
+            5 => "check the store and credentials, then rerun; nothing was changed",
+            6 => "check the live set is complete; raise --max-delete-fraction only if the plan is right",
+            7 => "rerun to retry the failed deletes listed in the report",
+            8 => "stop: do not run GC on this partition again until the verify failure is understood",
+            _ => "rerun to finish the job",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+    }
+
+    #[test]
+    fn summary_names_the_verdicts() {
+        let report = Report { mode: "dry-run", planned_deletes: 1200, planned_bytes: 2048, ..Report::default() };
+        let text = report.human();
+        assert!(text.contains("1,200 deletes, 2.0 KiB"), "{text}");
+        assert!(text.contains("rerun with --execute --verify"), "{text}");
+    }
+}
