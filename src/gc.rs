@@ -185,15 +185,14 @@ impl Run<'_> {
             verify.missing_before_keys = keys(&locations, &sample);
         }
         self.write_plan(&live, &locations, &listing, report)?;
-        if let Some(v) = &verify {
-            if v.planned_but_referenced > 0 {
-                report.verify = verify.clone();
-                return Err(GcError::Verify(format!(
-                    "{} planned chunks are referenced, e.g. {}; nothing deleted",
-                    v.planned_but_referenced,
-                    v.planned_but_referenced_keys.first().map_or("", String::as_str)
-                )));
-            }
+        if let Some(v) = verify.as_ref().filter(|v| v.planned_but_referenced > 0) {
+            let error = GcError::Verify(format!(
+                "{} planned chunks are referenced, e.g. {}; nothing deleted",
+                v.planned_but_referenced,
+                v.planned_but_referenced_keys.first().map_or("", String::as_str)
+            ));
+            report.verify = verify;
+            return Err(error);
         }
         if !config.execute {
             return finish_dry_run_verify(report, verify);

@@ -178,7 +178,7 @@ async fn list_dir(
         source,
     })? {
         seen += 1;
-        if seen % 1024 == 0 {
+        if seen.is_multiple_of(1024) {
             progress.fetch_add(1024, Ordering::Relaxed);
         }
         let key = meta.location.as_ref();

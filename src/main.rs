@@ -50,12 +50,12 @@ fn run(args: &Args) -> Result<u8, (u8, String)> {
         eprintln!("gc_partition: error: {error}");
     }
     let mut code = report.exit_code;
-    if let Some(path) = &config.report_out {
-        if let Err(e) = write_report(path, &report) {
-            eprintln!("gc_partition: error: report {}: {e}", path.display());
-            if code == 0 {
-                code = 2;
-            }
+    if let Some(path) = &config.report_out
+        && let Err(e) = write_report(path, &report)
+    {
+        eprintln!("gc_partition: error: report {}: {e}", path.display());
+        if code == 0 {
+            code = 2;
         }
     }
     let summary = match config.output {

@@ -25,8 +25,8 @@ pub enum IngestError {
     Manifest(#[from] ManifestError),
     #[error("snapshot {snapshot}: {object}: {source}")]
     ForeignLocation { snapshot: String, object: String, source: LocationError },
-    #[error("listing manifests of bucket {bucket} prefix {prefix}: {source}")]
-    Inventory { bucket: String, prefix: String, source: String },
+    #[error("listing manifests of bucket {bucket} prefix {prefix}: {why}")]
+    Inventory { bucket: String, prefix: String, why: String },
     #[error("manifest worker failed: {0}")]
     Task(String),
 }
@@ -89,10 +89,10 @@ pub async fn inventory(
     live: &LiveSet,
 ) -> Result<Inventory, IngestError> {
     let dir = manifest::snapshots_dir(partition);
-    let inventory_err = |source: String| IngestError::Inventory {
+    let inventory_err = |why: String| IngestError::Inventory {
         bucket: meta_bucket.to_owned(),
         prefix: dir.clone(),
-        source,
+        why,
     };
     let mut sizes: HashMap<String, u64> = HashMap::new();
     if !live.snapshots.is_empty() {
