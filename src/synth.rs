@@ -70,6 +70,8 @@ pub enum SynthError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("store directory {path} does not exist")]
+    NoStoreDir { path: PathBuf },
     #[error("chunk writer: {0}")]
     Worker(String),
 }
@@ -100,15 +102,15 @@ impl FormatMix {
     }
 
     fn check(&self) -> Result<(), SynthError> {
-        let shares = [self.legacy, self.unified, self.both];
-        if shares.iter().any(|s| !s.is_finite() || *s < 0.0) || shares.iter().sum::<f64>() <= 0.0 {
+        let (l, u, b) = (self.legacy, self.unified, self.both);
+        if [l, u, b].iter().any(|s| !s.is_finite() || *s < 0.0) || l + u + b <= 0.0 {
             return Err(SynthError::Config(format!(
-                "format shares {self:?} must be >= 0 and not all 0"
+                "format shares legacy {l}, unified {u}, both {b} must be >= 0 and not all 0"
             )));
         }
-        if self.legacy + self.unified > 1.0 + 1e-9 {
+        if l + u > 1.0 + 1e-9 {
             return Err(SynthError::Config(format!(
-                "legacy + unified shares {self:?} exceed 1"
+                "legacy share {l} + unified share {u} exceed 1"
             )));
         }
         Ok(())
@@ -692,8 +694,9 @@ fn check_config(cfg: &SynthConfig) -> Result<(), SynthError> {
     }
     if cfg.young_age >= cfg.old_age {
         return bad(format!(
-            "young age {:?} is not less than old age {:?}",
-            cfg.young_age, cfg.old_age
+            "young age {} is not less than old age {}",
+            age_text(cfg.young_age),
+            age_text(cfg.old_age)
         ));
     }
     let total = cfg
@@ -704,6 +707,15 @@ fn check_config(cfg: &SynthConfig) -> Result<(), SynthError> {
         return bad("chunk counts overflow".to_owned());
     }
     Ok(())
+}
+
+/// `30d`, `1h` or `90s`, as the CLI takes them.
+fn age_text(age: Duration) -> String {
+    match age.as_secs() {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ => format!("{}s", age.as_secs_f64()),
+    }
 }
 
 /// Ids referenced by two live snapshots, so that they carry `fraction` of the references:
@@ -852,7 +864,20 @@ impl Tally {
 // ---------------------------------------------------------------------------------------
 // Writing.
 
+/// Creates the buckets the layout uses; on `file://` the store directory itself must exist,
+/// so a mistyped URL does not scatter directories.
 fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
+    if let Some(root) = stores
+        .local_dir(&layout.meta_bucket)
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        if !root.is_dir() {
+            return Err(SynthError::NoStoreDir {
+                path: root.to_owned(),
+            });
+        }
+    }
     let mut buckets: Vec<&str> = layout.locations.iter().map(Location::bucket).collect();
     buckets.push(&layout.meta_bucket);
     buckets.sort_unstable();
@@ -1199,15 +1224,12 @@ mod formats {
 
     use crate::ids::{ChunkId, PartitionId, SnapshotId};
     use crate::locations::Location;
+    use crate::manifest::legacy::{manifest_for_index, render_index, render_manifest};
+    use crate::manifest::unified::{self, ChunkGroup, UnifiedManifest};
+    use crate::manifest::{legacy_index_key, legacy_manifest_key, unified_key};
 
     pub(super) fn live_set(ids: &[SnapshotId], taken_at: DateTime<Utc>) -> String {
-        let mut text: String = ids.iter().map(|id| format!("{id}\n")).collect();
-        text.push_str(&format!(
-            "# end count={} taken_at={}\n",
-            ids.len(),
-            taken_at.to_rfc3339()
-        ));
-        text
+        crate::live_set::render(ids, taken_at)
     }
 
     /// The `.manifest` and `.index` files.
@@ -1215,13 +1237,16 @@ mod formats {
         partition: &PartitionId,
         snapshot: &SnapshotId,
         ids: &[ChunkId],
-        _created: DateTime<Utc>,
+        created: DateTime<Utc>,
     ) -> [(String, Vec<u8>); 2] {
-        let base = format!("partitions/{partition}/snapshots/{snapshot}");
-        let index: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+        let index = render_index(ids);
+        let manifest = manifest_for_index(snapshot, partition, &index, created.fixed_offset());
         [
-            (format!("{base}.manifest"), b"stub".to_vec()),
-            (format!("{base}.index"), index),
+            (
+                legacy_manifest_key(partition, snapshot),
+                render_manifest(&manifest).into_bytes(),
+            ),
+            (legacy_index_key(partition, snapshot), index),
         ]
     }
 
@@ -1229,18 +1254,21 @@ mod formats {
     pub(super) fn unified_file(
         partition: &PartitionId,
         snapshot: &SnapshotId,
-        _created: DateTime<Utc>,
-        _locations: Vec<Location>,
+        created: DateTime<Utc>,
+        locations: Vec<Location>,
         groups: &[(u32, Vec<ChunkId>)],
     ) -> (String, Vec<u8>) {
-        let data = groups
-            .iter()
-            .flat_map(|(_, ids)| ids.iter().flat_map(|id| id.0))
-            .collect();
-        (
-            format!("partitions/{partition}/snapshots/{snapshot}.snap"),
-            data,
-        )
+        let manifest = UnifiedManifest {
+            snapshot_id: snapshot.clone(),
+            partition_id: partition.clone(),
+            created_unix_ms: created.timestamp_millis(),
+            locations,
+            groups: groups
+                .iter()
+                .map(|(loc, ids)| ChunkGroup::new(*loc, ids))
+                .collect(),
+        };
+        (unified_key(partition, snapshot), unified::render(&manifest))
     }
 }
 
@@ -1327,6 +1355,90 @@ mod tests {
             all.insert((bucket.clone(), key.clone()), data);
         }
         all
+    }
+
+    async fn get(stores: &Stores, key: &str) -> Option<Bytes> {
+        let store = stores.bucket("snapshots").unwrap();
+        match store.get(&ObjectPath::from(key)).await {
+            Ok(got) => Some(got.bytes().await.unwrap()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+
+    /// Parses a snapshot's manifests back with the formats' parsers: the (location, id) pairs
+    /// they reference.
+    async fn references(
+        stores: &Stores,
+        summary: &SynthSummary,
+        snapshot: &SnapshotId,
+    ) -> BTreeSet<(Location, ChunkId)> {
+        use crate::manifest::{legacy, unified};
+        let part = &summary.partition;
+        let (mkey, ikey, ukey) = (
+            crate::manifest::legacy_manifest_key(part, snapshot),
+            crate::manifest::legacy_index_key(part, snapshot),
+            crate::manifest::unified_key(part, snapshot),
+        );
+        let mut refs = BTreeSet::new();
+        let (manifest, index) = (get(stores, &mkey).await, get(stores, &ikey).await);
+        assert_eq!(
+            manifest.is_some(),
+            index.is_some(),
+            "{snapshot}: never half a legacy pair"
+        );
+        if let (Some(manifest), Some(index)) = (manifest, index) {
+            let m = legacy::parse_manifest(&manifest, &mkey, snapshot, part).unwrap();
+            let default = Location::legacy_default("snapshots", part).unwrap();
+            for id in legacy::check_index(&m, &index, &ikey).unwrap() {
+                refs.insert((default.clone(), ChunkId(*id)));
+            }
+        }
+        let snap = get(stores, &ukey).await;
+        assert!(
+            snap.is_some() || !refs.is_empty() || get(stores, &mkey).await.is_some(),
+            "{snapshot} has a manifest"
+        );
+        if let Some(snap) = snap {
+            let m = unified::parse(snap, &ukey, snapshot, part).unwrap();
+            assert!(m.locations.iter().all(|l| l.belongs_to(part)));
+            for group in &m.groups {
+                let loc = &m.locations[group.location as usize];
+                refs.extend(group.ids().iter().map(|id| (loc.clone(), ChunkId(*id))));
+            }
+        }
+        refs
+    }
+
+    /// The live set parses back, live snapshots reference exactly the referenced set, dead
+    /// ones the dead-exclusive garbage (and maybe some referenced ids).
+    async fn check_manifests(stores: &Stores, c: &SynthConfig, summary: &SynthSummary) {
+        let live = crate::live_set::parse(summary.live_set.as_bytes(), "live", c.now).unwrap();
+        assert_eq!(live.snapshots, summary.snapshots);
+        assert_eq!(live.taken_at, c.now);
+        let sets = summary.sets.as_ref().unwrap();
+        let mut live_refs = BTreeSet::new();
+        for snapshot in &summary.snapshots {
+            live_refs.extend(references(stores, summary, snapshot).await);
+        }
+        assert_eq!(
+            live_refs,
+            sets.referenced.iter().cloned().collect::<BTreeSet<_>>()
+        );
+        let garbage: BTreeSet<_> = sets.garbage.iter().cloned().collect();
+        let mut dead_garbage = BTreeSet::new();
+        for snapshot in &summary.dead_snapshots {
+            for r in references(stores, summary, snapshot).await {
+                assert!(
+                    live_refs.contains(&r) || garbage.contains(&r),
+                    "{snapshot} references {r:?}"
+                );
+                if garbage.contains(&r) {
+                    dead_garbage.insert(r);
+                }
+            }
+        }
+        assert_eq!(dead_garbage.len() as u64, summary.dead_exclusive_ids);
     }
 
     #[test]
@@ -1589,6 +1701,8 @@ mod tests {
         let stores = Stores::memory();
         let summary = synthesize(&stores, &c).await.unwrap();
         check_store(&stores, &c, &summary).await;
+        check_manifests(&stores, &c, &summary).await;
+        assert!(summary.legacy_manifests > 0 && summary.unified_manifests > 0);
         assert!(
             summary
                 .per_location
@@ -1641,6 +1755,7 @@ mod tests {
         };
         let summary = synthesize(&files, &c).await.unwrap();
         let on_disk = check_store(&files, &c, &summary).await;
+        check_manifests(&files, &c, &summary).await;
         assert_eq!(
             std::fs::read_to_string(&live_set).unwrap(),
             summary.live_set
@@ -1704,6 +1819,7 @@ mod tests {
             let stores = Stores::memory();
             let summary = synthesize(&stores, &c).await.unwrap();
             check_store(&stores, &c, &summary).await;
+            check_manifests(&stores, &c, &summary).await;
         }
     }
 }
