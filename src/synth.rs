@@ -867,16 +867,13 @@ impl Tally {
 /// Creates the buckets the layout uses; on `file://` the store directory itself must exist,
 /// so a mistyped URL does not scatter directories.
 fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
-    if let Some(root) = stores
-        .local_dir(&layout.meta_bucket)
-        .as_deref()
-        .and_then(std::path::Path::parent)
+    let dir = stores.local_dir(&layout.meta_bucket);
+    if let Some(root) = dir.as_deref().and_then(std::path::Path::parent)
+        && !root.is_dir()
     {
-        if !root.is_dir() {
-            return Err(SynthError::NoStoreDir {
-                path: root.to_owned(),
-            });
-        }
+        return Err(SynthError::NoStoreDir {
+            path: root.to_owned(),
+        });
     }
     let mut buckets: Vec<&str> = layout.locations.iter().map(Location::bucket).collect();
     buckets.push(&layout.meta_bucket);
