@@ -1,0 +1,80 @@
+//! One entry point per parser, shared by the `fuzz/` targets and by `tests/fuzz_corpus.rs`,
+//! which replays every corpus file under plain `cargo test`.
+//!
+//! Each function must never panic on any input, except through its own assertions: whatever
+//! a parser accepts must render back to something it accepts again, unchanged.
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::ids::{ChunkId, PartitionId, SnapshotId};
+use crate::live_set;
+use crate::manifest::{legacy, unified};
+
+/// The partition every fixture and corpus file is written for.
+pub const PARTITION: &str = "p1";
+/// The snapshot every manifest fixture and corpus file is fetched as.
+pub const SNAPSHOT: &str = "snap-1";
+/// The `now` live-set fixtures are checked against.
+pub const NOW: &str = "2026-01-01T00:00:00Z";
+
+pub fn partition() -> PartitionId {
+    PartitionId::parse(PARTITION).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+pub fn snapshot() -> SnapshotId {
+    SnapshotId::parse(SNAPSHOT).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+pub fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW).map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc))
+}
+
+pub fn fuzz_live_set(data: &[u8]) {
+    if let Ok(live) = live_set::parse(data, "fuzz", now()) {
+        assert!(live.taken_at <= now() + TimeDelta::minutes(5));
+        let again = live_set::parse(
+            live_set::render(&live.snapshots, live.taken_at).as_bytes(),
+            "again",
+            now(),
+        );
+        assert_eq!(again.as_ref().ok(), Some(&live), "{again:?}");
+    }
+}
+
+pub fn fuzz_legacy_manifest(data: &[u8]) {
+    let (s, p) = (snapshot(), partition());
+    if let Ok(m) = legacy::parse_manifest(data, "fuzz.manifest", &s, &p) {
+        let again = legacy::parse_manifest(legacy::render_manifest(&m).as_bytes(), "again", &s, &p);
+        assert_eq!(again.as_ref().ok(), Some(&m), "{again:?}");
+    }
+}
+
+pub fn fuzz_legacy_index(data: &[u8]) {
+    let s = snapshot();
+    if let Ok(ids) = legacy::index_ids(data, "fuzz.index", &s) {
+        // A valid index is fully determined by its ids.
+        let ids: Vec<ChunkId> = ids.iter().copied().map(ChunkId).collect();
+        assert_eq!(legacy::render_index(&ids), data);
+    }
+    let m = legacy::manifest_for_index(&s, &partition(), data, DateTime::UNIX_EPOCH.fixed_offset());
+    match (
+        legacy::check_index(&m, data, "fuzz.index"),
+        legacy::index_ids(data, "fuzz.index", &s),
+    ) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("check_index {a:?} but index_ids {b:?}"),
+    }
+}
+
+pub fn fuzz_unified_manifest(data: &[u8]) {
+    let (s, p) = (snapshot(), partition());
+    if let Ok(m) = unified::parse(Bytes::copy_from_slice(data), "fuzz.snap", &s, &p) {
+        for g in &m.groups {
+            assert!((g.location as usize) < m.locations.len());
+        }
+        let again = unified::parse(Bytes::from(unified::render(&m)), "again", &s, &p);
+        assert_eq!(again.as_ref().ok(), Some(&m), "{again:?}");
+    }
+}
