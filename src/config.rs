@@ -168,7 +168,17 @@ mod tests {
     use clap::Parser;
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["gc_partition", "--partition", "p1", "--live-snapshots", "-", "--cutoff", "7d", "--store", "memory://"];
+        let mut argv = vec![
+            "gc_partition",
+            "--partition",
+            "p1",
+            "--live-snapshots",
+            "-",
+            "--cutoff",
+            "7d",
+            "--store",
+            "memory://",
+        ];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).unwrap()
     }

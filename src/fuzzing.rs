@@ -33,11 +33,7 @@ pub fn now() -> DateTime<Utc> {
 pub fn fuzz_live_set(data: &[u8]) {
     if let Ok(live) = live_set::parse(data, "fuzz", now()) {
         assert!(live.taken_at <= now() + TimeDelta::minutes(5));
-        let again = live_set::parse(
-            live_set::render(&live.snapshots, live.taken_at).as_bytes(),
-            "again",
-            now(),
-        );
+        let again = live_set::parse(live_set::render(&live.snapshots, live.taken_at).as_bytes(), "again", now());
         assert_eq!(again.as_ref().ok(), Some(&live), "{again:?}");
     }
 }
@@ -58,10 +54,7 @@ pub fn fuzz_legacy_index(data: &[u8]) {
         assert_eq!(legacy::render_index(&ids), data);
     }
     let m = legacy::manifest_for_index(&s, &partition(), data, DateTime::UNIX_EPOCH.fixed_offset());
-    match (
-        legacy::check_index(&m, data, "fuzz.index"),
-        legacy::index_ids(data, "fuzz.index", &s),
-    ) {
+    match (legacy::check_index(&m, data, "fuzz.index"), legacy::index_ids(data, "fuzz.index", &s)) {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
         (Err(a), Err(b)) => assert_eq!(a, b),
         (a, b) => panic!("check_index {a:?} but index_ids {b:?}"),

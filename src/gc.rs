@@ -285,7 +285,8 @@ impl Run<'_> {
         let config = self.config;
         let t = Instant::now();
         let span = info_span!("manifests", snapshots = live.snapshots.len());
-        let inventory = inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
+        let inventory =
+            inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
         let filter = Arc::new(RefFilter::new(inventory.id_bound, config.bloom_fpr, config.bloom_seed));
         let exact = config.verify.then(|| Arc::new(ExactRefsBuilder::default()));
         let ingest = Ingest {
@@ -332,7 +333,13 @@ impl Run<'_> {
         }
     }
 
-    fn write_plan(&self, live: &LiveSet, locations: &[Location], listing: &Listing, report: &mut Report) -> Result<(), GcError> {
+    fn write_plan(
+        &self,
+        live: &LiveSet,
+        locations: &[Location],
+        listing: &Listing,
+        report: &mut Report,
+    ) -> Result<(), GcError> {
         let Some(path) = &self.config.plan_out else {
             return Ok(());
         };
@@ -368,7 +375,12 @@ impl Run<'_> {
         )
         .instrument(span)
         .await?;
-        info!(deleted = stats.deleted, refreshed_kept = stats.refreshed_kept, failed = stats.failures.len(), "execute done");
+        info!(
+            deleted = stats.deleted,
+            refreshed_kept = stats.refreshed_kept,
+            failed = stats.failures.len(),
+            "execute done"
+        );
         Ok(stats)
     }
 
@@ -387,7 +399,13 @@ impl Run<'_> {
 /// Decides every listed chunk, counts the decisions per location into the report, and
 /// leaves only the planned deletes in the listing, sorted by location and id. Returns how
 /// many chunks are older than the cutoff.
-fn decide_all(listing: &mut Listing, filter: &RefFilter, cutoff_ms: i64, locations: &[Location], report: &mut Report) -> u64 {
+fn decide_all(
+    listing: &mut Listing,
+    filter: &RefFilter,
+    cutoff_ms: i64,
+    locations: &[Location],
+    report: &mut Report,
+) -> u64 {
     #[derive(Default, Clone, Copy)]
     struct Tally {
         young: u64,
@@ -526,4 +544,3 @@ fn record_execute(report: &mut Report, stats: &ExecuteStats) {
     report.failed_deletes = stats.failures.clone();
     report.deletes_not_started = stats.not_started;
 }
-

@@ -5,22 +5,22 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bloom;
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod error;
+pub mod execute;
 pub mod fuzzing;
+pub mod gc;
 pub mod ids;
+pub mod listing;
 pub mod live_set;
 pub mod locations;
 pub mod manifest;
+pub mod manifest_fetch;
+pub mod plan;
+pub mod report;
 pub mod store;
 pub mod synth;
-pub mod bloom;
-pub mod decide;
-pub mod listing;
 pub mod verify;
-pub mod execute;
-pub mod plan;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod gc;
-pub mod manifest_fetch;
-pub mod report;

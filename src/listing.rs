@@ -150,7 +150,14 @@ async fn list_location(
     let location = Arc::new(location);
     let mut dirs = JoinSet::new();
     for dir in top.common_prefixes {
-        let job = list_dir(Arc::clone(&store), Arc::clone(&location), index, dir, Arc::clone(&permits), Arc::clone(&progress));
+        let job = list_dir(
+            Arc::clone(&store),
+            Arc::clone(&location),
+            index,
+            dir,
+            Arc::clone(&permits),
+            Arc::clone(&progress),
+        );
         dirs.spawn(job);
     }
     while let Some(done) = dirs.join_next().await {

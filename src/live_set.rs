@@ -53,9 +53,7 @@ pub enum LiveSetErrorKind {
     BadId { id: String, why: IdError },
     #[error("duplicate snapshot id {0:?}")]
     Duplicate(String),
-    #[error(
-        "missing trailer: the last non-blank line must be `# end count=<N> taken_at=<RFC 3339>` (truncated file?)"
-    )]
+    #[error("missing trailer: the last non-blank line must be `# end count=<N> taken_at=<RFC 3339>` (truncated file?)")]
     MissingTrailer,
     #[error("bad trailer: {0}")]
     BadTrailer(String),
@@ -64,37 +62,23 @@ pub enum LiveSetErrorKind {
     #[error("trailer says count={said} but the file has {found} snapshot ids (truncated file?)")]
     CountMismatch { said: u64, found: u64 },
     #[error("taken_at {taken_at} is more than 5 minutes after now ({now})")]
-    FutureTakenAt {
-        taken_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    },
+    FutureTakenAt { taken_at: DateTime<Utc>, now: DateTime<Utc> },
 }
 
 /// Parses and checks a live-set file. `source_name` names it in errors; `now` is the clock
 /// the `taken_at` check uses.
 pub fn parse(text: &[u8], source_name: &str, now: DateTime<Utc>) -> Result<LiveSet, LiveSetError> {
-    let err = |line: Option<usize>, kind| LiveSetError {
-        source_name: source_name.to_owned(),
-        line,
-        kind,
-    };
+    let err = |line: Option<usize>, kind| LiveSetError { source_name: source_name.to_owned(), line, kind };
     let text = match std::str::from_utf8(text) {
         Ok(text) => text,
         Err(e) => {
             let offset = e.valid_up_to();
-            let line = text
-                .get(..offset)
-                .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-                + 1;
+            let line = text.get(..offset).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1;
             return Err(err(Some(line), LiveSetErrorKind::NotUtf8 { offset }));
         }
     };
-    let lines: Vec<(usize, &str)> = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_ascii()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
+    let lines: Vec<(usize, &str)> =
+        text.split('\n').enumerate().map(|(i, l)| (i + 1, l.trim_ascii())).filter(|(_, l)| !l.is_empty()).collect();
     let Some((&(trailer_line, trailer), body)) = lines.split_last() else {
         return Err(err(None, LiveSetErrorKind::MissingTrailer));
     };
@@ -108,15 +92,8 @@ pub fn parse(text: &[u8], source_name: &str, now: DateTime<Utc>) -> Result<LiveS
             }
             continue;
         }
-        let id = SnapshotId::parse(line).map_err(|why| {
-            err(
-                Some(n),
-                LiveSetErrorKind::BadId {
-                    id: line.to_owned(),
-                    why,
-                },
-            )
-        })?;
+        let id = SnapshotId::parse(line)
+            .map_err(|why| err(Some(n), LiveSetErrorKind::BadId { id: line.to_owned(), why }))?;
         if seen.insert(line, n).is_some() {
             return Err(err(Some(n), LiveSetErrorKind::Duplicate(line.to_owned())));
         }
@@ -126,28 +103,16 @@ pub fn parse(text: &[u8], source_name: &str, now: DateTime<Utc>) -> Result<LiveS
     let Some(comment) = trailer.strip_prefix('#').filter(|c| looks_like_trailer(c)) else {
         return Err(err(None, LiveSetErrorKind::MissingTrailer));
     };
-    let (said, taken_at) = parse_trailer(comment)
-        .map_err(|why| err(Some(trailer_line), LiveSetErrorKind::BadTrailer(why)))?;
+    let (said, taken_at) =
+        parse_trailer(comment).map_err(|why| err(Some(trailer_line), LiveSetErrorKind::BadTrailer(why)))?;
     let found = snapshots.len() as u64;
     if said != found {
-        return Err(err(
-            Some(trailer_line),
-            LiveSetErrorKind::CountMismatch { said, found },
-        ));
+        return Err(err(Some(trailer_line), LiveSetErrorKind::CountMismatch { said, found }));
     }
-    if now
-        .checked_add_signed(MAX_CLOCK_SKEW)
-        .is_some_and(|limit| taken_at > limit)
-    {
-        return Err(err(
-            Some(trailer_line),
-            LiveSetErrorKind::FutureTakenAt { taken_at, now },
-        ));
+    if now.checked_add_signed(MAX_CLOCK_SKEW).is_some_and(|limit| taken_at > limit) {
+        return Err(err(Some(trailer_line), LiveSetErrorKind::FutureTakenAt { taken_at, now }));
     }
-    Ok(LiveSet {
-        snapshots,
-        taken_at,
-    })
+    Ok(LiveSet { snapshots, taken_at })
 }
 
 /// A comment (the text after `#`) whose first word is `end`.
@@ -159,18 +124,12 @@ fn looks_like_trailer(comment: &str) -> bool {
 fn parse_trailer(comment: &str) -> Result<(u64, DateTime<Utc>), String> {
     let words: Vec<&str> = comment.split_ascii_whitespace().collect();
     let [_end, count, taken_at] = words.as_slice() else {
-        return Err(format!(
-            "expected `# end count=<N> taken_at=<RFC 3339>`, got {:?}",
-            format!("#{comment}")
-        ));
+        return Err(format!("expected `# end count=<N> taken_at=<RFC 3339>`, got {:?}", format!("#{comment}")));
     };
-    let count = count
-        .strip_prefix("count=")
-        .ok_or_else(|| format!("expected count=<N>, got {count:?}"))?;
+    let count = count.strip_prefix("count=").ok_or_else(|| format!("expected count=<N>, got {count:?}"))?;
     let count = parse_u64(count).ok_or_else(|| format!("count {count:?} is not a decimal u64"))?;
-    let taken_at = taken_at
-        .strip_prefix("taken_at=")
-        .ok_or_else(|| format!("expected taken_at=<RFC 3339>, got {taken_at:?}"))?;
+    let taken_at =
+        taken_at.strip_prefix("taken_at=").ok_or_else(|| format!("expected taken_at=<RFC 3339>, got {taken_at:?}"))?;
     let taken_at = DateTime::parse_from_rfc3339(taken_at)
         .map_err(|e| format!("taken_at {taken_at:?} is not RFC 3339: {e}"))?
         .with_timezone(&Utc);
@@ -206,9 +165,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     fn kind(text: &str) -> (Option<usize>, LiveSetErrorKind) {
@@ -220,9 +177,7 @@ mod tests {
 
     #[test]
     fn valid_files_parse() {
-        let text = format!(
-            "# live set\n\n  snap-1 \r\nsnap-2\n# a comment\nsnap-3\n\n# end count=3 {T}\n\n"
-        );
+        let text = format!("# live set\n\n  snap-1 \r\nsnap-2\n# a comment\nsnap-3\n\n# end count=3 {T}\n\n");
         let live = parse(text.as_bytes(), "live.txt", now()).unwrap();
         let ids: Vec<&str> = live.snapshots.iter().map(|s| s.as_str()).collect();
         assert_eq!(ids, ["snap-1", "snap-2", "snap-3"]);
@@ -238,14 +193,7 @@ mod tests {
     #[test]
     fn taken_at_up_to_five_minutes_ahead_is_fine() {
         assert!(parse(b"# end count=0 taken_at=2026-01-01T00:05:00Z", "x", now()).is_ok());
-        assert!(
-            parse(
-                b"# end count=0 taken_at=2026-01-01T02:05:00+02:00",
-                "x",
-                now()
-            )
-            .is_ok()
-        );
+        assert!(parse(b"# end count=0 taken_at=2026-01-01T02:05:00+02:00", "x", now()).is_ok());
         let (line, k) = kind("\n# end count=0 taken_at=2026-01-01T00:05:00.001Z");
         assert_eq!(line, Some(2));
         assert!(matches!(k, LiveSetErrorKind::FutureTakenAt { .. }), "{k:?}");
@@ -254,74 +202,39 @@ mod tests {
     #[test]
     fn not_utf8() {
         let e = parse(b"snap-1\nsn\xffap\n", "live.txt", now()).unwrap_err();
-        assert_eq!(
-            (e.line, e.kind),
-            (Some(2), LiveSetErrorKind::NotUtf8 { offset: 9 })
-        );
+        assert_eq!((e.line, e.kind), (Some(2), LiveSetErrorKind::NotUtf8 { offset: 9 }));
     }
 
     #[test]
     fn bad_ids() {
         let (line, k) = kind(&format!("snap-1\nsnap/2\n# end count=2 {T}"));
         assert_eq!(line, Some(2));
-        assert_eq!(
-            k,
-            LiveSetErrorKind::BadId {
-                id: "snap/2".into(),
-                why: IdError::BadChar(4)
-            }
-        );
+        assert_eq!(k, LiveSetErrorKind::BadId { id: "snap/2".into(), why: IdError::BadChar(4) });
         let (_, k) = kind(&format!("snap 1\n# end count=1 {T}"));
         assert!(matches!(k, LiveSetErrorKind::BadId { .. }));
         let (_, k) = kind(&format!("{}\n# end count=1 {T}", "a".repeat(129)));
-        assert!(matches!(
-            k,
-            LiveSetErrorKind::BadId {
-                why: IdError::TooLong(129),
-                ..
-            }
-        ));
+        assert!(matches!(k, LiveSetErrorKind::BadId { why: IdError::TooLong(129), .. }));
     }
 
     #[test]
     fn duplicates() {
-        let e = parse(
-            format!("a\nb\n\nsnap-3\nc\n\nsnap-3\n# end count=5 {T}").as_bytes(),
-            "live.txt",
-            now(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "live.txt: line 7: duplicate snapshot id \"snap-3\""
-        );
+        let e =
+            parse(format!("a\nb\n\nsnap-3\nc\n\nsnap-3\n# end count=5 {T}").as_bytes(), "live.txt", now()).unwrap_err();
+        assert_eq!(e.to_string(), "live.txt: line 7: duplicate snapshot id \"snap-3\"");
     }
 
     #[test]
     fn missing_trailer() {
-        for text in [
-            "",
-            "\n \n",
-            "snap-1\nsnap-2\n",
-            "snap-1\n# a comment\n",
-            "# end count=0 T\nsnap-1",
-        ] {
+        for text in ["", "\n \n", "snap-1\nsnap-2\n", "snap-1\n# a comment\n", "# end count=0 T\nsnap-1"] {
             let (line, k) = kind(text);
             if text.starts_with("# end") {
                 assert_eq!(k, LiveSetErrorKind::TrailerNotLast, "{text:?}");
             } else {
-                assert_eq!(
-                    (line, k),
-                    (None, LiveSetErrorKind::MissingTrailer),
-                    "{text:?}"
-                );
+                assert_eq!((line, k), (None, LiveSetErrorKind::MissingTrailer), "{text:?}");
             }
         }
         let e = parse(b"snap-1\n", "live.txt", now()).unwrap_err();
-        assert!(
-            e.to_string().starts_with("live.txt: missing trailer"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("live.txt: missing trailer"), "{e}");
     }
 
     #[test]
@@ -356,22 +269,12 @@ mod tests {
     #[test]
     fn count_mismatch() {
         let (line, k) = kind(&format!("snap-1\nsnap-2\n# end count=3 {T}\n"));
-        assert_eq!(
-            (line, k),
-            (
-                Some(3),
-                LiveSetErrorKind::CountMismatch { said: 3, found: 2 }
-            )
-        );
+        assert_eq!((line, k), (Some(3), LiveSetErrorKind::CountMismatch { said: 3, found: 2 }));
     }
 
     #[test]
     fn comments_that_merely_start_with_end_are_comments() {
-        let live = parse(
-            format!("#endpoint x\n# ending\nsnap-1\n# end count=1 {T}").as_bytes(),
-            "x",
-            now(),
-        );
+        let live = parse(format!("#endpoint x\n# ending\nsnap-1\n# end count=1 {T}").as_bytes(), "x", now());
         assert_eq!(live.unwrap().snapshots.len(), 1);
     }
 
@@ -385,11 +288,8 @@ mod tests {
     }
 
     fn ids_strategy() -> impl Strategy<Value = Vec<SnapshotId>> {
-        proptest::collection::btree_set("[A-Za-z0-9][A-Za-z0-9._-]{0,20}", 0..20).prop_map(|s| {
-            s.into_iter()
-                .map(|i| SnapshotId::parse(&i).unwrap())
-                .collect()
-        })
+        proptest::collection::btree_set("[A-Za-z0-9][A-Za-z0-9._-]{0,20}", 0..20)
+            .prop_map(|s| s.into_iter().map(|i| SnapshotId::parse(&i).unwrap()).collect())
     }
 
     proptest! {

@@ -64,11 +64,7 @@ impl Location {
     }
 
     pub fn check_owned_by(&self, partition: &PartitionId) -> Result<(), LocationError> {
-        if self.belongs_to(partition) {
-            Ok(())
-        } else {
-            Err(LocationError::NotOwned(self.clone(), partition.clone()))
-        }
+        if self.belongs_to(partition) { Ok(()) } else { Err(LocationError::NotOwned(self.clone(), partition.clone())) }
     }
 
     /// The object key of `id` in this location: `<prefix>/<hh>/<hex>`.
@@ -83,22 +79,15 @@ impl Location {
 
     /// The listing prefix of one `<hh>` fan-out directory.
     pub fn fanout_prefix(&self, hh: u8) -> String {
-        if self.prefix.is_empty() {
-            format!("{hh:02x}")
-        } else {
-            format!("{}/{hh:02x}", self.prefix)
-        }
+        if self.prefix.is_empty() { format!("{hh:02x}") } else { format!("{}/{hh:02x}", self.prefix) }
     }
 
     /// Classifies a key found while listing this location: the chunk it names, or `None` for
     /// a foreign object. The key must be `<prefix>/<hh>/<hex>` with `<hh>` the first two
     /// digits of `<hex>`.
     pub fn chunk_of_key(&self, key: &str) -> Option<ChunkId> {
-        let rest = if self.prefix.is_empty() {
-            key
-        } else {
-            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
-        };
+        let rest =
+            if self.prefix.is_empty() { key } else { key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')? };
         let (hh, hex) = rest.split_once('/')?;
         if hh.len() != 2 || !hex.starts_with(hh) {
             return None;
@@ -109,11 +98,7 @@ impl Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix.is_empty() {
-            write!(f, "{}", self.bucket)
-        } else {
-            write!(f, "{}/{}", self.bucket, self.prefix)
-        }
+        if self.prefix.is_empty() { write!(f, "{}", self.bucket) } else { write!(f, "{}/{}", self.bucket, self.prefix) }
     }
 }
 

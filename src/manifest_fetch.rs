@@ -89,11 +89,8 @@ pub async fn inventory(
     live: &LiveSet,
 ) -> Result<Inventory, IngestError> {
     let dir = manifest::snapshots_dir(partition);
-    let inventory_err = |why: String| IngestError::Inventory {
-        bucket: meta_bucket.to_owned(),
-        prefix: dir.clone(),
-        why,
-    };
+    let inventory_err =
+        |why: String| IngestError::Inventory { bucket: meta_bucket.to_owned(), prefix: dir.clone(), why };
     let mut sizes: HashMap<String, u64> = HashMap::new();
     if !live.snapshots.is_empty() {
         let store = stores.bucket(meta_bucket).map_err(|e| inventory_err(e.to_string()))?;
@@ -141,10 +138,9 @@ pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usiz
 }
 
 async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestError> {
-    let store = ingest
-        .stores
-        .bucket(&ingest.meta_bucket)
-        .map_err(|e| manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string())))?;
+    let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
+        manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
+    })?;
     if job.legacy {
         ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await?;
         ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +152,12 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
     Ok(())
 }
 
-async fn fetch(store: &dyn ObjectStore, bucket: &str, key: &str, snapshot: &SnapshotId) -> Result<Bytes, ManifestError> {
+async fn fetch(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    snapshot: &SnapshotId,
+) -> Result<Bytes, ManifestError> {
     let object = object_name(bucket, key);
     let result = store.get(&Path::from(key)).await;
     let bytes = match result {
@@ -188,7 +189,12 @@ impl std::ops::Deref for IndexBytes {
     }
 }
 
-async fn index_bytes(ingest: &Ingest, store: &dyn ObjectStore, key: &str, snapshot: &SnapshotId) -> Result<IndexBytes, ManifestError> {
+async fn index_bytes(
+    ingest: &Ingest,
+    store: &dyn ObjectStore,
+    key: &str,
+    snapshot: &SnapshotId,
+) -> Result<IndexBytes, ManifestError> {
     let Some(path) = ingest.stores.local_file(&ingest.meta_bucket, key) else {
         return Ok(IndexBytes::Fetched(fetch(store, &ingest.meta_bucket, key, snapshot).await?));
     };

@@ -201,7 +201,9 @@ impl Report {
             0 => "nothing: the partition is collected",
             2 => "fix the flags (see --help); nothing was changed",
             3 => "fix or re-export the live set; nothing was changed",
-            4 => "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed",
+            4 => {
+                "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed"
+            }
             5 => "check the store and credentials, then rerun; nothing was changed",
             6 => "check the live set is complete; raise --max-delete-fraction only if the plan is right",
             7 => "rerun to retry the failed deletes listed in the report",

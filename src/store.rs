@@ -94,13 +94,7 @@ impl Stores {
     }
 
     fn with_backend(backend: Backend, options: StoreOptions) -> Self {
-        Self {
-            backend,
-            options,
-            buckets: Arc::default(),
-            memory: Arc::default(),
-            layer: None,
-        }
+        Self { backend, options, buckets: Arc::default(), memory: Arc::default(), layer: None }
     }
 
     /// The same buckets seen through `layer` (fault injection, call counting).

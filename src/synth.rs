@@ -53,23 +53,13 @@ pub enum SynthError {
     #[error("synth snapshot id {id:?}: {source}")]
     SnapshotId { id: String, source: IdError },
     #[error("bucket {bucket}: cannot create: {source}")]
-    CreateBucket {
-        bucket: String,
-        source: std::io::Error,
-    },
+    CreateBucket { bucket: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("bucket {bucket} key {key}: write failed: {source}")]
-    Put {
-        bucket: String,
-        key: String,
-        source: object_store::Error,
-    },
+    Put { bucket: String, key: String, source: object_store::Error },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("store directory {path} does not exist")]
     NoStoreDir { path: PathBuf },
     #[error("chunk writer: {0}")]
@@ -92,11 +82,7 @@ pub struct FormatMix {
 impl FormatMix {
     /// `both = 1 - legacy - unified`.
     pub fn from_shares(legacy: f64, unified: f64) -> Result<Self, SynthError> {
-        let mix = Self {
-            legacy,
-            unified,
-            both: (1.0 - legacy - unified).max(0.0),
-        };
+        let mix = Self { legacy, unified, both: (1.0 - legacy - unified).max(0.0) };
         mix.check()?;
         Ok(mix)
     }
@@ -109,9 +95,7 @@ impl FormatMix {
             )));
         }
         if l + u > 1.0 + 1e-9 {
-            return Err(SynthError::Config(format!(
-                "legacy share {l} + unified share {u} exceed 1"
-            )));
+            return Err(SynthError::Config(format!("legacy share {l} + unified share {u} exceed 1")));
         }
         Ok(())
     }
@@ -123,9 +107,7 @@ impl FormatMix {
         let exact: Vec<f64> = shares.iter().map(|s| s / total * n as f64).collect();
         let mut counts: [usize; 3] = [0, 1, 2].map(|k| exact[k].floor() as usize);
         let mut order = [0usize, 1, 2];
-        order.sort_by(|&a, &b| {
-            (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor()))
-        });
+        order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
         let mut left = n.saturating_sub(counts.iter().sum());
         for k in order.iter().cycle().take(3 * n.max(1)) {
             if left == 0 {
@@ -140,11 +122,7 @@ impl FormatMix {
 
 impl Default for FormatMix {
     fn default() -> Self {
-        Self {
-            legacy: 0.4,
-            unified: 0.4,
-            both: 0.2,
-        }
+        Self { legacy: 0.4, unified: 0.4, both: 0.2 }
     }
 }
 
@@ -433,11 +411,7 @@ impl Layout {
         check_config(cfg)?;
         let (live, dead) = plan_snapshots(cfg)?;
         let shared = shared_ids(cfg.referenced_ids, cfg.shared_fraction, live.len());
-        let dead_exclusive = if dead.is_empty() {
-            0
-        } else {
-            cfg.garbage_chunks / 2
-        };
+        let dead_exclusive = if dead.is_empty() { 0 } else { cfg.garbage_chunks / 2 };
         let young_spread = (cfg.young_age.as_secs() / 4).min(YOUNG_SPREAD_SECS);
         Ok(Self {
             seed: cfg.seed,
@@ -525,33 +499,21 @@ impl Layout {
     fn mtime(&self, n: u64, kind: Kind) -> DateTime<Utc> {
         let r = mix(self.seed, T_AGE, n, 0);
         match kind {
-            Kind::Young => {
-                self.young + chrono::Duration::seconds((r % (self.young_spread + 1)) as i64)
-            }
-            Kind::Referenced | Kind::Garbage => {
-                self.old - chrono::Duration::seconds((r % OLD_SPREAD_SECS) as i64)
-            }
+            Kind::Young => self.young + chrono::Duration::seconds((r % (self.young_spread + 1)) as i64),
+            Kind::Referenced | Kind::Garbage => self.old - chrono::Duration::seconds((r % OLD_SPREAD_SECS) as i64),
         }
     }
 
     fn chunk(&self, n: u64) -> ChunkObject {
         let kind = self.kind(n);
-        ChunkObject {
-            loc: self.home(n),
-            id: chunk_id(self.seed, n),
-            kind,
-            mtime: self.mtime(n, kind),
-        }
+        ChunkObject { loc: self.home(n), id: chunk_id(self.seed, n), kind, mtime: self.mtime(n, kind) }
     }
 
     /// The chunk numbers live snapshot `j` references.
     fn live_refs(&self, j: usize) -> Vec<u64> {
         let n = self.live.len();
-        let mut refs: Vec<u64> = if self.shared == 0 {
-            Vec::new()
-        } else {
-            (j as u64..self.shared).step_by(n).collect()
-        };
+        let mut refs: Vec<u64> =
+            if self.shared == 0 { Vec::new() } else { (j as u64..self.shared).step_by(n).collect() };
         refs.extend(self.shared_second(j));
         let own = block(j, n, self.exclusive());
         refs.extend((own.start + self.shared)..(own.end + self.shared));
@@ -563,11 +525,8 @@ impl Layout {
     fn dead_refs(&self, d: usize) -> Vec<u64> {
         let own = block(d, self.dead.len(), self.dead_exclusive);
         let mut refs: Vec<u64> = (own.start + self.referenced..own.end + self.referenced).collect();
-        let picks = if self.referenced == 0 {
-            0
-        } else {
-            ((own.end - own.start) as f64 * self.shared_fraction).round() as u64
-        };
+        let picks =
+            if self.referenced == 0 { 0 } else { ((own.end - own.start) as f64 * self.shared_fraction).round() as u64 };
         let legacy_only = self.dead[d].format == SnapshotFormat::Legacy;
         let mut live: Vec<u64> = (0..picks)
             .map(|t| mix(self.seed, T_PICK, d as u64, t) % self.referenced)
@@ -594,11 +553,7 @@ impl Layout {
             (_, 3) => format!("{:02x}/{hex}", id.0[0].wrapping_add(1)),
             _ => format!("{}/{}", &hex[..2], hex.to_uppercase()),
         };
-        let key = if prefix.is_empty() {
-            rest
-        } else {
-            format!("{prefix}/{rest}")
-        };
+        let key = if prefix.is_empty() { rest } else { format!("{prefix}/{rest}") };
         (loc, key)
     }
 
@@ -627,21 +582,12 @@ impl Layout {
         sets
     }
 
-    fn summary(
-        &self,
-        tally: Tally,
-        live_set: String,
-        elapsed: Duration,
-        sets: Option<SynthSets>,
-    ) -> SynthSummary {
+    fn summary(&self, tally: Tally, live_set: String, elapsed: Duration, sets: Option<SynthSets>) -> SynthSummary {
         let per_location = self
             .locations
             .iter()
             .zip(&tally.per_location)
-            .map(|(location, c)| LocationCounts {
-                location: location.clone(),
-                ..c.clone()
-            })
+            .map(|(location, c)| LocationCounts { location: location.clone(), ..c.clone() })
             .collect();
         SynthSummary {
             partition: self.partition.clone(),
@@ -672,25 +618,16 @@ fn check_config(cfg: &SynthConfig) -> Result<(), SynthError> {
     cfg.format_mix.check()?;
     let bad = |why: String| Err(SynthError::Config(why));
     if !(0.0..=1.0).contains(&cfg.shared_fraction) {
-        return bad(format!(
-            "shared fraction {} is not in [0, 1]",
-            cfg.shared_fraction
-        ));
+        return bad(format!("shared fraction {} is not in [0, 1]", cfg.shared_fraction));
     }
     if cfg.referenced_ids > 0 && cfg.snapshots == 0 {
-        return bad(format!(
-            "{} referenced ids need at least one live snapshot",
-            cfg.referenced_ids
-        ));
+        return bad(format!("{} referenced ids need at least one live snapshot", cfg.referenced_ids));
     }
     if cfg.snapshots + cfg.dead_snapshots > 999_999 {
         return bad("more than 999999 snapshots".to_owned());
     }
     if cfg.extra_locations > 1_000 {
-        return bad(format!(
-            "{} extra locations is more than 1000",
-            cfg.extra_locations
-        ));
+        return bad(format!("{} extra locations is more than 1000", cfg.extra_locations));
     }
     if cfg.young_age >= cfg.old_age {
         return bad(format!(
@@ -699,10 +636,7 @@ fn check_config(cfg: &SynthConfig) -> Result<(), SynthError> {
             age_text(cfg.old_age)
         ));
     }
-    let total = cfg
-        .referenced_ids
-        .checked_add(cfg.garbage_chunks)
-        .and_then(|n| n.checked_add(cfg.young_chunks));
+    let total = cfg.referenced_ids.checked_add(cfg.garbage_chunks).and_then(|n| n.checked_add(cfg.young_chunks));
     if total.is_none_or(|n| n >= 1 << 62) {
         return bad("chunk counts overflow".to_owned());
     }
@@ -739,28 +673,20 @@ fn plan_snapshots(cfg: &SynthConfig) -> Result<(Vec<SnapPlan>, Vec<SnapPlan>), S
     Ok((plan_formats(cfg, live, 1)?, plan_formats(cfg, dead, 2)?))
 }
 
-fn plan_formats(
-    cfg: &SynthConfig,
-    numbers: &[usize],
-    salt: u64,
-) -> Result<Vec<SnapPlan>, SynthError> {
+fn plan_formats(cfg: &SynthConfig, numbers: &[usize], salt: u64) -> Result<Vec<SnapPlan>, SynthError> {
     let [legacy, unified, both] = cfg.format_mix.counts(numbers.len());
-    let mut formats: Vec<SnapshotFormat> = [
-        (SnapshotFormat::Legacy, legacy),
-        (SnapshotFormat::Unified, unified),
-        (SnapshotFormat::Both, both),
-    ]
-    .into_iter()
-    .flat_map(|(format, n)| std::iter::repeat_n(format, n))
-    .collect();
+    let mut formats: Vec<SnapshotFormat> =
+        [(SnapshotFormat::Legacy, legacy), (SnapshotFormat::Unified, unified), (SnapshotFormat::Both, both)]
+            .into_iter()
+            .flat_map(|(format, n)| std::iter::repeat_n(format, n))
+            .collect();
     shuffle(cfg.seed, salt, &mut formats);
     numbers
         .iter()
         .zip(formats)
         .map(|(n, format)| {
             let name = format!("snap-{n:06}");
-            let id = SnapshotId::parse(&name)
-                .map_err(|source| SynthError::SnapshotId { id: name, source })?;
+            let id = SnapshotId::parse(&name).map_err(|source| SynthError::SnapshotId { id: name, source })?;
             Ok(SnapPlan { id, format })
         })
         .collect()
@@ -769,11 +695,7 @@ fn plan_formats(
 /// The legacy default, then `extra` locations in a rotation of shapes: another bucket with
 /// the partition deep in the prefix, a prefix that is just the partition id, and another
 /// prefix of the metadata bucket. Every prefix has the partition id as a segment.
-fn plan_locations(
-    meta: &str,
-    partition: &PartitionId,
-    extra: usize,
-) -> Result<Vec<Location>, SynthError> {
+fn plan_locations(meta: &str, partition: &PartitionId, extra: usize) -> Result<Vec<Location>, SynthError> {
     let mut locations = vec![Location::legacy_default(meta, partition)?];
     for k in 1..=extra {
         let loc = match (k - 1) % 3 {
@@ -813,10 +735,7 @@ impl Tally {
                 bytes: 0,
             })
             .collect();
-        Self {
-            per_location,
-            ..Self::default()
-        }
+        Self { per_location, ..Self::default() }
     }
 
     fn object(&mut self, bytes: usize) {
@@ -871,9 +790,7 @@ fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
     if let Some(root) = dir.as_deref().and_then(std::path::Path::parent)
         && !root.is_dir()
     {
-        return Err(SynthError::NoStoreDir {
-            path: root.to_owned(),
-        });
+        return Err(SynthError::NoStoreDir { path: root.to_owned() });
     }
     let mut buckets: Vec<&str> = layout.locations.iter().map(Location::bucket).collect();
     buckets.push(&layout.meta_bucket);
@@ -882,10 +799,7 @@ fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
     for bucket in buckets {
         stores
             .create_bucket(bucket)
-            .map_err(|source| SynthError::CreateBucket {
-                bucket: bucket.to_owned(),
-                source,
-            })?;
+            .map_err(|source| SynthError::CreateBucket { bucket: bucket.to_owned(), source })?;
     }
     Ok(())
 }
@@ -900,21 +814,12 @@ fn check_backdating(stores: &Stores, layout: &Layout) -> Result<(), SynthError> 
     Ok(())
 }
 
-async fn put(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    key: &str,
-    data: Bytes,
-) -> Result<(), SynthError> {
-    store
-        .put(&ObjectPath::from(key), data.into())
-        .await
-        .map(drop)
-        .map_err(|source| SynthError::Put {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        })
+async fn put(store: &dyn ObjectStore, bucket: &str, key: &str, data: Bytes) -> Result<(), SynthError> {
+    store.put(&ObjectPath::from(key), data.into()).await.map(drop).map_err(|source| SynthError::Put {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
 }
 
 /// One snapshot's manifest files: (key, bytes), and whether it has each format.
@@ -945,46 +850,24 @@ fn render_snapshot(layout: &Layout, plan: &SnapPlan, refs: &[u64], overlap: bool
     }
     let mut files = Vec::new();
     if plan.format.has_legacy() {
-        files.extend(formats::legacy_files(
-            &layout.partition,
-            &plan.id,
-            &legacy_ids,
-            created,
-        ));
+        files.extend(formats::legacy_files(&layout.partition, &plan.id, &legacy_ids, created));
     }
     if plan.format.has_unified() {
         let (locations, groups) = unified_groups(&layout.locations, unified_refs);
-        files.push(formats::unified_file(
-            &layout.partition,
-            &plan.id,
-            created,
-            locations,
-            &groups,
-        ));
+        files.push(formats::unified_file(&layout.partition, &plan.id, created, locations, &groups));
     }
-    ManifestFiles {
-        files,
-        legacy: plan.format.has_legacy(),
-        unified: plan.format.has_unified(),
-    }
+    ManifestFiles { files, legacy: plan.format.has_legacy(), unified: plan.format.has_unified() }
 }
 
 /// The locations a unified manifest names (in layout order) and its groups: (index into
 /// those locations, ids), at most [`GROUP_MAX`] ids each.
-fn unified_groups(
-    all: &[Location],
-    refs: Vec<(usize, ChunkId)>,
-) -> (Vec<Location>, Vec<(u32, Vec<ChunkId>)>) {
+fn unified_groups(all: &[Location], refs: Vec<(usize, ChunkId)>) -> (Vec<Location>, Vec<(u32, Vec<ChunkId>)>) {
     let mut by_home: Vec<Vec<ChunkId>> = vec![Vec::new(); all.len()];
     for (home, id) in refs {
         by_home[home].push(id);
     }
     let (mut locations, mut groups) = (Vec::new(), Vec::new());
-    for (home, ids) in by_home
-        .into_iter()
-        .enumerate()
-        .filter(|(_, ids)| !ids.is_empty())
-    {
+    for (home, ids) in by_home.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
         let index = locations.len() as u32;
         locations.push(all[home].clone());
         groups.extend(ids.chunks(GROUP_MAX).map(|part| (index, part.to_vec())));
@@ -994,9 +877,7 @@ fn unified_groups(
 
 async fn write_manifests(stores: &Stores, layout: &Arc<Layout>) -> Result<Tally, SynthError> {
     let store = stores.bucket(&layout.meta_bucket)?;
-    let jobs = (0..layout.live.len())
-        .map(|j| (true, j))
-        .chain((0..layout.dead.len()).map(|d| (false, d)));
+    let jobs = (0..layout.live.len()).map(|j| (true, j)).chain((0..layout.dead.len()).map(|d| (false, d)));
     stream::iter(jobs)
         .map(|(live, j)| {
             let (layout, store) = (Arc::clone(layout), Arc::clone(&store));
@@ -1022,11 +903,7 @@ async fn write_manifests(stores: &Stores, layout: &Arc<Layout>) -> Result<Tally,
         .await
 }
 
-async fn put_manifest_files(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    files: ManifestFiles,
-) -> Result<Tally, SynthError> {
+async fn put_manifest_files(store: &dyn ObjectStore, bucket: &str, files: ManifestFiles) -> Result<Tally, SynthError> {
     let mut tally = Tally {
         legacy_manifests: usize::from(files.legacy),
         unified_manifests: usize::from(files.unified),
@@ -1039,16 +916,8 @@ async fn put_manifest_files(
     Ok(tally)
 }
 
-async fn write_chunks(
-    stores: &Stores,
-    layout: &Arc<Layout>,
-    cfg: &SynthConfig,
-) -> Result<Tally, SynthError> {
-    let roots: Option<Vec<PathBuf>> = layout
-        .locations
-        .iter()
-        .map(|l| stores.local_dir(l.bucket()))
-        .collect();
+async fn write_chunks(stores: &Stores, layout: &Arc<Layout>, cfg: &SynthConfig) -> Result<Tally, SynthError> {
+    let roots: Option<Vec<PathBuf>> = layout.locations.iter().map(|l| stores.local_dir(l.bucket())).collect();
     match roots {
         Some(roots) => {
             let (layout, threads) = (Arc::clone(layout), cfg.write_threads);
@@ -1065,27 +934,13 @@ fn default_threads() -> usize {
 }
 
 /// `file://`: plain files written by a rayon pool, mtime set through the open handle.
-fn write_chunks_local(
-    layout: &Layout,
-    roots: &[PathBuf],
-    threads: usize,
-) -> Result<Tally, SynthError> {
+fn write_chunks_local(layout: &Layout, roots: &[PathBuf], threads: usize) -> Result<Tally, SynthError> {
     create_fanout_dirs(layout, roots)?;
-    let threads = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| SynthError::Worker(e.to_string()))?;
-    let count = usize::try_from(layout.chunk_count()).map_err(|_| {
-        SynthError::Config(format!(
-            "{} chunks do not fit in memory indices",
-            layout.chunk_count()
-        ))
-    })?;
+    let threads = if threads == 0 { default_threads() } else { threads };
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SynthError::Worker(e.to_string()))?;
+    let count = usize::try_from(layout.chunk_count())
+        .map_err(|_| SynthError::Config(format!("{} chunks do not fit in memory indices", layout.chunk_count())))?;
     let empty = || Tally::for_locations(&layout.locations);
     pool.install(|| {
         (0..count)
@@ -1114,11 +969,7 @@ fn create_fanout_dirs(layout: &Layout, roots: &[PathBuf]) -> Result<(), SynthErr
     Ok(())
 }
 
-fn write_chunk_file(
-    root: &std::path::Path,
-    loc: &Location,
-    obj: &ChunkObject,
-) -> Result<usize, SynthError> {
+fn write_chunk_file(root: &std::path::Path, loc: &Location, obj: &ChunkObject) -> Result<usize, SynthError> {
     let path = root.join(loc.chunk_key(&obj.id));
     let (buf, len) = chunk_content(&obj.id);
     write_file(&path, &buf[..len], obj.mtime)?;
@@ -1131,24 +982,13 @@ fn write_file(path: &std::path::Path, data: &[u8], mtime: DateTime<Utc>) -> Resu
         Ok(file) => file,
         Err(e) => return Err(fail(e)),
     };
-    let when =
-        filetime::FileTime::from_unix_time(mtime.timestamp(), mtime.timestamp_subsec_nanos());
-    file.write_all(data)
-        .and_then(|()| filetime::set_file_handle_times(&file, None, Some(when)))
-        .map_err(fail)
+    let when = filetime::FileTime::from_unix_time(mtime.timestamp(), mtime.timestamp_subsec_nanos());
+    file.write_all(data).and_then(|()| filetime::set_file_handle_times(&file, None, Some(when))).map_err(fail)
 }
 
 /// Other stores: bounded concurrent puts, then the store's own backdating.
-async fn write_chunks_remote(
-    stores: &Stores,
-    layout: &Layout,
-    concurrency: usize,
-) -> Result<Tally, SynthError> {
-    let buckets = layout
-        .locations
-        .iter()
-        .map(|l| stores.bucket(l.bucket()))
-        .collect::<Result<Vec<_>, _>>()?;
+async fn write_chunks_remote(stores: &Stores, layout: &Layout, concurrency: usize) -> Result<Tally, SynthError> {
+    let buckets = layout.locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
     stream::iter(0..layout.chunk_count())
         .map(|n| {
             let obj = layout.chunk(n);
@@ -1157,25 +997,16 @@ async fn write_chunks_remote(
             async move {
                 let key = loc.chunk_key(&obj.id);
                 let (buf, len) = chunk_content(&obj.id);
-                put(
-                    &**store,
-                    loc.bucket(),
-                    &key,
-                    Bytes::copy_from_slice(&buf[..len]),
-                )
-                .await?;
+                put(&**store, loc.bucket(), &key, Bytes::copy_from_slice(&buf[..len])).await?;
                 stores.set_last_modified(loc.bucket(), &key, obj.mtime)?;
                 Ok::<_, SynthError>((obj, len))
             }
         })
         .buffer_unordered(concurrency)
-        .try_fold(
-            Tally::for_locations(&layout.locations),
-            |mut tally, (obj, len)| async move {
-                tally.chunk(&obj, len);
-                Ok(tally)
-            },
-        )
+        .try_fold(Tally::for_locations(&layout.locations), |mut tally, (obj, len)| async move {
+            tally.chunk(&obj, len);
+            Ok(tally)
+        })
         .await
 }
 
@@ -1198,13 +1029,7 @@ async fn write_foreign(stores: &Stores, layout: &Layout) -> Result<Tally, SynthE
                 write_file(&path, &data, layout.old)?;
             }
             None => {
-                put(
-                    &*stores.bucket(bucket)?,
-                    bucket,
-                    &key,
-                    Bytes::from(data.clone()),
-                )
-                .await?;
+                put(&*stores.bucket(bucket)?, bucket, &key, Bytes::from(data.clone())).await?;
                 stores.set_last_modified(bucket, &key, layout.old)?;
             }
         }
@@ -1239,10 +1064,7 @@ mod formats {
         let index = render_index(ids);
         let manifest = manifest_for_index(snapshot, partition, &index, created.fixed_offset());
         [
-            (
-                legacy_manifest_key(partition, snapshot),
-                render_manifest(&manifest).into_bytes(),
-            ),
+            (legacy_manifest_key(partition, snapshot), render_manifest(&manifest).into_bytes()),
             (legacy_index_key(partition, snapshot), index),
         ]
     }
@@ -1260,10 +1082,7 @@ mod formats {
             partition_id: partition.clone(),
             created_unix_ms: created.timestamp_millis(),
             locations,
-            groups: groups
-                .iter()
-                .map(|(loc, ids)| ChunkGroup::new(*loc, ids))
-                .collect(),
+            groups: groups.iter().map(|(loc, ids)| ChunkGroup::new(*loc, ids)).collect(),
         };
         (unified_key(partition, snapshot), unified::render(&manifest))
     }
@@ -1281,9 +1100,7 @@ mod tests {
     type Listing = BTreeMap<(String, String), (u64, DateTime<Utc>)>;
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0)
-            .single()
-            .expect("valid time")
+        Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).single().expect("valid time")
     }
 
     fn cfg(seed: u64) -> SynthConfig {
@@ -1306,29 +1123,15 @@ mod tests {
     }
 
     fn buckets(summary: &SynthSummary) -> BTreeSet<String> {
-        summary
-            .locations
-            .iter()
-            .map(|l| l.bucket().to_owned())
-            .chain(["snapshots".to_owned()])
-            .collect()
+        summary.locations.iter().map(|l| l.bucket().to_owned()).chain(["snapshots".to_owned()]).collect()
     }
 
     async fn listing(stores: &Stores, buckets: &BTreeSet<String>) -> Listing {
         let mut all = Listing::new();
         for bucket in buckets {
-            let metas: Vec<_> = stores
-                .bucket(bucket)
-                .unwrap()
-                .list(None)
-                .try_collect()
-                .await
-                .unwrap();
+            let metas: Vec<_> = stores.bucket(bucket).unwrap().list(None).try_collect().await.unwrap();
             for meta in metas {
-                all.insert(
-                    (bucket.clone(), meta.location.to_string()),
-                    (meta.size, meta.last_modified),
-                );
+                all.insert((bucket.clone(), meta.location.to_string()), (meta.size, meta.last_modified));
             }
         }
         all
@@ -1342,13 +1145,7 @@ mod tests {
         let mut all = BTreeMap::new();
         for (bucket, key) in list.keys() {
             let store = stores.bucket(bucket).unwrap();
-            let data = store
-                .get(&ObjectPath::from(key.as_str()))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let data = store.get(&ObjectPath::from(key.as_str())).await.unwrap().bytes().await.unwrap();
             all.insert((bucket.clone(), key.clone()), data);
         }
         all
@@ -1379,11 +1176,7 @@ mod tests {
         );
         let mut refs = BTreeSet::new();
         let (manifest, index) = (get(stores, &mkey).await, get(stores, &ikey).await);
-        assert_eq!(
-            manifest.is_some(),
-            index.is_some(),
-            "{snapshot}: never half a legacy pair"
-        );
+        assert_eq!(manifest.is_some(), index.is_some(), "{snapshot}: never half a legacy pair");
         if let (Some(manifest), Some(index)) = (manifest, index) {
             let m = legacy::parse_manifest(&manifest, &mkey, snapshot, part).unwrap();
             let default = Location::legacy_default("snapshots", part).unwrap();
@@ -1392,10 +1185,7 @@ mod tests {
             }
         }
         let snap = get(stores, &ukey).await;
-        assert!(
-            snap.is_some() || !refs.is_empty() || get(stores, &mkey).await.is_some(),
-            "{snapshot} has a manifest"
-        );
+        assert!(snap.is_some() || !refs.is_empty() || get(stores, &mkey).await.is_some(), "{snapshot} has a manifest");
         if let Some(snap) = snap {
             let m = unified::parse(snap, &ukey, snapshot, part).unwrap();
             assert!(m.locations.iter().all(|l| l.belongs_to(part)));
@@ -1418,18 +1208,12 @@ mod tests {
         for snapshot in &summary.snapshots {
             live_refs.extend(references(stores, summary, snapshot).await);
         }
-        assert_eq!(
-            live_refs,
-            sets.referenced.iter().cloned().collect::<BTreeSet<_>>()
-        );
+        assert_eq!(live_refs, sets.referenced.iter().cloned().collect::<BTreeSet<_>>());
         let garbage: BTreeSet<_> = sets.garbage.iter().cloned().collect();
         let mut dead_garbage = BTreeSet::new();
         for snapshot in &summary.dead_snapshots {
             for r in references(stores, summary, snapshot).await {
-                assert!(
-                    live_refs.contains(&r) || garbage.contains(&r),
-                    "{snapshot} references {r:?}"
-                );
+                assert!(live_refs.contains(&r) || garbage.contains(&r), "{snapshot} references {r:?}");
                 if garbage.contains(&r) {
                     dead_garbage.insert(r);
                 }
@@ -1448,11 +1232,7 @@ mod tests {
                     assert_eq!(r.start, next);
                     next = r.end;
                     for k in r {
-                        assert_eq!(
-                            block_of(k, parts, total),
-                            j,
-                            "k={k} parts={parts} total={total}"
-                        );
+                        assert_eq!(block_of(k, parts, total), j, "k={k} parts={parts} total={total}");
                     }
                 }
                 assert_eq!(next, total);
@@ -1467,10 +1247,7 @@ mod tests {
             assert_eq!(mix.counts(n).iter().sum::<usize>(), n);
         }
         assert_eq!(mix.counts(10), [5, 3, 2]);
-        assert_eq!(
-            FormatMix::from_shares(1.0, 0.0).unwrap().counts(3),
-            [3, 0, 0]
-        );
+        assert_eq!(FormatMix::from_shares(1.0, 0.0).unwrap().counts(3), [3, 0, 0]);
         assert!(FormatMix::from_shares(0.7, 0.7).is_err());
         assert!(FormatMix::from_shares(-0.1, 0.5).is_err());
         assert!(FormatMix::from_shares(f64::NAN, 0.5).is_err());
@@ -1478,13 +1255,9 @@ mod tests {
 
     #[test]
     fn references_follow_the_plan() {
-        for (snapshots, referenced, fraction) in [
-            (7, 3_000, 0.4),
-            (2, 11, 1.0),
-            (1, 50, 0.5),
-            (5, 3, 0.9),
-            (9, 1_000, 0.0),
-        ] {
+        for (snapshots, referenced, fraction) in
+            [(7, 3_000, 0.4), (2, 11, 1.0), (1, 50, 0.5), (5, 3, 0.9), (9, 1_000, 0.0)]
+        {
             let layout = Layout::plan(&SynthConfig {
                 snapshots,
                 referenced_ids: referenced,
@@ -1495,35 +1268,21 @@ mod tests {
             let mut seen = vec![0u32; referenced as usize];
             for j in 0..snapshots {
                 let refs = layout.live_refs(j);
-                assert_eq!(
-                    refs.iter().collect::<BTreeSet<_>>().len(),
-                    refs.len(),
-                    "no repeats in a snapshot"
-                );
+                assert_eq!(refs.iter().collect::<BTreeSet<_>>().len(), refs.len(), "no repeats in a snapshot");
                 for n in refs {
                     seen[n as usize] += 1;
                     if layout.live[j].format == SnapshotFormat::Legacy {
-                        assert_eq!(
-                            layout.home(n),
-                            0,
-                            "a legacy snapshot's chunk lives in the legacy default"
-                        );
+                        assert_eq!(layout.home(n), 0, "a legacy snapshot's chunk lives in the legacy default");
                     }
                 }
             }
             let shared = seen.iter().filter(|&&c| c == 2).count() as u64;
             assert_eq!(shared, layout.shared);
-            assert!(
-                seen.iter().all(|&c| c == 1 || c == 2),
-                "every referenced id is referenced once or twice"
-            );
+            assert!(seen.iter().all(|&c| c == 1 || c == 2), "every referenced id is referenced once or twice");
             let references: u32 = seen.iter().sum();
             if snapshots >= 2 && referenced >= 1_000 {
                 let got = 2.0 * shared as f64 / f64::from(references);
-                assert!(
-                    (got - fraction).abs() < 0.01,
-                    "shared fraction {got} vs {fraction}"
-                );
+                assert!((got - fraction).abs() < 0.01, "shared fraction {got} vs {fraction}");
             }
         }
     }
@@ -1552,15 +1311,8 @@ mod tests {
         let part = PartitionId::parse("p9").unwrap();
         let locations = plan_locations("snapshots", &part, 12).unwrap();
         assert_eq!(locations.len(), 13);
-        assert_eq!(
-            locations[0],
-            Location::legacy_default("snapshots", &part).unwrap()
-        );
-        assert_eq!(
-            locations.iter().collect::<BTreeSet<_>>().len(),
-            13,
-            "distinct"
-        );
+        assert_eq!(locations[0], Location::legacy_default("snapshots", &part).unwrap());
+        assert_eq!(locations.iter().collect::<BTreeSet<_>>().len(), 13, "distinct");
         for loc in &locations {
             assert!(loc.prefix().split('/').any(|seg| seg == "p9"), "{loc}");
             for other in &locations {
@@ -1575,29 +1327,13 @@ mod tests {
     #[test]
     fn bad_configs_are_refused() {
         let bad = [
-            SynthConfig {
-                shared_fraction: 1.5,
-                ..cfg(1)
-            },
-            SynthConfig {
-                snapshots: 0,
-                ..cfg(1)
-            },
-            SynthConfig {
-                young_age: Duration::from_secs(40 * 86_400),
-                ..cfg(1)
-            },
-            SynthConfig {
-                old_age: Duration::MAX,
-                young_age: Duration::ZERO,
-                ..cfg(1)
-            },
+            SynthConfig { shared_fraction: 1.5, ..cfg(1) },
+            SynthConfig { snapshots: 0, ..cfg(1) },
+            SynthConfig { young_age: Duration::from_secs(40 * 86_400), ..cfg(1) },
+            SynthConfig { old_age: Duration::MAX, young_age: Duration::ZERO, ..cfg(1) },
         ];
         for c in bad {
-            assert!(
-                matches!(Layout::plan(&c), Err(SynthError::Config(_))),
-                "{c:?}"
-            );
+            assert!(matches!(Layout::plan(&c), Err(SynthError::Config(_))), "{c:?}");
         }
     }
 
@@ -1617,26 +1353,18 @@ mod tests {
         let old = c.now - chrono::Duration::from_std(c.old_age).unwrap();
         let young = c.now - chrono::Duration::from_std(c.young_age).unwrap();
         let mut expected = BTreeMap::new();
-        for (set, kind) in [
-            (&sets.referenced, Kind::Referenced),
-            (&sets.garbage, Kind::Garbage),
-            (&sets.young, Kind::Young),
-        ] {
+        for (set, kind) in
+            [(&sets.referenced, Kind::Referenced), (&sets.garbage, Kind::Garbage), (&sets.young, Kind::Young)]
+        {
             for (loc, id) in set {
                 assert!(
-                    expected
-                        .insert((loc.bucket().to_owned(), loc.chunk_key(id)), kind)
-                        .is_none(),
+                    expected.insert((loc.bucket().to_owned(), loc.chunk_key(id)), kind).is_none(),
                     "ids are distinct"
                 );
             }
         }
         let foreign: BTreeSet<_> = sets.foreign.iter().cloned().collect();
-        assert_eq!(
-            foreign.len(),
-            sets.foreign.len(),
-            "foreign keys are distinct"
-        );
+        assert_eq!(foreign.len(), sets.foreign.len(), "foreign keys are distinct");
         let (mut chunks, mut manifests) = (0, 0);
         for ((bucket, key), (size, modified)) in &list {
             let key_pair = (bucket.clone(), key.clone());
@@ -1647,10 +1375,7 @@ mod tests {
                     Kind::Young => {
                         assert!(*modified >= young && *modified < c.now, "{key} {modified}")
                     }
-                    _ => assert!(
-                        *modified <= old && *modified > old - chrono::Duration::hours(2),
-                        "{key} {modified}"
-                    ),
+                    _ => assert!(*modified <= old && *modified > old - chrono::Duration::hours(2), "{key} {modified}"),
                 }
             } else if foreign.contains(&key_pair) {
                 assert!(*modified <= old, "foreign objects look old");
@@ -1658,36 +1383,18 @@ mod tests {
                     .locations
                     .iter()
                     .find(|l| l.bucket() == bucket && key.starts_with(&format!("{}/", l.prefix())));
-                assert!(
-                    loc.is_some_and(|l| l.chunk_of_key(key).is_none()),
-                    "{key} is foreign in a location"
-                );
+                assert!(loc.is_some_and(|l| l.chunk_of_key(key).is_none()), "{key} is foreign in a location");
             } else {
-                assert!(
-                    is_manifest(key) && bucket == "snapshots",
-                    "unexpected object {bucket}/{key}"
-                );
+                assert!(is_manifest(key) && bucket == "snapshots", "unexpected object {bucket}/{key}");
                 manifests += 1;
             }
         }
         assert_eq!(chunks, expected.len());
-        assert_eq!(
-            manifests,
-            2 * summary.legacy_manifests + summary.unified_manifests
-        );
+        assert_eq!(manifests, 2 * summary.legacy_manifests + summary.unified_manifests);
         assert_eq!(list.len() as u64, summary.objects_written);
-        assert_eq!(
-            list.values().map(|(size, _)| size).sum::<u64>(),
-            summary.bytes_written
-        );
-        assert!(
-            summary.legacy_manifests + summary.unified_manifests >= c.snapshots + c.dead_snapshots
-        );
-        let per_loc: u64 = summary
-            .per_location
-            .iter()
-            .map(|l| l.referenced + l.garbage + l.young + l.foreign)
-            .sum();
+        assert_eq!(list.values().map(|(size, _)| size).sum::<u64>(), summary.bytes_written);
+        assert!(summary.legacy_manifests + summary.unified_manifests >= c.snapshots + c.dead_snapshots);
+        let per_loc: u64 = summary.per_location.iter().map(|l| l.referenced + l.garbage + l.young + l.foreign).sum();
         assert_eq!(per_loc, summary.chunk_objects() + summary.foreign_objects);
         list
     }
@@ -1700,13 +1407,7 @@ mod tests {
         check_store(&stores, &c, &summary).await;
         check_manifests(&stores, &c, &summary).await;
         assert!(summary.legacy_manifests > 0 && summary.unified_manifests > 0);
-        assert!(
-            summary
-                .per_location
-                .iter()
-                .all(|l| l.referenced + l.garbage + l.young > 0),
-            "every location is used"
-        );
+        assert!(summary.per_location.iter().all(|l| l.referenced + l.garbage + l.young > 0), "every location is used");
     }
 
     #[tokio::test]
@@ -1715,14 +1416,9 @@ mod tests {
         let (one, two) = (Stores::memory(), Stores::memory());
         let s1 = synthesize(&one, &c).await.unwrap();
         let s2 = synthesize(&two, &c).await.unwrap();
-        let (l1, l2) = (
-            listing(&one, &buckets(&s1)).await,
-            listing(&two, &buckets(&s2)).await,
-        );
+        let (l1, l2) = (listing(&one, &buckets(&s1)).await, listing(&two, &buckets(&s2)).await);
         let strip = |l: &Listing| -> Vec<_> {
-            l.iter()
-                .map(|(k, (size, m))| (k.clone(), *size, (!is_manifest(&k.1)).then_some(*m)))
-                .collect()
+            l.iter().map(|(k, (size, m))| (k.clone(), *size, (!is_manifest(&k.1)).then_some(*m))).collect()
         };
         assert_eq!(strip(&l1), strip(&l2));
         assert_eq!(contents(&one, &l1).await, contents(&two, &l2).await);
@@ -1731,11 +1427,7 @@ mod tests {
 
         let other = Stores::memory();
         let s3 = synthesize(&other, &cfg(43)).await.unwrap();
-        assert_ne!(
-            s1.sets.unwrap().referenced,
-            s3.sets.unwrap().referenced,
-            "another seed, other ids"
-        );
+        assert_ne!(s1.sets.unwrap().referenced, s3.sets.unwrap().referenced, "another seed, other ids");
     }
 
     #[tokio::test]
@@ -1744,35 +1436,23 @@ mod tests {
         let live_set = dir.path().join("live.txt");
         let root = dir.path().join("store");
         std::fs::create_dir(&root).unwrap();
-        let files =
-            Stores::from_url(&format!("file://{}", root.display()), Default::default()).unwrap();
-        let c = SynthConfig {
-            live_set_path: Some(live_set.clone()),
-            ..cfg(7)
-        };
+        let files = Stores::from_url(&format!("file://{}", root.display()), Default::default()).unwrap();
+        let c = SynthConfig { live_set_path: Some(live_set.clone()), ..cfg(7) };
         let summary = synthesize(&files, &c).await.unwrap();
         let on_disk = check_store(&files, &c, &summary).await;
         check_manifests(&files, &c, &summary).await;
-        assert_eq!(
-            std::fs::read_to_string(&live_set).unwrap(),
-            summary.live_set
-        );
+        assert_eq!(std::fs::read_to_string(&live_set).unwrap(), summary.live_set);
 
         let memory = Stores::memory();
         let in_memory = synthesize(&memory, &c).await.unwrap();
         let without_manifest_times = |l: &Listing| -> Vec<_> {
-            l.iter()
-                .map(|(k, (size, m))| (k.clone(), *size, (!is_manifest(&k.1)).then_some(*m)))
-                .collect()
+            l.iter().map(|(k, (size, m))| (k.clone(), *size, (!is_manifest(&k.1)).then_some(*m))).collect()
         };
         assert_eq!(
             without_manifest_times(&on_disk),
             without_manifest_times(&listing(&memory, &buckets(&in_memory)).await)
         );
-        assert_eq!(
-            contents(&files, &on_disk).await,
-            contents(&memory, &on_disk).await
-        );
+        assert_eq!(contents(&files, &on_disk).await, contents(&memory, &on_disk).await);
 
         // Rewriting the same partition over itself gives the same store.
         synthesize(&files, &c).await.unwrap();
@@ -1785,13 +1465,7 @@ mod tests {
     #[tokio::test]
     async fn edge_configs_work() {
         let cases = [
-            SynthConfig {
-                snapshots: 0,
-                referenced_ids: 0,
-                dead_snapshots: 0,
-                extra_locations: 0,
-                ..cfg(1)
-            },
+            SynthConfig { snapshots: 0, referenced_ids: 0, dead_snapshots: 0, extra_locations: 0, ..cfg(1) },
             SynthConfig {
                 snapshots: 1,
                 dead_snapshots: 0,
@@ -1806,11 +1480,7 @@ mod tests {
                 foreign_objects: 0,
                 ..cfg(3)
             },
-            SynthConfig {
-                format_mix: FormatMix::from_shares(0.0, 0.0).unwrap(),
-                shared_fraction: 1.0,
-                ..cfg(4)
-            },
+            SynthConfig { format_mix: FormatMix::from_shares(0.0, 0.0).unwrap(), shared_fraction: 1.0, ..cfg(4) },
         ];
         for c in cases {
             let stores = Stores::memory();

@@ -101,7 +101,8 @@ fn cutoff_inside_the_grace_window_is_refused() {
     let taken = fx.summary.taken_at - chrono::TimeDelta::hours(24);
     let cutoff = taken.to_rfc3339();
     let live = fx.live_path.to_str().unwrap();
-    let out = gc_binary(&["--partition", "p1", "--live-snapshots", live, "--cutoff", &cutoff, "--store", &fx.url], None);
+    let out =
+        gc_binary(&["--partition", "p1", "--live-snapshots", live, "--cutoff", &cutoff, "--store", &fx.url], None);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(fingerprint(&fx.root), before);
 }
@@ -114,7 +115,11 @@ fn bad_live_sets_exit_3_and_change_nothing() {
     let mut lines: Vec<&str> = good.lines().collect();
     let trailer = lines.pop().unwrap();
     let first = lines.iter().find(|l| !l.starts_with('#')).unwrap().to_string();
-    let future = format!("# end count={} taken_at={}", lines.len(), (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339());
+    let future = format!(
+        "# end count={} taken_at={}",
+        lines.len(),
+        (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339()
+    );
     let cases = [
         ("truncated", lines.join("\n")),
         ("wrong count", format!("{}\n{}", lines.join("\n"), trailer.replace("count=", "count=9"))),
@@ -126,7 +131,17 @@ fn bad_live_sets_exit_3_and_change_nothing() {
         let path = fx.path("bad-live.txt");
         std::fs::write(&path, text).unwrap();
         let out = gc_binary(
-            &["--partition", "p1", "--live-snapshots", path.to_str().unwrap(), "--cutoff", "7d", "--store", &fx.url, "--execute"],
+            &[
+                "--partition",
+                "p1",
+                "--live-snapshots",
+                path.to_str().unwrap(),
+                "--cutoff",
+                "7d",
+                "--store",
+                &fx.url,
+                "--execute",
+            ],
             None,
         );
         assert_eq!(code(&out), 3, "{what}: {}", stderr(&out));
@@ -139,18 +154,17 @@ fn bad_live_sets_exit_3_and_change_nothing() {
 fn live_set_from_stdin() {
     let fx = partition(|c| c.seed = 5);
     let live = std::fs::read(&fx.live_path).unwrap();
-    let out = gc_binary(&["--partition", "p1", "--live-snapshots", "-", "--cutoff", "7d", "--store", &fx.url, "--output", "json"], Some(&live));
+    let out = gc_binary(
+        &["--partition", "p1", "--live-snapshots", "-", "--cutoff", "7d", "--store", &fx.url, "--output", "json"],
+        Some(&live),
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json_stdout(&out)["live_snapshots"], fx.summary.snapshots.len());
 }
 
 fn snapshot_file(fx: &Fixture, suffix: &str) -> Option<std::path::PathBuf> {
     let dir = fx.root.join("snapshots/partitions/p1/snapshots");
-    fx.summary
-        .snapshots
-        .iter()
-        .map(|s| dir.join(format!("{s}{suffix}")))
-        .find(|p| p.exists())
+    fx.summary.snapshots.iter().map(|s| dir.join(format!("{s}{suffix}"))).find(|p| p.exists())
 }
 
 #[test]

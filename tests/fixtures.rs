@@ -29,11 +29,7 @@ struct Fixture {
 }
 
 fn fx(path: &'static str, bytes: impl Into<Vec<u8>>, expect: Expect) -> Fixture {
-    Fixture {
-        path,
-        bytes: bytes.into(),
-        expect,
-    }
+    Fixture { path, bytes: bytes.into(), expect }
 }
 
 const TAKEN_AT: &str = "taken_at=2025-12-31T23:00:00Z";
@@ -46,11 +42,7 @@ fn live_sets() -> Vec<Fixture> {
             format!("# live set of p1\nsnap-1\n\nsnap-2\n# a comment\nsnap-3\n# end count=3 {t}\n"),
             None,
         ),
-        fx(
-            "live_set/valid_empty.txt",
-            format!("# end count=0 {t}\n"),
-            None,
-        ),
+        fx("live_set/valid_empty.txt", format!("# end count=0 {t}\n"), None),
         fx(
             "live_set/valid_crlf_whitespace.txt",
             format!("  snap-1 \r\n\tsnap-2\r\n\r\n  # end count=2 {t}  \r\n"),
@@ -58,33 +50,13 @@ fn live_sets() -> Vec<Fixture> {
         ),
         fx(
             "live_set/not_utf8.txt",
-            [
-                b"snap-1\nsnap-\xff2\n".as_slice(),
-                format!("# end count=2 {t}\n").as_bytes(),
-            ]
-            .concat(),
+            [b"snap-1\nsnap-\xff2\n".as_slice(), format!("# end count=2 {t}\n").as_bytes()].concat(),
             Some("NotUtf8"),
         ),
-        fx(
-            "live_set/bad_id.txt",
-            format!("snap-1\nsnap/2\n# end count=2 {t}\n"),
-            Some("BadId"),
-        ),
-        fx(
-            "live_set/duplicate.txt",
-            format!("snap-1\nsnap-2\nsnap-1\n# end count=3 {t}\n"),
-            Some("Duplicate"),
-        ),
-        fx(
-            "live_set/missing_trailer.txt",
-            "snap-1\nsnap-2\nsna",
-            Some("MissingTrailer"),
-        ),
-        fx(
-            "live_set/bad_trailer.txt",
-            "snap-1\n# end count=1 taken_at=yesterday\n",
-            Some("BadTrailer"),
-        ),
+        fx("live_set/bad_id.txt", format!("snap-1\nsnap/2\n# end count=2 {t}\n"), Some("BadId")),
+        fx("live_set/duplicate.txt", format!("snap-1\nsnap-2\nsnap-1\n# end count=3 {t}\n"), Some("Duplicate")),
+        fx("live_set/missing_trailer.txt", "snap-1\nsnap-2\nsna", Some("MissingTrailer")),
+        fx("live_set/bad_trailer.txt", "snap-1\n# end count=1 taken_at=yesterday\n", Some("BadTrailer")),
         fx(
             "live_set/two_trailers.txt",
             format!("snap-1\n# end count=1 {t}\nsnap-2\n# end count=2 {t}\n"),
@@ -95,11 +67,7 @@ fn live_sets() -> Vec<Fixture> {
             format!("snap-1\n# end count=1 {t}\n# done\n"),
             Some("TrailerNotLast"),
         ),
-        fx(
-            "live_set/count_mismatch.txt",
-            format!("snap-1\nsnap-2\n# end count=3 {t}\n"),
-            Some("CountMismatch"),
-        ),
+        fx("live_set/count_mismatch.txt", format!("snap-1\nsnap-2\n# end count=3 {t}\n"), Some("CountMismatch")),
         fx(
             "live_set/future_taken_at.txt",
             "snap-1\n# end count=1 taken_at=2026-01-01T00:05:01Z\n",
@@ -109,9 +77,7 @@ fn live_sets() -> Vec<Fixture> {
 }
 
 fn ids(n: u8) -> Vec<ChunkId> {
-    (0..n)
-        .map(|i| ChunkId([i.wrapping_mul(37).wrapping_add(1); 32]))
-        .collect()
+    (0..n).map(|i| ChunkId([i.wrapping_mul(37).wrapping_add(1); 32])).collect()
 }
 
 fn legacy_pair(index: &[u8]) -> LegacyManifest {
@@ -123,13 +89,7 @@ fn legacy_pair(index: &[u8]) -> LegacyManifest {
 fn manifest_with(key: &str, line: Option<&str>) -> String {
     let text = legacy::render_manifest(&legacy_pair(&legacy::render_index(&ids(3))));
     text.lines()
-        .filter_map(|l| {
-            if l.starts_with(&format!("{key}:")) {
-                line
-            } else {
-                Some(l)
-            }
-        })
+        .filter_map(|l| if l.starts_with(&format!("{key}:")) { line } else { Some(l) })
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -149,26 +109,15 @@ fn legacy() -> Vec<Fixture> {
     vec![
         fx("legacy/valid.manifest", valid_manifest, None),
         fx("legacy/valid.index", index.clone(), None),
-        fx(
-            "legacy/valid_empty.manifest",
-            legacy::render_manifest(&legacy_pair(&empty)),
-            None,
-        ),
+        fx("legacy/valid_empty.manifest", legacy::render_manifest(&legacy_pair(&empty)), None),
         fx("legacy/valid_empty.index", empty, None),
         fx(
             "legacy/manifest_not_utf8.manifest",
-            [
-                b"# latin-1 comment: caf\xe9\n".as_slice(),
-                manifest_with("version", Some("version: 1")).as_bytes(),
-            ]
-            .concat(),
+            [b"# latin-1 comment: caf\xe9\n".as_slice(), manifest_with("version", Some("version: 1")).as_bytes()]
+                .concat(),
             Some("NotUtf8"),
         ),
-        fx(
-            "legacy/manifest_bad_line.manifest",
-            manifest_with("version", Some("version 1")),
-            Some("BadLine"),
-        ),
+        fx("legacy/manifest_bad_line.manifest", manifest_with("version", Some("version 1")), Some("BadLine")),
         fx(
             "legacy/manifest_unknown_key.manifest",
             manifest_with("version", Some("version: 1\nowner: team-a")),
@@ -179,16 +128,8 @@ fn legacy() -> Vec<Fixture> {
             manifest_with("version", Some("version: 1\nversion: 1")),
             Some("RepeatedKey"),
         ),
-        fx(
-            "legacy/manifest_missing_key.manifest",
-            manifest_with("index_sha256", None),
-            Some("MissingKey"),
-        ),
-        fx(
-            "legacy/manifest_bad_version.manifest",
-            manifest_with("version", Some("version: 2")),
-            Some("LegacyVersion"),
-        ),
+        fx("legacy/manifest_missing_key.manifest", manifest_with("index_sha256", None), Some("MissingKey")),
+        fx("legacy/manifest_bad_version.manifest", manifest_with("version", Some("version: 2")), Some("LegacyVersion")),
         fx(
             "legacy/manifest_wrong_snapshot.manifest",
             manifest_with("snapshot_id", Some("snapshot_id: snap-2")),
@@ -206,10 +147,7 @@ fn legacy() -> Vec<Fixture> {
         ),
         fx(
             "legacy/manifest_bad_sha256.manifest",
-            manifest_with(
-                "index_sha256",
-                Some(&format!("index_sha256: {}", "AB".repeat(32))),
-            ),
+            manifest_with("index_sha256", Some(&format!("index_sha256: {}", "AB".repeat(32)))),
             Some("BadSha256"),
         ),
         fx(
@@ -217,51 +155,19 @@ fn legacy() -> Vec<Fixture> {
             manifest_with("created_at", Some("created_at: 2025-06-01 12:00")),
             Some("BadCreatedAt"),
         ),
-        fx(
-            "legacy/index_too_short.index",
-            index[..20].to_vec(),
-            Some("IndexTooShort"),
-        ),
-        fx(
-            "legacy/index_bad_magic.index",
-            header(&|b| b[..8].copy_from_slice(b"CHUNKIDY")),
-            Some("BadMagic"),
-        ),
-        fx(
-            "legacy/index_bad_version.index",
-            header(&|b| b[8] = 2),
-            Some("IndexVersion"),
-        ),
-        fx(
-            "legacy/index_bad_id_length.index",
-            header(&|b| b[12] = 20),
-            Some("IdLength"),
-        ),
-        fx(
-            "legacy/index_bad_length.index",
-            index[..index.len() - 7].to_vec(),
-            Some("IndexLength"),
-        ),
+        fx("legacy/index_too_short.index", index[..20].to_vec(), Some("IndexTooShort")),
+        fx("legacy/index_bad_magic.index", header(&|b| b[..8].copy_from_slice(b"CHUNKIDY")), Some("BadMagic")),
+        fx("legacy/index_bad_version.index", header(&|b| b[8] = 2), Some("IndexVersion")),
+        fx("legacy/index_bad_id_length.index", header(&|b| b[12] = 20), Some("IdLength")),
+        fx("legacy/index_bad_length.index", index[..index.len() - 7].to_vec(), Some("IndexLength")),
         fx(
             "legacy/index_huge_count.index",
             header(&|b| b[16..24].copy_from_slice(&u64::MAX.to_le_bytes())),
             Some("IndexLength"),
         ),
-        fx(
-            "legacy/pair_count_mismatch.manifest",
-            manifest_with("chunk_count", Some("chunk_count: 4")),
-            None,
-        ),
-        fx(
-            "legacy/pair_count_mismatch.index",
-            index.clone(),
-            Some("CountMismatch"),
-        ),
-        fx(
-            "legacy/pair_sha_mismatch.manifest",
-            manifest_with("version", Some("version: 1")),
-            None,
-        ),
+        fx("legacy/pair_count_mismatch.manifest", manifest_with("chunk_count", Some("chunk_count: 4")), None),
+        fx("legacy/pair_count_mismatch.index", index.clone(), Some("CountMismatch")),
+        fx("legacy/pair_sha_mismatch.manifest", manifest_with("version", Some("version: 1")), None),
         fx("legacy/pair_sha_mismatch.index", other, Some("ShaMismatch")),
     ]
 }
@@ -275,11 +181,7 @@ fn valid_unified() -> UnifiedManifest {
             Location::new("snapshots", "partitions/p1/chunks").unwrap(),
             Location::new("chunks-eu", "p1").unwrap(),
         ],
-        groups: vec![
-            ChunkGroup::new(0, &ids(3)),
-            ChunkGroup::new(1, &ids(2)[1..]),
-            ChunkGroup::new(1, &[]),
-        ],
+        groups: vec![ChunkGroup::new(0, &ids(3)), ChunkGroup::new(1, &ids(2)[1..]), ChunkGroup::new(1, &[])],
     }
 }
 
@@ -309,109 +211,37 @@ fn unified() -> Vec<Fixture> {
         b.extend(extra);
         b
     };
-    let mut loc = pb::ChunkLocation {
-        bucket: "chunks-eu".into(),
-        prefix: "p1/more".into(),
-    }
-    .encode_to_vec();
+    let mut loc = pb::ChunkLocation { bucket: "chunks-eu".into(), prefix: "p1/more".into() }.encode_to_vec();
     loc.extend(len_field(3, b"storage-class=cold"));
-    let mut group = pb::ChunkGroup {
-        location: 0,
-        count: 0,
-        ids: Bytes::new(),
-    }
-    .encode_to_vec();
+    let mut group = pb::ChunkGroup { location: 0, count: 0, ids: Bytes::new() }.encode_to_vec();
     group.extend(len_field(4, &ChunkId([9; 32]).0));
     let mut bad_utf8 = key(1, 0);
     bad_utf8.push(1);
     bad_utf8.extend(len_field(2, b"snap-\xff"));
-    let empty = UnifiedManifest {
-        locations: vec![],
-        groups: vec![],
-        ..valid_unified()
-    };
+    let empty = UnifiedManifest { locations: vec![], groups: vec![], ..valid_unified() };
     vec![
         fx("unified/valid.snap", bytes.clone(), None),
         fx("unified/valid_empty.snap", unified::render(&empty), None),
-        fx(
-            "unified/truncated.snap",
-            bytes[..bytes.len() - 10].to_vec(),
-            Some("Decode"),
-        ),
+        fx("unified/truncated.snap", bytes[..bytes.len() - 10].to_vec(), Some("Decode")),
         fx("unified/bad_utf8.snap", bad_utf8, Some("Decode")),
-        fx(
-            "unified/unknown_field.snap",
-            append([key(7, 0), vec![1]].concat()),
-            Some("UnknownField"),
-        ),
-        fx(
-            "unified/unknown_field_in_location.snap",
-            append(len_field(5, &loc)),
-            Some("UnknownField"),
-        ),
-        fx(
-            "unified/unknown_field_in_group.snap",
-            append(len_field(6, &group)),
-            Some("UnknownField"),
-        ),
-        fx(
-            "unified/wrong_wire_type.snap",
-            append(len_field(4, b"1750000000000")),
-            Some("WrongWireType"),
-        ),
-        fx(
-            "unified/format_version_2.snap",
-            edit(&|m| m.format_version = 2),
-            Some("FormatVersion"),
-        ),
-        fx(
-            "unified/missing_format_version.snap",
-            edit(&|m| m.format_version = 0),
-            Some("FormatVersion"),
-        ),
-        fx(
-            "unified/wrong_snapshot.snap",
-            edit(&|m| m.snapshot_id = "snap-2".into()),
-            Some("SnapshotMismatch"),
-        ),
-        fx(
-            "unified/wrong_partition.snap",
-            edit(&|m| m.partition_id = "p2".into()),
-            Some("PartitionMismatch"),
-        ),
-        fx(
-            "unified/location_out_of_range.snap",
-            edit(&|m| m.groups[1].location = 2),
-            Some("LocationOutOfRange"),
-        ),
-        fx(
-            "unified/ids_length_mismatch.snap",
-            edit(&|m| m.groups[0].count = 4),
-            Some("IdsLength"),
-        ),
-        fx(
-            "unified/huge_count.snap",
-            edit(&|m| m.groups[0].count = u64::MAX),
-            Some("IdsLength"),
-        ),
-        fx(
-            "unified/bad_bucket.snap",
-            edit(&|m| m.locations[1].bucket = "Chunks_EU".into()),
-            Some("BadLocation"),
-        ),
-        fx(
-            "unified/bad_prefix.snap",
-            edit(&|m| m.locations[1].prefix = "/p1/".into()),
-            Some("BadLocation"),
-        ),
+        fx("unified/unknown_field.snap", append([key(7, 0), vec![1]].concat()), Some("UnknownField")),
+        fx("unified/unknown_field_in_location.snap", append(len_field(5, &loc)), Some("UnknownField")),
+        fx("unified/unknown_field_in_group.snap", append(len_field(6, &group)), Some("UnknownField")),
+        fx("unified/wrong_wire_type.snap", append(len_field(4, b"1750000000000")), Some("WrongWireType")),
+        fx("unified/format_version_2.snap", edit(&|m| m.format_version = 2), Some("FormatVersion")),
+        fx("unified/missing_format_version.snap", edit(&|m| m.format_version = 0), Some("FormatVersion")),
+        fx("unified/wrong_snapshot.snap", edit(&|m| m.snapshot_id = "snap-2".into()), Some("SnapshotMismatch")),
+        fx("unified/wrong_partition.snap", edit(&|m| m.partition_id = "p2".into()), Some("PartitionMismatch")),
+        fx("unified/location_out_of_range.snap", edit(&|m| m.groups[1].location = 2), Some("LocationOutOfRange")),
+        fx("unified/ids_length_mismatch.snap", edit(&|m| m.groups[0].count = 4), Some("IdsLength")),
+        fx("unified/huge_count.snap", edit(&|m| m.groups[0].count = u64::MAX), Some("IdsLength")),
+        fx("unified/bad_bucket.snap", edit(&|m| m.locations[1].bucket = "Chunks_EU".into()), Some("BadLocation")),
+        fx("unified/bad_prefix.snap", edit(&|m| m.locations[1].prefix = "/p1/".into()), Some("BadLocation")),
     ]
 }
 
 fn fixtures() -> Vec<Fixture> {
-    [live_sets(), legacy(), unified()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [live_sets(), legacy(), unified()].into_iter().flatten().collect()
 }
 
 fn root() -> PathBuf {
@@ -435,11 +265,7 @@ fn corpus_path(path: &str) -> PathBuf {
 
 /// The variant name of an error kind, from its `Debug` form.
 fn variant(debug: String) -> String {
-    debug
-        .split([' ', '(', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    debug.split([' ', '(', '{']).next().unwrap_or_default().to_owned()
 }
 
 /// Parses a fixture file the way the pipeline would; `Err` holds the error kind's variant.
@@ -447,17 +273,13 @@ fn check(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
     let (s, p) = (snapshot(), partition());
     let path = Path::new(name);
     match path.extension().and_then(|e| e.to_str()) {
-        Some("txt") => live_set::parse(bytes, name, now())
-            .map(drop)
-            .map_err(|e| variant(format!("{:?}", e.kind))),
-        Some("manifest") => legacy::parse_manifest(bytes, name, &s, &p)
-            .map(drop)
-            .map_err(|e| variant(format!("{:?}", e.kind))),
+        Some("txt") => live_set::parse(bytes, name, now()).map(drop).map_err(|e| variant(format!("{:?}", e.kind))),
+        Some("manifest") => {
+            legacy::parse_manifest(bytes, name, &s, &p).map(drop).map_err(|e| variant(format!("{:?}", e.kind)))
+        }
         Some("index") => {
             let manifest = dir.join(path.with_extension("manifest"));
-            let parsed = std::fs::read(&manifest)
-                .ok()
-                .and_then(|t| legacy::parse_manifest(&t, "m", &s, &p).ok());
+            let parsed = std::fs::read(&manifest).ok().and_then(|t| legacy::parse_manifest(&t, "m", &s, &p).ok());
             let res = match parsed {
                 Some(m) => legacy::check_index(&m, bytes, name),
                 None => legacy::index_ids(bytes, name, &s),
@@ -506,8 +328,7 @@ fn invalid_fixtures_are_named_after_their_error() {
         let stem = Path::new(f.path).file_stem().unwrap().to_str().unwrap();
         assert_eq!(
             f.expect.is_none(),
-            stem.starts_with("valid")
-                || (stem.starts_with("pair_") && f.path.ends_with(".manifest")),
+            stem.starts_with("valid") || (stem.starts_with("pair_") && f.path.ends_with(".manifest")),
             "{}",
             f.path
         );
@@ -524,11 +345,7 @@ fn fixtures_are_up_to_date() {
             f.path
         );
         let copy = std::fs::read(corpus_path(f.path)).unwrap_or_default();
-        assert!(
-            copy == f.bytes,
-            "fuzz corpus copy of {} is stale: run the regenerator",
-            f.path
-        );
+        assert!(copy == f.bytes, "fuzz corpus copy of {} is stale: run the regenerator", f.path);
     }
 }
 

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use gc_partition::fuzzing;
 
 fn replay(target: &str, run: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -46,15 +44,11 @@ fn unified_manifest() {
 
 #[test]
 fn every_target_has_a_corpus() {
-    let targets =
-        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets"))
-            .unwrap();
+    let targets = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets")).unwrap();
     for target in targets {
         let path = target.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus")
-            .join(&name);
+        let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(&name);
         assert!(corpus.is_dir(), "fuzz target {name} has no corpus/{name}/");
     }
 }

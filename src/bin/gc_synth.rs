@@ -81,8 +81,7 @@ struct Cli {
 
 impl Cli {
     fn config(&self) -> Result<SynthConfig, String> {
-        let format_mix = FormatMix::from_shares(self.legacy_share, self.unified_share)
-            .map_err(|e| e.to_string())?;
+        let format_mix = FormatMix::from_shares(self.legacy_share, self.unified_share).map_err(|e| e.to_string())?;
         Ok(SynthConfig {
             partition: self.partition.clone(),
             seed: self.seed,
@@ -119,14 +118,7 @@ fn main() -> ExitCode {
     };
     match run(&cli) {
         Ok(summary) => {
-            println!(
-                "{}",
-                if cli.summary_json {
-                    json(&summary)
-                } else {
-                    human(&summary)
-                }
-            );
+            println!("{}", if cli.summary_json { json(&summary) } else { human(&summary) });
             ExitCode::SUCCESS
         }
         Err(message) => fail(&message),
@@ -145,15 +137,12 @@ fn first_line(text: &str) -> &str {
 
 fn run(cli: &Cli) -> Result<SynthSummary, String> {
     let cfg = cli.config()?;
-    let stores =
-        Stores::from_url(&cli.store, StoreOptions::default()).map_err(|e| e.to_string())?;
+    let stores = Stores::from_url(&cli.store, StoreOptions::default()).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime
-        .block_on(synthesize(&stores, &cfg))
-        .map_err(|e| error_chain(&e))
+    runtime.block_on(synthesize(&stores, &cfg)).map_err(|e| error_chain(&e))
 }
 
 /// The error and its sources on one line.

@@ -18,14 +18,8 @@ pub struct LegacyManifest {
 }
 
 /// The keys of a `.manifest`, each required exactly once.
-pub const MANIFEST_KEYS: [&str; 6] = [
-    "version",
-    "snapshot_id",
-    "partition_id",
-    "chunk_count",
-    "index_sha256",
-    "created_at",
-];
+pub const MANIFEST_KEYS: [&str; 6] =
+    ["version", "snapshot_id", "partition_id", "chunk_count", "index_sha256", "created_at"];
 
 /// Parses a `.manifest` fetched for `snapshot` of `partition`. `object` names it in errors.
 pub fn parse_manifest(
@@ -36,11 +30,7 @@ pub fn parse_manifest(
 ) -> Result<LegacyManifest, ManifestError> {
     use ManifestErrorKind as K;
     let err = |kind| ManifestError::new(snapshot.as_str(), object, kind);
-    let text = std::str::from_utf8(text).map_err(|e| {
-        err(K::NotUtf8 {
-            offset: e.valid_up_to(),
-        })
-    })?;
+    let text = std::str::from_utf8(text).map_err(|e| err(K::NotUtf8 { offset: e.valid_up_to() }))?;
 
     // The line each key was seen on.
     let mut seen = [None::<usize>; MANIFEST_KEYS.len()];
@@ -54,80 +44,44 @@ pub fn parse_manifest(
             continue;
         }
         let Some((key, value)) = trimmed.split_once(':') else {
-            return Err(err(K::BadLine {
-                line,
-                text: trimmed.to_owned(),
-            }));
+            return Err(err(K::BadLine { line, text: trimmed.to_owned() }));
         };
         let (key, value) = (key.trim_ascii(), value.trim_ascii());
         let Some(slot) = MANIFEST_KEYS.iter().position(|&k| k == key) else {
-            return Err(err(K::UnknownKey {
-                line,
-                key: key.to_owned(),
-            }));
+            return Err(err(K::UnknownKey { line, key: key.to_owned() }));
         };
         if let Some(first_line) = seen[slot] {
-            return Err(err(K::RepeatedKey {
-                line,
-                key: key.to_owned(),
-                first_line,
-            }));
+            return Err(err(K::RepeatedKey { line, key: key.to_owned(), first_line }));
         }
         seen[slot] = Some(line);
         match key {
             "version" if value != "1" => {
-                return Err(err(K::LegacyVersion {
-                    line,
-                    value: value.to_owned(),
-                }));
+                return Err(err(K::LegacyVersion { line, value: value.to_owned() }));
             }
             "snapshot_id" if value != snapshot.as_str() => {
-                return Err(err(K::SnapshotMismatch {
-                    expected: snapshot.to_string(),
-                    found: value.to_owned(),
-                }));
+                return Err(err(K::SnapshotMismatch { expected: snapshot.to_string(), found: value.to_owned() }));
             }
             "partition_id" if value != partition.as_str() => {
-                return Err(err(K::PartitionMismatch {
-                    expected: partition.to_string(),
-                    found: value.to_owned(),
-                }));
+                return Err(err(K::PartitionMismatch { expected: partition.to_string(), found: value.to_owned() }));
             }
             "chunk_count" => {
-                chunk_count = crate::live_set::parse_u64(value).ok_or_else(|| {
-                    err(K::BadChunkCount {
-                        line,
-                        value: value.to_owned(),
-                    })
-                })?;
+                chunk_count = crate::live_set::parse_u64(value)
+                    .ok_or_else(|| err(K::BadChunkCount { line, value: value.to_owned() }))?;
             }
             "index_sha256" => {
-                index_sha256 = ChunkId::from_hex(value)
-                    .ok_or_else(|| {
-                        err(K::BadSha256 {
-                            line,
-                            value: value.to_owned(),
-                        })
-                    })?
-                    .0;
+                index_sha256 =
+                    ChunkId::from_hex(value).ok_or_else(|| err(K::BadSha256 { line, value: value.to_owned() }))?.0;
             }
             "created_at" => {
-                let at = DateTime::parse_from_rfc3339(value).map_err(|e| {
-                    err(K::BadCreatedAt {
-                        line,
-                        value: value.to_owned(),
-                        why: e.to_string(),
-                    })
-                })?;
+                let at = DateTime::parse_from_rfc3339(value)
+                    .map_err(|e| err(K::BadCreatedAt { line, value: value.to_owned(), why: e.to_string() }))?;
                 created_at = Some(at);
             }
             _ => {}
         }
     }
     if let Some(slot) = seen.iter().position(Option::is_none) {
-        return Err(err(K::MissingKey {
-            key: MANIFEST_KEYS[slot],
-        }));
+        return Err(err(K::MissingKey { key: MANIFEST_KEYS[slot] }));
     }
     let Some(created_at) = created_at else {
         return Err(err(K::MissingKey { key: "created_at" }));
@@ -181,68 +135,42 @@ fn read_header(bytes: &[u8]) -> Option<IndexHeader> {
 
 /// Checks the `.index` header and its exact length, and returns the id array without
 /// copying. `object` and `snapshot` name the file in errors.
-pub fn index_ids<'a>(
-    bytes: &'a [u8],
-    object: &str,
-    snapshot: &SnapshotId,
-) -> Result<&'a [[u8; 32]], ManifestError> {
+pub fn index_ids<'a>(bytes: &'a [u8], object: &str, snapshot: &SnapshotId) -> Result<&'a [[u8; 32]], ManifestError> {
     use ManifestErrorKind as K;
     let err = |kind| ManifestError::new(snapshot.as_str(), object, kind);
     let len = bytes.len();
     let header = read_header(bytes).ok_or_else(|| err(K::IndexTooShort { len }))?;
     if &header.magic != INDEX_MAGIC {
-        return Err(err(K::BadMagic {
-            found: header.magic.escape_ascii().to_string(),
-        }));
+        return Err(err(K::BadMagic { found: header.magic.escape_ascii().to_string() }));
     }
     if header.version != 1 {
-        return Err(err(K::IndexVersion {
-            found: header.version,
-        }));
+        return Err(err(K::IndexVersion { found: header.version }));
     }
     if header.id_len != 32 {
-        return Err(err(K::IdLength {
-            found: header.id_len,
-        }));
+        return Err(err(K::IdLength { found: header.id_len }));
     }
-    let expected = header
-        .count
-        .checked_mul(32)
-        .and_then(|n| n.checked_add(INDEX_HEADER_LEN as u64));
+    let expected = header.count.checked_mul(32).and_then(|n| n.checked_add(INDEX_HEADER_LEN as u64));
     let body = bytes.get(INDEX_HEADER_LEN..).unwrap_or_default();
     let (ids, rest) = body.as_chunks::<32>();
     if expected != Some(len as u64) || !rest.is_empty() {
-        return Err(err(K::IndexLength {
-            len,
-            count: header.count,
-        }));
+        return Err(err(K::IndexLength { len, count: header.count }));
     }
     Ok(ids)
 }
 
 /// The full check of an `.index` against its manifest: header and length, count equal to
 /// `chunk_count`, SHA-256 of the whole file equal to `index_sha256`. Returns the ids.
-pub fn check_index<'a>(
-    m: &LegacyManifest,
-    bytes: &'a [u8],
-    object: &str,
-) -> Result<&'a [[u8; 32]], ManifestError> {
+pub fn check_index<'a>(m: &LegacyManifest, bytes: &'a [u8], object: &str) -> Result<&'a [[u8; 32]], ManifestError> {
     use ManifestErrorKind as K;
     let err = |kind| ManifestError::new(m.snapshot_id.as_str(), object, kind);
     let ids = index_ids(bytes, object, &m.snapshot_id)?;
     let index = ids.len() as u64;
     if index != m.chunk_count {
-        return Err(err(K::CountMismatch {
-            manifest: m.chunk_count,
-            index,
-        }));
+        return Err(err(K::CountMismatch { manifest: m.chunk_count, index }));
     }
     let actual: [u8; 32] = Sha256::digest(bytes).into();
     if actual != m.index_sha256 {
-        return Err(err(K::ShaMismatch {
-            expected: hex::encode(m.index_sha256),
-            actual: hex::encode(actual),
-        }));
+        return Err(err(K::ShaMismatch { expected: hex::encode(m.index_sha256), actual: hex::encode(actual) }));
     }
     Ok(ids)
 }
@@ -312,12 +240,7 @@ mod tests {
     }
     fn parse_lines(lines: &[String]) -> Result<LegacyManifest, ManifestError> {
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        parse_manifest(
-            manifest_text(&refs).as_bytes(),
-            "snap-1.manifest",
-            &s(),
-            &p(),
-        )
+        parse_manifest(manifest_text(&refs).as_bytes(), "snap-1.manifest", &s(), &p())
     }
     fn with(line: usize, text: &str) -> ManifestErrorKind {
         let mut lines = valid_lines();
@@ -334,10 +257,7 @@ mod tests {
         let m = parse_lines(&lines).unwrap();
         assert_eq!(m.chunk_count, 0);
         assert_eq!(hex::encode(m.index_sha256), SHA);
-        assert_eq!(
-            m.created_at,
-            DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").unwrap()
-        );
+        assert_eq!(m.created_at, DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").unwrap());
     }
 
     #[test]
@@ -345,104 +265,32 @@ mod tests {
         use ManifestErrorKind as K;
         let e = parse_manifest(b"version: 1\n\xff", "o", &s(), &p()).unwrap_err();
         assert_eq!(e.kind, K::NotUtf8 { offset: 11 });
-        assert_eq!(
-            with(2, "partition_id p1"),
-            K::BadLine {
-                line: 3,
-                text: "partition_id p1".into()
-            }
-        );
-        assert_eq!(
-            with(2, "owner: p1"),
-            K::UnknownKey {
-                line: 3,
-                key: "owner".into()
-            }
-        );
-        assert_eq!(
-            with(2, "Version: 1"),
-            K::UnknownKey {
-                line: 3,
-                key: "Version".into()
-            }
-        );
-        assert_eq!(
-            with(2, "version: 1"),
-            K::RepeatedKey {
-                line: 3,
-                key: "version".into(),
-                first_line: 1
-            }
-        );
-        assert_eq!(
-            with(0, "version: 2"),
-            K::LegacyVersion {
-                line: 1,
-                value: "2".into()
-            }
-        );
-        assert_eq!(
-            with(0, "version: 01"),
-            K::LegacyVersion {
-                line: 1,
-                value: "01".into()
-            }
-        );
+        assert_eq!(with(2, "partition_id p1"), K::BadLine { line: 3, text: "partition_id p1".into() });
+        assert_eq!(with(2, "owner: p1"), K::UnknownKey { line: 3, key: "owner".into() });
+        assert_eq!(with(2, "Version: 1"), K::UnknownKey { line: 3, key: "Version".into() });
+        assert_eq!(with(2, "version: 1"), K::RepeatedKey { line: 3, key: "version".into(), first_line: 1 });
+        assert_eq!(with(0, "version: 2"), K::LegacyVersion { line: 1, value: "2".into() });
+        assert_eq!(with(0, "version: 01"), K::LegacyVersion { line: 1, value: "01".into() });
         assert_eq!(
             with(1, "snapshot_id: snap-2"),
-            K::SnapshotMismatch {
-                expected: "snap-1".into(),
-                found: "snap-2".into()
-            }
+            K::SnapshotMismatch { expected: "snap-1".into(), found: "snap-2".into() }
         );
-        assert_eq!(
-            with(2, "partition_id: p2"),
-            K::PartitionMismatch {
-                expected: "p1".into(),
-                found: "p2".into()
-            }
-        );
+        assert_eq!(with(2, "partition_id: p2"), K::PartitionMismatch { expected: "p1".into(), found: "p2".into() });
         for bad in ["-1", "+1", "1e3", "", "18446744073709551616", "0x10"] {
             let k = with(3, &format!("chunk_count: {bad}"));
-            assert_eq!(
-                k,
-                K::BadChunkCount {
-                    line: 4,
-                    value: bad.into()
-                }
-            );
+            assert_eq!(k, K::BadChunkCount { line: 4, value: bad.into() });
         }
-        for bad in [
-            SHA.to_uppercase(),
-            SHA[..63].to_owned(),
-            format!("{SHA}0"),
-            "x".repeat(64),
-        ] {
+        for bad in [SHA.to_uppercase(), SHA[..63].to_owned(), format!("{SHA}0"), "x".repeat(64)] {
             let k = with(4, &format!("index_sha256: {bad}"));
-            assert_eq!(
-                k,
-                K::BadSha256 {
-                    line: 5,
-                    value: bad
-                }
-            );
+            assert_eq!(k, K::BadSha256 { line: 5, value: bad });
         }
-        assert!(matches!(
-            with(5, "created_at: yesterday"),
-            K::BadCreatedAt { line: 6, .. }
-        ));
+        assert!(matches!(with(5, "created_at: yesterday"), K::BadCreatedAt { line: 6, .. }));
         for key in MANIFEST_KEYS {
-            let lines: Vec<String> = valid_lines()
-                .into_iter()
-                .filter(|l| !l.starts_with(key))
-                .collect();
+            let lines: Vec<String> = valid_lines().into_iter().filter(|l| !l.starts_with(key)).collect();
             assert_eq!(parse_lines(&lines).unwrap_err().kind, K::MissingKey { key });
         }
         let e = parse_manifest(b"", "snap-1.manifest", &s(), &p()).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "snapshot snap-1: snap-1.manifest: missing key \"version\""
-        );
+        assert_eq!(e.to_string(), "snapshot snap-1: snap-1.manifest: missing key \"version\"");
     }
 
     #[test]
@@ -450,30 +298,19 @@ mod tests {
         use ManifestErrorKind as K;
         let good = render_index(&ids(3));
         let kind = |bytes: &[u8]| index_ids(bytes, "snap-1.index", &s()).unwrap_err().kind;
-        assert_eq!(
-            index_ids(&good, "x", &s()).unwrap(),
-            &[[0; 32], [1; 32], [2; 32]]
-        );
+        assert_eq!(index_ids(&good, "x", &s()).unwrap(), &[[0; 32], [1; 32], [2; 32]]);
         assert_eq!(kind(&good[..23]), K::IndexTooShort { len: 23 });
         assert_eq!(kind(b""), K::IndexTooShort { len: 0 });
         let mut bad = good.clone();
         bad[0] = b'c';
-        assert_eq!(
-            kind(&bad),
-            K::BadMagic {
-                found: "cHUNKIDX".into()
-            }
-        );
+        assert_eq!(kind(&bad), K::BadMagic { found: "cHUNKIDX".into() });
         let mut bad = good.clone();
         bad[8] = 2;
         assert_eq!(kind(&bad), K::IndexVersion { found: 2 });
         let mut bad = good.clone();
         bad[12] = 16;
         assert_eq!(kind(&bad), K::IdLength { found: 16 });
-        assert_eq!(
-            kind(&good[..good.len() - 1]),
-            K::IndexLength { len: 119, count: 3 }
-        );
+        assert_eq!(kind(&good[..good.len() - 1]), K::IndexLength { len: 119, count: 3 });
         let mut bad = good.clone();
         bad.push(0);
         assert_eq!(kind(&bad), K::IndexLength { len: 121, count: 3 });
@@ -482,17 +319,8 @@ mod tests {
             bad[16..24].copy_from_slice(&count.to_le_bytes());
             assert_eq!(kind(&bad), K::IndexLength { len: 120, count });
         }
-        let e = index_ids(
-            &[0; 1000],
-            "snap-0007.index",
-            &SnapshotId::parse("snap-0007").unwrap(),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("snapshot snap-0007: snap-0007.index: magic"),
-            "{e}"
-        );
+        let e = index_ids(&[0; 1000], "snap-0007.index", &SnapshotId::parse("snap-0007").unwrap()).unwrap_err();
+        assert!(e.to_string().starts_with("snapshot snap-0007: snap-0007.index: magic"), "{e}");
     }
 
     #[test]
@@ -502,36 +330,18 @@ mod tests {
         let m = manifest_for_index(&s(), &p(), &index, at());
         assert_eq!(m.chunk_count, 3);
         assert_eq!(check_index(&m, &index, "o").unwrap().len(), 3);
-        let wrong_count = LegacyManifest {
-            chunk_count: 4,
-            ..m.clone()
-        };
+        let wrong_count = LegacyManifest { chunk_count: 4, ..m.clone() };
         assert_eq!(
             check_index(&wrong_count, &index, "o").unwrap_err().kind,
-            K::CountMismatch {
-                manifest: 4,
-                index: 3
-            }
+            K::CountMismatch { manifest: 4, index: 3 }
         );
         let mut other = index.clone();
         other[30] ^= 1;
-        assert!(matches!(
-            check_index(&m, &other, "o").unwrap_err().kind,
-            K::ShaMismatch { .. }
-        ));
+        assert!(matches!(check_index(&m, &other, "o").unwrap_err().kind, K::ShaMismatch { .. }));
         // A header error wins over the manifest checks.
-        assert!(matches!(
-            check_index(&m, &index[..100], "o").unwrap_err().kind,
-            K::IndexLength { .. }
-        ));
-        assert_eq!(
-            manifest_for_index(&s(), &p(), b"short", at()).chunk_count,
-            0
-        );
-        assert_eq!(
-            hex::encode(manifest_for_index(&s(), &p(), b"", at()).index_sha256),
-            SHA
-        );
+        assert!(matches!(check_index(&m, &index[..100], "o").unwrap_err().kind, K::IndexLength { .. }));
+        assert_eq!(manifest_for_index(&s(), &p(), b"short", at()).chunk_count, 0);
+        assert_eq!(hex::encode(manifest_for_index(&s(), &p(), b"", at()).index_sha256), SHA);
     }
 
     fn manifest_strategy() -> impl Strategy<Value = LegacyManifest> {
@@ -551,9 +361,7 @@ mod tests {
                     partition_id: PartitionId::parse(&p).unwrap(),
                     chunk_count,
                     index_sha256,
-                    created_at: DateTime::from_timestamp(secs, nanos)
-                        .unwrap()
-                        .with_timezone(&offset),
+                    created_at: DateTime::from_timestamp(secs, nanos).unwrap().with_timezone(&offset),
                 }
             })
     }

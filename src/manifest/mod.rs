@@ -38,16 +38,8 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    pub fn new(
-        snapshot: impl Into<String>,
-        object: impl Into<String>,
-        kind: ManifestErrorKind,
-    ) -> Self {
-        Self {
-            snapshot: snapshot.into(),
-            object: object.into(),
-            kind,
-        }
+    pub fn new(snapshot: impl Into<String>, object: impl Into<String>, kind: ManifestErrorKind) -> Self {
+        Self { snapshot: snapshot.into(), object: object.into(), kind }
     }
 }
 
@@ -71,11 +63,7 @@ pub enum ManifestErrorKind {
     #[error("line {line}: unknown key {key:?}")]
     UnknownKey { line: usize, key: String },
     #[error("line {line}: key {key:?} repeated (first on line {first_line})")]
-    RepeatedKey {
-        line: usize,
-        key: String,
-        first_line: usize,
-    },
+    RepeatedKey { line: usize, key: String, first_line: usize },
     #[error("missing key {key:?}")]
     MissingKey { key: &'static str },
     #[error("line {line}: version {value:?} is not 1")]
@@ -85,11 +73,7 @@ pub enum ManifestErrorKind {
     #[error("line {line}: index_sha256 {value:?} is not 64 lowercase hex digits")]
     BadSha256 { line: usize, value: String },
     #[error("line {line}: created_at {value:?} is not RFC 3339: {why}")]
-    BadCreatedAt {
-        line: usize,
-        value: String,
-        why: String,
-    },
+    BadCreatedAt { line: usize, value: String, why: String },
 
     // --- both manifest kinds ---
     #[error("snapshot_id {found:?} is not the snapshot it was fetched for ({expected:?})")]
@@ -117,40 +101,17 @@ pub enum ManifestErrorKind {
     #[error("decode error: {0}")]
     Decode(String),
     #[error("byte {offset}: field number {field} is not in the schema of {message}")]
-    UnknownField {
-        message: &'static str,
-        field: u64,
-        offset: usize,
-    },
-    #[error(
-        "byte {offset}: field {field} of {message} has wire type {wire_type}, the schema says {expected}"
-    )]
-    WrongWireType {
-        message: &'static str,
-        field: u64,
-        wire_type: u8,
-        expected: u8,
-        offset: usize,
-    },
+    UnknownField { message: &'static str, field: u64, offset: usize },
+    #[error("byte {offset}: field {field} of {message} has wire type {wire_type}, the schema says {expected}")]
+    WrongWireType { message: &'static str, field: u64, wire_type: u8, expected: u8, offset: usize },
     #[error("format_version {found} is not 1")]
     FormatVersion { found: u32 },
     #[error("location {index}: {error}")]
-    BadLocation {
-        index: usize,
-        error: Box<LocationError>,
-    },
+    BadLocation { index: usize, error: Box<LocationError> },
     #[error("group {group}: location {location} is out of range ({locations} locations)")]
-    LocationOutOfRange {
-        group: usize,
-        location: u32,
-        locations: usize,
-    },
+    LocationOutOfRange { group: usize, location: u32, locations: usize },
     #[error("group {group}: ids are {len} bytes, not 32 x {count}")]
-    IdsLength {
-        group: usize,
-        len: usize,
-        count: u64,
-    },
+    IdsLength { group: usize, len: usize, count: u64 },
 }
 
 #[cfg(test)]
@@ -174,34 +135,16 @@ pub(crate) mod tests {
         let p = PartitionId::parse("p1").unwrap();
         let s = SnapshotId::parse("snap-0007").unwrap();
         assert_eq!(snapshots_dir(&p), "partitions/p1/snapshots/");
-        assert_eq!(
-            legacy_manifest_key(&p, &s),
-            "partitions/p1/snapshots/snap-0007.manifest"
-        );
-        assert_eq!(
-            legacy_index_key(&p, &s),
-            "partitions/p1/snapshots/snap-0007.index"
-        );
-        assert_eq!(
-            unified_key(&p, &s),
-            "partitions/p1/snapshots/snap-0007.snap"
-        );
+        assert_eq!(legacy_manifest_key(&p, &s), "partitions/p1/snapshots/snap-0007.manifest");
+        assert_eq!(legacy_index_key(&p, &s), "partitions/p1/snapshots/snap-0007.index");
+        assert_eq!(unified_key(&p, &s), "partitions/p1/snapshots/snap-0007.snap");
         assert!(unified_key(&p, &s).starts_with(&snapshots_dir(&p)));
     }
 
     #[test]
     fn error_display() {
-        let e = ManifestError::new(
-            "snap-0007",
-            "snap-0007.index",
-            ManifestErrorKind::IndexLength {
-                len: 1000,
-                count: 40,
-            },
-        );
-        assert_eq!(
-            e.to_string(),
-            "snapshot snap-0007: snap-0007.index: length 1000 is not 24 + 32 x 40"
-        );
+        let e =
+            ManifestError::new("snap-0007", "snap-0007.index", ManifestErrorKind::IndexLength { len: 1000, count: 40 });
+        assert_eq!(e.to_string(), "snapshot snap-0007: snap-0007.index: length 1000 is not 24 + 32 x 40");
     }
 }

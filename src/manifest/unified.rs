@@ -47,17 +47,12 @@ impl ChunkGroup {
         for id in ids {
             raw.extend_from_slice(&id.0);
         }
-        Self {
-            location,
-            ids: Bytes::from(raw),
-        }
+        Self { location, ids: Bytes::from(raw) }
     }
 
     /// A group over already concatenated ids; `None` unless `ids` is a multiple of 32 bytes.
     pub fn from_bytes(location: u32, ids: Bytes) -> Option<Self> {
-        ids.len()
-            .is_multiple_of(32)
-            .then_some(Self { location, ids })
+        ids.len().is_multiple_of(32).then_some(Self { location, ids })
     }
 
     pub fn ids(&self) -> &[[u8; 32]] {
@@ -76,10 +71,7 @@ impl ChunkGroup {
 
 impl fmt::Debug for ChunkGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChunkGroup")
-            .field("location", &self.location)
-            .field("count", &self.count())
-            .finish()
+        f.debug_struct("ChunkGroup").field("location", &self.location).field("count", &self.count()).finish()
     }
 }
 
@@ -96,56 +88,32 @@ pub fn parse(
     check_wire(&bytes, 0, &SNAPSHOT_MANIFEST).map_err(err)?;
     let m = pb::SnapshotManifest::decode(bytes).map_err(|e| err(K::Decode(e.to_string())))?;
     if m.format_version != FORMAT_VERSION {
-        return Err(err(K::FormatVersion {
-            found: m.format_version,
-        }));
+        return Err(err(K::FormatVersion { found: m.format_version }));
     }
     if m.snapshot_id != snapshot.as_str() {
-        return Err(err(K::SnapshotMismatch {
-            expected: snapshot.to_string(),
-            found: m.snapshot_id,
-        }));
+        return Err(err(K::SnapshotMismatch { expected: snapshot.to_string(), found: m.snapshot_id }));
     }
     if m.partition_id != partition.as_str() {
-        return Err(err(K::PartitionMismatch {
-            expected: partition.to_string(),
-            found: m.partition_id,
-        }));
+        return Err(err(K::PartitionMismatch { expected: partition.to_string(), found: m.partition_id }));
     }
     let locations = m
         .locations
         .iter()
         .enumerate()
         .map(|(index, l)| {
-            Location::new(&l.bucket, &l.prefix).map_err(|error| {
-                err(K::BadLocation {
-                    index,
-                    error: Box::new(error),
-                })
-            })
+            Location::new(&l.bucket, &l.prefix).map_err(|error| err(K::BadLocation { index, error: Box::new(error) }))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut groups = Vec::with_capacity(m.groups.len());
     for (group, g) in m.groups.into_iter().enumerate() {
         if usize::try_from(g.location).map_or(true, |l| l >= locations.len()) {
-            return Err(err(K::LocationOutOfRange {
-                group,
-                location: g.location,
-                locations: locations.len(),
-            }));
+            return Err(err(K::LocationOutOfRange { group, location: g.location, locations: locations.len() }));
         }
         let len = g.ids.len();
         if g.count.checked_mul(32) != Some(len as u64) {
-            return Err(err(K::IdsLength {
-                group,
-                len,
-                count: g.count,
-            }));
+            return Err(err(K::IdsLength { group, len, count: g.count }));
         }
-        groups.push(ChunkGroup {
-            location: g.location,
-            ids: g.ids,
-        });
+        groups.push(ChunkGroup { location: g.location, ids: g.ids });
     }
     Ok(UnifiedManifest {
         snapshot_id: snapshot.clone(),
@@ -171,19 +139,12 @@ pub fn to_pb(m: &UnifiedManifest) -> pb::SnapshotManifest {
         locations: m
             .locations
             .iter()
-            .map(|l| pb::ChunkLocation {
-                bucket: l.bucket().to_owned(),
-                prefix: l.prefix().to_owned(),
-            })
+            .map(|l| pb::ChunkLocation { bucket: l.bucket().to_owned(), prefix: l.prefix().to_owned() })
             .collect(),
         groups: m
             .groups
             .iter()
-            .map(|g| pb::ChunkGroup {
-                location: g.location,
-                count: g.count(),
-                ids: g.ids.clone(),
-            })
+            .map(|g| pb::ChunkGroup { location: g.location, count: g.count(), ids: g.ids.clone() })
             .collect(),
     }
 }
@@ -201,14 +162,9 @@ struct Schema {
     fields: &'static [(u64, u8, Option<&'static Schema>)],
 }
 
-static CHUNK_LOCATION: Schema = Schema {
-    name: "ChunkLocation",
-    fields: &[(1, LEN, None), (2, LEN, None)],
-};
-static CHUNK_GROUP: Schema = Schema {
-    name: "ChunkGroup",
-    fields: &[(1, VARINT, None), (2, VARINT, None), (3, LEN, None)],
-};
+static CHUNK_LOCATION: Schema = Schema { name: "ChunkLocation", fields: &[(1, LEN, None), (2, LEN, None)] };
+static CHUNK_GROUP: Schema =
+    Schema { name: "ChunkGroup", fields: &[(1, VARINT, None), (2, VARINT, None), (3, LEN, None)] };
 static SNAPSHOT_MANIFEST: Schema = Schema {
     name: "SnapshotManifest",
     fields: &[
@@ -242,32 +198,20 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 /// refuses fields the schema does not have, wrong wire types and malformed framing.
 fn check_wire(buf: &[u8], base: usize, schema: &Schema) -> Result<(), ManifestErrorKind> {
     use ManifestErrorKind as K;
-    let malformed =
-        |at: usize, why: &str| K::Decode(format!("byte {}: {why} in {}", base + at, schema.name));
+    let malformed = |at: usize, why: &str| K::Decode(format!("byte {}: {why} in {}", base + at, schema.name));
     let mut pos = 0;
     while pos < buf.len() {
         let at = pos;
-        let tag =
-            read_varint(buf, &mut pos).ok_or_else(|| malformed(at, "malformed tag varint"))?;
+        let tag = read_varint(buf, &mut pos).ok_or_else(|| malformed(at, "malformed tag varint"))?;
         let (field, wire_type) = (tag >> 3, (tag & 7) as u8);
         if field == 0 {
             return Err(malformed(at, "field number 0"));
         }
         let Some(&(_, expected, nested)) = schema.fields.iter().find(|f| f.0 == field) else {
-            return Err(K::UnknownField {
-                message: schema.name,
-                field,
-                offset: base + at,
-            });
+            return Err(K::UnknownField { message: schema.name, field, offset: base + at });
         };
         if wire_type != expected {
-            return Err(K::WrongWireType {
-                message: schema.name,
-                field,
-                wire_type,
-                expected,
-                offset: base + at,
-            });
+            return Err(K::WrongWireType { message: schema.name, field, wire_type, expected, offset: base + at });
         }
         match wire_type {
             VARINT => {
@@ -275,17 +219,11 @@ fn check_wire(buf: &[u8], base: usize, schema: &Schema) -> Result<(), ManifestEr
             }
             LEN => {
                 let len_at = pos;
-                let len = read_varint(buf, &mut pos)
-                    .ok_or_else(|| malformed(len_at, "malformed length"))?;
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|len| pos.checked_add(len))
-                    .filter(|&end| end <= buf.len());
+                let len = read_varint(buf, &mut pos).ok_or_else(|| malformed(len_at, "malformed length"))?;
+                let end =
+                    usize::try_from(len).ok().and_then(|len| pos.checked_add(len)).filter(|&end| end <= buf.len());
                 let Some(body) = end.and_then(|end| buf.get(pos..end)) else {
-                    return Err(malformed(
-                        len_at,
-                        "length-delimited field runs past the end",
-                    ));
+                    return Err(malformed(len_at, "length-delimited field runs past the end"));
                 };
                 if let Some(nested) = nested {
                     check_wire(body, base + pos, nested)?;
@@ -324,10 +262,7 @@ mod tests {
             snapshot_id: s(),
             partition_id: p(),
             created_unix_ms: 1_750_000_000_000,
-            locations: vec![
-                Location::new("chunks-eu", "p1/chunks").unwrap(),
-                Location::new("cold", "").unwrap(),
-            ],
+            locations: vec![Location::new("chunks-eu", "p1/chunks").unwrap(), Location::new("cold", "").unwrap()],
             groups: vec![
                 ChunkGroup::new(0, &[ChunkId([1; 32]), ChunkId([2; 32])]),
                 ChunkGroup::new(1, &[ChunkId([3; 32])]),
@@ -365,20 +300,12 @@ mod tests {
         assert_eq!(back.groups[0].ids(), &[[1; 32], [2; 32]]);
         assert_eq!(back.groups[0].count(), 2);
         let range = bytes.as_ptr_range();
-        assert!(
-            range.contains(&back.groups[0].ids_bytes().as_ptr()),
-            "ids were copied"
-        );
+        assert!(range.contains(&back.groups[0].ids_bytes().as_ptr()), "ids were copied");
     }
 
     #[test]
     fn empty_manifest_is_valid() {
-        let m = UnifiedManifest {
-            locations: vec![],
-            groups: vec![],
-            created_unix_ms: -5,
-            ..sample()
-        };
+        let m = UnifiedManifest { locations: vec![], groups: vec![], created_unix_ms: -5, ..sample() };
         assert_eq!(parse_vec(render(&m)).unwrap(), m);
     }
 
@@ -390,67 +317,27 @@ mod tests {
         top.push(1);
         assert_eq!(
             parse_vec(top).unwrap_err().kind,
-            K::UnknownField {
-                message: "SnapshotManifest",
-                field: 7,
-                offset: base.len()
-            }
+            K::UnknownField { message: "SnapshotManifest", field: 7, offset: base.len() }
         );
         let mut top = key(1000, LEN);
         top.push(0);
         top.extend(&base);
-        assert!(matches!(
-            parse_vec(top).unwrap_err().kind,
-            K::UnknownField {
-                field: 1000,
-                offset: 0,
-                ..
-            }
-        ));
+        assert!(matches!(parse_vec(top).unwrap_err().kind, K::UnknownField { field: 1000, offset: 0, .. }));
 
-        let mut loc = pb::ChunkLocation {
-            bucket: "chunks-eu".into(),
-            prefix: "p1".into(),
-        }
-        .encode_to_vec();
+        let mut loc = pb::ChunkLocation { bucket: "chunks-eu".into(), prefix: "p1".into() }.encode_to_vec();
         loc.extend(len_field(3, b"x"));
         let mut bytes = base.clone();
         bytes.extend(len_field(5, &loc));
         let k = parse_vec(bytes).unwrap_err().kind;
-        assert!(
-            matches!(
-                k,
-                K::UnknownField {
-                    message: "ChunkLocation",
-                    field: 3,
-                    ..
-                }
-            ),
-            "{k:?}"
-        );
+        assert!(matches!(k, K::UnknownField { message: "ChunkLocation", field: 3, .. }), "{k:?}");
 
-        let mut group = pb::ChunkGroup {
-            location: 0,
-            count: 0,
-            ids: Bytes::new(),
-        }
-        .encode_to_vec();
+        let mut group = pb::ChunkGroup { location: 0, count: 0, ids: Bytes::new() }.encode_to_vec();
         group.extend(key(4, I32));
         group.extend([0; 4]);
         let mut bytes = base.clone();
         bytes.extend(len_field(6, &group));
         let k = parse_vec(bytes).unwrap_err().kind;
-        assert!(
-            matches!(
-                k,
-                K::UnknownField {
-                    message: "ChunkGroup",
-                    field: 4,
-                    ..
-                }
-            ),
-            "{k:?}"
-        );
+        assert!(matches!(k, K::UnknownField { message: "ChunkGroup", field: 4, .. }), "{k:?}");
     }
 
     #[test]
@@ -460,35 +347,15 @@ mod tests {
         let k = parse_vec(bytes).unwrap_err().kind;
         assert_eq!(
             k,
-            K::WrongWireType {
-                message: "SnapshotManifest",
-                field: 1,
-                wire_type: LEN,
-                expected: VARINT,
-                offset: 0
-            }
+            K::WrongWireType { message: "SnapshotManifest", field: 1, wire_type: LEN, expected: VARINT, offset: 0 }
         );
         let mut bytes = key(2, I64);
         bytes.extend([0; 8]);
-        assert!(matches!(
-            parse_vec(bytes).unwrap_err().kind,
-            K::WrongWireType { field: 2, .. }
-        ));
+        assert!(matches!(parse_vec(bytes).unwrap_err().kind, K::WrongWireType { field: 2, .. }));
         let mut group = key(2, 3); // a start-group where count should be
         group.extend(key(2, 4));
         let k = parse_vec(len_field(6, &group)).unwrap_err().kind;
-        assert!(
-            matches!(
-                k,
-                K::WrongWireType {
-                    message: "ChunkGroup",
-                    field: 2,
-                    wire_type: 3,
-                    ..
-                }
-            ),
-            "{k:?}"
-        );
+        assert!(matches!(k, K::WrongWireType { message: "ChunkGroup", field: 2, wire_type: 3, .. }), "{k:?}");
     }
 
     #[test]
@@ -499,12 +366,7 @@ mod tests {
             assert!(matches!(k, K::Decode(_)), "cut at {cut}: {k:?}");
         }
         // Field number 0, an 11-byte varint, an overlong 10th byte, a huge length.
-        for bad in [
-            vec![0x00, 0x01],
-            vec![
-                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-            ],
-        ] {
+        for bad in [vec![0x00, 0x01], vec![0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]] {
             assert!(matches!(parse_vec(bad).unwrap_err().kind, K::Decode(_)));
         }
         let mut bad = vec![0x08];
@@ -525,92 +387,37 @@ mod tests {
     #[test]
     fn content_errors() {
         let good = to_pb(&sample());
+        assert_eq!(kind_of(&pb::SnapshotManifest { format_version: 0, ..good.clone() }), K::FormatVersion { found: 0 });
+        assert_eq!(kind_of(&pb::SnapshotManifest { format_version: 2, ..good.clone() }), K::FormatVersion { found: 2 });
         assert_eq!(
-            kind_of(&pb::SnapshotManifest {
-                format_version: 0,
-                ..good.clone()
-            }),
-            K::FormatVersion { found: 0 }
+            kind_of(&pb::SnapshotManifest { snapshot_id: "snap-2".into(), ..good.clone() }),
+            K::SnapshotMismatch { expected: "snap-1".into(), found: "snap-2".into() }
         );
         assert_eq!(
-            kind_of(&pb::SnapshotManifest {
-                format_version: 2,
-                ..good.clone()
-            }),
-            K::FormatVersion { found: 2 }
-        );
-        assert_eq!(
-            kind_of(&pb::SnapshotManifest {
-                snapshot_id: "snap-2".into(),
-                ..good.clone()
-            }),
-            K::SnapshotMismatch {
-                expected: "snap-1".into(),
-                found: "snap-2".into()
-            }
-        );
-        assert_eq!(
-            kind_of(&pb::SnapshotManifest {
-                partition_id: "p2".into(),
-                ..good.clone()
-            }),
-            K::PartitionMismatch {
-                expected: "p1".into(),
-                found: "p2".into()
-            }
+            kind_of(&pb::SnapshotManifest { partition_id: "p2".into(), ..good.clone() }),
+            K::PartitionMismatch { expected: "p1".into(), found: "p2".into() }
         );
 
         let mut m = good.clone();
         m.groups[1].location = 2;
-        assert_eq!(
-            kind_of(&m),
-            K::LocationOutOfRange {
-                group: 1,
-                location: 2,
-                locations: 2
-            }
-        );
+        assert_eq!(kind_of(&m), K::LocationOutOfRange { group: 1, location: 2, locations: 2 });
         m.groups[1].location = u32::MAX;
-        assert_eq!(
-            kind_of(&m),
-            K::LocationOutOfRange {
-                group: 1,
-                location: u32::MAX,
-                locations: 2
-            }
-        );
+        assert_eq!(kind_of(&m), K::LocationOutOfRange { group: 1, location: u32::MAX, locations: 2 });
 
         for count in [1, 3, u64::MAX, u64::MAX / 32, (u64::MAX / 32) + 1, 1 << 59] {
             let mut m = good.clone();
             m.groups[0].count = count;
-            assert_eq!(
-                kind_of(&m),
-                K::IdsLength {
-                    group: 0,
-                    len: 64,
-                    count
-                }
-            );
+            assert_eq!(kind_of(&m), K::IdsLength { group: 0, len: 64, count });
         }
         let mut m = good.clone();
         m.groups[0].ids = Bytes::from_static(&[0; 63]);
-        assert_eq!(
-            kind_of(&m),
-            K::IdsLength {
-                group: 0,
-                len: 63,
-                count: 2
-            }
-        );
+        assert_eq!(kind_of(&m), K::IdsLength { group: 0, len: 63, count: 2 });
 
         let mut m = good.clone();
         m.locations[1].bucket = "Bad_Bucket".into();
         assert_eq!(
             kind_of(&m),
-            K::BadLocation {
-                index: 1,
-                error: Box::new(LocationError::BadBucket("Bad_Bucket".into()))
-            }
+            K::BadLocation { index: 1, error: Box::new(LocationError::BadBucket("Bad_Bucket".into())) }
         );
         let mut m = good.clone();
         m.locations[0].prefix = "p1/chunks/".into();
@@ -632,10 +439,7 @@ mod tests {
     fn group_from_bytes() {
         assert!(ChunkGroup::from_bytes(0, Bytes::from_static(&[0; 31])).is_none());
         let g = ChunkGroup::from_bytes(3, Bytes::from_static(&[7; 64])).unwrap();
-        assert_eq!(
-            (g.location, g.count(), g.ids()),
-            (3, 2, &[[7; 32], [7; 32]][..])
-        );
+        assert_eq!((g.location, g.count(), g.ids()), (3, 2, &[[7; 32], [7; 32]][..]));
         assert_eq!(format!("{g:?}"), "ChunkGroup { location: 3, count: 2 }");
     }
 
@@ -647,23 +451,14 @@ mod tests {
     }
 
     fn manifest_strategy() -> impl Strategy<Value = UnifiedManifest> {
-        let location = (
-            "[a-z0-9][a-z0-9-]{1,20}[a-z0-9]",
-            "([a-z0-9_-]{1,8}(/[A-Za-z0-9._-]{0,6}[A-Za-z0-9])?)?",
-        )
+        let location = ("[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", "([a-z0-9_-]{1,8}(/[A-Za-z0-9._-]{0,6}[A-Za-z0-9])?)?")
             .prop_filter_map("valid location", |(b, pfx)| Location::new(&b, &pfx).ok());
         (
             "[A-Za-z0-9][A-Za-z0-9._-]{0,30}",
             "[A-Za-z0-9][A-Za-z0-9._-]{0,30}",
             any::<i64>(),
             proptest::collection::vec(location, 1..4),
-            proptest::collection::vec(
-                (
-                    any::<u32>(),
-                    proptest::collection::vec(any::<[u8; 32]>(), 0..6),
-                ),
-                0..5,
-            ),
+            proptest::collection::vec((any::<u32>(), proptest::collection::vec(any::<[u8; 32]>(), 0..6)), 0..5),
         )
             .prop_map(|(s, p, created_unix_ms, locations, groups)| {
                 let n = locations.len() as u32;
@@ -673,12 +468,7 @@ mod tests {
                     created_unix_ms,
                     groups: groups
                         .into_iter()
-                        .map(|(l, ids)| {
-                            ChunkGroup::new(
-                                l % n,
-                                &ids.into_iter().map(ChunkId).collect::<Vec<_>>(),
-                            )
-                        })
+                        .map(|(l, ids)| ChunkGroup::new(l % n, &ids.into_iter().map(ChunkId).collect::<Vec<_>>()))
                         .collect(),
                     locations,
                 }

@@ -87,8 +87,9 @@ pub fn stderr(output: &Output) -> String {
 }
 
 pub fn json_stdout(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&output.stdout), stderr(output)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&output.stdout), stderr(output))
+    })
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {
