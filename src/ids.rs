@@ -81,7 +81,11 @@ pub struct ChunkId(pub [u8; 32]);
 impl ChunkId {
     /// Parses exactly 64 lowercase hex digits, the form used in object names.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let bytes = s.as_bytes();
+        Self::from_hex_bytes(s.as_bytes())
+    }
+
+    /// [`ChunkId::from_hex`] over raw bytes (a file name, say).
+    pub fn from_hex_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }

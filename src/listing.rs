@@ -14,6 +14,8 @@ use tokio::task::JoinSet;
 use crate::locations::Location;
 use crate::store::{StoreError, Stores};
 
+mod local;
+
 /// How many foreign object names are kept per location for the log.
 const FOREIGN_SAMPLE: usize = 5;
 
@@ -31,6 +33,8 @@ pub struct ListedChunk {
 pub enum ListingError {
     #[error("listing bucket {bucket} prefix {prefix:?}: {source}")]
     List { bucket: String, prefix: String, source: object_store::Error },
+    #[error("listing bucket {bucket} prefix {prefix:?}: {source}")]
+    Local { bucket: String, prefix: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("listing task failed: {0}")]
@@ -109,8 +113,13 @@ pub async fn list_all(
             next = locations.recv(), if open => match next {
                 Some((index, location)) => {
                     let store = stores.bucket(location.bucket())?;
-                    let job = list_location(store, location, index, Arc::clone(&permits), Arc::clone(&progress));
-                    tasks.spawn(job);
+                    if let Some(dir) = stores.unlayered_local_dir(location.bucket()) {
+                        let progress = Arc::clone(&progress);
+                        tasks.spawn_blocking(move || local::list_location(&dir, &location, index, &progress));
+                    } else {
+                        let job = list_location(store, location, index, Arc::clone(&permits), Arc::clone(&progress));
+                        tasks.spawn(job);
+                    }
                 }
                 None => open = false,
             },
@@ -210,10 +219,15 @@ async fn list_dir(
 
 impl LocationCounts {
     fn foreign(&mut self, key: &str) {
+        self.foreign_with(|| key.to_owned());
+    }
+
+    /// Counts a foreign object; its name is only built while the sample has room.
+    fn foreign_with(&mut self, key: impl FnOnce() -> String) {
         self.listed_objects += 1;
         self.foreign_objects += 1;
         if self.foreign_sample.len() < FOREIGN_SAMPLE {
-            self.foreign_sample.push(key.to_owned());
+            self.foreign_sample.push(key());
         }
     }
 }

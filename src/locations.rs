@@ -89,11 +89,18 @@ impl Location {
         let rest =
             if self.prefix.is_empty() { key } else { key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')? };
         let (hh, hex) = rest.split_once('/')?;
-        if hh.len() != 2 || !hex.starts_with(hh) {
-            return None;
-        }
-        ChunkId::from_hex(hex)
+        chunk_of_fanout_entry(hh.as_bytes(), hex.as_bytes())
     }
+}
+
+/// Classifies the entry `name` of the fan-out directory `hh` of a location: the chunk it
+/// names, or `None` for a foreign object. The one rule behind [`Location::chunk_of_key`],
+/// shared with the `file://` listing, which sees names without building keys.
+pub fn chunk_of_fanout_entry(hh: &[u8], name: &[u8]) -> Option<ChunkId> {
+    if hh.len() != 2 || !name.starts_with(hh) {
+        return None;
+    }
+    ChunkId::from_hex_bytes(name)
 }
 
 impl fmt::Display for Location {

@@ -115,6 +115,16 @@ impl Stores {
         self.local_dir(bucket).map(|dir| dir.join(key))
     }
 
+    /// The directory of `bucket` when the store is `file://` and no [`Layer`] wraps it: the
+    /// listing's fast path reads it directly. With a layer (fault injection, call counting)
+    /// every listing goes through the layered `ObjectStore`, so `None`.
+    pub fn unlayered_local_dir(&self, bucket: &str) -> Option<PathBuf> {
+        if self.layer.is_some() {
+            return None;
+        }
+        self.local_dir(bucket)
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self.backend, Backend::Local(_))
     }

@@ -1,0 +1,84 @@
+//! The `file://` fast path of the listing sees exactly what the generic object_store path
+//! sees: the same chunks with the same sizes and mtimes, the same foreign counts, on a
+//! synthetic partition with odd extra entries. A layered store always takes the generic path.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use common::*;
+use gc_partition::listing::{ListedChunk, Listing, list_all};
+use gc_partition::locations::Location;
+use gc_partition::store::Stores;
+
+fn list(stores: &Stores, locations: &[Location]) -> Listing {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (i, location) in locations.iter().enumerate() {
+        tx.send((i as u32, location.clone())).unwrap();
+    }
+    drop(tx);
+    runtime().block_on(list_all(stores.clone(), rx, 8, Arc::new(AtomicU64::new(0)))).unwrap()
+}
+
+fn chunks(listing: &Listing) -> BTreeSet<(u32, [u8; 32], u64, i64)> {
+    listing.chunks().map(|c: &ListedChunk| (c.location, c.id, c.size, c.last_modified_ms)).collect()
+}
+
+fn counts(listing: &Listing) -> Vec<(u64, u64, u64, u64)> {
+    listing.per_location.iter().map(|c| (c.listed_objects, c.chunks, c.chunk_bytes, c.foreign_objects)).collect()
+}
+
+fn generic(stores: &Stores) -> Stores {
+    stores.layered(Arc::new(|_, store| store))
+}
+
+#[test]
+fn fast_path_matches_object_store() {
+    let fx = partition(|c| c.seed = 11);
+    let locations = fx.summary.locations.clone();
+    // Odd entries: a nested directory under a fan-out directory, a directory beside them,
+    // object_store's upload temporaries (skipped by both), an empty fan-out directory.
+    let loc = &locations[0].clone();
+    let base = fx.stores.local_dir(loc.bucket()).unwrap().join(loc.prefix());
+    let hex = "ab".repeat(32);
+    std::fs::create_dir_all(base.join("ab/nested")).unwrap();
+    std::fs::write(base.join(format!("ab/nested/{hex}")), b"x").unwrap();
+    std::fs::write(base.join(format!("ab/{hex}#12")), b"x").unwrap();
+    std::fs::write(base.join(format!("ab/{hex}#x")), b"x").unwrap();
+    std::fs::write(base.join("top#3"), b"x").unwrap();
+    std::fs::create_dir_all(base.join("other/deeper")).unwrap();
+    std::fs::write(base.join(format!("other/deeper/{hex}")), b"x").unwrap();
+    std::fs::create_dir_all(base.join("ff")).unwrap();
+    // A location that does not exist yet lists as empty on both paths.
+    let mut locations = locations;
+    locations.push(Location::new(loc.bucket(), "nothing/p1/here").unwrap());
+
+    let fast = list(&fx.stores, &locations);
+    let slow = list(&generic(&fx.stores), &locations);
+    assert_eq!(chunks(&fast), chunks(&slow));
+    assert_eq!(counts(&fast), counts(&slow));
+    assert_eq!(fast.chunk_count(), fx.summary.referenced_ids + fx.summary.garbage_chunks + fx.summary.young_chunks);
+    let foreign: u64 = fast.per_location.iter().map(|c| c.foreign_objects).sum();
+    assert_eq!(foreign, fx.summary.foreign_objects + 3);
+}
+
+#[test]
+fn symlinks_are_foreign_and_never_followed() {
+    let fx = partition(|c| c.seed = 12);
+    let loc = fx.summary.locations[0].clone();
+    let base = fx.stores.local_dir(loc.bucket()).unwrap().join(loc.prefix());
+    let outside = fx.dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("cd")).unwrap();
+    let hex = "cd".repeat(32);
+    std::fs::write(outside.join(format!("cd/{hex}")), b"x").unwrap();
+    std::os::unix::fs::symlink(&outside, base.join("linked")).unwrap();
+    std::os::unix::fs::symlink(outside.join(format!("cd/{hex}")), base.join(format!("cd/{hex}"))).unwrap();
+
+    let before = list(&fx.stores, std::slice::from_ref(&loc));
+    let id = gc_partition::ids::ChunkId::from_hex(&hex).unwrap();
+    assert!(before.chunks().all(|c| c.id != id.0), "a symlinked chunk was listed as a chunk");
+    let expected = fx.summary.per_location[0].foreign + 2;
+    assert_eq!(before.per_location[0].foreign_objects, expected, "each symlink is one foreign object");
+}
