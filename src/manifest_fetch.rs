@@ -138,6 +138,9 @@ pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usiz
 }
 
 async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestError> {
+    if let Some(dir) = ingest.stores.unlayered_local_dir(&ingest.meta_bucket) {
+        return run_blocking(move || ingest_snapshot_local(&ingest, &dir, &job)).await;
+    }
     let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
         manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
     })?;
@@ -150,6 +153,52 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// `file://`: the whole snapshot on one blocking thread, with plain reads (and the index
+/// memory-mapped) instead of object_store's `get`, which costs a `spawn_blocking`, an open, a
+/// stat and a read per file, each on its own hop between threads.
+fn ingest_snapshot_local(ingest: &Ingest, dir: &std::path::Path, job: &SnapshotJob) -> Result<(), IngestError> {
+    let snapshot = &job.snapshot;
+    let read = |key: &str| std::fs::read(dir.join(key)).map_err(|e| local_err(&ingest.meta_bucket, key, snapshot, &e));
+    if job.legacy {
+        let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
+        let text = read(&text_key)?;
+        let object = object_name(&ingest.meta_bucket, &text_key);
+        let parsed = legacy::parse_manifest(&text, &object, snapshot, &ingest.partition)?;
+        let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
+        let index =
+            map_local(&dir.join(&index_key)).map_err(|e| local_err(&ingest.meta_bucket, &index_key, snapshot, &e))?;
+        ingest.add_checked_index(&parsed, &index, &object_name(&ingest.meta_bucket, &index_key))?;
+        ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
+    }
+    if job.unified {
+        let key = manifest::unified_key(&ingest.partition, snapshot);
+        let bytes = Bytes::from(read(&key)?);
+        ingest.add_unified(bytes, &object_name(&ingest.meta_bucket, &key), snapshot)?;
+        ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn local_err(bucket: &str, key: &str, snapshot: &SnapshotId, e: &std::io::Error) -> ManifestError {
+    let kind = if e.kind() == std::io::ErrorKind::NotFound {
+        ManifestErrorKind::Missing
+    } else {
+        ManifestErrorKind::Fetch(e.to_string())
+    };
+    manifest_err(snapshot, object_name(bucket, key), kind)
+}
+
+/// Memory-maps a local index file (an empty file is not mapped).
+fn map_local(path: &std::path::Path) -> std::io::Result<IndexBytes> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(IndexBytes::Fetched(Bytes::new()));
+    }
+    // SAFETY: snapshot files are written once and never modified in place (spec section 2);
+    // the map is read-only and dropped as soon as the ids are in the filter.
+    Ok(IndexBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }?))
 }
 
 async fn fetch(
@@ -206,14 +255,7 @@ async fn index_bytes(
         };
         manifest_err(snapshot, object_name(&ingest.meta_bucket, key), kind)
     };
-    let file = std::fs::File::open(&path).map_err(fail)?;
-    if file.metadata().map_err(fail)?.len() == 0 {
-        return Ok(IndexBytes::Fetched(Bytes::new()));
-    }
-    // SAFETY: snapshot files are written once and never modified in place (spec section 2);
-    // the map is read-only and dropped as soon as the ids are in the filter.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(fail)?;
-    Ok(IndexBytes::Mapped(map))
+    map_local(&path).map_err(fail)
 }
 
 async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
@@ -225,27 +267,42 @@ async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &Snap
     let index = index_bytes(ingest, store, &index_key, snapshot).await?;
     let object = object_name(bucket, &index_key);
     let ingest = ingest.clone();
-    run_blocking(move || {
-        let ids = legacy::check_index(&parsed, &index, &object)?;
-        ingest.add_ids(ingest.legacy_location, ids, index.len() as u64);
-        Ok(())
-    })
-    .await
+    run_blocking(move || ingest.add_checked_index(&parsed, &index, &object)).await
 }
 
 async fn ingest_unified(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
     let key = manifest::unified_key(&ingest.partition, snapshot);
     let object = object_name(&ingest.meta_bucket, &key);
     let bytes = fetch(store, &ingest.meta_bucket, &key, snapshot).await?;
-    let size = bytes.len() as u64;
     let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
-    run_blocking(move || {
-        let parsed = unified::parse(bytes, &object, &snapshot, &ingest.partition)?;
+    run_blocking(move || ingest.add_unified(bytes, &object, &snapshot)).await
+}
+
+impl Ingest {
+    /// Checks an index against its manifest and inserts its ids, in one pass.
+    fn add_checked_index(
+        &self,
+        parsed: &legacy::LegacyManifest,
+        index: &[u8],
+        object: &str,
+    ) -> Result<(), IngestError> {
+        let location = self.legacy_location;
+        let sink = |ids: &[[u8; 32]]| self.add_ids(location, ids, 0);
+        legacy::check_index_streaming(parsed, index, object, &sink)?;
+        self.stats.bytes.fetch_add(index.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Parses a `.snap`, registers its locations and inserts its ids.
+    fn add_unified(&self, bytes: Bytes, object: &str, snapshot: &SnapshotId) -> Result<(), IngestError> {
+        let ingest = self;
+        let size = bytes.len() as u64;
+        let parsed = unified::parse(bytes, object, snapshot, &ingest.partition)?;
         let mut indexes = Vec::with_capacity(parsed.locations.len());
         for location in &parsed.locations {
             location.check_owned_by(&ingest.partition).map_err(|source| IngestError::ForeignLocation {
                 snapshot: snapshot.to_string(),
-                object: object.clone(),
+                object: object.to_owned(),
                 source,
             })?;
             indexes.push((ingest.register)(location));
@@ -259,11 +316,8 @@ async fn ingest_unified(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &Sna
         }
         ingest.stats.bytes.fetch_add(size, Ordering::Relaxed);
         Ok(())
-    })
-    .await
-}
+    }
 
-impl Ingest {
     fn add_ids(&self, location: u32, ids: &[[u8; 32]], bytes: u64) {
         self.filter.insert_all(ids);
         if let Some(exact) = &self.exact {
