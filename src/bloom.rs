@@ -12,7 +12,7 @@ use fastbloom::AtomicBloomFilter;
 use rayon::prelude::*;
 
 /// Below this many ids an insert stays on the calling thread.
-const PARALLEL_INSERT_MIN: usize = 1 << 13;
+const PARALLEL_INSERT_MIN: usize = 1 << 16;
 
 pub struct RefFilter {
     filter: AtomicBloomFilter,
@@ -36,7 +36,7 @@ impl RefFilter {
     /// Inserts every id; large slices are split across the rayon pool.
     pub fn insert_all(&self, ids: &[[u8; 32]]) {
         if ids.len() >= PARALLEL_INSERT_MIN {
-            ids.par_chunks(PARALLEL_INSERT_MIN / 2).for_each(|part| self.insert_serial(part));
+            ids.par_chunks(PARALLEL_INSERT_MIN / 4).for_each(|part| self.insert_serial(part));
         } else {
             self.insert_serial(ids);
         }

@@ -399,7 +399,7 @@ impl Run<'_> {
 /// Decides every listed chunk, counts the decisions per location into the report, and
 /// leaves only the planned deletes in the listing, sorted by location and id. Returns how
 /// many chunks are older than the cutoff.
-fn decide_all(
+pub fn decide_all(
     listing: &mut Listing,
     filter: &RefFilter,
     cutoff_ms: i64,

@@ -175,13 +175,14 @@ pub fn check_index<'a>(m: &LegacyManifest, bytes: &'a [u8], object: &str) -> Res
     Ok(ids)
 }
 
-/// Ids per block of [`check_index_streaming`]: 1 MiB of index, hashed while the previous
-/// step's ids go into the filter.
-pub const STREAM_BLOCK_IDS: usize = 1 << 15;
+/// Ids per block of [`check_index_streaming`]: 256 KiB of index, hashed and then inserted
+/// while it is still in the core's cache.
+pub const STREAM_BLOCK_IDS: usize = 1 << 13;
 
 /// [`check_index`] in one pass over the file: the SHA-256 runs block by block, and each
-/// block's ids go to `sink` while the block is hashed (on the other core when rayon has one
-/// free), so the file is read once and checksum and insert overlap.
+/// block's ids go to `sink` right after it is hashed, while the block is still in cache. (A
+/// `rayon::join` of hash and insert per block measured slower on this 2-core shared machine:
+/// see BENCHMARKS.md; manifests are spread over the cores by running several at once.)
 ///
 /// `sink` sees the ids before the checksum is confirmed. On `Err` the caller must treat
 /// everything it was given as void: the run aborts with nothing deleted (spec 4.2), and extra
@@ -201,13 +202,9 @@ pub fn check_index_streaming<'a>(
     }
     let mut hasher = Sha256::new();
     hasher.update(&bytes[..INDEX_HEADER_LEN]);
-    if ids.len() <= STREAM_BLOCK_IDS {
-        hasher.update(ids.as_flattened());
-        sink(ids);
-    } else {
-        for block in ids.chunks(STREAM_BLOCK_IDS) {
-            rayon::join(|| hasher.update(block.as_flattened()), || sink(block));
-        }
+    for block in ids.chunks(STREAM_BLOCK_IDS) {
+        hasher.update(block.as_flattened());
+        sink(block);
     }
     let actual: [u8; 32] = hasher.finalize().into();
     if actual != m.index_sha256 {
