@@ -804,9 +804,10 @@ fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
     Ok(())
 }
 
-/// Fails before writing anything when the store cannot age objects (gs://, s3://).
+/// Fails before writing anything when the store cannot age objects (gs://, s3:// without a
+/// backdate root).
 fn check_backdating(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
-    if stores.is_local() {
+    if stores.can_backdate() {
         return Ok(());
     }
     let probe = format!("partitions/{}/snapshots/.synth-probe", layout.partition);
