@@ -107,6 +107,7 @@ impl Cli {
             record_sets: false,
             write_threads: self.threads,
             put_concurrency: self.concurrency,
+            unaged: false,
         })
     }
 }
