@@ -35,30 +35,21 @@ struct Shape {
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
-    (
-        any::<u64>(),
-        0usize..8,
-        0usize..4,
-        0u64..400,
-        0u64..300,
-        0u64..40,
-        0u64..10,
-        0usize..3,
-        0.0..0.9f64,
-        0.0..1.0f64,
-    )
-        .prop_map(|(seed, snapshots, dead, referenced, garbage, young, foreign, extra_locations, shared, legacy)| Shape {
-            seed,
-            snapshots,
-            dead,
-            referenced: if snapshots == 0 { 0 } else { referenced },
-            garbage,
-            young,
-            foreign,
-            extra_locations,
-            shared,
-            legacy,
-            unified: (1.0 - legacy) / 2.0,
+    (any::<u64>(), 0usize..8, 0usize..4, 0u64..400, 0u64..300, 0u64..40, 0u64..10, 0usize..3, 0.0..0.9f64, 0.0..1.0f64)
+        .prop_map(|(seed, snapshots, dead, referenced, garbage, young, foreign, extra_locations, shared, legacy)| {
+            Shape {
+                seed,
+                snapshots,
+                dead,
+                referenced: if snapshots == 0 { 0 } else { referenced },
+                garbage,
+                young,
+                foreign,
+                extra_locations,
+                shared,
+                legacy,
+                unified: (1.0 - legacy) / 2.0,
+            }
         })
 }
 
@@ -111,7 +102,8 @@ fn check(shape: Shape) -> Result<(), TestCaseError> {
             "--bloom-fpr",
             &FPR.to_string(),
         ];
-        let args = Args::try_parse_from(fixed.iter().copied().chain(location_flags.iter().map(String::as_str))).unwrap();
+        let args =
+            Args::try_parse_from(fixed.iter().copied().chain(location_flags.iter().map(String::as_str))).unwrap();
         let config = Config::from_args(&args, chrono::Utc::now()).unwrap();
         let report = gc::run(&stores, &config, &Stop::default(), &Progress::default()).await;
         prop_assert_eq!(report.exit_code, 0, "{:?}", report.error);
