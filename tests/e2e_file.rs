@@ -324,3 +324,26 @@ fn a_location_named_only_by_a_manifest_is_listed_and_collected() {
     assert_eq!(code(&dry), 8, "{}", stderr(&dry));
     assert_eq!(json_stdout(&dry)["verify"]["missing_before"], 1);
 }
+
+#[test]
+fn the_gc_synth_binary_makes_a_partition_gc_can_collect() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let url = format!("file://{}", store.display());
+    let live = dir.path().join("live.txt");
+    let synth = std::process::Command::new(env!("CARGO_BIN_EXE_gc_synth"))
+        .args(["--store", &url, "--partition", "p9", "--seed", "3", "--snapshots", "4", "--referenced-ids", "300"])
+        .args(["--garbage", "100", "--young", "10", "--live-set-out", live.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    let args = ["--partition", "p9", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "7d", "--store", &url];
+    let out = gc_binary(&[&args[..], &["--execute", "--verify", "--output", "json"]].concat(), None);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    let n = |k: &str| json[k].as_u64().unwrap();
+    assert!(n("deleted") >= 95, "{json}");
+    assert_eq!(n("chunks_scanned"), 410, "300 referenced + 100 garbage + 10 young");
+    assert_eq!(n("young_kept") + n("referenced_kept") + n("deleted"), 410);
+}
