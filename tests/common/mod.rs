@@ -398,6 +398,9 @@ macro_rules! whole_suite {
             a_listing_failure_exits_5_and_deletes_nothing,
             human_summary_reads_well,
             backdated_objects_show_their_age_in_list_and_head,
+            a_manifest_naming_another_partitions_location_exits_4,
+            a_location_named_only_by_a_manifest_is_listed_and_collected,
+            the_gc_synth_binary_makes_a_partition_gc_can_collect,
         );
     };
 }
