@@ -36,7 +36,7 @@ fn generic(stores: &Stores) -> Stores {
 
 #[test]
 fn fast_path_matches_object_store() {
-    let fx = partition(|c| c.seed = 11);
+    let fx = partition(&Backend::File, |c| c.seed = 11);
     let locations = fx.summary.locations.clone();
     // Odd entries: a nested directory under a fan-out directory, a directory beside them,
     // object_store's upload temporaries (skipped by both), an empty fan-out directory.
@@ -66,7 +66,7 @@ fn fast_path_matches_object_store() {
 
 #[test]
 fn symlinks_are_foreign_and_never_followed() {
-    let fx = partition(|c| c.seed = 12);
+    let fx = partition(&Backend::File, |c| c.seed = 12);
     let loc = fx.summary.locations[0].clone();
     let base = fx.stores.local_dir(loc.bucket()).unwrap().join(loc.prefix());
     let outside = fx.dir.path().join("outside");
