@@ -195,7 +195,7 @@ async fn index_bytes(
     key: &str,
     snapshot: &SnapshotId,
 ) -> Result<IndexBytes, ManifestError> {
-    let Some(path) = ingest.stores.local_file(&ingest.meta_bucket, key) else {
+    let Some(file) = ingest.stores.open_local(&ingest.meta_bucket, key) else {
         return Ok(IndexBytes::Fetched(fetch(store, &ingest.meta_bucket, key, snapshot).await?));
     };
     let fail = |e: std::io::Error| {
@@ -206,7 +206,8 @@ async fn index_bytes(
         };
         manifest_err(snapshot, object_name(&ingest.meta_bucket, key), kind)
     };
-    let file = std::fs::File::open(&path).map_err(fail)?;
+    // Refuses a symbolic link anywhere below the bucket directory (O_NOFOLLOW included).
+    let file = file.map_err(fail)?;
     if file.metadata().map_err(fail)?.len() == 0 {
         return Ok(IndexBytes::Fetched(Bytes::new()));
     }
