@@ -2,6 +2,8 @@
 //! run the built binary on it, and a fingerprint of the store to prove it unchanged.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod faults;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
