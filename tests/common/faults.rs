@@ -72,6 +72,8 @@ pub struct FaultPlan {
     pub seed: u64,
     /// Listing streams (`list`) under a key containing this text end with an error half way...
     pub break_listings_under: Option<String>,
+    /// ...unless the key contains this text...
+    pub break_listings_except: Option<String>,
     /// ...every time (`1.0`) or for this share of them.
     pub break_listing_share: f64,
     /// The error that ends a broken listing.
@@ -318,6 +320,7 @@ impl ObjectStore for FaultStore {
         let plan = &self.faults.plan;
         let seq = self.faults.seq.load(Ordering::SeqCst);
         let broken = plan.break_listings_under.as_ref().is_some_and(|under| key.contains(under.as_str()))
+            && !plan.break_listings_except.as_ref().is_some_and(|except| key.contains(except.as_str()))
             && unit(plan.seed ^ 0xB4EA_C0DE, seq) < plan.break_listing_share;
         let break_kind = plan.break_listing_kind.unwrap_or(Kind::Transient);
         if let Some(e) = failure {
