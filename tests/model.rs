@@ -209,7 +209,7 @@ proptest! {
                 let failing = faults.calls().iter().filter(|c| c.injected).count();
                 if failing > 0 { 7 } else { 0 }
             }
-            (Fault::StopAt(n), true) => if *n <= planned { 130 } else { 0 },
+            (Fault::StopAt(n), true) if *n <= planned => 130,
             _ => 0,
         };
         prop_assert_eq!(report.exit_code, expected, "{:?}: {:?}", fault, report.error);
