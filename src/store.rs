@@ -76,7 +76,8 @@ enum Backend {
 }
 
 /// Wraps every bucket's store as it is built: the hook tests use for fault injection and
-/// for counting calls.
+/// for counting calls. It sits between the backend and the [`RetryStore`], so a transient
+/// error it injects is retried like a real one.
 pub type Layer = Arc<dyn Fn(&str, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
 /// All the buckets of one store URL. Cheap to clone; clones share their buckets, so a
