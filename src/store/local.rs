@@ -36,7 +36,7 @@ pub const SYMLINK_ETAG: &str = "gc_partition:symlink";
 
 const STORE: &str = "LocalBucket";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalBucket {
     inner: Arc<LocalFileSystem>,
     /// The canonical bucket directory.
@@ -230,10 +230,23 @@ impl ObjectStore for LocalBucket {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        match self.walk(prefix) {
-            Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        }
+        let (this, prefix) = (self.clone(), prefix.cloned());
+        let walk = move || this.walk(prefix.as_ref());
+        stream::once(async move {
+            // The walk stats every file: off the async workers, as LocalFileSystem does.
+            let walked = match tokio::runtime::Handle::try_current() {
+                Ok(_) => {
+                    tokio::task::spawn_blocking(walk).await.unwrap_or_else(|e| Err(Error::JoinError { source: e }))
+                }
+                Err(_) => walk(),
+            };
+            match walked {
+                Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
