@@ -387,3 +387,34 @@ fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
         p.assert_nothing_lost("refreshed chunk");
     }
 }
+
+#[test]
+fn the_nth_call_of_a_kind_fails() {
+    for backend in BACKENDS {
+        let p = part(backend, 18, |_| {});
+        let before = p.objects();
+        let args = ["--execute", "--verify", "--bloom-fpr", "0.000001"];
+        // The first top-level listing of a location fails for good: a listing error.
+        let faults =
+            Faults::new(FaultPlan { fail_nth: vec![(Op::ListDelimiter, 1, Kind::Permanent)], ..FaultPlan::default() });
+        let report = p.run(&faults, &args);
+        assert_eq!(report.exit_code, 5, "{backend:?}: {:?}", report.error);
+        assert_eq!(faults.count(Op::Delete), 0);
+        assert_eq!(p.objects(), before);
+        // The first manifest read fails once: retried, no error.
+        let faults = Faults::new(FaultPlan { fail_nth: vec![(Op::Get, 1, Kind::Transient)], ..FaultPlan::default() });
+        let report = p.run(&faults, &["--bloom-seed", "1"]);
+        assert_eq!((report.exit_code, report.store_retries), (0, 1), "{backend:?}: {:?}", report.error);
+        assert_eq!(p.objects(), before);
+        // The third re-read before a delete fails for good: that chunk is not deleted.
+        let faults = Faults::new(FaultPlan { fail_nth: vec![(Op::Head, 3, Kind::Permanent)], ..FaultPlan::default() });
+        let report = p.run(&faults, &args);
+        assert_eq!(report.exit_code, 7, "{backend:?}: {:?}", report.error);
+        assert_eq!(report.failed_deletes.len(), 1);
+        assert!(report.failed_deletes[0].error.contains("re-reading"), "{:?}", report.failed_deletes);
+        let kept = format!("{}/{}", report.failed_deletes[0].bucket, report.failed_deletes[0].key);
+        assert!(p.exists(&kept), "{backend:?}: the chunk whose re-read failed was deleted");
+        assert_eq!(report.deleted + 1, report.planned_deletes);
+        p.assert_nothing_lost("nth call");
+    }
+}
