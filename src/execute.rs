@@ -1,6 +1,15 @@
-//! Carries out the plan: bounded concurrent deletes, each preceded by a fresh read of the
-//! chunk's last-modified time (spec 4.6), and stopped by a signal between deletes.
+//! Carries out the plan in small batches (spec 4.6): the chunks of one batch have their
+//! last-modified re-read concurrently, then the ones still older than the cutoff are deleted
+//! at once with one `delete_stream` call (one bulk request on S3, and as many single
+//! requests as the backend needs elsewhere), so the window between re-read and delete stays
+//! one round trip long. A signal stops new batches, and the deletes of a batch whose
+//! re-read it interrupted.
+//!
+//! `--delete-concurrency N` is the bound on requests in flight: every HEAD and every
+//! `delete_stream` call holds one of N permits. Batches hold at most N/2 chunks and two are
+//! in flight, so one batch's delete never queues behind the other's re-reads.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,12 +17,18 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::Location;
 use crate::store::{StoreError, Stores};
+
+/// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
+const MAX_BATCH: usize = 1000;
+/// Batches in flight: one re-reading while the other deletes.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A delete that did not happen, named in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -33,11 +48,19 @@ pub struct ExecuteStats {
     pub not_started: u64,
 }
 
-enum Outcome {
-    Deleted(u64),
-    Refreshed,
-    Failed(DeleteFailure),
-    NotStarted,
+impl ExecuteStats {
+    fn merge(&mut self, other: ExecuteStats) {
+        self.deleted += other.deleted;
+        self.deleted_bytes += other.deleted_bytes;
+        self.refreshed_kept += other.refreshed_kept;
+        self.failures.extend(other.failures);
+        self.not_started += other.not_started;
+    }
+}
+
+/// How many chunks one batch holds for a given `--delete-concurrency`.
+pub fn batch_size(concurrency: usize) -> usize {
+    (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
 /// Deletes every planned chunk unless it was refreshed since the listing.
@@ -51,55 +74,228 @@ pub async fn execute<'a>(
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let outcomes = futures::stream::iter(planned)
-        .map(|chunk| {
-            let location = &locations[chunk.location as usize];
-            let store = Arc::clone(&buckets[chunk.location as usize]);
-            let progress = Arc::clone(&progress);
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let size = batch_size(concurrency);
+    let in_flight = if concurrency <= 1 { 1 } else { BATCHES_IN_FLIGHT };
+    let outcomes = futures::stream::iter(batches(planned, size))
+        .map(|batch| {
+            let location = &locations[batch[0].location as usize];
+            let store = Arc::clone(&buckets[batch[0].location as usize]);
+            let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
-                if stop.is_cancelled() {
-                    return Outcome::NotStarted;
-                }
-                let outcome = delete_one(store.as_ref(), location, chunk, cutoff_ms).await;
-                progress.fetch_add(1, Ordering::Relaxed);
-                outcome
+                let n = batch.len() as u64;
+                let stats = run_batch(store.as_ref(), location, &batch, cutoff_ms, &permits, stop).await;
+                progress.fetch_add(n, Ordering::Relaxed);
+                stats
             }
         })
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(in_flight);
     let mut stats = ExecuteStats::default();
     futures::pin_mut!(outcomes);
-    while let Some(outcome) = outcomes.next().await {
-        match outcome {
-            Outcome::Deleted(bytes) => {
-                stats.deleted += 1;
-                stats.deleted_bytes += bytes;
-            }
-            Outcome::Refreshed => stats.refreshed_kept += 1,
-            Outcome::Failed(failure) => stats.failures.push(failure),
-            Outcome::NotStarted => stats.not_started += 1,
-        }
+    while let Some(batch) = outcomes.next().await {
+        stats.merge(batch);
     }
     Ok(stats)
 }
 
-async fn delete_one(store: &dyn ObjectStore, location: &Location, chunk: &ListedChunk, cutoff_ms: i64) -> Outcome {
-    let key = location.chunk_key(&ChunkId(chunk.id));
-    let path = Path::from(key.as_str());
-    let fail = |error: String| {
-        Outcome::Failed(DeleteFailure { bucket: location.bucket().to_owned(), key: key.clone(), error })
-    };
-    match store.head(&path).await {
-        Ok(meta) if meta.last_modified.timestamp_millis() >= cutoff_ms => {
-            tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
-            return Outcome::Refreshed;
+/// Consecutive chunks of one location, at most `size` each (the plan is sorted by location).
+fn batches<'a>(
+    planned: impl Iterator<Item = &'a ListedChunk>,
+    size: usize,
+) -> impl Iterator<Item = Vec<&'a ListedChunk>> {
+    let mut planned = planned.peekable();
+    std::iter::from_fn(move || {
+        let first = planned.next()?;
+        let mut batch = vec![first];
+        while batch.len() < size {
+            match planned.next_if(|c| c.location == first.location) {
+                Some(chunk) => batch.push(chunk),
+                None => break,
+            }
         }
-        Ok(_) => {}
-        Err(object_store::Error::NotFound { .. }) => return Outcome::Deleted(0),
-        Err(e) => return fail(format!("re-reading last-modified: {e}")),
+        Some(batch)
+    })
+}
+
+async fn run_batch(
+    store: &dyn ObjectStore,
+    location: &Location,
+    batch: &[&ListedChunk],
+    cutoff_ms: i64,
+    permits: &Semaphore,
+    stop: &CancellationToken,
+) -> ExecuteStats {
+    let mut stats = ExecuteStats::default();
+    if stop.is_cancelled() {
+        stats.not_started = batch.len() as u64;
+        return stats;
     }
-    match store.delete(&path).await {
-        Ok(()) => Outcome::Deleted(chunk.size),
-        Err(object_store::Error::NotFound { .. }) => Outcome::Deleted(0),
-        Err(e) => fail(e.to_string()),
+    let keyed: Vec<(String, &ListedChunk)> =
+        batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), *chunk)).collect();
+    let fail =
+        |key: &str, error: String| DeleteFailure { bucket: location.bucket().to_owned(), key: key.to_owned(), error };
+
+    // Re-read every chunk of the batch at once.
+    let rereads = futures::future::join_all(keyed.iter().map(|(key, _)| async move {
+        let _permit = permits.acquire().await;
+        store.head(&Path::from(key.as_str())).await
+    }))
+    .await;
+    let mut doomed: Vec<(&str, u64)> = Vec::with_capacity(keyed.len());
+    for ((key, chunk), reread) in keyed.iter().zip(rereads) {
+        match reread {
+            Ok(meta) if meta.last_modified.timestamp_millis() >= cutoff_ms => {
+                tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
+                stats.refreshed_kept += 1;
+            }
+            Ok(_) => doomed.push((key, chunk.size)),
+            Err(object_store::Error::NotFound { .. }) => stats.deleted += 1,
+            Err(e) => stats.failures.push(fail(key, format!("re-reading last-modified: {e}"))),
+        }
+    }
+    if doomed.is_empty() {
+        return stats;
+    }
+    if stop.is_cancelled() {
+        stats.not_started += doomed.len() as u64;
+        return stats;
+    }
+
+    // Delete the still-old ones with one call.
+    let paths: Vec<Path> = doomed.iter().map(|(key, _)| Path::from(*key)).collect();
+    let results = {
+        let _permit = permits.acquire().await;
+        let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        store.delete_stream(input).collect::<Vec<_>>().await
+    };
+    for ((key, size), outcome) in doomed.iter().zip(attribute(&paths, results)) {
+        match outcome {
+            Deleted::Yes => {
+                stats.deleted += 1;
+                stats.deleted_bytes += size;
+            }
+            Deleted::AlreadyGone => stats.deleted += 1,
+            Deleted::No(error) => stats.failures.push(fail(key, error)),
+        }
+    }
+    stats
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Deleted {
+    Yes,
+    /// The backend said the object was not there: done, as spec 4.6 says.
+    AlreadyGone,
+    No(String),
+}
+
+/// The outcome of each of `paths` from what `delete_stream` returned for them.
+///
+/// Every `object_store` backend yields one result per input path, in input order (S3's bulk
+/// delete maps its per-key `<Error>` elements back to their positions); then results are
+/// matched by position. When a backend yields fewer (an S3 bulk request that failed as a
+/// whole yields one error for all its keys), a path counts as deleted only if a result names
+/// it; every other path is reported failed with the errors seen. Fail closed: a key is never
+/// reported deleted without a result naming it.
+fn attribute(paths: &[Path], results: Vec<object_store::Result<Path>>) -> Vec<Deleted> {
+    let positional = results.len() == paths.len()
+        && results.iter().zip(paths).all(|(r, p)| match r {
+            Ok(done) => done == p,
+            Err(object_store::Error::NotFound { path, .. }) => path.is_empty() || path == p.as_ref(),
+            Err(_) => true,
+        });
+    if positional {
+        return results
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) => Deleted::Yes,
+                Err(object_store::Error::NotFound { .. }) => Deleted::AlreadyGone,
+                Err(e) => Deleted::No(e.to_string()),
+            })
+            .collect();
+    }
+    let mut named: HashMap<String, Deleted> = HashMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    for result in results {
+        match result {
+            Ok(path) => {
+                named.insert(path.to_string(), Deleted::Yes);
+            }
+            Err(object_store::Error::NotFound { path, .. }) if !path.is_empty() => {
+                named.insert(path, Deleted::AlreadyGone);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let why = if errors.is_empty() {
+        "the store's bulk delete returned no result for this key".to_owned()
+    } else {
+        format!("bulk delete failed: {}", errors.join("; "))
+    };
+    paths.iter().map(|p| named.remove(p.as_ref()).unwrap_or_else(|| Deleted::No(why.clone()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(keys: &[&str]) -> Vec<Path> {
+        keys.iter().map(|k| Path::from(*k)).collect()
+    }
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "test", source: message.to_owned().into() }
+    }
+
+    #[test]
+    fn batch_size_follows_the_concurrency() {
+        assert_eq!(batch_size(0), 1);
+        assert_eq!(batch_size(1), 1);
+        assert_eq!(batch_size(32), 16);
+        assert_eq!(batch_size(100_000), 1000);
+    }
+
+    #[test]
+    fn batches_never_mix_locations_or_exceed_the_size() {
+        let chunk = |location, n: u8| ListedChunk { id: [n; 32], size: 1, last_modified_ms: 0, location };
+        let chunks: Vec<ListedChunk> = (0..5).map(|n| chunk(0, n)).chain((0..3).map(|n| chunk(1, n))).collect();
+        let sizes: Vec<(u32, usize)> = batches(chunks.iter(), 2).map(|b| (b[0].location, b.len())).collect();
+        assert_eq!(sizes, [(0, 2), (0, 2), (0, 1), (1, 2), (1, 1)]);
+        for batch in batches(chunks.iter(), 2) {
+            assert!(batch.iter().all(|c| c.location == batch[0].location));
+        }
+        assert_eq!(batches(chunks.iter(), 1000).count(), 2);
+    }
+
+    #[test]
+    fn per_key_errors_are_attributed_by_position() {
+        let input = paths(&["a/1", "a/2", "a/3"]);
+        let results = vec![
+            Ok(Path::from("a/1")),
+            Err(generic("DeleteObjects request failed for key a/2: AccessDenied")),
+            Err(object_store::Error::NotFound { path: "a/3".into(), source: "gone".into() }),
+        ];
+        let outcome = attribute(&input, results);
+        assert_eq!(outcome[0], Deleted::Yes);
+        assert!(matches!(&outcome[1], Deleted::No(e) if e.contains("AccessDenied")), "{outcome:?}");
+        assert_eq!(outcome[2], Deleted::AlreadyGone);
+    }
+
+    #[test]
+    fn a_failed_bulk_request_fails_every_key_it_does_not_name() {
+        let input = paths(&["a/1", "a/2", "a/3"]);
+        let outcome = attribute(&input, vec![Err(generic("connection reset"))]);
+        assert!(outcome.iter().all(|o| matches!(o, Deleted::No(e) if e.contains("connection reset"))), "{outcome:?}");
+        let outcome = attribute(&input, vec![Ok(Path::from("a/2"))]);
+        assert!(matches!(outcome[0], Deleted::No(_)));
+        assert_eq!(outcome[1], Deleted::Yes);
+        assert!(matches!(outcome[2], Deleted::No(_)));
+    }
+
+    #[test]
+    fn results_out_of_order_are_matched_by_name() {
+        let input = paths(&["a/1", "a/2"]);
+        let outcome = attribute(&input, vec![Ok(Path::from("a/2")), Ok(Path::from("a/1"))]);
+        assert_eq!(outcome, [Deleted::Yes, Deleted::Yes]);
     }
 }

@@ -1,4 +1,9 @@
 //! Store URL -> one `Arc<dyn ObjectStore>` per bucket. The only place that builds stores.
+//!
+//! Remote stores (`s3://`, `gs://`) take their whole configuration, credentials included, from
+//! the environment, read the way `object_store` reads it (`AWS_*`, `GOOGLE_*`,
+//! `SERVICE_ACCOUNT`). Nothing here prints a configuration value: `Stores`' `Debug` names the
+//! backend and the names of the variables it read, never their values.
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -7,9 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use object_store::aws::AmazonS3Builder;
-use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
 mod local;
 mod memory;
@@ -24,8 +29,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("bucket {bucket}: no such directory {path}")]
     NoSuchBucket { bucket: String, path: PathBuf },
-    #[error("bucket {bucket}: {source}")]
-    Build { bucket: String, source: object_store::Error },
+    #[error("bucket {bucket}: cannot configure the {scheme} client from the environment: {source}")]
+    Build { bucket: String, scheme: &'static str, source: object_store::Error },
+    #[error("{scheme} store: configuration from the environment is invalid: {source}")]
+    Config { scheme: &'static str, source: object_store::Error },
     #[error("bucket {bucket} key {key}: cannot set last-modified on this store: {why}")]
     Backdate { bucket: String, key: String, why: String },
 }
@@ -75,6 +82,61 @@ enum Backend {
     Memory,
 }
 
+impl Backend {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "file://",
+            Backend::Gcs => "gs://",
+            Backend::S3 => "s3://",
+            Backend::Memory => "memory://",
+        }
+    }
+}
+
+/// The configuration variables of a remote store, captured once. Values may be secrets:
+/// this type has no `Debug` that shows them.
+#[derive(Clone, Default)]
+struct RemoteEnv(Arc<Vec<(String, String)>>);
+
+impl RemoteEnv {
+    /// Keeps the variables `object_store`'s `from_env` builders read.
+    fn capture(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let keep = |k: &str| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k == "SERVICE_ACCOUNT";
+        let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(k, _)| keep(k)).collect();
+        vars.sort();
+        Self(Arc::new(vars))
+    }
+
+    fn s3(&self) -> AmazonS3Builder {
+        let mut builder = AmazonS3Builder::new();
+        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("AWS_")) {
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(config_key, value);
+            }
+        }
+        builder
+    }
+
+    fn gcs(&self) -> GoogleCloudStorageBuilder {
+        let mut builder = GoogleCloudStorageBuilder::new();
+        if let Some((_, path)) = self.0.iter().find(|(k, _)| k == "SERVICE_ACCOUNT") {
+            builder = builder.with_service_account_path(path);
+        }
+        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("GOOGLE_")) {
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<GoogleConfigKey>() {
+                builder = builder.with_config(config_key, value);
+            }
+        }
+        builder
+    }
+}
+
+impl std::fmt::Debug for RemoteEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
+}
+
 /// Wraps every bucket's store as it is built: the hook tests use for fault injection and
 /// for counting calls. It sits between the backend and the [`RetryStore`], so a transient
 /// error it injects is retried like a real one.
@@ -86,6 +148,8 @@ pub type Layer = Arc<dyn Fn(&str, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> 
 pub struct Stores {
     backend: Backend,
     options: StoreOptions,
+    env: RemoteEnv,
+    backdate_root: Option<PathBuf>,
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
     layer: Option<Layer>,
@@ -95,12 +159,32 @@ pub struct Stores {
 
 impl std::fmt::Debug for Stores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Stores")
+            .field("backend", &self.backend)
+            .field("env_keys", &self.env)
+            .field("backdate_root", &self.backdate_root)
+            .finish_non_exhaustive()
     }
 }
 
 impl Stores {
+    /// The stores of `url`, remote ones configured from this process's environment.
     pub fn from_url(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::from_url_and_env(
+            url,
+            options,
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// The stores of `url`, remote ones configured from `env` (name, value) pairs read the
+    /// way `object_store`'s `from_env` reads the process environment. A remote
+    /// configuration is checked here, once, so a bad one fails before any work starts.
+    pub fn from_url_and_env(
+        url: &str,
+        options: StoreOptions,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, StoreError> {
         let backend = if let Some(path) = url.strip_prefix("file://") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
@@ -116,7 +200,16 @@ impl Stores {
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
-        Ok(Self::with_backend(backend, options))
+        let mut stores = Self::with_backend(backend, options);
+        if matches!(stores.backend, Backend::S3 | Backend::Gcs) {
+            stores.env = RemoteEnv::capture(env);
+            // A well-formed bucket name: only the environment's part of the configuration
+            // can fail here. Building a client does not touch the network.
+            stores
+                .build_remote("config-check")
+                .map_err(|source| StoreError::Config { scheme: stores.backend.scheme(), source })?;
+        }
+        Ok(stores)
     }
 
     /// A fresh in-process store, for tests and benches.
@@ -125,7 +218,24 @@ impl Stores {
     }
 
     fn with_backend(backend: Backend, options: StoreOptions) -> Self {
-        Self { backend, options, buckets: Arc::default(), memory: Arc::default(), layer: None, retries: Arc::default() }
+        Self {
+            backend,
+            options,
+            env: RemoteEnv::default(),
+            backdate_root: None,
+            buckets: Arc::default(),
+            memory: Arc::default(),
+            layer: None,
+            retries: Arc::default(),
+        }
+    }
+
+    /// Declares that every object of this remote store is the file `root/<bucket>/<key>`
+    /// (as on an `s3s-fs` test server), so tests and `gc_synth` can age objects by setting
+    /// file mtimes, and create buckets as directories. Never used by `gc_partition` itself.
+    pub fn with_backdate_root(mut self, root: PathBuf) -> Self {
+        self.backdate_root = Some(root);
+        self
     }
 
     /// The same buckets seen through `layer` (fault injection, call counting).
@@ -162,6 +272,19 @@ impl Stores {
         matches!(self.backend, Backend::Local(_))
     }
 
+    /// Whether [`Stores::set_last_modified`] works on this store.
+    pub fn can_backdate(&self) -> bool {
+        match self.backend {
+            Backend::Local(_) | Backend::Memory => true,
+            Backend::Gcs | Backend::S3 => self.backdate_root.is_some(),
+        }
+    }
+
+    /// `file://`, `gs://`, `s3://` or `memory://`.
+    pub fn scheme(&self) -> &'static str {
+        self.backend.scheme()
+    }
+
     pub fn bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(store) = buckets.get(bucket) {
@@ -180,34 +303,50 @@ impl Stores {
     }
 
     fn build(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
-        let build_err = |source| StoreError::Build { bucket: bucket.to_owned(), source };
-        let retry = RetryConfig { max_retries: self.options.max_retries, ..RetryConfig::default() };
-        let client = ClientOptions::new().with_timeout(self.options.request_timeout);
         Ok(match &self.backend {
             Backend::Local(root) => {
                 let dir = root.join(bucket);
                 if !dir.is_dir() {
                     return Err(StoreError::NoSuchBucket { bucket: bucket.to_owned(), path: dir });
                 }
-                Arc::new(LocalBucket::new(&dir).map_err(build_err)?)
+                let store = LocalBucket::new(&dir).map_err(|source| StoreError::Build {
+                    bucket: bucket.to_owned(),
+                    scheme: self.backend.scheme(),
+                    source,
+                })?;
+                Arc::new(store)
             }
-            Backend::Gcs => Arc::new(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry)
-                    .with_client_options(client)
-                    .build()
-                    .map_err(build_err)?,
-            ),
-            Backend::S3 => Arc::new(
-                AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry)
-                    .with_client_options(client)
-                    .build()
-                    .map_err(build_err)?,
-            ),
+            Backend::Gcs | Backend::S3 => self.build_remote(bucket).map_err(|source| StoreError::Build {
+                bucket: bucket.to_owned(),
+                scheme: self.backend.scheme(),
+                source,
+            })?,
             Backend::Memory => self.memory_bucket(bucket),
+        })
+    }
+
+    /// A client of one remote bucket. Our flags override the environment's timeout; the
+    /// environment's other client settings (`AWS_ALLOW_HTTP`, proxies, ...) are kept.
+    fn build_remote(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+        let retry = RetryConfig { max_retries: self.options.max_retries, ..RetryConfig::default() };
+        let timeout = humantime::format_duration(self.options.request_timeout).to_string();
+        Ok(match &self.backend {
+            Backend::Gcs => Arc::new(
+                self.env
+                    .gcs()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), timeout)
+                    .build()?,
+            ),
+            _ => Arc::new(
+                self.env
+                    .s3()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), timeout)
+                    .build()?,
+            ),
         })
     }
 
@@ -216,29 +355,37 @@ impl Stores {
         Arc::clone(memory.entry(bucket.to_owned()).or_default())
     }
 
-    /// Creates the bucket where the store allows it (`file://` directories, `memory://`).
+    /// Creates the bucket where the store allows it (`file://` directories, `memory://`, and a
+    /// remote store with a backdate root, whose buckets are directories).
     pub fn create_bucket(&self, bucket: &str) -> std::io::Result<()> {
-        match &self.backend {
-            Backend::Local(root) => std::fs::create_dir_all(root.join(bucket)),
-            Backend::Memory => {
+        match (&self.backend, &self.backdate_root) {
+            (Backend::Local(root), _) | (Backend::Gcs | Backend::S3, Some(root)) => {
+                std::fs::create_dir_all(root.join(bucket))
+            }
+            (Backend::Memory, _) => {
                 self.memory_bucket(bucket);
                 Ok(())
             }
-            Backend::Gcs | Backend::S3 => Ok(()),
+            (Backend::Gcs | Backend::S3, None) => Ok(()),
         }
     }
 
-    /// Makes an object look written at `when`: the file's mtime on `file://`, an override on
-    /// `memory://`. Tests and `gc_synth` use it to age chunks.
+    /// Makes an object look written at `when`: the file's mtime on `file://` and under a
+    /// backdate root, an override on `memory://`. Tests and `gc_synth` use it to age chunks.
     pub fn set_last_modified(&self, bucket: &str, key: &str, when: DateTime<Utc>) -> Result<(), StoreError> {
         let fail = |why: String| StoreError::Backdate { bucket: bucket.to_owned(), key: key.to_owned(), why };
-        match &self.backend {
-            Backend::Local(root) => set_mtime(&root.join(bucket).join(key), when).map_err(|e| fail(e.to_string())),
-            Backend::Memory => {
+        match (&self.backend, &self.backdate_root) {
+            (Backend::Local(root), _) | (Backend::Gcs | Backend::S3, Some(root)) => {
+                let path = root.join(bucket).join(key);
+                set_mtime(&path, when).map_err(|e| fail(format!("{}: {e}", path.display())))
+            }
+            (Backend::Memory, _) => {
                 self.memory_bucket(bucket).set_last_modified(key, when);
                 Ok(())
             }
-            Backend::Gcs | Backend::S3 => Err(fail("only file:// and memory:// can be backdated".into())),
+            (Backend::Gcs | Backend::S3, None) => {
+                Err(fail(format!("{} objects can only be aged with a backdate root", self.backend.scheme())))
+            }
         }
     }
 }
@@ -252,14 +399,20 @@ pub fn set_mtime(path: &FsPath, when: DateTime<Utc>) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
     #[test]
     fn urls_are_checked() {
+        let s3 = env(&[("AWS_REGION", "us-east-1")]);
         assert!(Stores::from_url("file:///tmp/x", StoreOptions::default()).is_ok());
         assert!(Stores::from_url("file://relative", StoreOptions::default()).is_err());
         assert!(Stores::from_url("memory://", StoreOptions::default()).is_ok());
-        assert!(Stores::from_url("gs://", StoreOptions::default()).is_ok());
-        assert!(Stores::from_url("s3://", StoreOptions::default()).is_ok());
+        assert!(Stores::from_url_and_env("s3://", StoreOptions::default(), s3).is_ok());
         assert!(Stores::from_url("http://x", StoreOptions::default()).is_err());
+        assert!(Stores::from_url("s3://bucket", StoreOptions::default()).is_err());
+        assert!(Stores::from_url("gs://bucket/prefix", StoreOptions::default()).is_err());
     }
 
     #[test]
@@ -270,5 +423,105 @@ mod tests {
         assert!(matches!(stores.bucket("nope"), Err(StoreError::NoSuchBucket { .. })));
         stores.create_bucket("yes").expect("mkdir");
         assert!(stores.bucket("yes").is_ok());
+    }
+
+    const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY-0xdeadbeef";
+
+    #[test]
+    fn s3_secrets_never_show_in_debug_or_display() {
+        let vars = env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_SESSION_TOKEN", SECRET),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", "http://127.0.0.1:1"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("HOME", "/not-kept"),
+        ]);
+        let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), vars).expect("s3 config");
+        let bucket = stores.bucket("b1").expect("bucket");
+        for text in [format!("{stores:?}"), format!("{bucket:?}"), format!("{bucket}")] {
+            assert!(!text.contains(SECRET), "secret printed: {text}");
+        }
+        let debug = format!("{stores:?}");
+        assert!(debug.contains("AWS_SECRET_ACCESS_KEY"), "{debug}");
+        assert!(!debug.contains("HOME"), "{debug}");
+    }
+
+    #[test]
+    fn s3_client_settings_from_the_environment_survive_our_timeout() {
+        // AWS_ALLOW_HTTP must not be dropped when the request timeout is applied: an
+        // http:// endpoint is refused at request time otherwise.
+        let vars =
+            env(&[("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT", "http://127.0.0.1:1"), ("AWS_ALLOW_HTTP", "true")]);
+        let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), vars).expect("s3 config");
+        let builder = stores.env.s3().with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "30s");
+        assert_eq!(
+            builder.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)).as_deref(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn bad_remote_configuration_fails_at_startup_naming_the_scheme() {
+        let vars = env(&[("AWS_REGION", "us-east-1"), ("AWS_ALLOW_HTTP", "maybe")]);
+        let err = Stores::from_url_and_env("s3://", StoreOptions::default(), vars).expect_err("bad bool");
+        assert!(matches!(err, StoreError::Config { scheme: "s3://", .. }), "{err}");
+        let vars = env(&[("GOOGLE_SERVICE_ACCOUNT", "/nonexistent/sa.json")]);
+        let err = Stores::from_url_and_env("gs://", StoreOptions::default(), vars).expect_err("missing file");
+        assert!(err.to_string().contains("gs://"), "{err}");
+    }
+
+    /// The configuration fake-gcs-server needs (object_store's documented emulator setup):
+    /// a service-account file with `disable_oauth` and `gcs_base_url`. Building reads the
+    /// file and touches no network.
+    #[test]
+    fn gcs_builds_offline_from_a_service_account_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sa.json");
+        let key = format!("-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n");
+        let json = serde_json::json!({
+            "gcs_base_url": "http://127.0.0.1:4443",
+            "disable_oauth": true,
+            "client_email": "gc@example.iam.gserviceaccount.com",
+            "private_key": key,
+            "private_key_id": "k1",
+        });
+        std::fs::write(&path, json.to_string()).expect("write sa");
+        let sa = path.to_str().expect("utf-8 path");
+        for vars in [env(&[("GOOGLE_SERVICE_ACCOUNT", sa)]), env(&[("SERVICE_ACCOUNT", sa)])] {
+            let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), vars).expect("gcs config");
+            let bucket = stores.bucket("snapshots").expect("bucket");
+            assert_eq!(stores.scheme(), "gs://");
+            for text in [format!("{stores:?}"), format!("{bucket:?}"), format!("{bucket}")] {
+                assert!(!text.contains(SECRET), "secret printed: {text}");
+            }
+            assert!(format!("{bucket}").contains("snapshots"), "{bucket}");
+        }
+        assert!(!stores_can_backdate_without_root());
+    }
+
+    fn stores_can_backdate_without_root() -> bool {
+        let vars = env(&[("AWS_REGION", "us-east-1")]);
+        Stores::from_url_and_env("s3://", StoreOptions::default(), vars).expect("s3").can_backdate()
+    }
+
+    #[test]
+    fn backdate_root_ages_remote_objects_as_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = env(&[("AWS_REGION", "us-east-1")]);
+        let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), vars.clone()).expect("s3");
+        let err = stores.set_last_modified("b", "k", Utc::now()).expect_err("no root");
+        assert!(err.to_string().contains("bucket b key k"), "{err}");
+        let stores = stores.with_backdate_root(dir.path().to_owned());
+        assert!(stores.can_backdate());
+        stores.create_bucket("b").expect("mkdir");
+        std::fs::write(dir.path().join("b/k"), b"x").expect("write");
+        let when = DateTime::from_timestamp(1_000_000_000, 0).expect("ts");
+        stores.set_last_modified("b", "k", when).expect("backdate");
+        let meta = std::fs::metadata(dir.path().join("b/k")).expect("meta");
+        assert_eq!(filetime::FileTime::from_last_modification_time(&meta).unix_seconds(), 1_000_000_000);
+        let err = stores.set_last_modified("b", "missing", when).expect_err("missing file");
+        assert!(err.to_string().contains("bucket b key missing"), "{err}");
     }
 }

@@ -182,6 +182,9 @@ pub struct SynthConfig {
     pub write_threads: usize,
     /// Concurrent puts on other stores.
     pub put_concurrency: usize,
+    /// Leave every object as written (now) instead of aging it: for remote stores that
+    /// cannot be backdated (gs:// test runs), and only for tests that need no old chunks.
+    pub unaged: bool,
 }
 
 impl Default for SynthConfig {
@@ -208,6 +211,7 @@ impl Default for SynthConfig {
             record_sets: false,
             write_threads: 0,
             put_concurrency: 64,
+            unaged: false,
         }
     }
 }
@@ -282,10 +286,12 @@ pub async fn synthesize(stores: &Stores, cfg: &SynthConfig) -> Result<SynthSumma
     let started = Instant::now();
     let layout = Arc::new(Layout::plan(cfg)?);
     create_buckets(stores, &layout)?;
-    check_backdating(stores, &layout)?;
+    if !cfg.unaged {
+        check_backdating(stores, &layout)?;
+    }
     let mut tally = write_manifests(stores, &layout).await?;
     tally.merge(write_chunks(stores, &layout, cfg).await?);
-    tally.merge(write_foreign(stores, &layout).await?);
+    tally.merge(write_foreign(stores, &layout, cfg.unaged).await?);
     let live_set = layout.live_set_text();
     if let Some(path) = &cfg.live_set_path {
         std::fs::write(path, &live_set).map_err(io_err(path))?;
@@ -804,9 +810,10 @@ fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
     Ok(())
 }
 
-/// Fails before writing anything when the store cannot age objects (gs://, s3://).
+/// Fails before writing anything when the store cannot age objects (gs://, s3:// without a
+/// backdate root).
 fn check_backdating(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
-    if stores.is_local() {
+    if stores.can_backdate() {
         return Ok(());
     }
     let probe = format!("partitions/{}/snapshots/.synth-probe", layout.partition);
@@ -925,7 +932,7 @@ async fn write_chunks(stores: &Stores, layout: &Arc<Layout>, cfg: &SynthConfig) 
                 .await
                 .map_err(|e| SynthError::Worker(e.to_string()))?
         }
-        None => write_chunks_remote(stores, layout, cfg.put_concurrency.max(1)).await,
+        None => write_chunks_remote(stores, layout, cfg.put_concurrency.max(1), !cfg.unaged).await,
     }
 }
 
@@ -987,7 +994,12 @@ fn write_file(path: &std::path::Path, data: &[u8], mtime: DateTime<Utc>) -> Resu
 }
 
 /// Other stores: bounded concurrent puts, then the store's own backdating.
-async fn write_chunks_remote(stores: &Stores, layout: &Layout, concurrency: usize) -> Result<Tally, SynthError> {
+async fn write_chunks_remote(
+    stores: &Stores,
+    layout: &Layout,
+    concurrency: usize,
+    age: bool,
+) -> Result<Tally, SynthError> {
     let buckets = layout.locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
     stream::iter(0..layout.chunk_count())
         .map(|n| {
@@ -998,7 +1010,9 @@ async fn write_chunks_remote(stores: &Stores, layout: &Layout, concurrency: usiz
                 let key = loc.chunk_key(&obj.id);
                 let (buf, len) = chunk_content(&obj.id);
                 put(&**store, loc.bucket(), &key, Bytes::copy_from_slice(&buf[..len])).await?;
-                stores.set_last_modified(loc.bucket(), &key, obj.mtime)?;
+                if age {
+                    stores.set_last_modified(loc.bucket(), &key, obj.mtime)?;
+                }
                 Ok::<_, SynthError>((obj, len))
             }
         })
@@ -1015,7 +1029,7 @@ fn foreign_content(key: &str) -> Vec<u8> {
 }
 
 /// Foreign objects, aged like old chunks: few, so written one by one.
-async fn write_foreign(stores: &Stores, layout: &Layout) -> Result<Tally, SynthError> {
+async fn write_foreign(stores: &Stores, layout: &Layout, unaged: bool) -> Result<Tally, SynthError> {
     let mut tally = Tally::for_locations(&layout.locations);
     for n in 0..layout.foreign {
         let (loc, key) = layout.foreign_object(n);
@@ -1030,7 +1044,9 @@ async fn write_foreign(stores: &Stores, layout: &Layout) -> Result<Tally, SynthE
             }
             None => {
                 put(&*stores.bucket(bucket)?, bucket, &key, Bytes::from(data.clone())).await?;
-                stores.set_last_modified(bucket, &key, layout.old)?;
+                if !unaged {
+                    stores.set_last_modified(bucket, &key, layout.old)?;
+                }
             }
         }
         tally.foreign(loc, data.len());

@@ -213,7 +213,7 @@ fn a_listing_that_breaks_half_way_exits_5_and_deletes_nothing() {
         // A listing that breaks but recovers on a retry is no error.
         let plan = FaultPlan {
             break_listings_under: Some("p1/chunks/".into()),
-            break_listing_share: 0.5,
+            break_listing_share: 0.25,
             seed: 3,
             ..FaultPlan::default()
         };

@@ -16,10 +16,15 @@ use gc_partition::synth::{FormatMix, SynthConfig, SynthSummary, synthesize};
 #[derive(Debug, Parser)]
 #[command(name = "gc_synth", version)]
 struct Cli {
-    /// Store URL: file:///ABS/DIR, memory://, gs:// or s3:// (only file:// and memory:// can
-    /// age chunks).
+    /// Store URL: file:///ABS/DIR, memory://, gs:// or s3:// (s3:// and gs:// read their
+    /// configuration from the environment, and can age chunks only with --backdate-root).
     #[arg(long)]
     store: String,
+    /// For s3:// or gs:// test servers that keep object `KEY` of bucket `B` as the file
+    /// `DIR/B/KEY` (s3s-fs): objects are written through the server, then aged by setting
+    /// those files' mtimes; buckets are created as directories.
+    #[arg(long, value_name = "DIR")]
+    backdate_root: Option<PathBuf>,
     #[arg(long)]
     partition: PartitionId,
     #[arg(long)]
@@ -102,6 +107,7 @@ impl Cli {
             record_sets: false,
             write_threads: self.threads,
             put_concurrency: self.concurrency,
+            unaged: false,
         })
     }
 }
@@ -137,7 +143,16 @@ fn first_line(text: &str) -> &str {
 
 fn run(cli: &Cli) -> Result<SynthSummary, String> {
     let cfg = cli.config()?;
-    let stores = Stores::from_url(&cli.store, StoreOptions::default()).map_err(|e| e.to_string())?;
+    let mut stores = Stores::from_url(&cli.store, StoreOptions::default()).map_err(|e| e.to_string())?;
+    if let Some(root) = &cli.backdate_root {
+        if stores.is_local() {
+            return Err("--backdate-root is for s3:// and gs:// test servers; file:// ages its files itself".into());
+        }
+        if !root.is_dir() {
+            return Err(format!("--backdate-root {}: not a directory", root.display()));
+        }
+        stores = stores.with_backdate_root(root.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -116,6 +116,52 @@ where
     }
 }
 
+/// Deletes `paths` with one `delete_stream` call (one bulk request where the backend has
+/// one), then retries: each path whose own result is a transient error, alone; or, when the
+/// backend answered with fewer results than paths (a bulk request failing as a whole), the
+/// whole batch, if its errors are transient. Deletes are idempotent, so repeating one that
+/// took effect is harmless: the backend then says `Ok` or `NotFound` (both mean done).
+async fn delete_batch(
+    inner: &dyn ObjectStore,
+    paths: Vec<Path>,
+    policy: RetryPolicy,
+    retries: &AtomicU64,
+) -> Vec<Result<Path>> {
+    let mut attempt = 0;
+    loop {
+        let input = stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let results: Vec<Result<Path>> = inner.delete_stream(input).collect().await;
+        if results.len() == paths.len() {
+            let mut out = Vec::with_capacity(results.len());
+            for (path, result) in paths.iter().zip(results) {
+                out.push(match result {
+                    Err(e) if is_transient(&e) && policy.max_retries > 0 => {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(policy.backoff(0)).await;
+                        let again = RetryPolicy { max_retries: policy.max_retries - 1, ..policy };
+                        with_retry(again, retries, "delete", || inner.delete(path)).await.map(|()| path.clone())
+                    }
+                    other => other,
+                });
+            }
+            return out;
+        }
+        let all_transient = results.iter().all(|r| r.as_ref().err().is_none_or(is_transient));
+        if !all_transient || attempt >= policy.max_retries {
+            return results;
+        }
+        tracing::debug!(
+            paths = paths.len(),
+            results = results.len(),
+            retry = attempt + 1,
+            "bulk delete failed; retrying it"
+        );
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(policy.backoff(attempt)).await;
+        attempt += 1;
+    }
+}
+
 /// State of a retried listing stream.
 struct ListState {
     inner: Arc<dyn ObjectStore>,
@@ -199,20 +245,23 @@ impl ObjectStore for RetryStore {
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let (inner, policy, retries) = (Arc::clone(&self.inner), self.policy, Arc::clone(&self.retries));
-        locations
-            .then(move |location| {
-                let (inner, retries) = (Arc::clone(&inner), Arc::clone(&retries));
-                async move {
-                    let location = location?;
-                    let deleted = with_retry(policy, &retries, "delete", || inner.delete(&location)).await;
-                    match deleted {
-                        // Gone after a retry: an earlier attempt may have deleted it.
-                        Ok(()) | Err(Error::NotFound { .. }) => Ok(location),
-                        Err(e) => Err(e),
-                    }
+        stream::once(async move {
+            let input: Vec<Result<Path>> = locations.collect().await;
+            let paths: Vec<Path> = input.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let mut deleted = delete_batch(inner.as_ref(), paths, policy, &retries).await.into_iter();
+            // Input errors keep their places; the batch's results fill the others in order.
+            let mut out: Vec<Result<Path>> = Vec::with_capacity(input.len());
+            for r in input {
+                match r {
+                    Ok(_) => out.extend(deleted.next()),
+                    Err(e) => out.push(Err(e)),
                 }
-            })
-            .boxed()
+            }
+            out.extend(deleted);
+            stream::iter(out)
+        })
+        .flatten()
+        .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -394,8 +443,25 @@ mod tests {
         store.delete(&Path::from("d/0000")).await.unwrap();
         store.delete(&Path::from("d/0000")).await.unwrap();
         assert_eq!(retries.load(Ordering::SeqCst), 2);
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
         assert!(flaky.inner.head(&Path::from("d/0000")).await.is_err());
         assert!(flaky.inner.head(&Path::from("d/0001")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bulk_delete_failing_as_a_whole_is_retried_as_one_call() {
+        let flaky = flaky_with(4, 0).await;
+        // The first bulk call answers with a single error for its three keys.
+        *flaky.fail_next.lock().unwrap() = vec![transient()];
+        let (store, retries) = retry_store(&flaky, quick(3));
+        let paths: Vec<Path> = (0..3).map(|i| Path::from(format!("d/{i:04}"))).collect();
+        let input = stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let done: Vec<Path> = store.delete_stream(input).try_collect().await.unwrap();
+        assert_eq!(done, paths, "one result per path, in order");
+        assert_eq!(retries.load(Ordering::SeqCst), 1);
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 2, "the batch stays one call per attempt");
+        assert!(flaky.inner.head(&Path::from("d/0003")).await.is_ok());
+        assert!(flaky.inner.head(&Path::from("d/0000")).await.is_err());
     }
 
     #[tokio::test]

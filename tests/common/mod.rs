@@ -1,37 +1,167 @@
-//! Shared end-to-end fixtures: a synthetic partition in a temporary `file://` store, a way to
-//! run the built binary on it, and a fingerprint of the store to prove it unchanged.
+//! Shared end-to-end fixtures: a synthetic partition on a backend (a temporary `file://`
+//! store, the `s3s-fs` server `scripts/test` starts, or a GCS endpoint), a way to run the
+//! built binary on it, and a fingerprint of the store to prove it unchanged.
+//!
+//! The end-to-end suite itself is `suite.rs`; each `e2e_*.rs` runs it on one backend with
+//! [`suite_tests!`].
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod faults;
+pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use gc_partition::store::Stores;
+use futures::TryStreamExt;
+use gc_partition::store::{StoreOptions, Stores};
 use gc_partition::synth::{SynthConfig, SynthSummary, synthesize};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
 use sha2::{Digest, Sha256};
 
+/// The file `scripts/test` puts in the root of the `s3s-fs` server it starts: tests only
+/// ever empty a root that has it.
+pub const S3_ROOT_MARKER: &str = ".gc-test-s3-root";
+
+/// Where a test's partition lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A fresh temporary `file://` store per fixture.
+    File,
+    /// The `s3s-fs` server at `endpoint`, whose objects are the files `root/<bucket>/<key>`.
+    S3 { endpoint: String, root: PathBuf, access_key: String, secret_key: String },
+    /// A GCS endpoint (an emulator or real GCS); its objects cannot be aged.
+    Gcs { env: Vec<(String, String)>, _service_account: Option<PathBuf> },
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Backend {
+    /// The S3 test server from `GC_TEST_S3_ENDPOINT` (set by `scripts/test`), or `None`
+    /// after printing why the test is skipped.
+    pub fn s3() -> Option<Backend> {
+        let Some(endpoint) = env_var("GC_TEST_S3_ENDPOINT") else {
+            eprintln!("skipped: GC_TEST_S3_ENDPOINT unset (scripts/test starts s3s-fs and sets it)");
+            return None;
+        };
+        let need = |name: &str| {
+            env_var(name).unwrap_or_else(|| panic!("GC_TEST_S3_ENDPOINT is set but {name} is not (see scripts/test)"))
+        };
+        let root = PathBuf::from(need("GC_TEST_S3_ROOT"));
+        assert!(
+            root.join(S3_ROOT_MARKER).exists(),
+            "{} lacks {S3_ROOT_MARKER}: not a test server root",
+            root.display()
+        );
+        Some(Backend::S3 {
+            endpoint,
+            root,
+            access_key: need("AWS_ACCESS_KEY_ID"),
+            secret_key: need("AWS_SECRET_ACCESS_KEY"),
+        })
+    }
+
+    /// A GCS endpoint from `GC_TEST_GCS_ENDPOINT`, or `None` after printing why the test is
+    /// skipped. With `GOOGLE_SERVICE_ACCOUNT` (or `GOOGLE_SERVICE_ACCOUNT_KEY`) set, those
+    /// credentials are used (real GCS); otherwise a service-account file with
+    /// `disable_oauth` is written, as emulators such as fake-gcs-server need.
+    pub fn gcs() -> Option<Backend> {
+        let Some(endpoint) = env_var("GC_TEST_GCS_ENDPOINT") else {
+            eprintln!("skipped: GC_TEST_GCS_ENDPOINT unset (see README, Testing against GCS)");
+            return None;
+        };
+        let mut env: Vec<(String, String)> =
+            std::env::vars().filter(|(k, _)| k.starts_with("GOOGLE_") || k == "SERVICE_ACCOUNT").collect();
+        let mut service_account = None;
+        if !env.iter().any(|(k, _)| k.starts_with("GOOGLE_SERVICE_ACCOUNT") || k == "SERVICE_ACCOUNT") {
+            let path = std::env::temp_dir().join(format!("gc-test-gcs-sa-{}.json", std::process::id()));
+            let json = serde_json::json!({
+                "gcs_base_url": endpoint, "disable_oauth": true,
+                "client_email": "", "private_key": "", "private_key_id": "",
+            });
+            std::fs::write(&path, json.to_string()).unwrap();
+            env.push(("GOOGLE_SERVICE_ACCOUNT".into(), path.display().to_string()));
+            service_account = Some(path);
+        }
+        env.push(("GOOGLE_BASE_URL".into(), endpoint));
+        Some(Backend::Gcs { env, _service_account: service_account })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::S3 { .. } => "s3",
+            Backend::Gcs { .. } => "gcs",
+        }
+    }
+
+    /// Whether chunks can be made old: tests that need old chunks skip when not.
+    pub fn can_age(&self) -> bool {
+        !matches!(self, Backend::Gcs { .. })
+    }
+
+    /// The environment a `gc_partition` or in-process store needs for this backend.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Backend::File => Vec::new(),
+            Backend::S3 { endpoint, access_key, secret_key, .. } => [
+                ("AWS_ENDPOINT", endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", access_key),
+                ("AWS_SECRET_ACCESS_KEY", secret_key),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_REGION", "us-east-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            Backend::Gcs { env, .. } => env.clone(),
+        }
+    }
+}
+
+/// Tests of one binary share the S3 server: they take turns, each on an emptied root.
+static S3_TURN: Mutex<()> = Mutex::new(());
+
+/// Empties the server root, keeping the marker. Only called on a root that has the marker.
+fn empty_root(root: &Path) {
+    for entry in std::fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == S3_ROOT_MARKER {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        } else {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
 pub struct Fixture {
+    pub backend: Backend,
     pub dir: tempfile::TempDir,
-    pub root: PathBuf,
+    /// The folder that holds the store's files (`file://` root, s3s-fs root); none on GCS.
+    pub root: Option<PathBuf>,
     pub url: String,
     pub stores: Stores,
     pub summary: SynthSummary,
     pub live_path: PathBuf,
+    pub partition: String,
+    pub meta_bucket: String,
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
-/// A small synthetic partition `p1` on a fresh `file://` store, with its sets recorded.
-pub fn partition(tweak: impl FnOnce(&mut SynthConfig)) -> Fixture {
+/// A small synthetic partition on the backend, with its sets recorded.
+pub fn partition(backend: &Backend, tweak: impl FnOnce(&mut SynthConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    std::fs::create_dir_all(&root).unwrap();
-    let url = format!("file://{}", root.display());
-    let stores = Stores::from_url(&url, Default::default()).unwrap();
     let live_path = dir.path().join("live.txt");
     let mut config = SynthConfig {
         snapshots: 6,
@@ -46,17 +176,70 @@ pub fn partition(tweak: impl FnOnce(&mut SynthConfig)) -> Fixture {
         ..SynthConfig::default()
     };
     tweak(&mut config);
+    let (turn, root, url, stores) = match backend {
+        Backend::File => {
+            let root = dir.path().join("store");
+            std::fs::create_dir_all(&root).unwrap();
+            let url = format!("file://{}", root.display());
+            let stores = Stores::from_url(&url, StoreOptions::default()).unwrap();
+            (None, Some(root), url, stores)
+        }
+        Backend::S3 { root, .. } => {
+            let turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+            empty_root(root);
+            let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), backend.env())
+                .unwrap()
+                .with_backdate_root(root.clone());
+            (Some(turn), Some(root.clone()), "s3://".to_owned(), stores)
+        }
+        Backend::Gcs { .. } => {
+            // Buckets cannot be emptied here: every fixture gets its own partition, and
+            // fingerprints cover only that partition's objects.
+            config.partition = gc_partition::ids::PartitionId::parse(&format!(
+                "t{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ))
+            .unwrap();
+            config.unaged = true;
+            let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), backend.env()).unwrap();
+            (None, None, "gs://".to_owned(), stores)
+        }
+    };
+    let partition = config.partition.to_string();
+    let meta_bucket = config.meta_bucket.clone();
     let summary = runtime().block_on(synthesize(&stores, &config)).unwrap();
-    Fixture { dir, root, url, stores, summary, live_path }
+    Fixture {
+        backend: backend.clone(),
+        dir,
+        root,
+        url,
+        stores,
+        summary,
+        live_path,
+        partition,
+        meta_bucket,
+        _turn: turn,
+    }
 }
+
+/// A store's content: (bucket or file path, key) -> (size, last-modified, content hash).
+pub type Fingerprint = BTreeMap<(String, String), (u64, i64, [u8; 32])>;
 
 impl Fixture {
     /// Runs `gc_partition` on this partition with `--cutoff 7d` and the extra flags.
     pub fn gc(&self, extra: &[&str]) -> Output {
         let live = self.live_path.to_str().unwrap();
-        let mut args = vec!["--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.url];
+        let mut args = vec!["--partition", &self.partition, "--live-snapshots", live, "--cutoff", "7d"];
         args.extend_from_slice(extra);
-        gc_binary(&args, None)
+        self.gc_raw(&args, None)
+    }
+
+    /// Runs `gc_partition` with exactly `args` plus `--store` of this fixture.
+    pub fn gc_raw(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--store", &self.url]);
+        gc_binary(&all, stdin, &self.backend.env())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -64,13 +247,67 @@ impl Fixture {
     }
 
     pub fn exists(&self, bucket: &str, key: &str) -> bool {
-        self.root.join(bucket).join(key).exists()
+        let store = self.stores.bucket(bucket).unwrap();
+        match runtime().block_on(store.head(&ObjectPath::from(key))) {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("head {bucket}/{key}: {e}"),
+        }
+    }
+
+    pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let store = self.stores.bucket(bucket).unwrap();
+        runtime().block_on(async { store.get(&ObjectPath::from(key)).await.unwrap().bytes().await.unwrap().to_vec() })
+    }
+
+    pub fn write(&self, bucket: &str, key: &str, data: Vec<u8>) {
+        let store = self.stores.bucket(bucket).unwrap();
+        runtime().block_on(store.put(&ObjectPath::from(key), data.into())).unwrap();
+    }
+
+    pub fn remove(&self, bucket: &str, key: &str) {
+        let store = self.stores.bucket(bucket).unwrap();
+        runtime().block_on(store.delete(&ObjectPath::from(key))).unwrap();
+    }
+
+    /// Every file under the store's folder (file://, the s3s-fs root: the server's own
+    /// metadata files included) or, on GCS, every object of this partition, with its size,
+    /// last-modified and content hash: equal fingerprints mean a byte-for-byte unchanged
+    /// store.
+    pub fn fingerprint(&self) -> Fingerprint {
+        match &self.root {
+            Some(root) => fingerprint_dir(root),
+            None => self.fingerprint_objects(),
+        }
+    }
+
+    fn fingerprint_objects(&self) -> Fingerprint {
+        let mut buckets: Vec<String> = self.summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
+        buckets.push(self.meta_bucket.clone());
+        buckets.sort();
+        buckets.dedup();
+        let mine = |key: &str| key.split('/').any(|segment| segment == self.partition);
+        runtime().block_on(async {
+            let mut all = Fingerprint::new();
+            for bucket in buckets {
+                let store = self.stores.bucket(&bucket).unwrap();
+                let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+                for meta in metas.into_iter().filter(|m| mine(m.location.as_ref())) {
+                    let data = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+                    let hash: [u8; 32] = Sha256::digest(&data).into();
+                    let stamp = meta.last_modified.timestamp_nanos_opt().unwrap_or_default();
+                    all.insert((bucket.clone(), meta.location.to_string()), (meta.size, stamp, hash));
+                }
+            }
+            all
+        })
     }
 }
 
-pub fn gc_binary(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub fn gc_binary(args: &[&str], stdin: Option<&[u8]>, env: &[(String, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gc_partition"));
     command.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = command.spawn().unwrap();
     if let Some(input) = stdin {
@@ -103,10 +340,9 @@ pub fn read_plan(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// Every file under `root` with its size, mtime and content hash: equal fingerprints mean a
-/// byte-for-byte unchanged store.
-pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64, [u8; 32])> {
-    let mut files = BTreeMap::new();
+/// Every file under `root` with its size, mtime and content hash.
+pub fn fingerprint_dir(root: &Path) -> Fingerprint {
+    let mut files = Fingerprint::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -117,9 +353,10 @@ pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64, [u8; 32])> 
                 continue;
             }
             let mtime = filetime::FileTime::from_last_modification_time(&meta);
+            let stamp = mtime.unix_seconds() * 1_000_000_000 + i64::from(mtime.nanoseconds());
             let hash: [u8; 32] = Sha256::digest(std::fs::read(entry.path()).unwrap()).into();
-            let rel = entry.path().strip_prefix(root).unwrap().to_path_buf();
-            files.insert(rel, (meta.len(), mtime.unix_seconds(), i64::from(mtime.nanoseconds()), hash));
+            let rel = entry.path().strip_prefix(root).unwrap().display().to_string();
+            files.insert((String::new(), rel), (meta.len(), stamp, hash));
         }
     }
     files
@@ -128,4 +365,43 @@ pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (u64, i64, i64, [u8; 32])> 
 /// `bucket/key` of a chunk, as the plan and report name it.
 pub fn chunk_name(location: &gc_partition::locations::Location, id: &gc_partition::ids::ChunkId) -> String {
     format!("{}/{}", location.bucket(), location.chunk_key(id))
+}
+
+/// One `#[test]` per suite function, each on the backend `$backend` builds (an
+/// `Option<Backend>`: `None` means skipped, and the reason was printed).
+#[macro_export]
+macro_rules! suite_tests {
+    ($backend:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let Some(backend) = $backend else { return };
+                common::suite::$name(&backend);
+            }
+        )*
+    };
+}
+
+/// Every test of the suite, for [`suite_tests!`].
+#[macro_export]
+macro_rules! whole_suite {
+    ($backend:expr) => {
+        $crate::suite_tests!($backend;
+            dry_run_plans_the_garbage_and_changes_nothing,
+            execute_deletes_only_garbage_and_a_rerun_has_nothing_left,
+            cutoff_inside_the_grace_window_is_refused,
+            bad_live_sets_exit_3_and_change_nothing,
+            live_set_from_stdin,
+            any_manifest_problem_exits_4_and_deletes_nothing,
+            a_live_snapshot_without_manifests_exits_4,
+            delete_fraction_guard_blocks_execute_and_is_reported_in_dry_run,
+            locations_of_other_partitions_are_refused,
+            a_listing_failure_exits_5_and_deletes_nothing,
+            human_summary_reads_well,
+            backdated_objects_show_their_age_in_list_and_head,
+            a_manifest_naming_another_partitions_location_exits_4,
+            a_location_named_only_by_a_manifest_is_listed_and_collected,
+            the_gc_synth_binary_makes_a_partition_gc_can_collect,
+        );
+    };
 }

@@ -1,0 +1,122 @@
+//! Listing, deciding and deleting against the `s3s-fs` server `scripts/test` starts
+//! (`GC_TEST_S3_ENDPOINT`, `GC_TEST_S3_ROOT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+//! Skipped, saying so, when `GC_TEST_S3_ENDPOINT` is unset. The server root is emptied first
+//! (only a root with the `.gc-test-s3-root` marker). See BENCHMARKS.md, section S3.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use criterion::{Criterion, criterion_group, criterion_main};
+use gc_partition::cli::Args;
+use gc_partition::config::Config;
+use gc_partition::gc::{self, Progress, Stop};
+use gc_partition::store::{StoreOptions, Stores};
+use gc_partition::synth::{SynthConfig, synthesize};
+
+struct Server {
+    root: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn server() -> Option<Server> {
+    let Ok(endpoint) = std::env::var("GC_TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: GC_TEST_S3_ENDPOINT unset (scripts/test starts s3s-fs and sets it)");
+        return None;
+    };
+    let root = PathBuf::from(std::env::var("GC_TEST_S3_ROOT").expect("GC_TEST_S3_ROOT"));
+    assert!(root.join(".gc-test-s3-root").exists(), "{} is not a test server root", root.display());
+    let env = vec![
+        ("AWS_ENDPOINT".to_owned(), endpoint),
+        ("AWS_ACCESS_KEY_ID".to_owned(), std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY")),
+        ("AWS_ALLOW_HTTP".to_owned(), "true".to_owned()),
+        ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+    ];
+    Some(Server { root, env })
+}
+
+fn empty_root(root: &Path) {
+    for entry in std::fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".gc-test-s3-root" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        } else {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
+fn stores(server: &Server) -> Stores {
+    Stores::from_url_and_env("s3://", StoreOptions::default(), server.env.clone())
+        .unwrap()
+        .with_backdate_root(server.root.clone())
+}
+
+/// A fresh partition: `garbage` old unreferenced chunks among `referenced` live ones.
+fn synth(rt: &tokio::runtime::Runtime, server: &Server, live: &Path, referenced: u64, garbage: u64) {
+    empty_root(&server.root);
+    let config = SynthConfig {
+        snapshots: 8,
+        referenced_ids: referenced,
+        garbage_chunks: garbage,
+        young_chunks: referenced / 20,
+        foreign_objects: 10,
+        live_set_path: Some(live.to_owned()),
+        ..SynthConfig::default()
+    };
+    rt.block_on(synthesize(&stores(server), &config)).unwrap();
+}
+
+fn run_gc(rt: &tokio::runtime::Runtime, server: &Server, live: &Path, extra: &[&str]) -> gc_partition::report::Report {
+    let live = live.to_str().unwrap();
+    let mut argv = vec!["gc_partition", "--partition", "p1", "--live-snapshots", live, "--cutoff", "7d"];
+    argv.extend(["--store", "s3://", "--bloom-seed", "1"]);
+    argv.extend_from_slice(extra);
+    let config = Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap();
+    let report = rt.block_on(gc::run(&stores(server), &config, &Stop::default(), &Progress::default()));
+    assert_eq!(report.exit_code, 0, "{:?}", report.error);
+    report
+}
+
+fn bench_s3(c: &mut Criterion) {
+    let Some(server) = server() else { return };
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs each bench once, small.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (referenced, garbage) = if full { (8_000, 2_000) } else { (300, 100) };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.txt");
+
+    let mut group = c.benchmark_group("s3");
+    group.sample_size(10).measurement_time(Duration::from_secs(1)).warm_up_time(Duration::from_millis(1));
+
+    synth(&rt, &server, &live, referenced, garbage);
+    let name = format!("dry_run_list_and_decide_{}_chunks", referenced + garbage + referenced / 20);
+    group.bench_function(name, |b| b.iter(|| run_gc(&rt, &server, &live, &[])));
+
+    // Deleting: each sample gets a fresh partition (untimed) and times only the execute
+    // stage (batched re-reads and bulk deletes) as the report measures it.
+    let name = format!("execute_{garbage}_deletes");
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                synth(&rt, &server, &live, referenced, garbage);
+                let report = run_gc(&rt, &server, &live, &["--execute"]);
+                assert_eq!(report.deleted, report.planned_deletes);
+                total += Duration::from_millis(report.durations_ms["execute"]);
+            }
+            total
+        })
+    });
+    group.finish();
+    empty_root(&server.root);
+}
+
+criterion_group!(benches, bench_s3);
+criterion_main!(benches);
