@@ -79,7 +79,7 @@ pub struct Args {
     /// Timeout of one request to a remote store (gs://, s3://).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub request_timeout: String,
-    /// Retries of a failed request to a remote store, with backoff.
+    /// Retries, with backoff, of a request that failed transiently (any store).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_retries: usize,
     /// Log format on stderr (RUST_LOG sets the level).

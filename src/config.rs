@@ -119,7 +119,7 @@ impl Config {
             list_concurrency: args.list_concurrency,
             delete_concurrency: args.delete_concurrency,
             manifest_concurrency: args.manifest_concurrency,
-            store: StoreOptions { request_timeout, max_retries: args.max_retries },
+            store: StoreOptions { request_timeout, max_retries: args.max_retries, ..StoreOptions::default() },
             now,
         })
     }

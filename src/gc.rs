@@ -81,7 +81,9 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
         ..Report::default()
     };
     report.guard.max_delete_fraction = config.max_delete_fraction;
+    let retries_before = stores.retries();
     let result = Run { stores, config, stop, progress }.stages(&mut report).await;
+    report.store_retries = stores.retries().saturating_sub(retries_before);
     if let Err(error) = result {
         report.exit_code = error.exit_code();
         report.error = Some(error.to_string());

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::locations::Location;
-use crate::store::{StoreError, Stores};
+use crate::store::{SYMLINK_ETAG, StoreError, Stores};
 
 mod local;
 
@@ -198,7 +198,9 @@ async fn list_dir(
             progress.fetch_add(1024, Ordering::Relaxed);
         }
         let key = meta.location.as_ref();
-        match location.chunk_of_key(key) {
+        // A symbolic link in a `file://` bucket is never a chunk (store::LocalBucket).
+        let link = meta.e_tag.as_deref() == Some(SYMLINK_ETAG);
+        match location.chunk_of_key(key).filter(|_| !link) {
             Some(id) => {
                 counts.listed_objects += 1;
                 counts.chunks += 1;

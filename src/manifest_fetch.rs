@@ -138,8 +138,8 @@ pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usiz
 }
 
 async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestError> {
-    if let Some(dir) = ingest.stores.unlayered_local_dir(&ingest.meta_bucket) {
-        return run_blocking(move || ingest_snapshot_local(&ingest, &dir, &job)).await;
+    if ingest.stores.unlayered_local_dir(&ingest.meta_bucket).is_some() {
+        return run_blocking(move || ingest_snapshot_local(&ingest, &job)).await;
     }
     let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
         manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
@@ -158,24 +158,37 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
 /// `file://`: the whole snapshot on one blocking thread, with plain reads (and the index
 /// memory-mapped) instead of object_store's `get`, which costs a `spawn_blocking`, an open, a
 /// stat and a read per file, each on its own hop between threads.
-fn ingest_snapshot_local(ingest: &Ingest, dir: &std::path::Path, job: &SnapshotJob) -> Result<(), IngestError> {
+fn ingest_snapshot_local(ingest: &Ingest, job: &SnapshotJob) -> Result<(), IngestError> {
     let snapshot = &job.snapshot;
-    let read = |key: &str| std::fs::read(dir.join(key)).map_err(|e| local_err(&ingest.meta_bucket, key, snapshot, &e));
+    let bucket = &ingest.meta_bucket;
+    // Refuses a symbolic link anywhere below the bucket directory, as `index_bytes` does.
+    let open = |key: &str| match ingest.stores.open_local(bucket, key) {
+        Some(file) => file.map_err(|e| local_err(bucket, key, snapshot, &e)),
+        None => Err(manifest_err(
+            snapshot,
+            object_name(bucket, key),
+            ManifestErrorKind::Fetch("not a file:// store".into()),
+        )),
+    };
+    let read = |key: &str| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut open(key)?, &mut bytes).map_err(|e| local_err(bucket, key, snapshot, &e))?;
+        Ok::<_, ManifestError>(bytes)
+    };
     if job.legacy {
         let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
         let text = read(&text_key)?;
-        let object = object_name(&ingest.meta_bucket, &text_key);
+        let object = object_name(bucket, &text_key);
         let parsed = legacy::parse_manifest(&text, &object, snapshot, &ingest.partition)?;
         let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
-        let index =
-            map_local(&dir.join(&index_key)).map_err(|e| local_err(&ingest.meta_bucket, &index_key, snapshot, &e))?;
-        ingest.add_checked_index(&parsed, &index, &object_name(&ingest.meta_bucket, &index_key))?;
+        let index = map_file(&open(&index_key)?).map_err(|e| local_err(bucket, &index_key, snapshot, &e))?;
+        ingest.add_checked_index(&parsed, &index, &object_name(bucket, &index_key))?;
         ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
     }
     if job.unified {
         let key = manifest::unified_key(&ingest.partition, snapshot);
         let bytes = Bytes::from(read(&key)?);
-        ingest.add_unified(bytes, &object_name(&ingest.meta_bucket, &key), snapshot)?;
+        ingest.add_unified(bytes, &object_name(bucket, &key), snapshot)?;
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
@@ -190,15 +203,14 @@ fn local_err(bucket: &str, key: &str, snapshot: &SnapshotId, e: &std::io::Error)
     manifest_err(snapshot, object_name(bucket, key), kind)
 }
 
-/// Memory-maps a local index file (an empty file is not mapped).
-fn map_local(path: &std::path::Path) -> std::io::Result<IndexBytes> {
-    let file = std::fs::File::open(path)?;
+/// Memory-maps an open index file (an empty file is not mapped).
+fn map_file(file: &std::fs::File) -> std::io::Result<IndexBytes> {
     if file.metadata()?.len() == 0 {
         return Ok(IndexBytes::Fetched(Bytes::new()));
     }
     // SAFETY: snapshot files are written once and never modified in place (spec section 2);
     // the map is read-only and dropped as soon as the ids are in the filter.
-    Ok(IndexBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }?))
+    Ok(IndexBytes::Mapped(unsafe { memmap2::Mmap::map(file) }?))
 }
 
 async fn fetch(
@@ -244,7 +256,7 @@ async fn index_bytes(
     key: &str,
     snapshot: &SnapshotId,
 ) -> Result<IndexBytes, ManifestError> {
-    let Some(path) = ingest.stores.local_file(&ingest.meta_bucket, key) else {
+    let Some(file) = ingest.stores.open_local(&ingest.meta_bucket, key) else {
         return Ok(IndexBytes::Fetched(fetch(store, &ingest.meta_bucket, key, snapshot).await?));
     };
     let fail = |e: std::io::Error| {
@@ -255,7 +267,8 @@ async fn index_bytes(
         };
         manifest_err(snapshot, object_name(&ingest.meta_bucket, key), kind)
     };
-    map_local(&path).map_err(fail)
+    // Refuses a symbolic link anywhere below the bucket directory (O_NOFOLLOW included).
+    map_file(&file.map_err(fail)?).map_err(fail)
 }
 
 async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {

@@ -83,6 +83,8 @@ pub struct Report {
     pub failed_deletes: Vec<DeleteFailure>,
     /// Planned deletes not started because a signal stopped the run.
     pub deletes_not_started: u64,
+    /// Requests the store layer repeated after a transient error.
+    pub store_retries: u64,
     pub verify: Option<VerifyReport>,
     pub exit_code: u8,
     pub error: Option<String>,

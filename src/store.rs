@@ -7,17 +7,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+mod local;
 mod memory;
+mod retry;
+pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
+pub use retry::{RetryPolicy, RetryStore, is_transient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,12 +41,36 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub request_timeout: Duration,
+    /// Retries of a failed request: inside the HTTP client of a remote store, and by the
+    /// [`RetryStore`] every bucket is wrapped in (transient errors of any store).
     pub max_retries: usize,
+    /// The [`RetryStore`]'s first wait; it doubles with every retry up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), max_retries: 10 }
+        let retry = RetryPolicy::default();
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_retries: retry.max_retries,
+            initial_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn retry_policy(&self, backend: &Backend) -> RetryPolicy {
+        // Remote stores already retry `max_retries` times inside their HTTP client: two more
+        // rounds on top (for what it does not retry, such as a listing failing between
+        // pages) keep the worst case from multiplying.
+        let max_retries = match backend {
+            Backend::Gcs | Backend::S3 => self.max_retries.min(2),
+            Backend::Local(_) | Backend::Memory => self.max_retries,
+        };
+        RetryPolicy { max_retries, initial_backoff: self.initial_backoff, max_backoff: self.max_backoff }
     }
 }
 
@@ -110,7 +138,8 @@ impl std::fmt::Debug for RemoteEnv {
 }
 
 /// Wraps every bucket's store as it is built: the hook tests use for fault injection and
-/// for counting calls.
+/// for counting calls. It sits between the backend and the [`RetryStore`], so a transient
+/// error it injects is retried like a real one.
 pub type Layer = Arc<dyn Fn(&str, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
 /// All the buckets of one store URL. Cheap to clone; clones share their buckets, so a
@@ -124,6 +153,8 @@ pub struct Stores {
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
     layer: Option<Layer>,
+    /// Retries made by the [`RetryStore`]s, for the report.
+    retries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -195,6 +226,7 @@ impl Stores {
             buckets: Arc::default(),
             memory: Arc::default(),
             layer: None,
+            retries: Arc::default(),
         }
     }
 
@@ -211,6 +243,11 @@ impl Stores {
         Self { layer: Some(layer), buckets: Arc::default(), ..self.clone() }
     }
 
+    /// How many requests the retry layer has repeated so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The directory of `bucket` when the store is `file://`.
     pub fn local_dir(&self, bucket: &str) -> Option<PathBuf> {
         match &self.backend {
@@ -220,6 +257,7 @@ impl Stores {
     }
 
     /// The file behind `key` of `bucket` when the store is `file://`, for memory-mapping.
+    /// Not checked for symbolic links: open it with [`Stores::open_local`].
     pub fn local_file(&self, bucket: &str, key: &str) -> Option<PathBuf> {
         self.local_dir(bucket).map(|dir| dir.join(key))
     }
@@ -232,6 +270,12 @@ impl Stores {
             return None;
         }
         self.local_dir(bucket)
+    }
+
+    /// Opens the file behind `key` of `bucket` when the store is `file://`, refusing one
+    /// that is, or goes through, a symbolic link below the bucket directory.
+    pub fn open_local(&self, bucket: &str, key: &str) -> Option<std::io::Result<std::fs::File>> {
+        self.local_dir(bucket).map(|dir| open_no_links(&dir, key))
     }
 
     pub fn is_local(&self) -> bool {
@@ -256,10 +300,14 @@ impl Stores {
         if let Some(store) = buckets.get(bucket) {
             return Ok(Arc::clone(store));
         }
+        // The backend, then the test layer (faults, counting), then the retries: injected
+        // transient faults are retried like real ones.
         let mut store = self.build(bucket)?;
         if let Some(layer) = &self.layer {
             store = layer(bucket, store);
         }
+        let policy = self.options.retry_policy(&self.backend);
+        store = Arc::new(RetryStore::new(store, policy, Arc::clone(&self.retries)));
         buckets.insert(bucket.to_owned(), Arc::clone(&store));
         Ok(store)
     }
@@ -271,7 +319,7 @@ impl Stores {
                 if !dir.is_dir() {
                     return Err(StoreError::NoSuchBucket { bucket: bucket.to_owned(), path: dir });
                 }
-                let store = LocalFileSystem::new_with_prefix(&dir).map_err(|source| StoreError::Build {
+                let store = LocalBucket::new(&dir).map_err(|source| StoreError::Build {
                     bucket: bucket.to_owned(),
                     scheme: self.backend.scheme(),
                     source,

@@ -11,9 +11,9 @@
 //! - at the top level of the location, any non-directory entry is an object (object_store's
 //!   delimiter listing does not check the type there); deeper, only regular files are.
 //!
-//! One deliberate difference: a symbolic link is never followed (it could lead out of the
-//! store root, or loop). It is counted as one foreign object, so it is never deleted, where
-//! the generic path would follow it.
+//! A symbolic link is never followed (it could lead out of the store root, or loop): it is
+//! counted as one foreign object, never deleted, and logged, as `store::LocalBucket` does on
+//! the generic path.
 
 use std::fs;
 use std::io;
@@ -81,6 +81,9 @@ pub(super) fn list_location(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(fail(e, &key_of(prefix, name.as_bytes()))),
         };
+        if file_type.is_symlink() {
+            warn_link(&top.join(&name));
+        }
         if file_type.is_dir() {
             dirs.push(name);
         } else if file_type.is_symlink() || is_object_name(name.as_bytes()) {
@@ -109,6 +112,11 @@ pub(super) fn list_location(
     };
     parts.extend(listed?);
     Ok(parts)
+}
+
+/// The same warning as `store::LocalBucket` gives on the generic path.
+fn warn_link(link: &Path) {
+    tracing::warn!(link = %link.display(), "symbolic link in a file:// bucket: not followed, never deleted");
 }
 
 fn empty(index: u32) -> DirListing {
@@ -182,6 +190,7 @@ fn list_dir(
         } else if file_type.is_dir() {
             list_dir(&dir.join(entry.file_name()), &key_of(key, name), None, index, part)?;
         } else if file_type.is_symlink() {
+            warn_link(&dir.join(entry.file_name()));
             part.counts.foreign_with(|| key_of(key, name));
         }
     }

@@ -6,6 +6,7 @@
 //! [`suite_tests!`].
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod faults;
 pub mod suite;
 
 use std::collections::BTreeMap;

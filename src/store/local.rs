@@ -1,0 +1,398 @@
+//! The `file://` backend: object_store's `LocalFileSystem`, kept inside its bucket directory.
+//!
+//! `LocalFileSystem` follows symbolic links: its listings walk into a linked directory, and
+//! a delete of `a/b/c` where `a/b` links elsewhere removes a file outside the bucket (for
+//! instance another partition's chunk). [`LocalBucket`] never goes through a link below the
+//! bucket directory (the directory itself may be one):
+//! - listings do not follow links; a link, or a prefix that goes through one, is listed as
+//!   one object whose `e_tag` is [`SYMLINK_ETAG`], which the listing stage counts as foreign
+//!   (never deleted);
+//! - `get`, `head` and `delete` of a key that is, or goes through, a link fail with
+//!   `PermissionDenied` (not retried): a manifest read that way aborts the run (exit 4), a
+//!   delete that way is a failed delete (exit 7).
+//!
+//! The checks are `lstat`s of every component below the bucket directory. A writer racing
+//! to swap a directory for a link between the check and the call is outside the threat
+//! model (it can write the store anyway); the checks stop links left in the tree.
+
+use std::fmt;
+use std::fs::Metadata;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+/// The `e_tag` of a listed object that is a symbolic link, or under one.
+pub const SYMLINK_ETAG: &str = "gc_partition:symlink";
+
+const STORE: &str = "LocalBucket";
+
+#[derive(Debug, Clone)]
+pub struct LocalBucket {
+    inner: Arc<LocalFileSystem>,
+    /// The canonical bucket directory.
+    root: PathBuf,
+    root_path: Path,
+}
+
+impl LocalBucket {
+    pub fn new(dir: &FsPath) -> Result<Self> {
+        let root = std::fs::canonicalize(dir).map_err(|e| generic(format!("{}: {e}", dir.display())))?;
+        let inner = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        let root_path = Path::from_absolute_path(&root).map_err(|e| generic(e.to_string()))?;
+        Ok(Self { inner, root, root_path })
+    }
+
+    /// The file behind `location`, refused if it is or goes through a symbolic link.
+    pub fn checked_file(&self, location: &Path) -> Result<PathBuf> {
+        let file = self.inner.path_to_filesystem(location)?;
+        match first_link(&self.root, &file) {
+            Ok(None) => Ok(file),
+            Ok(Some(link)) => Err(refused(location, &link)),
+            Err(e) => Err(generic(format!("{location}: {e}"))),
+        }
+    }
+
+    fn object_path(&self, file: &FsPath) -> Result<Path> {
+        let absolute = Path::from_absolute_path(file).map_err(|e| generic(e.to_string()))?;
+        let parts = absolute
+            .prefix_match(&self.root_path)
+            .ok_or_else(|| generic(format!("{} is outside {}", file.display(), self.root.display())))?;
+        Ok(Path::from_iter(parts))
+    }
+
+    /// Lists every object under `prefix` without following links: a link is one object
+    /// tagged [`SYMLINK_ETAG`].
+    fn walk(&self, prefix: Option<&Path>) -> Result<Vec<ObjectMeta>> {
+        let start = match prefix {
+            Some(prefix) if !prefix.is_root() => {
+                let dir = self.inner.path_to_filesystem(prefix)?;
+                match first_link(&self.root, &dir) {
+                    Ok(None) => dir,
+                    Ok(Some(link)) => return Ok(vec![self.link_meta(&link)?]),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(generic(format!("{}: {e}", dir.display()))),
+                }
+            }
+            _ => self.root.clone(),
+        };
+        let mut objects = Vec::new();
+        for entry in walkdir::WalkDir::new(&start).min_depth(1).follow_links(false) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+                Err(e) => return Err(generic(e.to_string())),
+            };
+            let kind = entry.file_type();
+            if kind.is_dir() {
+                continue;
+            }
+            let location = self.object_path(entry.path())?;
+            if kind.is_symlink() {
+                objects.push(self.link_meta(entry.path())?);
+                continue;
+            }
+            if !kind.is_file() || is_upload_part(&location) {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(meta) => objects.push(object_meta(location, &meta, None)),
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
+                Err(e) => return Err(generic(e.to_string())),
+            }
+        }
+        Ok(objects)
+    }
+
+    fn link_meta(&self, link: &FsPath) -> Result<ObjectMeta> {
+        let location = self.object_path(link)?;
+        tracing::warn!(link = %link.display(), "symbolic link in a file:// bucket: not followed, never deleted");
+        let meta = std::fs::symlink_metadata(link).map_err(|e| generic(format!("{}: {e}", link.display())))?;
+        Ok(object_meta(location, &meta, Some(SYMLINK_ETAG.to_owned())))
+    }
+}
+
+/// `LocalFileSystem` keeps unfinished multipart uploads as `name#<n>` files; it never lists them.
+fn is_upload_part(location: &Path) -> bool {
+    location.filename().and_then(|f| f.rsplit_once('#')).is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn object_meta(location: Path, meta: &Metadata, e_tag: Option<String>) -> ObjectMeta {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let e_tag = e_tag.or_else(|| {
+        let micros = modified.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros();
+        Some(format!("\"{:x}-{micros:x}-{:x}\"", std::os::unix::fs::MetadataExt::ino(meta), meta.len()))
+    });
+    ObjectMeta { location, last_modified: DateTime::<Utc>::from(modified), size: meta.len(), e_tag, version: None }
+}
+
+/// The first component of `path` below `root` that is a symbolic link, if any. A component
+/// that does not exist ends the search (nothing below it exists either).
+pub fn first_link(root: &FsPath, path: &FsPath) -> std::io::Result<Option<PathBuf>> {
+    let Ok(below) = path.strip_prefix(root) else {
+        return Err(std::io::Error::other(format!("{} is outside {}", path.display(), root.display())));
+    };
+    let mut at = root.to_path_buf();
+    for component in below.components() {
+        match component {
+            std::path::Component::Normal(part) => at.push(part),
+            _ => return Err(std::io::Error::other(format!("{}: unexpected path component", path.display()))),
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => return Ok(Some(at)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Opens the file behind `key` of a bucket directory for reading, refusing a file that is,
+/// or goes through, a symbolic link below `dir` (`O_NOFOLLOW` on the last component too).
+pub fn open_no_links(dir: &FsPath, key: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = std::fs::canonicalize(dir)?;
+    let mut path = root.clone();
+    for part in key.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.contains('\0') {
+            return Err(std::io::Error::other(format!("{key:?} is not a plain object key")));
+        }
+        path.push(part);
+    }
+    if let Some(link) = first_link(&root, &path)? {
+        return Err(std::io::Error::other(format!("{} is a symbolic link: not followed", link.display())));
+    }
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path)
+}
+
+fn generic(message: String) -> Error {
+    Error::Generic { store: STORE, source: message.into() }
+}
+
+fn refused(location: &Path, link: &FsPath) -> Error {
+    Error::PermissionDenied {
+        path: location.to_string(),
+        source: format!("{} is a symbolic link: not followed", link.display()).into(),
+    }
+}
+
+impl fmt::Display for LocalBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalBucket({})", self.root.display())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalBucket {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.checked_file(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.checked_file(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.checked_file(location)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        let root = self.root.clone();
+        let inner = Arc::clone(&self.inner);
+        locations
+            .then(move |location| {
+                let (root, inner) = (root.clone(), Arc::clone(&inner));
+                async move {
+                    let location = location?;
+                    let file = inner.path_to_filesystem(&location)?;
+                    match first_link(&root, &file) {
+                        Ok(None) => {}
+                        Ok(Some(link)) => return Err(refused(&location, &link)),
+                        Err(e) => return Err(generic(format!("{location}: {e}"))),
+                    }
+                    inner.delete(&location).await.map(|()| location)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let (this, prefix) = (self.clone(), prefix.cloned());
+        let walk = move || this.walk(prefix.as_ref());
+        stream::once(async move {
+            // The walk stats every file: off the async workers, as LocalFileSystem does.
+            let walked = match tokio::runtime::Handle::try_current() {
+                Ok(_) => {
+                    tokio::task::spawn_blocking(walk).await.unwrap_or_else(|e| Err(Error::JoinError { source: e }))
+                }
+                Err(_) => walk(),
+            };
+            match walked {
+                Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let prefix = prefix.filter(|p| !p.is_root());
+        if let Some(prefix) = prefix {
+            let dir = self.inner.path_to_filesystem(prefix)?;
+            match first_link(&self.root, &dir) {
+                Ok(None) => {}
+                Ok(Some(link)) => {
+                    let objects = vec![self.link_meta(&link)?];
+                    return Ok(ListResult { common_prefixes: Vec::new(), objects, extensions: Default::default() });
+                }
+                Err(e) => return Err(generic(format!("{}: {e}", dir.display()))),
+            }
+        }
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        for object in &mut result.objects {
+            let file = self.inner.path_to_filesystem(&object.location)?;
+            if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+                *object = self.link_meta(&file)?;
+            }
+        }
+        let mut common_prefixes = Vec::with_capacity(result.common_prefixes.len());
+        for dir in result.common_prefixes {
+            let file = self.inner.path_to_filesystem(&dir)?;
+            if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+                result.objects.push(self.link_meta(&file)?);
+            } else {
+                common_prefixes.push(dir);
+            }
+        }
+        result.common_prefixes = common_prefixes;
+        Ok(result)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.checked_file(from)?;
+        self.checked_file(to)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.checked_file(from)?;
+        self.checked_file(to)?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use futures::TryStreamExt;
+    use std::os::unix::fs::symlink;
+
+    /// A bucket dir with `d/00/<a>` (a file), `d/11` linked to a directory outside holding
+    /// `<b>`, and `d/22/<c>` a link to a file outside.
+    struct Tree {
+        _tmp: tempfile::TempDir,
+        bucket: PathBuf,
+        outside: PathBuf,
+    }
+
+    fn tree() -> Tree {
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(bucket.join("d/00")).unwrap();
+        std::fs::create_dir_all(bucket.join("d/22")).unwrap();
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(bucket.join("d/00/a"), b"a").unwrap();
+        std::fs::write(outside.join("b"), b"b").unwrap();
+        std::fs::write(outside.join("sub/deep"), b"deep").unwrap();
+        std::fs::write(outside.join("c"), b"c").unwrap();
+        symlink(&outside, bucket.join("d/11")).unwrap();
+        symlink(outside.join("c"), bucket.join("d/22/c")).unwrap();
+        Tree { _tmp: tmp, bucket, outside }
+    }
+
+    async fn names(store: &LocalBucket, prefix: &str) -> Vec<(String, bool)> {
+        let mut listed: Vec<(String, bool)> = store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|m| (m.location.to_string(), m.e_tag.as_deref() == Some(SYMLINK_ETAG)))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        listed
+    }
+
+    #[tokio::test]
+    async fn listings_do_not_follow_links_and_tag_them() {
+        let t = tree();
+        let store = LocalBucket::new(&t.bucket).unwrap();
+        let listed = names(&store, "d").await;
+        assert_eq!(
+            listed,
+            vec![("d/00/a".into(), false), ("d/11".into(), true), ("d/22/c".into(), true)],
+            "the linked directory must not be walked"
+        );
+        // Listing through the link lists nothing inside it, only the link.
+        assert_eq!(names(&store, "d/11").await, vec![("d/11".into(), true)]);
+        let top = store.list_with_delimiter(Some(&Path::from("d"))).await.unwrap();
+        assert_eq!(top.common_prefixes, vec![Path::from("d/00"), Path::from("d/22")]);
+        assert_eq!(top.objects.len(), 1);
+        assert_eq!(top.objects[0].location, Path::from("d/11"));
+        assert_eq!(top.objects[0].e_tag.as_deref(), Some(SYMLINK_ETAG));
+        let inner = store.list_with_delimiter(Some(&Path::from("d/22"))).await.unwrap();
+        assert_eq!(inner.objects[0].e_tag.as_deref(), Some(SYMLINK_ETAG));
+        let through = store.list_with_delimiter(Some(&Path::from("d/11/sub"))).await.unwrap();
+        assert!(through.common_prefixes.is_empty());
+        assert_eq!(through.objects[0].location, Path::from("d/11"));
+    }
+
+    #[tokio::test]
+    async fn deletes_and_reads_through_links_are_refused() {
+        let t = tree();
+        let store = LocalBucket::new(&t.bucket).unwrap();
+        for key in ["d/11/b", "d/22/c", "d/11/sub/deep"] {
+            let deleted = store.delete(&Path::from(key)).await;
+            assert!(matches!(deleted, Err(Error::PermissionDenied { .. })), "{key}: {deleted:?}");
+            assert!(matches!(store.head(&Path::from(key)).await, Err(Error::PermissionDenied { .. })), "{key}");
+            assert!(matches!(store.get(&Path::from(key)).await, Err(Error::PermissionDenied { .. })), "{key}");
+        }
+        assert!(t.outside.join("b").exists() && t.outside.join("c").exists() && t.outside.join("sub/deep").exists());
+        assert!(t.bucket.join("d/22/c").symlink_metadata().is_ok(), "the link itself is not deleted either");
+        // Plain files work as before; a missing one is NotFound.
+        assert_eq!(store.head(&Path::from("d/00/a")).await.unwrap().size, 1);
+        store.delete(&Path::from("d/00/a")).await.unwrap();
+        assert!(!t.bucket.join("d/00/a").exists());
+        assert!(matches!(store.head(&Path::from("d/00/a")).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.head(&Path::from("nope/x")).await, Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn open_no_links_refuses_links_and_traversal() {
+        let t = tree();
+        assert!(open_no_links(&t.bucket, "d/00/a").is_ok());
+        for key in ["d/11/b", "d/22/c", "d/../d/00/a", "/d/00/a", "d//00/a", "d/00/a\0"] {
+            assert!(open_no_links(&t.bucket, key).is_err(), "{key}");
+        }
+        // The bucket directory itself may be a link.
+        let alias = t.bucket.with_file_name("alias");
+        symlink(&t.bucket, &alias).unwrap();
+        assert!(open_no_links(&alias, "d/00/a").is_ok());
+        let store = LocalBucket::new(&alias).unwrap();
+        assert!(store.checked_file(&Path::from("d/00/a")).is_ok());
+    }
+}

@@ -1,0 +1,420 @@
+//! Fault injection through the library's API: the real pipeline (`gc::run`) on `file://` and
+//! `memory://` partitions, every bucket wrapped by `common::faults` under the library's own
+//! retry layer. Every test checks that no referenced chunk, young chunk or foreign object
+//! was deleted, whatever the fault.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Parser;
+use common::faults::{FaultPlan, Faults, Kind, Op};
+use futures::TryStreamExt;
+use gc_partition::cli::Args;
+use gc_partition::config::Config;
+use gc_partition::error::Signal;
+use gc_partition::gc::{self, Progress, Stop};
+use gc_partition::report::Report;
+use gc_partition::store::{StoreOptions, Stores};
+use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    File,
+    Memory,
+}
+
+const BACKENDS: [Backend; 2] = [Backend::File, Backend::Memory];
+
+/// Quick retries: a fault that outlasts them surfaces in milliseconds, not minutes.
+fn quick() -> StoreOptions {
+    StoreOptions {
+        max_retries: 12,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
+        ..StoreOptions::default()
+    }
+}
+
+struct Part {
+    _dir: tempfile::TempDir,
+    url: String,
+    stores: Stores,
+    sets: SynthSets,
+    live: PathBuf,
+    buckets: Vec<String>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn part(backend: Backend, seed: u64, tweak: impl FnOnce(&mut SynthConfig)) -> Part {
+    part_at(backend, seed, chrono::Utc::now(), tweak)
+}
+
+fn part_at(
+    backend: Backend,
+    seed: u64,
+    now: chrono::DateTime<chrono::Utc>,
+    tweak: impl FnOnce(&mut SynthConfig),
+) -> Part {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::File => {
+            let root = dir.path().join("store");
+            std::fs::create_dir_all(&root).unwrap();
+            format!("file://{}", root.display())
+        }
+        Backend::Memory => "memory://".to_owned(),
+    };
+    let stores = Stores::from_url(&url, quick()).unwrap();
+    let live = dir.path().join("live.txt");
+    let mut config = SynthConfig {
+        seed,
+        now,
+        snapshots: 5,
+        referenced_ids: 300,
+        garbage_chunks: 120,
+        young_chunks: 25,
+        foreign_objects: 8,
+        dead_snapshots: 2,
+        extra_locations: 2,
+        record_sets: true,
+        live_set_path: Some(live.clone()),
+        ..SynthConfig::default()
+    };
+    tweak(&mut config);
+    let rt = common::runtime();
+    let summary = rt.block_on(synthesize(&stores, &config)).unwrap();
+    let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
+    buckets.push(config.meta_bucket.clone());
+    buckets.sort();
+    buckets.dedup();
+    Part { _dir: dir, url, stores, sets: summary.sets.unwrap(), live, buckets, rt }
+}
+
+impl Part {
+    fn config(&self, extra: &[&str]) -> Config {
+        let live = self.live.to_str().unwrap();
+        let mut argv =
+            vec!["gc_partition", "--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.url];
+        argv.extend_from_slice(extra);
+        Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap()
+    }
+
+    /// One run through `faults`.
+    fn run(&self, faults: &Arc<Faults>, extra: &[&str]) -> Report {
+        let stop = Stop::default();
+        faults.watch(&stop);
+        self.run_with(&faults.wrap(&self.stores), &stop, &Progress::default(), extra)
+    }
+
+    fn run_clean(&self, extra: &[&str]) -> Report {
+        self.run_with(&self.stores, &Stop::default(), &Progress::default(), extra)
+    }
+
+    fn run_with(&self, stores: &Stores, stop: &Stop, progress: &Progress, extra: &[&str]) -> Report {
+        let config = self.config(extra);
+        self.rt.block_on(gc::run(stores, &config, stop, progress))
+    }
+
+    /// Every object of the store, as `bucket/key`.
+    fn objects(&self) -> BTreeSet<String> {
+        self.rt.block_on(async {
+            let mut all = BTreeSet::new();
+            for bucket in &self.buckets {
+                let store = self.stores.bucket(bucket).unwrap();
+                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+                all.extend(listed.into_iter().map(|m| format!("{bucket}/{}", m.location)));
+            }
+            all
+        })
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        let (bucket, key) = name.split_once('/').unwrap();
+        let store = self.stores.bucket(bucket).unwrap();
+        match self.rt.block_on(store.head(&Path::from(key))) {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("head {name}: {e}"),
+        }
+    }
+
+    fn garbage(&self) -> Vec<String> {
+        self.sets.garbage.iter().map(|(l, id)| common::chunk_name(l, id)).collect()
+    }
+
+    /// No referenced chunk, young chunk or foreign object is gone.
+    fn assert_nothing_lost(&self, context: &str) {
+        let all = self.objects();
+        for (l, id) in self.sets.referenced.iter().chain(&self.sets.young) {
+            let name = common::chunk_name(l, id);
+            assert!(all.contains(&name), "{context}: referenced or young chunk {name} was deleted");
+        }
+        for (bucket, key) in &self.sets.foreign {
+            assert!(all.contains(&format!("{bucket}/{key}")), "{context}: foreign object {bucket}/{key} was deleted");
+        }
+    }
+
+    fn garbage_left(&self) -> usize {
+        let all = self.objects();
+        self.garbage().iter().filter(|g| all.contains(*g)).count()
+    }
+}
+
+#[test]
+fn a_dry_run_makes_no_mutating_call_with_or_without_verify() {
+    for backend in BACKENDS {
+        let p = part(backend, 11, |_| {});
+        let before = p.objects();
+        for extra in [&[][..], &["--verify"][..], &["--verify", "--max-delete-fraction", "0"][..]] {
+            let faults = Faults::new(FaultPlan { forbid_mutations: true, ..FaultPlan::default() });
+            let report = p.run(&faults, extra);
+            assert_eq!(report.exit_code, 0, "{backend:?} {extra:?}: {:?}", report.error);
+            assert!(report.planned_deletes > 0, "{backend:?}: nothing planned, the test proves nothing");
+            assert_eq!(faults.mutations().len(), 0, "{backend:?} {extra:?}: {:?}", faults.mutations());
+            assert!(faults.count(Op::List) > 0 && faults.count(Op::Get) > 0, "{backend:?}: the recorder saw no reads");
+        }
+        assert_eq!(p.objects(), before, "{backend:?}: a dry run changed the store");
+        // The recorder does see mutations: the same run with --execute is refused every delete.
+        let faults = Faults::new(FaultPlan { forbid_mutations: true, ..FaultPlan::default() });
+        let report = p.run(&faults, &["--execute"]);
+        assert_eq!(report.exit_code, 7, "{backend:?}: {:?}", report.error);
+        assert_eq!(faults.mutations().len() as u64, report.planned_deletes);
+        assert_eq!(p.objects(), before, "{backend:?}: a refused delete happened anyway");
+    }
+}
+
+#[test]
+fn a_listing_that_breaks_half_way_exits_5_and_deletes_nothing() {
+    for backend in BACKENDS {
+        let p = part(backend, 12, |_| {});
+        let before = p.objects();
+        for kind in [Kind::Transient, Kind::Permanent] {
+            let plan = FaultPlan {
+                break_listings_under: Some("p1/chunks/".into()),
+                break_listing_share: 1.0,
+                break_listing_kind: Some(kind),
+                ..FaultPlan::default()
+            };
+            let faults = Faults::new(plan);
+            let report = p.run(&faults, &["--execute", "--verify"]);
+            assert_eq!(report.exit_code, 5, "{backend:?} {kind:?}: {:?}", report.error);
+            assert!(faults.injected.load(Ordering::SeqCst) > 0);
+            assert_eq!(faults.count(Op::Delete), 0, "{backend:?}: a delete after a listing error");
+            assert_eq!(report.deleted, 0);
+            assert_eq!(p.objects(), before, "{backend:?} {kind:?}");
+        }
+        // A listing that breaks but recovers on a retry is no error.
+        let plan = FaultPlan {
+            break_listings_under: Some("p1/chunks/".into()),
+            break_listing_share: 0.25,
+            seed: 3,
+            ..FaultPlan::default()
+        };
+        let faults = Faults::new(plan);
+        let report = p.run(&faults, &["--bloom-seed", "7"]);
+        let clean = p.run_clean(&["--bloom-seed", "7"]);
+        assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
+        assert!(faults.injected.load(Ordering::SeqCst) > 0, "{backend:?}: no listing was broken");
+        assert_eq!((report.chunks_scanned, report.planned_deletes), (clean.chunks_scanned, clean.planned_deletes));
+    }
+}
+
+#[test]
+fn a_manifest_read_error_exits_4_and_deletes_nothing() {
+    for backend in BACKENDS {
+        let p = part(backend, 13, |_| {});
+        let before = p.objects();
+        // The text objects are read through the store on every backend (the .index is
+        // memory-mapped on file://).
+        let live = std::fs::read_to_string(&p.live).unwrap();
+        let snapshot = live.lines().find(|l| !l.starts_with('#')).unwrap().trim().to_owned();
+        let keys: Vec<String> = p
+            .objects()
+            .into_iter()
+            .filter(|o| o.contains(&format!("/snapshots/{snapshot}.")) && !o.ends_with(".index"))
+            .map(|o| o.split_once('/').unwrap().1.to_owned())
+            .collect();
+        assert!(!keys.is_empty());
+        for key in keys {
+            for kind in [Kind::Transient, Kind::Permanent] {
+                let plan = FaultPlan { fail_get_keys: HashMap::from([(key.clone(), kind)]), ..FaultPlan::default() };
+                let faults = Faults::new(plan);
+                let report = p.run(&faults, &["--execute"]);
+                assert_eq!(report.exit_code, 4, "{backend:?} {key} {kind:?}: {:?}", report.error);
+                assert_eq!(faults.count(Op::Delete), 0);
+                assert_eq!(p.objects(), before, "{backend:?} {key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn transient_errors_on_20_percent_of_calls_end_exactly_like_a_clean_run() {
+    for backend in BACKENDS {
+        let now = chrono::Utc::now();
+        let clean = part_at(backend, 14, now, |_| {});
+        let faulty = part_at(backend, 14, now, |_| {});
+        assert_eq!(clean.objects(), faulty.objects(), "the two partitions differ");
+        let args = ["--execute", "--verify", "--bloom-seed", "99", "--delete-concurrency", "8"];
+        let expected = clean.run_clean(&args);
+        assert_eq!(expected.exit_code, 0, "{:?}", expected.error);
+
+        let plan = FaultPlan { transient_share: 0.2, seed: 5, ..FaultPlan::default() };
+        let faults = Faults::new(plan);
+        let got = faulty.run(&faults, &args);
+        assert_eq!(got.exit_code, 0, "{backend:?}: {:?}", got.error);
+        let injected = faults.injected.load(Ordering::SeqCst);
+        let calls = faults.calls().len() as u64;
+        assert!(injected * 10 >= calls, "{backend:?}: only {injected} of {calls} calls failed");
+        assert_eq!(got.store_retries, injected, "{backend:?}: every injected fault is retried once");
+        assert_eq!(faulty.objects(), clean.objects(), "{backend:?}: the store differs from a clean run's");
+        for field in [
+            |r: &Report| r.planned_deletes,
+            |r: &Report| r.deleted,
+            |r: &Report| r.chunks_scanned,
+            |r: &Report| r.foreign_objects,
+            |r: &Report| r.referenced_ids,
+            |r: &Report| r.delete_failures,
+        ] {
+            assert_eq!(field(&got), field(&expected), "{backend:?}");
+        }
+        faulty.assert_nothing_lost("20% transient");
+        eprintln!("{backend:?}: {injected} of {calls} calls failed transiently; result identical to a clean run");
+    }
+}
+
+#[test]
+fn permanent_delete_failures_exit_7_name_the_keys_and_a_rerun_finishes() {
+    for backend in BACKENDS {
+        let p = part(backend, 15, |_| {});
+        let chosen: HashSet<String> =
+            p.garbage().into_iter().step_by(17).map(|g| g.split_once('/').unwrap().1.to_owned()).collect();
+        assert!(chosen.len() >= 5);
+        let plan = FaultPlan { fail_delete_keys: chosen.clone(), ..FaultPlan::default() };
+        let faults = Faults::new(plan);
+        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        assert_eq!(report.exit_code, 7, "{backend:?}: {:?}", report.error);
+        let failed: HashSet<String> = report.failed_deletes.iter().map(|f| f.key.clone()).collect();
+        assert_eq!(failed, chosen, "{backend:?}: failed_deletes must be exactly the failing keys");
+        assert_eq!(report.delete_failures, chosen.len() as u64);
+        assert_eq!(report.deleted + report.delete_failures, report.planned_deletes);
+        assert!(report.verify.as_ref().is_some_and(|v| v.ok), "{backend:?}: verify after partial deletes");
+        p.assert_nothing_lost("delete failures");
+        assert_eq!(p.garbage_left(), chosen.len());
+
+        let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        assert_eq!(again.exit_code, 0, "{backend:?}: {:?}", again.error);
+        assert_eq!(again.deleted, chosen.len() as u64);
+        assert_eq!(p.garbage_left(), 0);
+        p.assert_nothing_lost("rerun after delete failures");
+    }
+}
+
+#[test]
+fn a_stop_during_execute_starts_no_new_delete_and_a_rerun_finishes() {
+    for backend in BACKENDS {
+        for signal in [Signal::Interrupt, Signal::Terminate] {
+            let p = part(backend, 16, |c| c.garbage_chunks = 200);
+            let plan = FaultPlan {
+                delay: Some((Duration::from_millis(5), vec![Op::Delete, Op::Head])),
+                stop_at_delete: Some((10, signal)),
+                ..FaultPlan::default()
+            };
+            let faults = Faults::new(plan);
+            let stop = Stop::default();
+            faults.watch(&stop);
+            let stores = faults.wrap(&p.stores);
+            let args = ["--execute", "--verify", "--delete-concurrency", "4", "--bloom-fpr", "0.000001"];
+            let report = p.run_with(&stores, &stop, &Progress::default(), &args);
+            let code = if signal == Signal::Interrupt { 130 } else { 143 };
+            assert_eq!(report.exit_code, code, "{backend:?}: {:?}", report.error);
+            assert!(report.deletes_not_started > 0, "{backend:?}: the stop came too late to prove anything");
+
+            // A delete starts with its re-read (head): none starts after the stop, and every
+            // delete after the stop finishes one whose re-read started before it.
+            let calls = faults.calls();
+            let heads_after: Vec<_> = calls.iter().filter(|c| c.op == Op::Head && c.after_stop).collect();
+            assert!(heads_after.is_empty(), "{backend:?}: {} re-reads started after the stop", heads_after.len());
+            let headed_before: HashSet<&str> =
+                calls.iter().filter(|c| c.op == Op::Head && !c.after_stop).map(|c| c.key.as_str()).collect();
+            for c in calls.iter().filter(|c| c.op == Op::Delete && c.after_stop) {
+                assert!(
+                    headed_before.contains(c.key.as_str()),
+                    "{backend:?}: delete of {} started after the stop",
+                    c.key
+                );
+            }
+            let deletes = calls.iter().filter(|c| c.op == Op::Delete).count() as u64;
+            assert_eq!(deletes, report.deleted, "{backend:?}: the report's count is not the store's");
+            assert_eq!(report.deleted + report.deletes_not_started, report.planned_deletes);
+            assert_eq!(p.garbage().len() - p.garbage_left(), report.deleted as usize);
+            p.assert_nothing_lost("stop during execute");
+
+            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+            assert_eq!(again.exit_code, 0, "{backend:?}: {:?}", again.error);
+            assert_eq!(p.garbage_left(), 0, "{backend:?}: the rerun did not finish the job");
+            p.assert_nothing_lost("rerun after stop");
+        }
+    }
+}
+
+#[test]
+fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
+    for backend in BACKENDS {
+        let p = part(backend, 17, |_| {});
+        let target = p.garbage()[3].clone();
+        let (bucket, key) = target.split_once('/').unwrap();
+        let writer = p.stores.clone();
+        let hook = Box::new(move |bucket: &str, path: &Path| {
+            // A writer reuses the chunk: it refreshes its last-modified to now.
+            writer.set_last_modified(bucket, path.as_ref(), chrono::Utc::now()).unwrap();
+        });
+        let plan = FaultPlan { on_first_head: Some((key.to_owned(), hook)), ..FaultPlan::default() };
+        let faults = Faults::new(plan);
+        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
+        assert_eq!(report.refreshed_kept, 1, "{backend:?}");
+        assert!(p.exists(&target), "{backend:?}: the refreshed chunk {bucket}/{key} was deleted");
+        assert_eq!(report.deleted + 1, report.planned_deletes);
+        assert_eq!(p.garbage_left(), 1);
+        p.assert_nothing_lost("refreshed chunk");
+    }
+}
+
+#[test]
+fn the_nth_call_of_a_kind_fails() {
+    for backend in BACKENDS {
+        let p = part(backend, 18, |_| {});
+        let before = p.objects();
+        let args = ["--execute", "--verify", "--bloom-fpr", "0.000001"];
+        // The first top-level listing of a location fails for good: a listing error.
+        let faults =
+            Faults::new(FaultPlan { fail_nth: vec![(Op::ListDelimiter, 1, Kind::Permanent)], ..FaultPlan::default() });
+        let report = p.run(&faults, &args);
+        assert_eq!(report.exit_code, 5, "{backend:?}: {:?}", report.error);
+        assert_eq!(faults.count(Op::Delete), 0);
+        assert_eq!(p.objects(), before);
+        // The first manifest read fails once: retried, no error.
+        let faults = Faults::new(FaultPlan { fail_nth: vec![(Op::Get, 1, Kind::Transient)], ..FaultPlan::default() });
+        let report = p.run(&faults, &["--bloom-seed", "1"]);
+        assert_eq!((report.exit_code, report.store_retries), (0, 1), "{backend:?}: {:?}", report.error);
+        assert_eq!(p.objects(), before);
+        // The third re-read before a delete fails for good: that chunk is not deleted.
+        let faults = Faults::new(FaultPlan { fail_nth: vec![(Op::Head, 3, Kind::Permanent)], ..FaultPlan::default() });
+        let report = p.run(&faults, &args);
+        assert_eq!(report.exit_code, 7, "{backend:?}: {:?}", report.error);
+        assert_eq!(report.failed_deletes.len(), 1);
+        assert!(report.failed_deletes[0].error.contains("re-reading"), "{:?}", report.failed_deletes);
+        let kept = format!("{}/{}", report.failed_deletes[0].bucket, report.failed_deletes[0].key);
+        assert!(p.exists(&kept), "{backend:?}: the chunk whose re-read failed was deleted");
+        assert_eq!(report.deleted + 1, report.planned_deletes);
+        p.assert_nothing_lost("nth call");
+    }
+}

@@ -1,0 +1,345 @@
+//! Hostile input: files claiming huge counts or lengths are refused before any allocation of
+//! that size (measured with a counting allocator, per thread), hostile names are refused,
+//! and a `file://` store's symbolic links are never followed out of the bucket.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::os::unix::fs::symlink;
+
+use bytes::Bytes;
+use common::*;
+use gc_partition::fuzzing::{now, snapshot};
+use gc_partition::ids::{PartitionId, SnapshotId, check_id};
+use gc_partition::locations::{Location, check_bucket, check_prefix};
+use gc_partition::manifest::{legacy, unified};
+
+/// Counts the bytes allocated by the current thread: now and at the peak.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LIVE.try_with(|live| {
+            let now = live.get() + layout.size();
+            live.set(now);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+        });
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(layout.size())));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = LIVE.try_with(|live| {
+            let now = live.get().saturating_sub(layout.size()) + new_size;
+            live.set(now);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+        });
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The most the current thread had allocated at once while `f` ran, above what it held before.
+fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let out = f();
+    (out, PEAK.with(Cell::get) - base)
+}
+
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+fn field(number: u64, wire: u64) -> Vec<u8> {
+    varint(number << 3 | wire)
+}
+
+fn len_field(number: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = field(number, 2);
+    out.extend(varint(body.len() as u64));
+    out.extend_from_slice(body);
+    out
+}
+
+/// A valid-looking `.snap` head: version, ids, one location.
+fn snap_head() -> Vec<u8> {
+    let mut out = field(1, 0);
+    out.extend(varint(1));
+    out.extend(len_field(2, b"snap-1"));
+    out.extend(len_field(3, b"p1"));
+    let mut loc = len_field(1, b"snapshots");
+    loc.extend(len_field(2, b"partitions/p1/chunks"));
+    out.extend(len_field(5, &loc));
+    out
+}
+
+const KIB: usize = 1024;
+
+#[test]
+fn an_index_claiming_2_pow_60_ids_is_refused_without_allocating() {
+    let mut index = b"CHUNKIDX".to_vec();
+    index.extend(1u32.to_le_bytes());
+    index.extend(32u32.to_le_bytes());
+    index.extend((1u64 << 60).to_le_bytes());
+    index.resize(KIB, 0xab);
+    let (result, peak) = peak_during(|| legacy::index_ids(&index, "x.index", &snapshot()).map(<[_]>::len));
+    assert!(result.is_err(), "{result:?}");
+    assert!(peak < 4 * KIB, "refusing a 1 KiB index took {peak} bytes");
+    // And a count that overflows 24 + 32 × count.
+    index[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    let (result, peak) = peak_during(|| legacy::index_ids(&index, "x.index", &snapshot()).map(<[_]>::len));
+    assert!(result.is_err() && peak < 4 * KIB, "{peak}");
+}
+
+#[test]
+fn a_snap_claiming_huge_counts_or_lengths_is_refused_without_allocating() {
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // A group claiming 2^60 ids, holding 900 bytes of them.
+    let mut group = field(1, 0);
+    group.extend(varint(0));
+    group.extend(field(2, 0));
+    group.extend(varint(1 << 60));
+    group.extend(len_field(3, &[0xcd; 900]));
+    let mut snap = snap_head();
+    snap.extend(len_field(6, &group));
+    cases.push(("count 2^60", snap));
+    // A length prefix of 2^60 (the ids field, the group, a string).
+    for number in [6u64, 2, 5] {
+        let mut snap = snap_head();
+        snap.extend(field(number, 2));
+        snap.extend(varint(1 << 60));
+        snap.resize(KIB, 0);
+        cases.push(("length 2^60", snap));
+    }
+    let mut inner = field(3, 2);
+    inner.extend(varint(u64::MAX >> 1));
+    inner.resize(200, 7);
+    let mut snap = snap_head();
+    snap.extend(len_field(6, &inner));
+    cases.push(("ids length 2^63 inside a group", snap));
+    // A count of u64::MAX (count × 32 overflows).
+    let mut group = field(2, 0);
+    group.extend(varint(u64::MAX));
+    let mut snap = snap_head();
+    snap.extend(len_field(6, &group));
+    cases.push(("count u64::MAX", snap));
+    for (what, bytes) in cases {
+        let size = bytes.len();
+        assert!(size <= KIB, "{what}: {size}");
+        let bytes = Bytes::from(bytes);
+        let (result, peak) =
+            peak_during(|| unified::parse(bytes.clone(), "x.snap", &snapshot(), &gc_partition::fuzzing::partition()));
+        assert!(result.is_err(), "{what}: accepted");
+        assert!(peak < 16 * KIB, "{what}: refusing {size} bytes took {peak} bytes");
+    }
+}
+
+/// Not a refusal: the most a valid-by-schema `.snap` makes the parser hold per input byte.
+/// Empty repeated messages are the worst case (2 bytes each on the wire).
+#[test]
+fn parsed_manifests_stay_within_a_bounded_multiple_of_their_size() {
+    let mut snap = snap_head();
+    let groups = 64 * KIB;
+    for _ in 0..groups {
+        snap.extend(len_field(6, &[]));
+    }
+    let size = snap.len();
+    let bytes = Bytes::from(snap);
+    let (result, peak) = peak_during(|| {
+        unified::parse(bytes, "x.snap", &snapshot(), &gc_partition::fuzzing::partition()).map(|m| m.groups.len())
+    });
+    assert_eq!(result.ok(), Some(groups), "empty groups are valid");
+    let ratio = peak as f64 / size as f64;
+    eprintln!("{size} bytes of empty groups: peak {peak} bytes ({ratio:.1}x)");
+    assert!(ratio < 64.0, "{ratio:.1}x");
+    // The same bytes as one index: a borrowed view, no copy.
+    let mut index = b"CHUNKIDX".to_vec();
+    index.extend(1u32.to_le_bytes());
+    index.extend(32u32.to_le_bytes());
+    index.extend(32_768u64.to_le_bytes());
+    index.resize(24 + 32 * 32_768, 1);
+    let (result, peak) = peak_during(|| legacy::index_ids(&index, "x.index", &snapshot()).map(<[_]>::len));
+    assert_eq!(result.ok(), Some(32_768));
+    assert!(peak < KIB, "{peak}");
+}
+
+#[test]
+fn a_live_set_or_manifest_claiming_a_huge_count_is_refused_without_allocating() {
+    let text = format!("snap-1\n# end count={} taken_at=2025-12-31T00:00:00Z\n", 1u64 << 60);
+    let (result, peak) =
+        peak_during(|| gc_partition::live_set::parse(text.as_bytes(), "live", now()).map(|l| l.snapshots.len()));
+    assert!(result.is_err() && peak < 4 * KIB, "{result:?} {peak}");
+    let manifest = format!(
+        "version: 1\nsnapshot_id: snap-1\npartition_id: p1\nchunk_count: {}\nindex_sha256: {}\ncreated_at: 2025-01-01T00:00:00Z\n",
+        1u64 << 60,
+        "00".repeat(32)
+    );
+    let (parsed, peak) = peak_during(|| {
+        legacy::parse_manifest(manifest.as_bytes(), "m", &snapshot(), &gc_partition::fuzzing::partition())
+    });
+    let parsed = parsed.expect("a big count alone is no error in the text");
+    assert!(peak < 4 * KIB, "{peak}");
+    let index = legacy::render_index(&[]);
+    let (checked, peak) = peak_during(|| legacy::check_index(&parsed, &index, "i").map(<[_]>::len));
+    assert!(checked.is_err() && peak < 4 * KIB, "{checked:?} {peak}");
+}
+
+#[test]
+fn hostile_names_are_refused() {
+    let hostile = [
+        "..",
+        ".",
+        "../p2",
+        "p1/..",
+        "p1/../p2",
+        "/p1",
+        "p1/",
+        "p1\\..\\p2",
+        "p1\0",
+        "p1%2F..",
+        "%2e%2e",
+        "p1%00",
+        "pé",
+        "p\u{202e}1",
+        "p 1",
+        "p1\n",
+        "ｐ1",
+        "",
+    ];
+    for name in hostile {
+        assert!(check_id(name).is_err(), "id {name:?}");
+        assert!(PartitionId::parse(name).is_err(), "partition {name:?}");
+        assert!(SnapshotId::parse(name).is_err(), "snapshot {name:?}");
+        assert!(check_bucket(name).is_err(), "bucket {name:?}");
+        if !name.is_empty() {
+            assert!(check_prefix(name).is_err() || !name.contains(['.', '/', '\\', '\0', '%']), "prefix {name:?}");
+        }
+    }
+    for prefix in ["..", "a/..", "../a", "a/./b", "a\\b", "a%2Fb", "a%2e%2e", "a\0b", "é", "a b", "a//b", "/a", "a/"] {
+        assert!(check_prefix(prefix).is_err(), "prefix {prefix:?}");
+        assert!(Location::parse_spec(&format!("bucket/{prefix}")).is_err(), "location bucket/{prefix}");
+    }
+    for bucket in ["a\\bc", "abc%2f", "ab\0c", "abç", "..a", "abc/..", "ABC"] {
+        assert!(check_bucket(bucket).is_err(), "bucket {bucket:?}");
+    }
+    // A live set naming a hostile snapshot is refused (exit 3).
+    for name in ["../p2/snapshots/x", "a/b", "a\\b", "%2e%2e", "é"] {
+        let text = format!("{name}\n# end count=1 taken_at=2025-12-31T00:00:00Z\n");
+        assert!(gc_partition::live_set::parse(text.as_bytes(), "live", now()).is_err(), "{name:?}");
+    }
+}
+
+/// A small file:// partition for the link tests.
+fn small(seed: u64) -> Fixture {
+    partition(&Backend::File, |c| {
+        c.seed = seed;
+        c.snapshots = 3;
+        c.referenced_ids = 60;
+        c.garbage_chunks = 30;
+        c.young_chunks = 5;
+        c.foreign_objects = 2;
+        c.extra_locations = 1;
+    })
+}
+
+fn old_file(path: &std::path::Path, content: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(60);
+    gc_partition::store::set_mtime(path, old).unwrap();
+}
+
+#[test]
+fn symbolic_links_in_a_file_store_are_never_followed_or_deleted() {
+    let fx = small(41);
+    let legacy = fx.summary.locations[0].clone();
+    let location_dir = fx.root.as_ref().unwrap().join(legacy.bucket()).join(legacy.prefix());
+    // A fan-out directory moved out of the store (beside another partition's old chunk) and
+    // linked back: nothing in it may be deleted through the link.
+    let hh = "a7";
+    let outside = fx.path("other-partition");
+    std::fs::create_dir_all(&outside).unwrap();
+    if location_dir.join(hh).exists() {
+        std::fs::rename(location_dir.join(hh), outside.join(hh)).unwrap();
+    }
+    let moved: Vec<_> =
+        std::fs::read_dir(outside.join(hh)).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    let victim = outside.join(hh).join(format!("{hh}{}", "7".repeat(62)));
+    old_file(&victim, b"another partition's chunk");
+    symlink(outside.join(hh), location_dir.join(hh)).unwrap();
+    // A chunk-named link to a file outside, in an existing fan-out directory.
+    let existing = (0u8..=255)
+        .map(|b| format!("{b:02x}"))
+        .find(|hh| location_dir.join(hh).symlink_metadata().is_ok_and(|m| m.is_dir()))
+        .unwrap();
+    let target = fx.path("outside-file");
+    old_file(&target, b"not ours");
+    let link = location_dir.join(&existing).join(format!("{existing}{}", "9".repeat(62)));
+    symlink(&target, &link).unwrap();
+    // A linked directory deeper down, pointing at the store root (a loop) .
+    symlink(fx.root.as_ref().unwrap(), location_dir.join(&existing).join("loop")).unwrap();
+
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000001"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    assert!(victim.exists(), "a chunk of another partition was deleted through a linked directory");
+    for file in &moved {
+        assert!(file.exists(), "{} was deleted through a linked directory", file.display());
+    }
+    assert!(target.exists(), "a file outside the store was deleted through a link");
+    assert!(link.symlink_metadata().is_ok(), "the link itself was deleted");
+    assert_eq!(
+        json["foreign_objects"].as_u64().unwrap(),
+        fx.summary.foreign_objects + 3,
+        "the three links count as foreign objects"
+    );
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    let sets = fx.summary.sets.as_ref().unwrap();
+    for (l, id) in sets.referenced.iter().chain(&sets.young) {
+        // Through the file system (links followed): a chunk behind the linked directory counts.
+        let file = fx.root.as_ref().unwrap().join(l.bucket()).join(l.chunk_key(id));
+        assert!(file.exists(), "{} was deleted", chunk_name(l, id));
+    }
+}
+
+#[test]
+fn a_manifest_behind_a_symbolic_link_is_refused_with_exit_4() {
+    for ext in ["index", "snap", "manifest"] {
+        let fx = small(42);
+        let dir = fx.root.as_ref().unwrap().join("snapshots/partitions/p1/snapshots");
+        let live = std::fs::read_to_string(&fx.live_path).unwrap();
+        let file = live
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|s| dir.join(format!("{}.{ext}", s.trim())))
+            .find(|f| f.exists())
+            .unwrap_or_else(|| panic!("no live .{ext}"));
+        // The same bytes, but outside the store and reached through a link.
+        let outside = fx.path(&format!("outside.{ext}"));
+        std::fs::copy(&file, &outside).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        symlink(&outside, &file).unwrap();
+        let before = fx.fingerprint();
+        let out = fx.gc(&["--execute"]);
+        assert_eq!(code(&out), 4, ".{ext}: {}", stderr(&out));
+        assert!(stderr(&out).contains("symbolic link"), ".{ext}: {}", stderr(&out));
+        assert_eq!(fx.fingerprint(), before);
+    }
+}
