@@ -97,6 +97,20 @@ struct DirListing {
     chunks: Vec<ListedChunk>,
 }
 
+impl DirListing {
+    fn new(location: u32, counts: LocationCounts) -> Self {
+        Self { location, counts, chunks: Vec::new() }
+    }
+
+    /// Records one chunk object: the one place both listing paths count and keep a chunk.
+    fn chunk(&mut self, id: [u8; 32], size: u64, last_modified_ms: i64) {
+        self.counts.listed_objects += 1;
+        self.counts.chunks += 1;
+        self.counts.chunk_bytes += size;
+        self.chunks.push(ListedChunk { id, size, last_modified_ms, location: self.location });
+    }
+}
+
 /// Lists every location that arrives on `locations` until the channel closes.
 pub async fn list_all(
     stores: Stores,
@@ -112,6 +126,8 @@ pub async fn list_all(
         tokio::select! {
             next = locations.recv(), if open => match next {
                 Some((index, location)) => {
+                    // Building the bucket's store also checks the bucket exists (exit 5 if not),
+                    // on the fast path too.
                     let store = stores.bucket(location.bucket())?;
                     if let Some(dir) = stores.unlayered_local_dir(location.bucket()) {
                         let progress = Arc::clone(&progress);
@@ -155,7 +171,7 @@ async fn list_location(
         counts.foreign(object.location.as_ref());
     }
     progress.fetch_add(top.objects.len() as u64, Ordering::Relaxed);
-    let mut parts = vec![DirListing { location: index, counts, chunks: Vec::new() }];
+    let mut parts = vec![DirListing::new(index, counts)];
     let location = Arc::new(location);
     let mut dirs = JoinSet::new();
     for dir in top.common_prefixes {
@@ -184,8 +200,7 @@ async fn list_dir(
     progress: Arc<AtomicU64>,
 ) -> Result<DirListing, ListingError> {
     let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
-    let mut counts = LocationCounts::default();
-    let mut chunks = Vec::new();
+    let mut part = DirListing::new(index, LocationCounts::default());
     let mut stream = store.list(Some(&dir));
     let mut seen = 0u64;
     while let Some(meta) = stream.try_next().await.map_err(|source| ListingError::List {
@@ -201,22 +216,12 @@ async fn list_dir(
         // A symbolic link in a `file://` bucket is never a chunk (store::LocalBucket).
         let link = meta.e_tag.as_deref() == Some(SYMLINK_ETAG);
         match location.chunk_of_key(key).filter(|_| !link) {
-            Some(id) => {
-                counts.listed_objects += 1;
-                counts.chunks += 1;
-                counts.chunk_bytes += meta.size;
-                chunks.push(ListedChunk {
-                    id: id.0,
-                    size: meta.size,
-                    last_modified_ms: meta.last_modified.timestamp_millis(),
-                    location: index,
-                });
-            }
-            None => counts.foreign(key),
+            Some(id) => part.chunk(id.0, meta.size, meta.last_modified.timestamp_millis()),
+            None => part.counts.foreign(key),
         }
     }
     progress.fetch_add(seen % 1024, Ordering::Relaxed);
-    Ok(DirListing { location: index, counts, chunks })
+    Ok(part)
 }
 
 impl LocationCounts {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use super::{DirListing, ListedChunk, ListingError, LocationCounts};
+use super::{DirListing, ListingError, LocationCounts};
 use crate::locations::{Location, chunk_of_fanout_entry};
 
 /// Walker threads per core: the walk waits on the file system (and on other processes for
@@ -91,14 +91,14 @@ pub(super) fn list_location(
         }
     }
     progress.fetch_add(counts.listed_objects, Ordering::Relaxed);
-    let mut parts = vec![DirListing { location: index, counts, chunks: Vec::new() }];
+    let mut parts = vec![DirListing::new(index, counts)];
     let walk = || -> Result<Vec<DirListing>, ListingError> {
         dirs.par_iter()
             .map(|name| {
                 let mut part = empty(index);
                 let key = key_of(prefix, name.as_bytes());
                 let hh = name.as_bytes();
-                list_dir(&top.join(name), &key, Some(hh), index, &mut part).map_err(|(e, key)| fail(e, &key))?;
+                list_dir(&top.join(name), &key, Some(hh), &mut part).map_err(|(e, key)| fail(e, &key))?;
                 part.chunks.shrink_to_fit();
                 progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
                 Ok(part)
@@ -120,7 +120,7 @@ fn warn_link(link: &Path) {
 }
 
 fn empty(index: u32) -> DirListing {
-    DirListing { location: index, counts: LocationCounts::default(), chunks: Vec::new() }
+    DirListing::new(index, LocationCounts::default())
 }
 
 fn key_of(prefix: &str, name: &[u8]) -> String {
@@ -141,13 +141,7 @@ fn is_object_name(name: &[u8]) -> bool {
 
 /// Walks one directory below the top of a location. `hh` is its name when it sits right
 /// under the top, where chunks live; deeper directories hold only foreign objects.
-fn list_dir(
-    dir: &Path,
-    key: &str,
-    hh: Option<&[u8]>,
-    index: u32,
-    part: &mut DirListing,
-) -> Result<(), (io::Error, String)> {
+fn list_dir(dir: &Path, key: &str, hh: Option<&[u8]>, part: &mut DirListing) -> Result<(), (io::Error, String)> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -174,21 +168,12 @@ fn list_dir(
                     Err(e) => return Err((e, key_of(key, name))),
                 };
                 let modified = meta.modified().map_err(|e| (e, key_of(key, name)))?;
-                let counts = &mut part.counts;
-                counts.listed_objects += 1;
-                counts.chunks += 1;
-                counts.chunk_bytes += meta.len();
-                part.chunks.push(ListedChunk {
-                    id: id.0,
-                    size: meta.len(),
-                    last_modified_ms: DateTime::<Utc>::from(modified).timestamp_millis(),
-                    location: index,
-                });
+                part.chunk(id.0, meta.len(), DateTime::<Utc>::from(modified).timestamp_millis());
             } else if is_object_name(name) {
                 part.counts.foreign_with(|| key_of(key, name));
             }
         } else if file_type.is_dir() {
-            list_dir(&dir.join(entry.file_name()), &key_of(key, name), None, index, part)?;
+            list_dir(&dir.join(entry.file_name()), &key_of(key, name), None, part)?;
         } else if file_type.is_symlink() {
             warn_link(&dir.join(entry.file_name()));
             part.counts.foreign_with(|| key_of(key, name));
