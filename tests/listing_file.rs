@@ -82,3 +82,24 @@ fn symlinks_are_foreign_and_never_followed() {
     let expected = fx.summary.per_location[0].foreign + 2;
     assert_eq!(before.per_location[0].foreign_objects, expected, "each symlink is one foreign object");
 }
+
+#[test]
+fn a_prefix_through_a_link_is_one_foreign_object_on_both_paths() {
+    let fx = partition(&Backend::File, |c| c.seed = 13);
+    let loc = fx.summary.locations[0].clone();
+    let bucket_dir = fx.stores.local_dir(loc.bucket()).unwrap();
+    // `<bucket>/linked` points at a directory that holds chunks in the fan-out layout.
+    let outside = fx.dir.path().join("outside");
+    let hex = "ef".repeat(32);
+    std::fs::create_dir_all(outside.join("p1/ef")).unwrap();
+    std::fs::write(outside.join(format!("p1/ef/{hex}")), b"x").unwrap();
+    std::os::unix::fs::symlink(&outside, bucket_dir.join("linked")).unwrap();
+    let through_link = Location::new(loc.bucket(), "linked/p1").unwrap();
+
+    let fast = list(&fx.stores, std::slice::from_ref(&through_link));
+    let slow = list(&generic(&fx.stores), std::slice::from_ref(&through_link));
+    assert_eq!(fast.chunk_count(), 0, "the fast path listed chunks through a link");
+    assert_eq!(counts(&fast), vec![(1, 0, 0, 1)]);
+    assert_eq!(counts(&fast), counts(&slow));
+    assert_eq!(fast.per_location[0].foreign_sample, vec!["linked".to_owned()]);
+}
