@@ -77,19 +77,36 @@ fn legacy_index(c: &mut Criterion) {
             )
         });
     }
-    // Several manifests at once, as the stage runs them: 8 indexes of 125k ids over the pool.
+    g.finish();
+    // Several manifests at once, as the stage runs them: indexes of 125k ids over the pool,
+    // 1M ids in all (the filter fits the L2 caches) and 10M (17 MiB of filter: it does not).
+    for total in [IDS, 10 * IDS] {
+        ingest_files(c, total, 125_000);
+    }
+}
+
+/// Ingests `total` ids from indexes of `per_file` ids each, files in parallel over a pool of
+/// one and of two threads, into a filter sized for `total`.
+fn ingest_files(c: &mut Criterion, total: usize, per_file: usize) {
+    let (s, p) = snapshot();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let all: Vec<ChunkId> = ids(total, 5).into_iter().map(ChunkId).collect();
     let parts: Vec<(legacy::LegacyManifest, Vec<u8>)> = all
-        .chunks(IDS / 8)
+        .chunks(per_file)
         .map(|part| {
             let index = legacy::render_index(part);
             (legacy::manifest_for_index(&s, &p, &index, at), index)
         })
         .collect();
+    drop(all);
+    let mut g = c.benchmark_group("legacy_index");
+    g.throughput(Throughput::Elements(total as u64));
     for threads in [1, 2] {
         let pool = pool(threads);
-        g.bench_function(format!("ingest_8_files_1M_{threads}t"), |b| {
+        let name = format!("ingest_{}_files_{}M_{threads}t", parts.len(), total / 1_000_000);
+        g.bench_function(name, |b| {
             b.iter_batched(
-                || RefFilter::new(IDS as u64, 0.001, 7),
+                || RefFilter::new(total as u64, 0.001, 7),
                 |filter| {
                     pool.install(|| {
                         use rayon::prelude::*;
@@ -143,6 +160,24 @@ fn filter(c: &mut Criterion) {
             )
         });
     }
+    // 10M ids: the filter (17 MiB) no longer fits the caches.
+    let many = ids(10 * IDS, 6);
+    g.throughput(Throughput::Elements(many.len() as u64));
+    for threads in [1, 2] {
+        let pool = pool(threads);
+        g.bench_function(format!("fill_10M_fpr1e-3_{threads}t"), |b| {
+            b.iter_batched(
+                || RefFilter::new(many.len() as u64, 0.001, 7),
+                |filter| {
+                    pool.install(|| filter.insert_all(black_box(&many)));
+                    filter
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    drop(many);
+    g.throughput(Throughput::Elements(IDS as u64));
     let full = RefFilter::new(IDS as u64, 0.001, 7);
     full.insert_all(&members);
     g.bench_function("contains_absent_1M_1t", |b| b.iter(|| absent.iter().filter(|id| full.contains(id)).count()));

@@ -214,8 +214,18 @@ impl Run<'_> {
         report.durations_ms.insert("execute", ms(t));
         record_execute(report, &stats);
         drop(listing);
+        if let Some(signal) = self.stop.signal() {
+            // Stopped: exit now, with the report; re-listing a large remote partition could
+            // outlast the grace period before a SIGKILL, which would lose the report.
+            if let Some(verify) = verify {
+                warn!("verify after the deletes skipped: stopped by a signal");
+                report.verify = Some(verify);
+            }
+            return Err(GcError::Interrupted(signal));
+        }
         if let (Some(exact), Some(before), Some(mut verify)) = (exact, before, verify) {
             let t = Instant::now();
+            verify.after_checked = true;
             let after = self.relist(&locations).await?;
             let after = exact.presence(&after);
             let (count, sample) = exact.missing(&before, Some(&after));

@@ -182,7 +182,13 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  verify       {}: {} planned but referenced, {} referenced missing before, {} missing after",
-                if v.ok { "ok" } else { "FAILED" },
+                match v {
+                    v if v.ok => "ok",
+                    v if self.mode == "execute" && !v.after_checked && v.planned_but_referenced == 0 => {
+                        "not finished (stopped before the check after the deletes)"
+                    }
+                    _ => "FAILED",
+                },
                 v.planned_but_referenced,
                 v.missing_before,
                 v.missing_after

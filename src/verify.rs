@@ -150,6 +150,9 @@ pub struct VerifyReport {
     pub missing_before: u64,
     pub missing_after: u64,
     pub planned_but_referenced: u64,
+    /// Whether the store was listed again after the deletes (`--execute` only; skipped when
+    /// a signal stopped the run, which must exit promptly).
+    pub after_checked: bool,
     /// Up to [`SAMPLE`] `bucket/key` names for each of the three counts.
     pub missing_before_keys: Vec<String>,
     pub missing_after_keys: Vec<String>,

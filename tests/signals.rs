@@ -136,6 +136,10 @@ fn gentle_stop(signal: &str, expected: i32, seed: u64) {
     let not_started = report["deletes_not_started"].as_u64().unwrap();
     let planned = report["planned_deletes"].as_u64().unwrap();
     assert!(not_started > 0, "the signal came after the last delete: the test proves nothing");
+    // Stopped: no second listing for verify, which could outlast the grace before a SIGKILL.
+    assert_eq!(report["verify"]["after_checked"], false, "verify re-listed the store after the signal");
+    assert_eq!(report["verify"]["planned_but_referenced"], 0);
+    assert!(report["durations_ms"].get("verify_after").is_none());
     assert_eq!(deleted + not_started, planned);
     // No delete after the report's accounting: the store agrees with the report exactly.
     assert_eq!(b.garbage_deleted() as u64, deleted, "the store and the report disagree");

@@ -85,6 +85,7 @@ pub fn execute_deletes_only_garbage_and_a_rerun_has_nothing_left(backend: &Backe
     let json = json_stdout(&out);
     assert_eq!(json["verify"]["ok"], true);
     assert_eq!(json["verify"]["missing_after"], 0);
+    assert_eq!(json["verify"]["after_checked"], true);
     assert_eq!(json["deleted"], json["planned_deletes"]);
     assert_eq!(json["refreshed_kept"], 0, "the re-read saw a fresh last-modified on an old chunk");
     assert_eq!(json["delete_failures"], 0);
