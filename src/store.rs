@@ -83,6 +83,12 @@ enum Backend {
 }
 
 impl Backend {
+    /// S3 and GCS list in UTF-8 key order (their APIs say so), and so does object_store's
+    /// `InMemory`; a local file system lists in directory order.
+    fn lists_in_key_order(&self) -> bool {
+        !matches!(self, Backend::Local(_))
+    }
+
     fn scheme(&self) -> &'static str {
         match self {
             Backend::Local(_) => "file://",
@@ -307,7 +313,8 @@ impl Stores {
             store = layer(bucket, store);
         }
         let policy = self.options.retry_policy(&self.backend);
-        store = Arc::new(RetryStore::new(store, policy, Arc::clone(&self.retries)));
+        let retry = RetryStore::new(store, policy, Arc::clone(&self.retries));
+        store = Arc::new(if self.backend.lists_in_key_order() { retry.listing_in_key_order() } else { retry });
         buckets.insert(bucket.to_owned(), Arc::clone(&store));
         Ok(store)
     }

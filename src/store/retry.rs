@@ -6,10 +6,13 @@
 //! makes and that are safe to repeat: reads (`get`, `head`), listings and deletes (a delete
 //! is idempotent, and one that finds the object gone counts as done).
 //!
-//! A listing stream that fails half way is restarted from the beginning, and the objects it
-//! already yielded are skipped: nothing is lost and nothing is yielded twice. (Restarting
-//! from an offset would lose objects on stores that do not list in key order, such as
-//! `file://`.)
+//! A listing stream that fails half way is restarted, and nothing is lost or yielded twice:
+//! - on a store that lists in key order (S3, GCS, memory), from just after the last key it
+//!   yielded (`list_with_offset`), keeping only that key. Should such a store yield a key out
+//!   of order, the listing cannot be resumed safely and its next failure is returned as is
+//!   (fail closed: the run aborts before any delete);
+//! - elsewhere (`file://` lists in directory order), from the beginning, skipping the objects
+//!   already yielded, whose paths it keeps until the listing ends.
 //!
 //! Only errors that may go away are retried: not `NotFound`, `AlreadyExists`,
 //! `Precondition`, `NotModified`, `PermissionDenied`, `Unauthenticated`, `NotSupported`,
@@ -80,12 +83,20 @@ pub struct RetryStore {
     inner: Arc<dyn ObjectStore>,
     policy: RetryPolicy,
     retries: Arc<AtomicU64>,
+    key_order: bool,
 }
 
 impl RetryStore {
     /// `retries` counts every retry made, for the report.
     pub fn new(inner: Arc<dyn ObjectStore>, policy: RetryPolicy, retries: Arc<AtomicU64>) -> Self {
-        Self { inner, policy, retries }
+        Self { inner, policy, retries, key_order: false }
+    }
+
+    /// The store lists in key order (its API says so): a failed listing resumes after the
+    /// last key it yielded instead of remembering every key.
+    pub fn listing_in_key_order(mut self) -> Self {
+        self.key_order = true;
+        self
     }
 }
 
@@ -170,16 +181,56 @@ struct ListState {
     policy: RetryPolicy,
     retries: Arc<AtomicU64>,
     current: Option<BoxStream<'static, Result<ObjectMeta>>>,
-    /// Every location yielded so far, to skip them after a restart.
-    seen: HashSet<Path>,
+    resume: Resume,
     /// Failures since the last object yielded.
     failures: usize,
     done: bool,
 }
 
+/// How a restarted listing avoids yielding an object twice.
+enum Resume {
+    /// Key order: restart after the last key yielded. `broken` once a key came out of order.
+    After { last: Option<Path>, broken: bool },
+    /// Any order: restart from the beginning and skip every location yielded so far.
+    Skip(HashSet<Path>),
+}
+
+impl Resume {
+    /// Whether `location` is new; records it.
+    fn admit(&mut self, location: &Path) -> bool {
+        match self {
+            Resume::After { last, broken } => {
+                if last.as_ref().is_some_and(|last| location <= last) {
+                    *broken = true;
+                } else {
+                    *last = Some(location.clone());
+                }
+                true
+            }
+            Resume::Skip(seen) => seen.insert(location.clone()),
+        }
+    }
+
+    fn can_restart(&self) -> bool {
+        !matches!(self, Resume::After { broken: true, .. })
+    }
+
+    fn yielded(&self) -> Option<usize> {
+        match self {
+            Resume::After { .. } => None,
+            Resume::Skip(seen) => Some(seen.len()),
+        }
+    }
+}
+
 impl ListState {
     fn open(&self) -> BoxStream<'static, Result<ObjectMeta>> {
-        match &self.offset {
+        let after_last = match &self.resume {
+            Resume::After { last, .. } => last.as_ref(),
+            Resume::Skip(_) => None,
+        };
+        // Every key yielded is after the caller's offset, so the last one supersedes it.
+        match after_last.or(self.offset.as_ref()) {
             Some(offset) => self.inner.list_with_offset(self.prefix.as_ref(), offset),
             None => self.inner.list(self.prefix.as_ref()),
         }
@@ -201,17 +252,19 @@ impl ListState {
                 }
                 Some(Ok(meta)) => {
                     self.current = Some(current);
-                    if self.seen.insert(meta.location.clone()) {
+                    if self.resume.admit(&meta.location) {
                         self.failures = 0;
                         return Some((Ok(meta), self));
                     }
                 }
-                Some(Err(e)) if self.failures < self.policy.max_retries && is_transient(&e) => {
+                Some(Err(e))
+                    if self.failures < self.policy.max_retries && is_transient(&e) && self.resume.can_restart() =>
+                {
                     let wait = self.policy.backoff(self.failures);
                     tracing::debug!(
                         prefix = ?self.prefix,
                         retry = self.failures + 1,
-                        already_listed = self.seen.len(),
+                        already_listed = ?self.resume.yielded(),
                         error = %e,
                         "listing failed; restarting it"
                     );
@@ -221,6 +274,9 @@ impl ListState {
                     // `current` is dropped: the next round opens a fresh listing.
                 }
                 Some(Err(e)) => {
+                    if !self.resume.can_restart() {
+                        tracing::warn!(prefix = ?self.prefix, "listing failed after the store listed keys out of order: not resumed");
+                    }
                     self.done = true;
                     return Some((Err(e), self));
                 }
@@ -294,7 +350,11 @@ impl RetryStore {
             policy: self.policy,
             retries: Arc::clone(&self.retries),
             current: None,
-            seen: HashSet::new(),
+            resume: if self.key_order {
+                Resume::After { last: None, broken: false }
+            } else {
+                Resume::Skip(HashSet::new())
+            },
             failures: 0,
             done: false,
         };
@@ -319,6 +379,10 @@ mod tests {
         list_failures: AtomicU64,
         list_fail_after: usize,
         calls: AtomicU64,
+        /// Lists in reverse key order (a store breaking its key-order promise).
+        reversed: bool,
+        /// The offsets `list_with_offset` was called with.
+        offsets: Mutex<Vec<String>>,
     }
 
     impl fmt::Display for Flaky {
@@ -365,7 +429,18 @@ mod tests {
         }
         fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let inner = self.inner.list(prefix);
+            let inner = if self.reversed {
+                let all = self.inner.list(prefix);
+                stream::once(async move {
+                    let mut all: Vec<Result<ObjectMeta>> = all.collect().await;
+                    all.reverse();
+                    stream::iter(all)
+                })
+                .flatten()
+                .boxed()
+            } else {
+                self.inner.list(prefix)
+            };
             let fail =
                 self.list_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
             if fail {
@@ -373,6 +448,11 @@ mod tests {
             } else {
                 inner
             }
+        }
+        fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.offsets.lock().unwrap().push(offset.to_string());
+            let offset = offset.clone();
+            self.list(prefix).try_filter(move |meta| std::future::ready(meta.location > offset)).boxed()
         }
         async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
             self.scripted()?;
@@ -388,7 +468,11 @@ mod tests {
     }
 
     async fn flaky_with(objects: usize, list_fail_after: usize) -> Arc<Flaky> {
-        let flaky = Flaky { list_fail_after, ..Flaky::default() };
+        flaky_listing(objects, list_fail_after, false).await
+    }
+
+    async fn flaky_listing(objects: usize, list_fail_after: usize, reversed: bool) -> Arc<Flaky> {
+        let flaky = Flaky { list_fail_after, reversed, ..Flaky::default() };
         for i in 0..objects {
             flaky.inner.put(&Path::from(format!("d/{i:04}")), vec![1u8; 3].into()).await.unwrap();
         }
@@ -466,20 +550,52 @@ mod tests {
 
     #[tokio::test]
     async fn a_listing_that_fails_half_way_is_restarted_without_loss_or_duplicates() {
-        for (fail_after, failures) in [(0, 1), (5, 1), (7, 3), (19, 2), (20, 1)] {
-            let flaky = flaky_with(20, fail_after).await;
-            flaky.list_failures.store(failures, Ordering::SeqCst);
-            let (store, retries) = retry_store(&flaky, quick(3));
-            let listed: Vec<ObjectMeta> = store.list(Some(&Path::from("d"))).try_collect().await.unwrap();
-            let mut names: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
-            let count = names.len();
-            names.sort();
-            names.dedup();
-            assert_eq!(names.len(), count, "duplicates after {fail_after}/{failures}");
-            assert_eq!(names, (0..20).map(|i| format!("d/{i:04}")).collect::<Vec<_>>(), "{fail_after}/{failures}");
-            // A failure after the last object is still a failure of the stream (20 objects, then an error).
-            assert_eq!(retries.load(Ordering::SeqCst), failures, "{fail_after}/{failures}");
+        for key_order in [false, true] {
+            for (fail_after, failures) in [(0, 1), (5, 1), (7, 3), (19, 2), (20, 1)] {
+                restarted_listing_is_whole(key_order, fail_after, failures).await;
+            }
         }
+    }
+
+    async fn restarted_listing_is_whole(key_order: bool, fail_after: usize, failures: u64) {
+        let flaky = flaky_with(20, fail_after).await;
+        flaky.list_failures.store(failures, Ordering::SeqCst);
+        let (store, retries) = retry_store(&flaky, quick(3));
+        let store = if key_order { store.listing_in_key_order() } else { store };
+        let listed: Vec<ObjectMeta> = store.list(Some(&Path::from("d"))).try_collect().await.unwrap();
+        let mut names: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "duplicates after {fail_after}/{failures}");
+        assert_eq!(names, (0..20).map(|i| format!("d/{i:04}")).collect::<Vec<_>>(), "{fail_after}/{failures}");
+        // A failure after the last object is still a failure of the stream (20 objects, then an error).
+        assert_eq!(retries.load(Ordering::SeqCst), failures, "{fail_after}/{failures}");
+        // In key order a restart resumes after the last key yielded, every time.
+        let offsets = flaky.offsets.lock().unwrap().clone();
+        let expected = match (key_order, fail_after) {
+            (false, _) | (true, 0) => Vec::new(),
+            (true, n) => vec![format!("d/{:04}", n - 1); failures as usize],
+        };
+        assert_eq!(offsets, expected, "key order {key_order}, {fail_after}/{failures}");
+    }
+
+    #[tokio::test]
+    async fn a_store_breaking_key_order_is_not_resumed_after_a_failure() {
+        // Keys come in reverse order, then the stream fails: resuming after the last key would
+        // skip the 15 not yet listed (all before it), so the failure is returned instead.
+        let flaky = flaky_listing(20, 5, true).await;
+        flaky.list_failures.store(1, Ordering::SeqCst);
+        let (store, retries) = retry_store(&flaky, quick(3));
+        let listed: Result<Vec<ObjectMeta>> = store.listing_in_key_order().list(None).try_collect().await;
+        assert!(matches!(listed, Err(Error::Generic { .. })), "{listed:?}");
+        assert_eq!(retries.load(Ordering::SeqCst), 0);
+        // Without the key-order promise the same store restarts and loses nothing.
+        let flaky = flaky_listing(20, 5, true).await;
+        flaky.list_failures.store(1, Ordering::SeqCst);
+        let (store, _) = retry_store(&flaky, quick(3));
+        let listed: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(listed.len(), 20);
     }
 
     #[tokio::test]
