@@ -85,12 +85,14 @@ impl ChunkId {
     }
 
     /// [`ChunkId::from_hex`] over raw bytes (a file name, say).
+    /// Runs once per listed chunk: `const_hex` decodes and checks the digits with SIMD, and
+    /// the case check is a branch-free pass the compiler vectorises.
     pub fn from_hex_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if bytes.len() != 64 || bytes.iter().fold(false, |upper, b| upper | b.is_ascii_uppercase()) {
             return None;
         }
         let mut id = [0u8; 32];
-        hex::decode_to_slice(bytes, &mut id).ok()?;
+        const_hex::decode_to_slice(bytes, &mut id).ok()?;
         Some(Self(id))
     }
 
@@ -137,5 +139,37 @@ mod tests {
         assert!(ChunkId::from_hex(&hex.to_uppercase()).is_none());
         assert!(ChunkId::from_hex(&hex[..62]).is_none());
         assert!(ChunkId::from_hex(&format!("{hex}0")).is_none());
+        assert!(ChunkId::from_hex(&format!("0x{}", &hex[..62])).is_none(), "a 0x prefix is not a digit");
+    }
+
+    /// The rule, spelled out: exactly 64 digits of `[0-9a-f]`.
+    fn is_chunk_hex(bytes: &[u8]) -> bool {
+        bytes.len() == 64 && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    proptest::proptest! {
+        /// Valid names with a few characters replaced and the length sometimes changed.
+        #[test]
+        fn chunk_hex_accepts_exactly_lowercase_digits(
+            digits in proptest::collection::vec(proptest::sample::select(b"0123456789abcdef".to_vec()), 64),
+            edits in proptest::collection::vec((0..64usize, proptest::sample::select(b"09afAFgxX/.\0 ".to_vec())), 0..3),
+            length in proptest::sample::select(vec![62usize, 63, 64, 64, 64, 64, 65]),
+        ) {
+            let mut raw = digits;
+            for (at, c) in edits {
+                raw[at] = c;
+            }
+            raw.resize(length, b'a');
+            let parsed = ChunkId::from_hex_bytes(&raw);
+            proptest::prop_assert_eq!(parsed.is_some(), is_chunk_hex(&raw));
+            if let Some(id) = parsed {
+                proptest::prop_assert_eq!(id.to_hex().into_bytes(), raw);
+            }
+        }
+
+        #[test]
+        fn chunk_hex_round_trips(id: [u8; 32]) {
+            proptest::prop_assert_eq!(ChunkId::from_hex(&ChunkId(id).to_hex()), Some(ChunkId(id)));
+        }
     }
 }
