@@ -181,7 +181,7 @@ impl Report {
         if let Some(v) = &self.verify {
             let _ = writeln!(
                 s,
-                "  verify       {}: {} planned but referenced, {} referenced missing before, {} missing after",
+                "  verify       {}: {} planned but referenced, {} referenced missing{}",
                 match v {
                     v if v.ok => "ok",
                     v if self.mode == "execute" && !v.after_checked && v.planned_but_referenced == 0 => {
@@ -191,7 +191,11 @@ impl Report {
                 },
                 v.planned_but_referenced,
                 v.missing_before,
-                v.missing_after
+                if v.after_checked {
+                    format!(" before, {} missing after the deletes", v.missing_after)
+                } else {
+                    String::new()
+                }
             );
         }
         let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
