@@ -306,13 +306,14 @@ impl Ingest {
         Ok(())
     }
 
-    /// Parses a `.snap`, registers its locations and inserts its ids.
+    /// Checks a `.snap`, registers its locations and inserts its ids a group at a time (a
+    /// manifest of many small groups is never held whole; an error voids the run).
     fn add_unified(&self, bytes: Bytes, object: &str, snapshot: &SnapshotId) -> Result<(), IngestError> {
         let ingest = self;
         let size = bytes.len() as u64;
-        let parsed = unified::parse(bytes, object, snapshot, &ingest.partition)?;
-        let mut indexes = Vec::with_capacity(parsed.locations.len());
-        for location in &parsed.locations {
+        let reader = unified::SnapReader::open(bytes, object, snapshot, &ingest.partition)?;
+        let mut indexes = Vec::with_capacity(reader.head().locations.len());
+        for location in &reader.head().locations {
             location.check_owned_by(&ingest.partition).map_err(|source| IngestError::ForeignLocation {
                 snapshot: snapshot.to_string(),
                 object: object.to_owned(),
@@ -320,12 +321,14 @@ impl Ingest {
             })?;
             indexes.push((ingest.register)(location));
         }
-        for group in &parsed.groups {
-            // The parser has checked every group's location is in range.
-            let Some(&location) = indexes.get(group.location as usize) else {
-                return Err(IngestError::Task(format!("{object}: group location {} out of range", group.location)));
-            };
-            ingest.add_ids(location, group.ids(), 0);
+        let mut out_of_range = None;
+        reader.for_each_group(|group| match indexes.get(group.location as usize) {
+            Some(&location) => ingest.add_ids(location, group.ids(), 0),
+            // The reader checks every group's location is in range before passing it.
+            None => out_of_range = Some(group.location),
+        })?;
+        if let Some(location) = out_of_range {
+            return Err(IngestError::Task(format!("{object}: group location {location} out of range")));
         }
         ingest.stats.bytes.fetch_add(size, Ordering::Relaxed);
         Ok(())

@@ -180,6 +180,28 @@ fn parsed_manifests_stay_within_a_bounded_multiple_of_their_size() {
     assert!(peak < KIB, "{peak}");
 }
 
+/// The ingest reads a `.snap` a group at a time: what it holds does not grow with the groups.
+#[test]
+fn a_snap_read_group_by_group_holds_one_group_at_a_time() {
+    let mut snap = snap_head();
+    let groups = 64 * KIB;
+    for _ in 0..groups {
+        snap.extend(len_field(6, &[]));
+    }
+    let size = snap.len();
+    let bytes = Bytes::from(snap);
+    let (seen, peak) = peak_during(|| {
+        let (s, p) = (snapshot(), gc_partition::fuzzing::partition());
+        let reader = unified::SnapReader::open(bytes, "x.snap", &s, &p).unwrap();
+        let mut seen = 0usize;
+        reader.for_each_group(|_| seen += 1).unwrap();
+        seen
+    });
+    assert_eq!(seen, groups);
+    eprintln!("{size} bytes of empty groups read group by group: peak {peak} bytes");
+    assert!(peak < 16 * KIB, "reading {size} bytes group by group held {peak} bytes");
+}
+
 #[test]
 fn a_live_set_or_manifest_claiming_a_huge_count_is_refused_without_allocating() {
     let text = format!("snap-1\n# end count={} taken_at=2025-12-31T00:00:00Z\n", 1u64 << 60);

@@ -83,44 +83,143 @@ pub fn parse(
     snapshot: &SnapshotId,
     partition: &PartitionId,
 ) -> Result<UnifiedManifest, ManifestError> {
-    use ManifestErrorKind as K;
-    let err = |kind| ManifestError::new(snapshot.as_str(), object, kind);
-    check_wire(&bytes, 0, &SNAPSHOT_MANIFEST).map_err(err)?;
-    let m = pb::SnapshotManifest::decode(bytes).map_err(|e| err(K::Decode(e.to_string())))?;
-    if m.format_version != FORMAT_VERSION {
-        return Err(err(K::FormatVersion { found: m.format_version }));
-    }
-    if m.snapshot_id != snapshot.as_str() {
-        return Err(err(K::SnapshotMismatch { expected: snapshot.to_string(), found: m.snapshot_id }));
-    }
-    if m.partition_id != partition.as_str() {
-        return Err(err(K::PartitionMismatch { expected: partition.to_string(), found: m.partition_id }));
-    }
-    let locations = m
-        .locations
-        .iter()
-        .enumerate()
-        .map(|(index, l)| {
-            Location::new(&l.bucket, &l.prefix).map_err(|error| err(K::BadLocation { index, error: Box::new(error) }))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut groups = Vec::with_capacity(m.groups.len());
-    for (group, g) in m.groups.into_iter().enumerate() {
-        if usize::try_from(g.location).map_or(true, |l| l >= locations.len()) {
-            return Err(err(K::LocationOutOfRange { group, location: g.location, locations: locations.len() }));
-        }
-        let len = g.ids.len();
-        if g.count.checked_mul(32) != Some(len as u64) {
-            return Err(err(K::IdsLength { group, len, count: g.count }));
-        }
-        groups.push(ChunkGroup { location: g.location, ids: g.ids });
-    }
+    let reader = SnapReader::open(bytes, object, snapshot, partition)?;
+    let mut groups = Vec::new();
+    reader.for_each_group(|group| groups.push(group.clone()))?;
+    let SnapReader { head, .. } = reader;
     Ok(UnifiedManifest {
         snapshot_id: snapshot.clone(),
         partition_id: partition.clone(),
-        created_unix_ms: m.created_unix_ms,
-        locations,
+        created_unix_ms: head.created_unix_ms,
+        locations: head.locations,
         groups,
+    })
+}
+
+/// The fields of a `SnapshotManifest` but its groups. Decoding the whole object as this
+/// message skips field 6 without materialising it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeadPb {
+    #[prost(uint32, tag = "1")]
+    format_version: u32,
+    #[prost(string, tag = "2")]
+    snapshot_id: String,
+    #[prost(string, tag = "3")]
+    partition_id: String,
+    #[prost(int64, tag = "4")]
+    created_unix_ms: i64,
+    #[prost(message, repeated, tag = "5")]
+    locations: Vec<pb::ChunkLocation>,
+}
+
+/// What a `.snap` says besides its groups, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapHead {
+    pub created_unix_ms: i64,
+    pub locations: Vec<Location>,
+}
+
+/// A `.snap` whose framing, schema, version, ids and locations are checked, and whose groups
+/// are read one at a time: a manifest of many small groups never holds them all at once.
+pub struct SnapReader<'a> {
+    bytes: Bytes,
+    head: SnapHead,
+    object: &'a str,
+    snapshot: &'a SnapshotId,
+}
+
+impl<'a> SnapReader<'a> {
+    pub fn open(
+        bytes: Bytes,
+        object: &'a str,
+        snapshot: &'a SnapshotId,
+        partition: &PartitionId,
+    ) -> Result<Self, ManifestError> {
+        use ManifestErrorKind as K;
+        let err = |kind| ManifestError::new(snapshot.as_str(), object, kind);
+        check_wire(&bytes, 0, &SNAPSHOT_MANIFEST).map_err(err)?;
+        let m = HeadPb::decode(bytes.clone()).map_err(|e| err(K::Decode(e.to_string())))?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(err(K::FormatVersion { found: m.format_version }));
+        }
+        if m.snapshot_id != snapshot.as_str() {
+            return Err(err(K::SnapshotMismatch { expected: snapshot.to_string(), found: m.snapshot_id }));
+        }
+        if m.partition_id != partition.as_str() {
+            return Err(err(K::PartitionMismatch { expected: partition.to_string(), found: m.partition_id }));
+        }
+        let locations = m
+            .locations
+            .iter()
+            .enumerate()
+            .map(|(index, l)| {
+                Location::new(&l.bucket, &l.prefix)
+                    .map_err(|error| err(K::BadLocation { index, error: Box::new(error) }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { bytes, head: SnapHead { created_unix_ms: m.created_unix_ms, locations }, object, snapshot })
+    }
+
+    pub fn head(&self) -> &SnapHead {
+        &self.head
+    }
+
+    /// Calls `each` with every group, in order, each checked (location in range, ids of
+    /// `count × 32` bytes) before it is passed. On `Err`, the groups already passed belong
+    /// to an invalid manifest: the caller must treat them as void.
+    pub fn for_each_group(&self, mut each: impl FnMut(&ChunkGroup)) -> Result<(), ManifestError> {
+        use ManifestErrorKind as K;
+        let err = |kind| ManifestError::new(self.snapshot.as_str(), self.object, kind);
+        let locations = self.head.locations.len();
+        for (group, body) in fields(&self.bytes, 6).enumerate() {
+            let g = pb::ChunkGroup::decode(body.map_err(err)?).map_err(|e| err(K::Decode(e.to_string())))?;
+            if usize::try_from(g.location).map_or(true, |l| l >= locations) {
+                return Err(err(K::LocationOutOfRange { group, location: g.location, locations }));
+            }
+            let len = g.ids.len();
+            if g.count.checked_mul(32) != Some(len as u64) {
+                return Err(err(K::IdsLength { group, len, count: g.count }));
+            }
+            each(&ChunkGroup { location: g.location, ids: g.ids });
+        }
+        Ok(())
+    }
+}
+
+/// The bodies of the top-level length-delimited fields numbered `number` of an encoded
+/// message, in order, as slices of `bytes` (no copy). Framing errors end the walk with one
+/// `Err` ([`check_wire`] has refused them already; this does not rely on it).
+fn fields(bytes: &Bytes, number: u64) -> impl Iterator<Item = Result<Bytes, ManifestErrorKind>> + '_ {
+    let mut pos = 0;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        while !failed && pos < bytes.len() {
+            let at = pos;
+            let framing = |why: &str| ManifestErrorKind::Decode(format!("byte {at}: {why} in SnapshotManifest"));
+            let Some(tag) = read_varint(bytes, &mut pos) else {
+                failed = true;
+                return Some(Err(framing("malformed tag varint")));
+            };
+            let end = match (tag & 7) as u8 {
+                VARINT => read_varint(bytes, &mut pos).map(|_| pos),
+                LEN => read_varint(bytes, &mut pos)
+                    .and_then(|len| usize::try_from(len).ok())
+                    .and_then(|len| pos.checked_add(len)),
+                I64 => pos.checked_add(8),
+                I32 => pos.checked_add(4),
+                _ => None,
+            };
+            let Some(end) = end.filter(|&end| end <= bytes.len()) else {
+                failed = true;
+                return Some(Err(framing("malformed field")));
+            };
+            let body = pos..end;
+            pos = end;
+            if tag >> 3 == number && (tag & 7) as u8 == LEN {
+                return Some(Ok(bytes.slice(body)));
+            }
+        }
+        None
     })
 }
 
