@@ -13,12 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gc_partition::bloom::RefFilter;
+use gc_partition::decide::Decider;
 use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
-use gc_partition::listing::{ListedChunk, Listing, LocationCounts};
+use gc_partition::listing::{Listed, ListedChunk, LocationCounts, PART_CHUNKS};
 use gc_partition::locations::Location;
 use gc_partition::manifest::legacy;
 use gc_partition::manifest::unified::{self, ChunkGroup, UnifiedManifest};
-use gc_partition::plan::{PLAN_VERSION, PlanHeader, write_plan};
+use gc_partition::plan::{PLAN_VERSION, PlanHeader, PlanSpool, write_plan};
 
 const IDS: usize = 1_000_000;
 
@@ -185,12 +186,12 @@ fn filter(c: &mut Criterion) {
     g.finish();
 }
 
-/// One batch per fan-out directory, as the listing makes them: half referenced, a tenth
-/// young, the rest old garbage.
-fn listing(n: usize, filter: &RefFilter, cutoff_ms: i64) -> Listing {
+/// Parts as the listing makes them (at most `PART_CHUNKS` each, one first byte each): half
+/// referenced, a tenth young, the rest old garbage.
+fn listing(n: usize, filter: &RefFilter, cutoff_ms: i64) -> Vec<Listed> {
     let referenced = ids(n / 2, 5);
     filter.insert_all(&referenced);
-    let chunks: Vec<ListedChunk> = referenced
+    let mut chunks: Vec<ListedChunk> = referenced
         .into_iter()
         .chain(ids(n - n / 2, 6))
         .enumerate()
@@ -198,29 +199,36 @@ fn listing(n: usize, filter: &RefFilter, cutoff_ms: i64) -> Listing {
             id,
             size: 4096,
             last_modified_ms: if i % 10 == 0 { cutoff_ms + 1 } else { cutoff_ms - 1 },
-            location: 0,
         })
         .collect();
-    let batches = chunks.chunks(n / 256).map(<[ListedChunk]>::to_vec).collect();
-    Listing { per_location: vec![LocationCounts::default()], batches }
+    chunks.sort_unstable_by_key(|c| c.id);
+    chunks
+        .chunk_by(|a, b| a.id[0] == b.id[0])
+        .flat_map(|dir| dir.chunks(PART_CHUNKS))
+        .map(|part| Listed { location: 0, counts: LocationCounts::default(), chunks: part.to_vec() })
+        .collect()
 }
 
 fn decide(c: &mut Criterion) {
     let cutoff = 1_700_000_000_000;
     let filter = RefFilter::new(IDS as u64, 0.001, 9);
-    let listed = listing(IDS, &filter, cutoff);
-    let locations = vec![Location::new("snapshots", "partitions/p1/chunks").unwrap()];
+    let parts = listing(IDS, &filter, cutoff);
+    let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("decide");
     g.throughput(Throughput::Elements(IDS as u64));
-    g.bench_function("decide_all_1M", |b| {
-        b.iter_batched(
-            || Listing { per_location: listed.per_location.clone(), batches: listed.batches.clone() },
-            |mut listing| {
-                let mut report = gc_partition::report::Report::default();
-                gc_partition::gc::decide_all(&mut listing, &filter, cutoff, &locations, &mut report)
-            },
-            BatchSize::LargeInput,
-        )
+    g.bench_function("decide_1M_counters_only", |b| {
+        b.iter(|| {
+            let mut decider = Decider::new(&filter, cutoff, None);
+            parts.iter().for_each(|part| decider.decide_part(part).unwrap());
+            decider.finish(1).unwrap().totals().planned
+        })
+    });
+    g.bench_function("decide_1M_spooled", |b| {
+        b.iter(|| {
+            let mut decider = Decider::new(&filter, cutoff, Some(PlanSpool::create(dir.path()).unwrap()));
+            parts.iter().for_each(|part| decider.decide_part(part).unwrap());
+            decider.finish(1).unwrap().totals().planned
+        })
     });
     g.finish();
 }
@@ -228,30 +236,38 @@ fn decide(c: &mut Criterion) {
 fn plan(c: &mut Criterion) {
     const RECORDS: usize = 200_000;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.jsonl");
     let locations = vec![Location::new("snapshots", "partitions/p1/chunks").unwrap()];
-    let chunks: Vec<ListedChunk> = ids(RECORDS, 8)
+    let mut spool = PlanSpool::create(dir.path()).unwrap();
+    let mut chunks: Vec<ListedChunk> = ids(RECORDS, 8)
         .into_iter()
-        .map(|id| ListedChunk { id, size: 4096, last_modified_ms: 1_700_000_000_123, location: 0 })
+        .map(|id| ListedChunk { id, size: 4096, last_modified_ms: 1_700_000_000_123 })
         .collect();
+    spool.append(0, &mut chunks).unwrap();
+    let spool = spool.finish().unwrap();
     let header = PlanHeader {
-        kind: "header",
+        kind: "header".into(),
         version: PLAN_VERSION,
-        partition: "p1",
-        mode: "dry-run",
+        partition: "p1".into(),
+        store: "file:///bench".into(),
+        mode: "dry-run".into(),
         cutoff: "2026-01-01T00:00:00.000Z".into(),
         created_at: "2026-01-08T00:00:00.000Z".into(),
         taken_at: "2026-01-08T00:00:00.000Z".into(),
         live_snapshots: 1,
+        live_set_sha256: "00".repeat(32),
+        max_delete_fraction: 0.5,
         bloom_fpr: 0.001,
         bloom_seed: 1,
         locations: vec![locations[0].to_string()],
     };
     let mut g = c.benchmark_group("plan");
     g.throughput(Throughput::Elements(RECORDS as u64));
-    g.bench_function("write_200k_records", |b| {
-        b.iter(|| write_plan(&path, &header, &locations, chunks.iter()).unwrap())
-    });
+    for name in ["plan.jsonl", "plan.jsonl.zst"] {
+        let path = dir.path().join(name);
+        g.bench_function(format!("write_200k_records_{name}"), |b| {
+            b.iter(|| write_plan(&path, &header, &locations, &spool, 0).unwrap())
+        });
+    }
     g.finish();
 }
 

@@ -52,6 +52,10 @@ pub struct Args {
     /// Write the plan (JSON Lines) here.
     #[arg(long, value_name = "PATH")]
     pub plan_out: Option<PathBuf>,
+    /// Directory of the run's temporary files (the plan's spool, verify's spill); default:
+    /// the system temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
     /// Write the report (JSON) here.
     #[arg(long, value_name = "PATH")]
     pub report_out: Option<PathBuf>,

@@ -29,6 +29,8 @@ pub enum ConfigError {
     Range { flag: &'static str, value: String, why: &'static str },
     #[error("--request-timeout {0:?} is not a duration like 30s")]
     Timeout(String),
+    #[error("--work-dir {path}: {why}")]
+    WorkDir { path: PathBuf, why: String },
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,10 @@ pub struct Config {
     pub execute: bool,
     pub plan_out: Option<PathBuf>,
     pub report_out: Option<PathBuf>,
+    /// Where the plan's spool and verify's spill go.
+    pub work_dir: PathBuf,
+    /// The `--store` URL as given: named in the report and bound into the plan's header.
+    pub store_url: String,
     pub output: OutputFormat,
     pub max_delete_fraction: f64,
     pub bloom_fpr: f64,
@@ -112,6 +118,8 @@ impl Config {
             execute: args.execute,
             plan_out: args.plan_out.clone(),
             report_out: args.report_out.clone(),
+            work_dir: work_dir(args.work_dir.as_deref())?,
+            store_url: args.store.clone(),
             output: args.output,
             max_delete_fraction: args.max_delete_fraction,
             bloom_fpr: args.bloom_fpr,
@@ -135,6 +143,16 @@ impl Config {
         } else {
             Err(ConfigError::CutoffTooLate { cutoff: self.cutoff, taken_at })
         }
+    }
+}
+
+/// The work directory: given, or the system's temporary directory; it must be a directory.
+fn work_dir(given: Option<&std::path::Path>) -> Result<PathBuf, ConfigError> {
+    let path = given.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(ConfigError::WorkDir { path, why: "not a directory".into() }),
+        Err(e) => Err(ConfigError::WorkDir { path, why: e.to_string() }),
     }
 }
 
@@ -213,6 +231,8 @@ mod tests {
         assert!(Config::from_args(&args(&["--bloom-fpr", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
+        assert!(Config::from_args(&args(&["--work-dir", "/nonexistent/gc-work"]), now).is_err());
+        assert!(Config::from_args(&args(&["--work-dir", "/etc/hostname"]), now).is_err(), "a file is no work dir");
         let mut bad = args(&[]);
         bad.partition = "../x".into();
         assert!(Config::from_args(&bad, now).is_err());

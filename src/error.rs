@@ -7,6 +7,7 @@ use crate::locations::LocationError;
 use crate::manifest_fetch::IngestError;
 use crate::plan::PlanError;
 use crate::store::StoreError;
+use crate::verify::VerifyError;
 
 /// The signal that stopped a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,10 @@ pub enum GcError {
     Listing(#[from] ListingError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Spill(#[from] VerifyError),
+    #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
+    SpoolRead(PlanError),
     #[error(
         "--max-delete-fraction guard: the plan deletes {planned} of {old} chunks older than the cutoff ({:.1}%), more than {:.1}%; nothing deleted",
         fraction * 100.0, max * 100.0
@@ -46,19 +51,81 @@ pub enum GcError {
     Interrupted(Signal),
 }
 
-impl GcError {
-    /// The exit code of spec section 7.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            GcError::Config(_) | GcError::Store(_) | GcError::Location(_) | GcError::Plan(_) => 2,
-            GcError::LiveSetRead { .. } | GcError::LiveSet(_) => 3,
-            GcError::Manifest(_) => 4,
-            GcError::Listing(_) => 5,
-            GcError::Guard { .. } => 6,
-            GcError::DeleteFailures { .. } => 7,
-            GcError::Verify(_) => 8,
-            GcError::Interrupted(Signal::Interrupt) => 130,
-            GcError::Interrupted(Signal::Terminate) => 143,
+/// Every way a run ends, and its exit code (spec section 7): the one place codes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Done = 0,
+    Usage = 2,
+    LiveSet = 3,
+    Manifest = 4,
+    Listing = 5,
+    Guard = 6,
+    DeleteFailures = 7,
+    Verify = 8,
+    Interrupted = 130,
+    Terminated = 143,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Signal> for Exit {
+    fn from(signal: Signal) -> Self {
+        match signal {
+            Signal::Interrupt => Exit::Interrupted,
+            Signal::Terminate => Exit::Terminated,
         }
+    }
+}
+
+impl GcError {
+    /// How the run ends when it fails with this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            GcError::Config(_) | GcError::Store(_) | GcError::Location(_) | GcError::Plan(_) | GcError::Spill(_) => {
+                Exit::Usage
+            }
+            GcError::LiveSetRead { .. } | GcError::LiveSet(_) => Exit::LiveSet,
+            GcError::Manifest(_) => Exit::Manifest,
+            GcError::Listing(_) => Exit::Listing,
+            GcError::Guard { .. } => Exit::Guard,
+            GcError::DeleteFailures { .. } | GcError::SpoolRead(_) => Exit::DeleteFailures,
+            GcError::Verify(_) => Exit::Verify,
+            GcError::Interrupted(signal) => Exit::from(*signal),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_specs() {
+        let codes = [
+            (Exit::Done, 0),
+            (Exit::Usage, 2),
+            (Exit::LiveSet, 3),
+            (Exit::Manifest, 4),
+            (Exit::Listing, 5),
+            (Exit::Guard, 6),
+            (Exit::DeleteFailures, 7),
+            (Exit::Verify, 8),
+            (Exit::Interrupted, 130),
+            (Exit::Terminated, 143),
+        ];
+        for (exit, code) in codes {
+            assert_eq!(exit.code(), code, "{exit:?}");
+        }
+        assert_eq!(GcError::Interrupted(Signal::Terminate).exit_code(), 143);
+        assert_eq!(GcError::Verify("x".into()).exit_code(), 8);
     }
 }

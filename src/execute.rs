@@ -63,11 +63,12 @@ pub fn batch_size(concurrency: usize) -> usize {
     (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
-/// Deletes every planned chunk unless it was refreshed since the listing.
-pub async fn execute<'a>(
+/// Deletes every planned chunk, given in plan order with its location's index, unless it
+/// was refreshed since the listing.
+pub async fn execute(
     stores: &Stores,
     locations: &[Location],
-    planned: impl Iterator<Item = &'a ListedChunk>,
+    planned: impl Iterator<Item = (u32, ListedChunk)>,
     cutoff_ms: i64,
     concurrency: usize,
     stop: &CancellationToken,
@@ -78,9 +79,9 @@ pub async fn execute<'a>(
     let size = batch_size(concurrency);
     let in_flight = if concurrency <= 1 { 1 } else { BATCHES_IN_FLIGHT };
     let outcomes = futures::stream::iter(batches(planned, size))
-        .map(|batch| {
-            let location = &locations[batch[0].location as usize];
-            let store = Arc::clone(&buckets[batch[0].location as usize]);
+        .map(|(location, batch)| {
+            let store = Arc::clone(&buckets[location as usize]);
+            let location = &locations[location as usize];
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
@@ -98,29 +99,29 @@ pub async fn execute<'a>(
     Ok(stats)
 }
 
-/// Consecutive chunks of one location, at most `size` each (the plan is sorted by location).
-fn batches<'a>(
-    planned: impl Iterator<Item = &'a ListedChunk>,
+/// Consecutive chunks of one location, at most `size` each (the plan is ordered by location).
+fn batches(
+    planned: impl Iterator<Item = (u32, ListedChunk)>,
     size: usize,
-) -> impl Iterator<Item = Vec<&'a ListedChunk>> {
+) -> impl Iterator<Item = (u32, Vec<ListedChunk>)> {
     let mut planned = planned.peekable();
     std::iter::from_fn(move || {
-        let first = planned.next()?;
+        let (location, first) = planned.next()?;
         let mut batch = vec![first];
         while batch.len() < size {
-            match planned.next_if(|c| c.location == first.location) {
-                Some(chunk) => batch.push(chunk),
+            match planned.next_if(|(l, _)| *l == location) {
+                Some((_, chunk)) => batch.push(chunk),
                 None => break,
             }
         }
-        Some(batch)
+        Some((location, batch))
     })
 }
 
 async fn run_batch(
     store: &dyn ObjectStore,
     location: &Location,
-    batch: &[&ListedChunk],
+    batch: &[ListedChunk],
     cutoff_ms: i64,
     permits: &Semaphore,
     stop: &CancellationToken,
@@ -131,7 +132,7 @@ async fn run_batch(
         return stats;
     }
     let keyed: Vec<(String, &ListedChunk)> =
-        batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), *chunk)).collect();
+        batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), chunk)).collect();
     let fail =
         |key: &str, error: String| DeleteFailure { bucket: location.bucket().to_owned(), key: key.to_owned(), error };
 
@@ -257,14 +258,13 @@ mod tests {
 
     #[test]
     fn batches_never_mix_locations_or_exceed_the_size() {
-        let chunk = |location, n: u8| ListedChunk { id: [n; 32], size: 1, last_modified_ms: 0, location };
-        let chunks: Vec<ListedChunk> = (0..5).map(|n| chunk(0, n)).chain((0..3).map(|n| chunk(1, n))).collect();
-        let sizes: Vec<(u32, usize)> = batches(chunks.iter(), 2).map(|b| (b[0].location, b.len())).collect();
+        let chunk = |location, n: u8| (location, ListedChunk { id: [n; 32], size: 1, last_modified_ms: 0 });
+        let chunks: Vec<(u32, ListedChunk)> = (0..5).map(|n| chunk(0, n)).chain((0..3).map(|n| chunk(1, n))).collect();
+        let sizes: Vec<(u32, usize)> = batches(chunks.iter().copied(), 2).map(|(l, b)| (l, b.len())).collect();
         assert_eq!(sizes, [(0, 2), (0, 2), (0, 1), (1, 2), (1, 1)]);
-        for batch in batches(chunks.iter(), 2) {
-            assert!(batch.iter().all(|c| c.location == batch[0].location));
-        }
-        assert_eq!(batches(chunks.iter(), 1000).count(), 2);
+        let ids: Vec<u8> = batches(chunks.iter().copied(), 2).flat_map(|(_, b)| b).map(|c| c.id[0]).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 0, 1, 2], "plan order kept");
+        assert_eq!(batches(chunks.iter().copied(), 1000).count(), 2);
     }
 
     #[test]

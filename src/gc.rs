@@ -5,25 +5,24 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::bloom::RefFilter;
 use crate::config::{Config, LiveSource};
-use crate::decide::{Decision, KeepReason, decide};
+use crate::decide::{Decider, decide_stream};
 use crate::error::{GcError, Signal};
 use crate::execute::{ExecuteStats, execute};
-use crate::ids::ChunkId;
-use crate::listing::{Listing, list_all};
+use crate::ids::{ChunkId, SnapshotId};
+use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::Location;
-use crate::manifest_fetch::{Ingest, IngestStats, ingest_all, inventory};
-use crate::plan::{PLAN_VERSION, PlanHeader, rfc3339, write_plan};
-use crate::report::{LocationReport, Report};
+use crate::manifest_fetch::{Ingest, IngestStats, RefSink, ingest_all, inventory};
+use crate::plan::{PLAN_VERSION, Plan, PlanError, PlanHeader, PlanSpool, SpooledPlan, rfc3339, write_plan};
+use crate::report::Report;
 use crate::store::Stores;
-use crate::verify::{ExactRefs, ExactRefsBuilder, VerifyReport};
+use crate::verify::{RangeSpill, Spilled, VerifyReport};
 
 /// Asks a run to stop: no new deletes start, in-flight ones finish, the report is written.
 #[derive(Clone, Default)]
@@ -60,13 +59,18 @@ impl Stop {
     }
 }
 
-/// Live progress counters, read by the terminal progress line.
+/// Live progress counters, read by the progress display and events.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub listed: Arc<AtomicU64>,
+    pub planned: Arc<AtomicU64>,
     pub deleted: Arc<AtomicU64>,
     pub ingest: Arc<IngestStats>,
 }
+
+/// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`] chunks of 48
+/// bytes a part, 6 MiB and under 128k chunks.
+const PARTS_BUFFERED: usize = 16;
 
 /// Runs the collector once. Always returns a report; its `exit_code` says how it ended.
 pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progress) -> Report {
@@ -75,6 +79,7 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
         version: 1,
         partition: config.partition.to_string(),
         mode: config.mode(),
+        store: config.store_url.clone(),
         cutoff: rfc3339(config.cutoff),
         bloom: crate::report::BloomReport { fpr: config.bloom_fpr, seed: config.bloom_seed, ..Default::default() },
         plan_out: config.plan_out.as_ref().map(|p| p.display().to_string()),
@@ -120,6 +125,30 @@ impl LocationTable {
     }
 }
 
+/// Where the manifests stage sends referenced ids: the filter, and verify's spill.
+struct Refs {
+    filter: Arc<RefFilter>,
+    spill: Option<Arc<RangeSpill>>,
+}
+
+impl RefSink for Refs {
+    fn add(&self, _snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]) {
+        self.filter.insert_all(ids);
+        if let Some(spill) = &self.spill {
+            spill.add(location, ids);
+        }
+    }
+}
+
+/// What the manifests stage leaves: the complete filter, and verify's spill of references.
+struct Referenced {
+    filter: Arc<RefFilter>,
+    spill: Option<RangeSpill>,
+}
+
+/// The listing's task: its result and how long it took.
+type ListingTask = tokio::task::JoinHandle<Result<u64, GcError>>;
+
 struct Run<'a> {
     stores: &'a Stores,
     config: &'a Config,
@@ -152,9 +181,10 @@ impl Run<'_> {
         config.extra_locations.iter().for_each(|l| {
             register(l);
         });
-        let listing = self.start_listing(from_table);
+        let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
+        let listing = self.start_listing(from_table, parts_out);
 
-        let (filter, exact) = match self.manifests(&live, legacy_location, Arc::new(register), report).await {
+        let referenced = match self.manifests(&live, legacy_location, Arc::new(register), report).await {
             Ok(done) => done,
             Err(error) => {
                 listing.abort();
@@ -166,27 +196,53 @@ impl Run<'_> {
             table.listing = None;
             table.locations.clone()
         };
-        let (mut listing, listing_ms) = tokio::select! {
-            done = listing => done.map_err(|e| GcError::Listing(crate::listing::ListingError::Task(e.to_string())))??,
-            stopped = self.stop.stopped() => return Err(stopped),
-        };
-        report.durations_ms.insert("listing", listing_ms);
-        self.stop.check()?;
 
         let t = Instant::now();
-        let before = exact.as_ref().map(|exact| exact.presence(&listing));
-        let old_chunks = decide_all(&mut listing, &filter, config.cutoff.timestamp_millis(), &locations, report);
-        report.expected_false_positives = expected_false_positives(&filter, report.planned_deletes);
-        self.guard(report, old_chunks);
+        let listed_spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?;
+        let (plan, listed_spill) =
+            self.decide(listing, parts_in, &referenced.filter, listed_spill, &locations, report).await?;
+        report.record_plan(&plan, &locations);
+        report.expected_false_positives = expected_false_positives(&referenced.filter, report.planned_deletes);
+        report.guard.judge(plan.totals().old, report.planned_deletes);
+        self.progress.planned.store(report.planned_deletes, Ordering::Relaxed);
         report.durations_ms.insert("decide", ms(t));
-
-        let mut verify = exact.as_ref().map(|exact| check_plan(exact, &listing, &locations));
-        if let (Some(exact), Some(before), Some(verify)) = (&exact, &before, &mut verify) {
-            let (count, sample) = exact.missing(before, None);
-            verify.missing_before = count;
-            verify.missing_before_keys = keys(&locations, &sample);
+        info!(
+            chunks = report.chunks_scanned,
+            planned = report.planned_deletes,
+            referenced_kept = report.referenced_kept,
+            young_kept = report.young_kept,
+            "decided"
+        );
+        if report.guard.tripped {
+            warn!(
+                fraction = report.guard.fraction,
+                max = report.guard.max_delete_fraction,
+                "delete-fraction guard tripped"
+            );
         }
-        self.write_plan(&live, &locations, &listing, report)?;
+        self.stop.check()?;
+
+        let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
+        let listed_before = listed_spill.map(RangeSpill::finish).transpose()?;
+        let mut verify = match (&refs, &listed_before, &plan.spool) {
+            (Some(refs), Some(before), Some(spool)) => {
+                let t = Instant::now();
+                let checks = crate::verify::check_before(refs, before, spool)?;
+                report.referenced_distinct = Some(checks.referenced_distinct);
+                report.durations_ms.insert("verify_before", ms(t));
+                Some(VerifyReport {
+                    ok: checks.planned_but_referenced.count == 0,
+                    planned_but_referenced: checks.planned_but_referenced.count,
+                    planned_but_referenced_keys: keys(&locations, &checks.planned_but_referenced.sample),
+                    missing_before: checks.missing_before.count,
+                    missing_before_keys: keys(&locations, &checks.missing_before.sample),
+                    spill_bytes: refs.bytes_on_disk() + before.bytes_on_disk() + spool.bytes_on_disk(),
+                    ..VerifyReport::default()
+                })
+            }
+            _ => None,
+        };
+        self.write_plan(&live, &locations, &plan, report)?;
         if let Some(v) = verify.as_ref().filter(|v| v.planned_but_referenced > 0) {
             let error = GcError::Verify(format!(
                 "{} planned chunks are referenced, e.g. {}; nothing deleted",
@@ -210,10 +266,15 @@ impl Run<'_> {
         self.stop.check()?;
 
         let t = Instant::now();
-        let stats = self.execute(&locations, &listing).await?;
+        let Some(spool) = &plan.spool else {
+            return Err(GcError::Verify("internal: an execute run has no plan spool; nothing deleted".into()));
+        };
+        let (stats, spool_error) = self.execute(&locations, spool).await?;
         report.durations_ms.insert("execute", ms(t));
-        record_execute(report, &stats);
-        drop(listing);
+        report.record_execute(&stats);
+        if let Some(error) = spool_error {
+            return Err(GcError::SpoolRead(error));
+        }
         if let Some(signal) = self.stop.signal() {
             // Stopped: exit now, with the report; re-listing a large remote partition could
             // outlast the grace period before a SIGKILL, which would lose the report.
@@ -223,21 +284,22 @@ impl Run<'_> {
             }
             return Err(GcError::Interrupted(signal));
         }
-        if let (Some(exact), Some(before), Some(mut verify)) = (exact, before, verify) {
+        if let (Some(refs), Some(before), Some(mut verify)) = (refs, listed_before, verify.take()) {
             let t = Instant::now();
             verify.after_checked = true;
-            let after = self.relist(&locations).await?;
-            let after = exact.presence(&after);
-            let (count, sample) = exact.missing(&before, Some(&after));
-            verify.missing_after = count;
-            verify.missing_after_keys = keys(&locations, &sample);
+            let after = self.relist(&locations, &referenced.filter).await?;
+            verify.spill_bytes += after.bytes_on_disk();
+            let missing = crate::verify::check_after(&refs, &before, &after)?;
+            verify.missing_after = missing.count;
+            verify.missing_after_keys = keys(&locations, &missing.sample);
             verify.ok = verify.missing_after == 0 && verify.planned_but_referenced == 0;
             report.durations_ms.insert("verify_after", ms(t));
             let failed = !verify.ok;
             report.verify = Some(verify);
             if failed {
                 return Err(GcError::Verify(format!(
-                    "{count} referenced chunks present before the deletes are gone after them"
+                    "{} referenced chunks present before the deletes are gone after them",
+                    missing.count
                 )));
             }
         }
@@ -268,10 +330,7 @@ impl Run<'_> {
         Ok(live)
     }
 
-    fn start_listing(
-        &self,
-        locations: mpsc::UnboundedReceiver<(u32, Location)>,
-    ) -> tokio::task::JoinHandle<Result<(Listing, u64), GcError>> {
+    fn start_listing(&self, locations: mpsc::UnboundedReceiver<(u32, Location)>, out: PartSender) -> ListingTask {
         let stores = self.stores.clone();
         let concurrency = self.config.list_concurrency;
         let progress = Arc::clone(&self.progress.listed);
@@ -279,9 +338,9 @@ impl Run<'_> {
         tokio::spawn(
             async move {
                 let t = Instant::now();
-                let listing = list_all(stores, locations, concurrency, progress).await?;
-                info!(chunks = listing.chunk_count(), elapsed_ms = ms(t), "listing done");
-                Ok((listing, ms(t)))
+                list_stream(stores, locations, concurrency, progress, out).await?;
+                info!(elapsed_ms = ms(t), "listing done");
+                Ok(ms(t))
             }
             .instrument(span),
         )
@@ -293,21 +352,20 @@ impl Run<'_> {
         legacy_location: u32,
         register: crate::manifest_fetch::RegisterLocation,
         report: &mut Report,
-    ) -> Result<(Arc<RefFilter>, Option<ExactRefs>), GcError> {
+    ) -> Result<Referenced, GcError> {
         let config = self.config;
         let t = Instant::now();
         let span = info_span!("manifests", snapshots = live.snapshots.len());
         let inventory =
             inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
         let filter = Arc::new(RefFilter::new(inventory.id_bound, config.bloom_fpr, config.bloom_seed));
-        let exact = config.verify.then(|| Arc::new(ExactRefsBuilder::default()));
+        let spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
         let ingest = Ingest {
             stores: self.stores.clone(),
             meta_bucket: config.meta_bucket.clone(),
             partition: config.partition.clone(),
             legacy_location,
-            filter: Arc::clone(&filter),
-            exact: exact.clone(),
+            sink: Arc::new(Refs { filter: Arc::clone(&filter), spill: spill.clone() }),
             register,
             stats: Arc::clone(&self.progress.ingest),
         };
@@ -322,8 +380,6 @@ impl Run<'_> {
         report.referenced_ids = stats.referenced_ids.load(Ordering::Relaxed);
         report.bloom.bits = filter.num_bits() as u64;
         report.bloom.expected_fpr = filter.expected_fpr();
-        let exact = exact.and_then(Arc::into_inner).map(ExactRefsBuilder::build);
-        report.referenced_distinct = exact.as_ref().map(|e| e.len() as u64);
         report.durations_ms.insert("manifests", ms(t));
         info!(
             legacy = report.manifests.legacy,
@@ -332,54 +388,109 @@ impl Run<'_> {
             elapsed_ms = ms(t),
             "manifests ingested"
         );
-        Ok((filter, exact))
+        // Every worker is done, so the sink's clone of the spill is the only other one left.
+        let spill =
+            spill.map(|spill| Arc::try_unwrap(spill).map_err(|_| internal("the reference spill is still shared")));
+        Ok(Referenced { filter, spill: spill.transpose()? })
     }
 
-    fn guard(&self, report: &mut Report, old_chunks: u64) {
-        let guard = &mut report.guard;
-        guard.old_chunks = old_chunks;
-        guard.fraction = if old_chunks == 0 { 0.0 } else { report.planned_deletes as f64 / old_chunks as f64 };
-        guard.tripped = guard.fraction > guard.max_delete_fraction;
-        if guard.tripped {
-            warn!(fraction = guard.fraction, max = guard.max_delete_fraction, "delete-fraction guard tripped");
+    /// Decides the listing's parts as they arrive (they waited in the bounded channel until
+    /// the filter was complete), spooling the planned ones. Returns when the listing is done.
+    async fn decide(
+        &self,
+        listing: ListingTask,
+        mut parts: mpsc::Receiver<Listed>,
+        filter: &Arc<RefFilter>,
+        listed_spill: Option<RangeSpill>,
+        locations: &[Location],
+        report: &mut Report,
+    ) -> Result<(Plan, Option<RangeSpill>), GcError> {
+        let config = self.config;
+        let needs_records = config.execute || config.plan_out.is_some() || config.verify;
+        let spool = needs_records.then(|| PlanSpool::create(&config.work_dir)).transpose()?;
+        let (filter, stop, planned) = (Arc::clone(filter), self.stop.clone(), Arc::clone(&self.progress.planned));
+        let cutoff_ms = config.cutoff.timestamp_millis();
+        let n_locations = locations.len();
+        let span = info_span!("decide");
+        let deciding = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut decider = Decider::new(&filter, cutoff_ms, spool);
+            let mut observe = |part: &Listed| {
+                if let Some(spill) = &listed_spill {
+                    spill.add_listed(part, &filter);
+                }
+            };
+            let stopped = || stop.signal().is_some();
+            let result = decide_stream(&mut parts, &mut decider, &mut observe, &planned, &stopped);
+            // Dropped now, so a listing still sending stops at once.
+            drop(parts);
+            result.and_then(|()| decider.finish(n_locations)).map(|plan| (plan, listed_spill))
+        });
+        let listed = tokio::select! {
+            done = listing => done.map_err(|e| GcError::Listing(ListingError::Task(e.to_string())))?,
+            stopped = self.stop.stopped() => return Err(stopped),
+        };
+        let decided = deciding.await.map_err(|e| internal(&format!("decide task: {e}")))?;
+        match (listed, decided) {
+            (Ok(listing_ms), Ok(done)) => {
+                report.durations_ms.insert("listing", listing_ms);
+                Ok(done)
+            }
+            // The decide stage failed first and closed the channel: its error is the cause.
+            (Err(GcError::Listing(ListingError::Closed)), Err(error)) => Err(error.into()),
+            (Err(error), _) => Err(error),
+            (Ok(_), Err(error)) => Err(error.into()),
         }
     }
-
     fn write_plan(
         &self,
         live: &LiveSet,
         locations: &[Location],
-        listing: &Listing,
+        plan: &Plan,
         report: &mut Report,
     ) -> Result<(), GcError> {
-        let Some(path) = &self.config.plan_out else {
+        let (Some(path), Some(spool)) = (&self.config.plan_out, &plan.spool) else {
             return Ok(());
         };
         let t = Instant::now();
+        let config = self.config;
         let header = PlanHeader {
-            kind: "header",
+            kind: "header".into(),
             version: PLAN_VERSION,
-            partition: self.config.partition.as_str(),
-            mode: self.config.mode(),
-            cutoff: rfc3339(self.config.cutoff),
-            created_at: rfc3339(self.config.now),
+            partition: config.partition.to_string(),
+            store: config.store_url.clone(),
+            mode: config.mode().into(),
+            cutoff: rfc3339(config.cutoff),
+            created_at: rfc3339(config.now),
             taken_at: rfc3339(live.taken_at),
             live_snapshots: live.snapshots.len() as u64,
-            bloom_fpr: self.config.bloom_fpr,
-            bloom_seed: self.config.bloom_seed,
+            live_set_sha256: live.sha256(),
+            max_delete_fraction: config.max_delete_fraction,
+            bloom_fpr: config.bloom_fpr,
+            bloom_seed: config.bloom_seed,
             locations: locations.iter().map(Location::to_string).collect(),
         };
-        write_plan(path, &header, locations, listing.chunks())?;
+        write_plan(path, &header, locations, spool, report.guard.old_chunks)?;
         report.durations_ms.insert("plan", ms(t));
         Ok(())
     }
 
-    async fn execute(&self, locations: &[Location], listing: &Listing) -> Result<ExecuteStats, GcError> {
-        let span = info_span!("execute", planned = listing.chunk_count());
+    /// Deletes the spooled plan; also returns the error that stopped reading it, if any.
+    async fn execute(
+        &self,
+        locations: &[Location],
+        spool: &SpooledPlan,
+    ) -> Result<(ExecuteStats, Option<PlanError>), GcError> {
+        let span = info_span!("execute");
+        let mut spool_error = None;
+        let planned = spool
+            .runs()
+            .map_while(|run| run.map_err(|e| spool_error = Some(e)).ok())
+            .flat_map(|(location, records)| records.into_iter().map(move |chunk| (location, chunk)));
         let stats = execute(
             self.stores,
             locations,
-            listing.chunks(),
+            planned,
             self.config.cutoff.timestamp_millis(),
             self.config.delete_concurrency,
             &self.stop.token,
@@ -393,118 +504,38 @@ impl Run<'_> {
             failed = stats.failures.len(),
             "execute done"
         );
-        Ok(stats)
+        Ok((stats, spool_error))
     }
 
-    async fn relist(&self, locations: &[Location]) -> Result<Listing, GcError> {
+    /// Lists every location again, spilling what the filter holds: verify's after-image.
+    async fn relist(&self, locations: &[Location], filter: &Arc<RefFilter>) -> Result<Spilled, GcError> {
         let (tx, rx) = mpsc::unbounded_channel();
         for (index, location) in locations.iter().enumerate() {
             let _ = tx.send((index as u32, location.clone()));
         }
         drop(tx);
+        let spill = RangeSpill::create(&self.config.work_dir)?;
+        let (out, mut parts) = mpsc::channel::<Listed>(PARTS_BUFFERED);
         let progress = Arc::new(AtomicU64::new(0));
         let span = info_span!("verify_relist");
-        Ok(list_all(self.stores.clone(), rx, self.config.list_concurrency, progress).instrument(span).await?)
+        let listing =
+            list_stream(self.stores.clone(), rx, self.config.list_concurrency, progress, out).instrument(span);
+        let filter = Arc::clone(filter);
+        let spilling = tokio::task::spawn_blocking(move || {
+            while let Some(part) = parts.blocking_recv() {
+                spill.add_listed(&part, &filter);
+            }
+            spill
+        });
+        let listed = listing.await;
+        let spill = spilling.await.map_err(|e| internal(&format!("verify spill task: {e}")))?;
+        listed?;
+        Ok(spill.finish()?)
     }
 }
 
-/// Decides every listed chunk, counts the decisions per location into the report, and
-/// leaves only the planned deletes in the listing, sorted by location and id. Returns how
-/// many chunks are older than the cutoff.
-pub fn decide_all(
-    listing: &mut Listing,
-    filter: &RefFilter,
-    cutoff_ms: i64,
-    locations: &[Location],
-    report: &mut Report,
-) -> u64 {
-    #[derive(Default, Clone, Copy)]
-    struct Tally {
-        young: u64,
-        referenced: u64,
-        planned: u64,
-        planned_bytes: u64,
-        old: u64,
-    }
-    let n = locations.len();
-    let tallies = listing
-        .batches
-        .par_iter_mut()
-        .map(|batch| {
-            let mut tally = vec![Tally::default(); n];
-            batch.retain(|chunk| {
-                let t = &mut tally[chunk.location as usize];
-                t.old += u64::from(chunk.last_modified_ms < cutoff_ms);
-                match decide(&chunk.id, chunk.last_modified_ms, filter, cutoff_ms) {
-                    Decision::Keep(KeepReason::Referenced) => t.referenced += 1,
-                    Decision::Keep(KeepReason::Young) => t.young += 1,
-                    Decision::Delete => {
-                        t.planned += 1;
-                        t.planned_bytes += chunk.size;
-                        return true;
-                    }
-                }
-                false
-            });
-            batch.sort_unstable_by_key(|c| c.id);
-            tally
-        })
-        .reduce(
-            || vec![Tally::default(); n],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    x.young += y.young;
-                    x.referenced += y.referenced;
-                    x.planned += y.planned;
-                    x.planned_bytes += y.planned_bytes;
-                    x.old += y.old;
-                }
-                a
-            },
-        );
-    listing.batches.retain(|b| !b.is_empty());
-    listing.batches.sort_unstable_by_key(|b| b.first().map(|c| (c.location, c.id)));
-    let mut old = 0;
-    report.locations = n as u64;
-    report.per_location = locations
-        .iter()
-        .enumerate()
-        .map(|(i, location)| {
-            let counts = listing.per_location.get(i).cloned().unwrap_or_default();
-            let t = tallies[i];
-            old += t.old;
-            report.listed_objects += counts.listed_objects;
-            report.chunks_scanned += counts.chunks;
-            report.foreign_objects += counts.foreign_objects;
-            report.young_kept += t.young;
-            report.referenced_kept += t.referenced;
-            report.planned_deletes += t.planned;
-            report.planned_bytes += t.planned_bytes;
-            if counts.foreign_objects > 0 {
-                warn!(location = %location, foreign = counts.foreign_objects, sample = ?counts.foreign_sample, "foreign objects (never deleted)");
-            }
-            LocationReport {
-                bucket: location.bucket().to_owned(),
-                prefix: location.prefix().to_owned(),
-                listed_objects: counts.listed_objects,
-                chunks_scanned: counts.chunks,
-                foreign_objects: counts.foreign_objects,
-                foreign_sample: counts.foreign_sample,
-                young_kept: t.young,
-                referenced_kept: t.referenced,
-                planned_deletes: t.planned,
-                planned_bytes: t.planned_bytes,
-            }
-        })
-        .collect();
-    info!(
-        chunks = report.chunks_scanned,
-        planned = report.planned_deletes,
-        referenced_kept = report.referenced_kept,
-        young_kept = report.young_kept,
-        "decided"
-    );
-    old
+fn internal(what: &str) -> GcError {
+    GcError::Listing(ListingError::Task(what.to_owned()))
 }
 
 /// Unreferenced old chunks the filter kept by mistake, expected: with rate p, the planned
@@ -524,18 +555,6 @@ fn keys(locations: &[Location], sample: &[(u32, [u8; 32])]) -> Vec<String> {
         .collect()
 }
 
-/// The first half of verify: no planned chunk is referenced, checked exactly.
-fn check_plan(exact: &ExactRefs, listing: &Listing, locations: &[Location]) -> VerifyReport {
-    let wrong = exact.planned_but_referenced(listing.chunks());
-    let sample: Vec<(u32, [u8; 32])> = wrong.iter().take(crate::verify::SAMPLE).map(|c| (c.location, c.id)).collect();
-    VerifyReport {
-        ok: wrong.is_empty(),
-        planned_but_referenced: wrong.len() as u64,
-        planned_but_referenced_keys: keys(locations, &sample),
-        ..VerifyReport::default()
-    }
-}
-
 fn finish_dry_run_verify(report: &mut Report, verify: Option<VerifyReport>) -> Result<(), GcError> {
     let Some(mut verify) = verify else {
         return Ok(());
@@ -546,13 +565,4 @@ fn finish_dry_run_verify(report: &mut Report, verify: Option<VerifyReport>) -> R
     let ok = verify.ok;
     report.verify = Some(verify);
     if ok { Ok(()) } else { Err(GcError::Verify(format!("{missing} referenced chunks are missing, e.g. {first}"))) }
-}
-
-fn record_execute(report: &mut Report, stats: &ExecuteStats) {
-    report.deleted = stats.deleted;
-    report.deleted_bytes = stats.deleted_bytes;
-    report.refreshed_kept = stats.refreshed_kept;
-    report.delete_failures = stats.failures.len() as u64;
-    report.failed_deletes = stats.failures.clone();
-    report.deletes_not_started = stats.not_started;
 }

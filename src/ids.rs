@@ -97,7 +97,7 @@ impl ChunkId {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        const_hex::encode(self.0)
     }
 }
 

@@ -19,15 +19,18 @@ mod local;
 /// How many foreign object names are kept per location for the log.
 const FOREIGN_SAMPLE: usize = 5;
 
-/// One chunk object as listed: the compact form held until the filter is complete.
+/// One chunk object as listed: the compact form a part carries to the decide stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListedChunk {
     pub id: [u8; 32],
     pub size: u64,
     pub last_modified_ms: i64,
-    /// Index of the location in the run's location table.
-    pub location: u32,
 }
+
+/// The most chunks one [`Listed`] part carries: a directory of more is sent in several parts,
+/// so what waits between the listing and the decide stage is bounded by parts, not by the
+/// size of a directory.
+pub const PART_CHUNKS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListingError {
@@ -39,10 +42,12 @@ pub enum ListingError {
     Store(#[from] StoreError),
     #[error("listing task failed: {0}")]
     Task(String),
+    #[error("listing stopped: its consumer is gone")]
+    Closed,
 }
 
 /// What the listing of one location found besides its chunks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocationCounts {
     pub listed_objects: u64,
     pub chunks: u64,
@@ -52,54 +57,29 @@ pub struct LocationCounts {
 }
 
 impl LocationCounts {
-    fn add(&mut self, other: LocationCounts) {
+    pub fn add(&mut self, other: &LocationCounts) {
         self.listed_objects += other.listed_objects;
         self.chunks += other.chunks;
         self.chunk_bytes += other.chunk_bytes;
         self.foreign_objects += other.foreign_objects;
         let room = FOREIGN_SAMPLE.saturating_sub(self.foreign_sample.len());
-        self.foreign_sample.extend(other.foreign_sample.into_iter().take(room));
+        self.foreign_sample.extend(other.foreign_sample.iter().take(room).cloned());
     }
 }
 
-/// Everything the listing found, per location and in batches of chunks (one batch per
-/// listed directory, so nothing is copied to merge them).
+/// One part of a location's listing, as it streams to the decide stage: the counts it adds
+/// and at most [`PART_CHUNKS`] chunks, all from one fan-out directory (so all sharing their
+/// first byte) and in the order listed.
 #[derive(Debug, Default)]
-pub struct Listing {
-    pub per_location: Vec<LocationCounts>,
-    pub batches: Vec<Vec<ListedChunk>>,
+pub struct Listed {
+    pub location: u32,
+    pub counts: LocationCounts,
+    pub chunks: Vec<ListedChunk>,
 }
 
-impl Listing {
-    pub fn chunks(&self) -> impl Iterator<Item = &ListedChunk> {
-        self.batches.iter().flatten()
-    }
-
-    pub fn chunk_count(&self) -> u64 {
-        self.batches.iter().map(|b| b.len() as u64).sum()
-    }
-
-    fn absorb(&mut self, part: DirListing) {
-        let index = part.location as usize;
-        if self.per_location.len() <= index {
-            self.per_location.resize_with(index + 1, LocationCounts::default);
-        }
-        self.per_location[index].add(part.counts);
-        if !part.chunks.is_empty() {
-            self.batches.push(part.chunks);
-        }
-    }
-}
-
-struct DirListing {
-    location: u32,
-    counts: LocationCounts,
-    chunks: Vec<ListedChunk>,
-}
-
-impl DirListing {
-    fn new(location: u32, counts: LocationCounts) -> Self {
-        Self { location, counts, chunks: Vec::new() }
+impl Listed {
+    fn new(location: u32) -> Self {
+        Self { location, counts: LocationCounts::default(), chunks: Vec::new() }
     }
 
     /// Records one chunk object: the one place both listing paths count and keep a chunk.
@@ -107,20 +87,37 @@ impl DirListing {
         self.counts.listed_objects += 1;
         self.counts.chunks += 1;
         self.counts.chunk_bytes += size;
-        self.chunks.push(ListedChunk { id, size, last_modified_ms, location: self.location });
+        self.chunks.push(ListedChunk { id, size, last_modified_ms });
+    }
+
+    fn is_full(&self) -> bool {
+        self.chunks.len() >= PART_CHUNKS
+    }
+
+    /// Takes what this part holds, leaving it empty for the rest of its directory.
+    fn take(&mut self) -> Listed {
+        let mut part = std::mem::replace(self, Listed::new(self.location));
+        part.chunks.shrink_to_fit();
+        part
     }
 }
 
-/// Lists every location that arrives on `locations` until the channel closes.
-pub async fn list_all(
+/// Where the listing sends its parts. The channel is bounded: when the decide stage is not
+/// taking parts (it waits for the filter to be complete), the listing waits too, so listed
+/// chunks never pile up in memory.
+pub type PartSender = mpsc::Sender<Listed>;
+
+/// Lists every location that arrives on `locations` until the channel closes, sending each
+/// part to `out` as soon as it is full or its directory is done.
+pub async fn list_stream(
     stores: Stores,
     mut locations: mpsc::UnboundedReceiver<(u32, Location)>,
     concurrency: usize,
     progress: Arc<AtomicU64>,
-) -> Result<Listing, ListingError> {
+    out: PartSender,
+) -> Result<(), ListingError> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks: JoinSet<Result<Vec<DirListing>, ListingError>> = JoinSet::new();
-    let mut listing = Listing::default();
+    let mut tasks: JoinSet<Result<(), ListingError>> = JoinSet::new();
     let mut open = true;
     while open || !tasks.is_empty() {
         tokio::select! {
@@ -129,23 +126,59 @@ pub async fn list_all(
                     // Building the bucket's store also checks the bucket exists (exit 5 if not),
                     // on the fast path too.
                     let store = stores.bucket(location.bucket())?;
+                    let (progress, out) = (Arc::clone(&progress), out.clone());
                     if let Some(dir) = stores.unlayered_local_dir(location.bucket()) {
-                        let progress = Arc::clone(&progress);
-                        tasks.spawn_blocking(move || local::list_location(&dir, &location, index, &progress));
+                        tasks.spawn_blocking(move || local::list_location(&dir, &location, index, &progress, &out));
                     } else {
-                        let job = list_location(store, location, index, Arc::clone(&permits), Arc::clone(&progress));
-                        tasks.spawn(job);
+                        tasks.spawn(list_location(store, location, index, Arc::clone(&permits), progress, out));
                     }
                 }
                 None => open = false,
             },
-            Some(done) = tasks.join_next() => {
-                let parts = done.map_err(|e| ListingError::Task(e.to_string()))??;
-                parts.into_iter().for_each(|part| listing.absorb(part));
-            }
+            Some(done) = tasks.join_next() => done.map_err(|e| ListingError::Task(e.to_string()))??,
         }
     }
-    Ok(listing)
+    Ok(())
+}
+
+/// A whole listing held in memory: for tests and small tools, never the pipeline.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub per_location: Vec<LocationCounts>,
+    pub parts: Vec<Listed>,
+}
+
+impl Listing {
+    /// Every chunk with the index of its location.
+    pub fn chunks(&self) -> impl Iterator<Item = (u32, &ListedChunk)> {
+        self.parts.iter().flat_map(|p| p.chunks.iter().map(move |c| (p.location, c)))
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.parts.iter().map(|p| p.chunks.len() as u64).sum()
+    }
+}
+
+/// Lists every location of `locations` and collects the whole listing.
+pub async fn list_all(
+    stores: Stores,
+    locations: mpsc::UnboundedReceiver<(u32, Location)>,
+    concurrency: usize,
+    progress: Arc<AtomicU64>,
+) -> Result<Listing, ListingError> {
+    let (out, mut parts) = mpsc::channel(64);
+    let listing = tokio::spawn(list_stream(stores, locations, concurrency, progress, out));
+    let mut collected = Listing::default();
+    while let Some(part) = parts.recv().await {
+        let index = part.location as usize;
+        if collected.per_location.len() <= index {
+            collected.per_location.resize_with(index + 1, LocationCounts::default);
+        }
+        collected.per_location[index].add(&part.counts);
+        collected.parts.push(part);
+    }
+    listing.await.map_err(|e| ListingError::Task(e.to_string()))??;
+    Ok(collected)
 }
 
 /// Lists one location: its top level first, to find the fan-out directories and any
@@ -156,7 +189,8 @@ async fn list_location(
     index: u32,
     permits: Arc<Semaphore>,
     progress: Arc<AtomicU64>,
-) -> Result<Vec<DirListing>, ListingError> {
+    out: PartSender,
+) -> Result<(), ListingError> {
     let list_err = |prefix: &str| {
         let (bucket, prefix) = (location.bucket().to_owned(), prefix.to_owned());
         move |source| ListingError::List { bucket, prefix, source }
@@ -166,12 +200,12 @@ async fn list_location(
         let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
         store.list_with_delimiter(top_prefix.as_ref()).await.map_err(list_err(location.prefix()))?
     };
-    let mut counts = LocationCounts::default();
+    let mut part = Listed::new(index);
     for object in &top.objects {
-        counts.foreign(object.location.as_ref());
+        part.counts.foreign(object.location.as_ref());
     }
     progress.fetch_add(top.objects.len() as u64, Ordering::Relaxed);
-    let mut parts = vec![DirListing::new(index, counts)];
+    out.send(part).await.map_err(|_| ListingError::Closed)?;
     let location = Arc::new(location);
     let mut dirs = JoinSet::new();
     for dir in top.common_prefixes {
@@ -182,13 +216,14 @@ async fn list_location(
             dir,
             Arc::clone(&permits),
             Arc::clone(&progress),
+            out.clone(),
         );
         dirs.spawn(job);
     }
     while let Some(done) = dirs.join_next().await {
-        parts.push(done.map_err(|e| ListingError::Task(e.to_string()))??);
+        done.map_err(|e| ListingError::Task(e.to_string()))??;
     }
-    Ok(parts)
+    Ok(())
 }
 
 async fn list_dir(
@@ -198,20 +233,16 @@ async fn list_dir(
     dir: Path,
     permits: Arc<Semaphore>,
     progress: Arc<AtomicU64>,
-) -> Result<DirListing, ListingError> {
+    out: PartSender,
+) -> Result<(), ListingError> {
     let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
-    let mut part = DirListing::new(index, LocationCounts::default());
+    let mut part = Listed::new(index);
     let mut stream = store.list(Some(&dir));
-    let mut seen = 0u64;
     while let Some(meta) = stream.try_next().await.map_err(|source| ListingError::List {
         bucket: location.bucket().to_owned(),
         prefix: dir.to_string(),
         source,
     })? {
-        seen += 1;
-        if seen.is_multiple_of(1024) {
-            progress.fetch_add(1024, Ordering::Relaxed);
-        }
         let key = meta.location.as_ref();
         // A symbolic link in a `file://` bucket is never a chunk (store::LocalBucket).
         let link = meta.e_tag.as_deref() == Some(SYMLINK_ETAG);
@@ -219,9 +250,14 @@ async fn list_dir(
             Some(id) => part.chunk(id.0, meta.size, meta.last_modified.timestamp_millis()),
             None => part.counts.foreign(key),
         }
+        if part.is_full() {
+            progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
+            out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
+        }
     }
-    progress.fetch_add(seen % 1024, Ordering::Relaxed);
-    Ok(part)
+    progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
+    out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
+    Ok(())
 }
 
 impl LocationCounts {

@@ -24,6 +24,22 @@ pub struct LiveSet {
     pub taken_at: DateTime<Utc>,
 }
 
+impl LiveSet {
+    /// Spec 8.2: the lowercase hex SHA-256 of the ids sorted in ascending byte order, each
+    /// followed by a newline (the trailer, comments and `taken_at` are not part of it).
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut ids: Vec<&str> = self.snapshots.iter().map(|s| s.as_str()).collect();
+        ids.sort_unstable();
+        let mut hasher = Sha256::new();
+        for id in ids {
+            hasher.update(id.as_bytes());
+            hasher.update(b"\n");
+        }
+        const_hex::encode(hasher.finalize())
+    }
+}
+
 /// Why a live set was refused: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LiveSetError {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use gc_partition::cli::{Args, LogFormat, OutputFormat};
 use gc_partition::config::Config;
-use gc_partition::error::Signal;
+use gc_partition::error::{Exit, Signal};
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::Stores;
@@ -28,12 +28,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<u8, (u8, String)> {
-    let config = Config::from_args(args, chrono::Utc::now()).map_err(|e| (2, e.to_string()))?;
-    let stores = Stores::from_url(&args.store, config.store.clone()).map_err(|e| (2, e.to_string()))?;
+    let config = Config::from_args(args, chrono::Utc::now()).map_err(|e| (Exit::Usage.code(), e.to_string()))?;
+    let stores =
+        Stores::from_url(&args.store, config.store.clone()).map_err(|e| (Exit::Usage.code(), e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| (2, format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| (Exit::Usage.code(), format!("cannot start the runtime: {e}")))?;
     let report = runtime.block_on(async {
         let stop = Stop::default();
         let progress = Progress::default();
@@ -54,8 +55,8 @@ fn run(args: &Args) -> Result<u8, (u8, String)> {
         && let Err(e) = write_report(path, &report)
     {
         eprintln!("gc_partition: error: report {}: {e}", path.display());
-        if code == 0 {
-            code = 2;
+        if code == Exit::Done.code() {
+            code = Exit::Usage.code();
         }
     }
     let summary = match config.output {
@@ -91,7 +92,7 @@ fn watch_signals(stop: Stop) {
             };
             if stop.signal().is_some() {
                 eprintln!("gc_partition: second signal: exiting now");
-                std::process::exit(if received == Signal::Interrupt { 130 } else { 143 });
+                std::process::exit(i32::from(Exit::from(received).code()));
             }
             tracing::warn!(signal = ?received, "stopping: no new deletes; in-flight ones finish");
             stop.trigger(received);

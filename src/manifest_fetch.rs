@@ -1,6 +1,6 @@
 //! The manifests stage: find, fetch, parse and check every live snapshot's manifests,
-//! concurrently, feeding each id into the filter (and the exact set under `--verify`) as
-//! soon as its file is checked. Index files of a `file://` store are memory-mapped.
+//! concurrently, feeding each id to the run's [`RefSink`] (the filter, and verify's spill
+//! under `--verify`) as soon as its file is checked. Index files of a `file://` store are memory-mapped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,13 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::bloom::RefFilter;
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
 use crate::locations::{Location, LocationError};
 use crate::manifest::{self, ManifestError, ManifestErrorKind, legacy, unified};
 use crate::store::Stores;
-use crate::verify::ExactRefsBuilder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -46,13 +44,23 @@ struct SnapshotJob {
     unified: bool,
 }
 
-/// Counters of the stage, for the report.
+/// Counters of the stage, for the report and the progress events.
 #[derive(Debug, Default)]
 pub struct IngestStats {
     pub legacy: AtomicU64,
     pub unified: AtomicU64,
     pub referenced_ids: AtomicU64,
-    pub bytes: AtomicU64,
+    /// Snapshots whose manifests are all ingested, and how many the live set has.
+    pub snapshots_done: AtomicU64,
+    pub snapshots_total: AtomicU64,
+}
+
+/// Where the stage sends every referenced id, as soon as its file is checked: the filter,
+/// and whatever else the run needs (verify's spill, explain's lookups). An id seen here may
+/// still belong to a manifest that fails later: the run then aborts, so the ids only ever
+/// kept chunks.
+pub trait RefSink: Send + Sync {
+    fn add(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]);
 }
 
 /// Where the stage sends each location a unified manifest names: returns its index in the
@@ -66,8 +74,7 @@ pub struct Ingest {
     pub meta_bucket: String,
     pub partition: PartitionId,
     pub legacy_location: u32,
-    pub filter: Arc<RefFilter>,
-    pub exact: Option<Arc<ExactRefsBuilder>>,
+    pub sink: Arc<dyn RefSink>,
     pub register: RegisterLocation,
     pub stats: Arc<IngestStats>,
 }
@@ -130,6 +137,7 @@ pub async fn inventory(
 /// Fetches, checks and ingests every manifest of the inventory, `concurrency` at a time.
 /// The first error stops the stage.
 pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usize) -> Result<(), IngestError> {
+    ingest.stats.snapshots_total.store(inventory.jobs.len() as u64, Ordering::Relaxed);
     futures::stream::iter(inventory.jobs)
         .map(|job| ingest_snapshot(ingest.clone(), job))
         .buffer_unordered(concurrency.max(1))
@@ -152,6 +160,7 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
         ingest_unified(&ingest, store.as_ref(), &job.snapshot).await?;
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
+    ingest.stats.snapshots_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -182,7 +191,7 @@ fn ingest_snapshot_local(ingest: &Ingest, job: &SnapshotJob) -> Result<(), Inges
         let parsed = legacy::parse_manifest(&text, &object, snapshot, &ingest.partition)?;
         let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
         let index = map_file(&open(&index_key)?).map_err(|e| local_err(bucket, &index_key, snapshot, &e))?;
-        ingest.add_checked_index(&parsed, &index, &object_name(bucket, &index_key))?;
+        ingest.add_checked_index(&parsed, &index, &object_name(bucket, &index_key), snapshot)?;
         ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
     }
     if job.unified {
@@ -191,6 +200,7 @@ fn ingest_snapshot_local(ingest: &Ingest, job: &SnapshotJob) -> Result<(), Inges
         ingest.add_unified(bytes, &object_name(bucket, &key), snapshot)?;
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
+    ingest.stats.snapshots_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -279,8 +289,8 @@ async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &Snap
     let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
     let index = index_bytes(ingest, store, &index_key, snapshot).await?;
     let object = object_name(bucket, &index_key);
-    let ingest = ingest.clone();
-    run_blocking(move || ingest.add_checked_index(&parsed, &index, &object)).await
+    let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
+    run_blocking(move || ingest.add_checked_index(&parsed, &index, &object, &snapshot)).await
 }
 
 async fn ingest_unified(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
@@ -298,11 +308,11 @@ impl Ingest {
         parsed: &legacy::LegacyManifest,
         index: &[u8],
         object: &str,
+        snapshot: &SnapshotId,
     ) -> Result<(), IngestError> {
         let location = self.legacy_location;
-        let sink = |ids: &[[u8; 32]]| self.add_ids(location, ids, 0);
+        let sink = |ids: &[[u8; 32]]| self.add_ids(snapshot, location, ids);
         legacy::check_index_streaming(parsed, index, object, &sink)?;
-        self.stats.bytes.fetch_add(index.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -310,7 +320,6 @@ impl Ingest {
     /// manifest of many small groups is never held whole; an error voids the run).
     fn add_unified(&self, bytes: Bytes, object: &str, snapshot: &SnapshotId) -> Result<(), IngestError> {
         let ingest = self;
-        let size = bytes.len() as u64;
         let reader = unified::SnapReader::open(bytes, object, snapshot, &ingest.partition)?;
         let mut indexes = Vec::with_capacity(reader.head().locations.len());
         for location in &reader.head().locations {
@@ -323,24 +332,19 @@ impl Ingest {
         }
         let mut out_of_range = None;
         reader.for_each_group(|group| match indexes.get(group.location as usize) {
-            Some(&location) => ingest.add_ids(location, group.ids(), 0),
+            Some(&location) => ingest.add_ids(snapshot, location, group.ids()),
             // The reader checks every group's location is in range before passing it.
             None => out_of_range = Some(group.location),
         })?;
         if let Some(location) = out_of_range {
             return Err(IngestError::Task(format!("{object}: group location {location} out of range")));
         }
-        ingest.stats.bytes.fetch_add(size, Ordering::Relaxed);
         Ok(())
     }
 
-    fn add_ids(&self, location: u32, ids: &[[u8; 32]], bytes: u64) {
-        self.filter.insert_all(ids);
-        if let Some(exact) = &self.exact {
-            exact.add(location, ids);
-        }
+    fn add_ids(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]) {
+        self.sink.add(snapshot, location, ids);
         self.stats.referenced_ids.fetch_add(ids.len() as u64, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

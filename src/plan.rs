@@ -1,57 +1,223 @@
-//! The plan file (spec section 6): JSON Lines, a header, one record per planned delete, and
-//! a footer without which the plan is incomplete.
+//! The plan: what a run decided to delete, spooled to disk as it is decided, and the plan
+//! file of spec sections 6 and 8 (JSON Lines: a header, one record per planned delete, a
+//! footer without which the plan is incomplete; zstd-compressed when its name ends in `.zst`).
+//!
+//! The decide stage appends each listed part's planned chunks to a [`PlanSpool`] as one *run*
+//! (48 bytes a record, in an anonymous file under the work directory), so memory holds only
+//! the run index, never the records. [`Plan`] orders the runs by location, then fan-out
+//! directory, then arrival: the plan's order, with no global sort. Within a run, records are
+//! sorted by id (a directory of more than one part is a sequence of sorted runs).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::listing::ListedChunk;
+use crate::ids::ChunkId;
+use crate::listing::{ListedChunk, LocationCounts};
 use crate::locations::Location;
 
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
+/// Bytes of one spooled record: id, size, last-modified.
+const RECORD_LEN: usize = 48;
+/// Buffer of the spool's writer and of the plan file's writer.
+const WRITE_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
-#[error("plan {path}: {source}")]
-pub struct PlanError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
+pub enum PlanError {
+    #[error("plan {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("plan spool under {dir}: {source}")]
+    Spool { dir: PathBuf, source: io::Error },
 }
 
-#[derive(Debug, Serialize)]
-pub struct PlanHeader<'a> {
+/// What the decide stage counted for one location.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocationTally {
+    pub listing: LocationCounts,
+    pub young_kept: u64,
+    pub referenced_kept: u64,
+    pub planned: u64,
+    pub planned_bytes: u64,
+    /// Chunks last modified before the cutoff: the guard's denominator.
+    pub old: u64,
+}
+
+impl LocationTally {
+    pub fn add(&mut self, other: &LocationTally) {
+        self.listing.add(&other.listing);
+        self.young_kept += other.young_kept;
+        self.referenced_kept += other.referenced_kept;
+        self.planned += other.planned;
+        self.planned_bytes += other.planned_bytes;
+        self.old += other.old;
+    }
+}
+
+/// One run of the spool: consecutive records of one location and fan-out directory.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    location: u32,
+    fanout: u8,
+    seq: u64,
+    offset: u64,
+    count: u32,
+}
+
+/// Where the decide stage writes planned chunks as it decides them.
+pub struct PlanSpool {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    runs: Vec<Run>,
+    offset: u64,
+}
+
+impl PlanSpool {
+    /// An anonymous file under `dir`: nothing is left behind, whatever the exit.
+    pub fn create(dir: &Path) -> Result<Self, PlanError> {
+        let file = tempfile::tempfile_in(dir).map_err(|source| PlanError::Spool { dir: dir.to_owned(), source })?;
+        Ok(Self { dir: dir.to_owned(), out: BufWriter::with_capacity(WRITE_BUFFER, file), runs: Vec::new(), offset: 0 })
+    }
+
+    /// Appends the planned chunks of one listed part, sorted by id, one run per first byte.
+    pub fn append(&mut self, location: u32, planned: &mut [ListedChunk]) -> Result<(), PlanError> {
+        planned.sort_unstable_by_key(|c| c.id);
+        for run in planned.chunk_by(|a, b| a.id[0] == b.id[0]) {
+            self.append_run(location, run).map_err(|source| PlanError::Spool { dir: self.dir.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    fn append_run(&mut self, location: u32, run: &[ListedChunk]) -> io::Result<()> {
+        let mut record = [0u8; RECORD_LEN];
+        for chunk in run {
+            encode(chunk, &mut record);
+            self.out.write_all(&record)?;
+        }
+        let seq = self.runs.len() as u64;
+        self.runs.push(Run { location, fanout: run[0].id[0], seq, offset: self.offset, count: run.len() as u32 });
+        self.offset += (run.len() * RECORD_LEN) as u64;
+        Ok(())
+    }
+
+    /// Flushes the spool and orders its runs: location, fan-out directory, arrival.
+    pub fn finish(self) -> Result<SpooledPlan, PlanError> {
+        let dir = self.dir;
+        let file = self.out.into_inner().map_err(|e| PlanError::Spool { dir: dir.clone(), source: e.into_error() })?;
+        let mut runs = self.runs;
+        runs.sort_unstable_by_key(|r| (r.location, r.fanout, r.seq));
+        Ok(SpooledPlan { dir, file, runs, bytes_on_disk: self.offset })
+    }
+}
+
+fn encode(chunk: &ListedChunk, out: &mut [u8; RECORD_LEN]) {
+    out[..32].copy_from_slice(&chunk.id);
+    out[32..40].copy_from_slice(&chunk.size.to_le_bytes());
+    out[40..].copy_from_slice(&chunk.last_modified_ms.to_le_bytes());
+}
+
+fn decode(record: &[u8]) -> ListedChunk {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&record[..32]);
+    let word = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&record[at..at + 8]);
+        bytes
+    };
+    ListedChunk { id, size: u64::from_le_bytes(word(32)), last_modified_ms: i64::from_le_bytes(word(40)) }
+}
+
+/// The planned records on disk, in plan order.
+pub struct SpooledPlan {
+    dir: PathBuf,
+    file: File,
+    runs: Vec<Run>,
+    bytes_on_disk: u64,
+}
+
+impl SpooledPlan {
+    /// Bytes the spool takes under the work directory.
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.bytes_on_disk
+    }
+
+    /// Every run in plan order, read one at a time: (location index, its records).
+    pub fn runs(&self) -> impl Iterator<Item = Result<(u32, Vec<ListedChunk>), PlanError>> + '_ {
+        self.runs.iter().map(|run| self.read(run).map(|records| (run.location, records)))
+    }
+
+    /// The runs of one fan-out directory (ids starting with `fanout`), every location.
+    pub fn runs_of_fanout(&self, fanout: u8) -> impl Iterator<Item = Result<(u32, Vec<ListedChunk>), PlanError>> + '_ {
+        self.runs
+            .iter()
+            .filter(move |r| r.fanout == fanout)
+            .map(|run| self.read(run).map(|records| (run.location, records)))
+    }
+
+    fn read(&self, run: &Run) -> Result<Vec<ListedChunk>, PlanError> {
+        let mut bytes = vec![0u8; run.count as usize * RECORD_LEN];
+        self.file
+            .read_exact_at(&mut bytes, run.offset)
+            .map_err(|source| PlanError::Spool { dir: self.dir.clone(), source })?;
+        Ok(bytes.chunks_exact(RECORD_LEN).map(decode).collect())
+    }
+}
+
+/// What a run decided: the counters, and the records when they were spooled (they are only
+/// kept when something will read them: `--execute`, `--plan-out` or `--verify`).
+pub struct Plan {
+    pub per_location: Vec<LocationTally>,
+    pub spool: Option<SpooledPlan>,
+}
+
+impl Plan {
+    pub fn totals(&self) -> LocationTally {
+        let mut total = LocationTally::default();
+        self.per_location.iter().for_each(|t| total.add(t));
+        total
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlanHeader {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub version: u32,
-    pub partition: &'a str,
-    pub mode: &'static str,
+    pub partition: String,
+    pub store: String,
+    pub mode: String,
     pub cutoff: String,
     pub created_at: String,
     pub taken_at: String,
     pub live_snapshots: u64,
+    pub live_set_sha256: String,
+    pub max_delete_fraction: f64,
     pub bloom_fpr: f64,
     pub bloom_seed: u64,
     pub locations: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct DeleteRecord<'a> {
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteRecord {
     #[serde(rename = "type")]
-    kind: &'static str,
-    bucket: &'a str,
-    key: &'a str,
-    size: u64,
-    last_modified: String,
+    pub kind: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub last_modified: String,
 }
 
-#[derive(Serialize)]
-struct Footer {
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Footer {
     #[serde(rename = "type")]
-    kind: &'static str,
-    count: u64,
-    bytes: u64,
+    pub kind: String,
+    pub count: u64,
+    pub bytes: u64,
+    /// Chunks older than the cutoff when the plan was made: the guard's denominator.
+    pub old_chunks: u64,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -62,86 +228,163 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).map(rfc3339).unwrap_or_else(|| ms.to_string())
 }
 
-/// Writes the whole plan to `path`; the footer is written last, after every record.
-pub fn write_plan<'a>(
+/// Whether a plan path asks for zstd compression.
+pub fn is_zstd(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "zst")
+}
+
+/// Writes the plan file at `path` from the spool, in plan order; the footer is written
+/// last, after every record, and the file is synced. Returns (records, bytes).
+pub fn write_plan(
     path: &Path,
-    header: &PlanHeader<'_>,
+    header: &PlanHeader,
     locations: &[Location],
-    planned: impl Iterator<Item = &'a ListedChunk>,
+    spool: &SpooledPlan,
+    old_chunks: u64,
 ) -> Result<(u64, u64), PlanError> {
-    let fail = |source| PlanError { path: path.to_owned(), source };
+    let fail = |source| PlanError::Write { path: path.to_owned(), source };
     let file = File::create(path).map_err(fail)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let (count, bytes) = write_records(&mut out, header, locations, planned).map_err(fail)?;
-    let file = out.into_inner().map_err(|e| fail(e.into_error()))?;
+    let out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let file = if is_zstd(path) {
+        let mut encoder = zstd::Encoder::new(out, 3).map_err(fail)?;
+        let written = write_records(&mut encoder, path, header, locations, spool, old_chunks)?;
+        let out = encoder.finish().map_err(fail)?;
+        (out.into_inner().map_err(|e| fail(e.into_error()))?, written)
+    } else {
+        let mut out = out;
+        let written = write_records(&mut out, path, header, locations, spool, old_chunks)?;
+        (out.into_inner().map_err(|e| fail(e.into_error()))?, written)
+    };
+    let (file, written) = file;
     file.sync_all().map_err(fail)?;
+    Ok(written)
+}
+
+fn write_records(
+    out: &mut impl Write,
+    path: &Path,
+    header: &PlanHeader,
+    locations: &[Location],
+    spool: &SpooledPlan,
+    old_chunks: u64,
+) -> Result<(u64, u64), PlanError> {
+    let path_of = |source| PlanError::Write { path: path.to_owned(), source };
+    let line = |out: &mut dyn Write, value: &dyn erased::Line| value.write_line(out);
+    line(out, header).map_err(path_of)?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for run in spool.runs() {
+        let (location, records) = run?;
+        let location = &locations[location as usize];
+        for chunk in records {
+            let record = DeleteRecord {
+                kind: "delete".into(),
+                bucket: location.bucket().to_owned(),
+                key: location.chunk_key(&ChunkId(chunk.id)),
+                size: chunk.size,
+                last_modified: ms_to_rfc3339(chunk.last_modified_ms),
+            };
+            line(out, &record).map_err(path_of)?;
+            count += 1;
+            bytes += chunk.size;
+        }
+    }
+    line(out, &Footer { kind: "footer".into(), count, bytes, old_chunks }).map_err(path_of)?;
+    out.flush().map_err(path_of)?;
     Ok((count, bytes))
 }
 
-fn write_records<'a>(
-    out: &mut impl Write,
-    header: &PlanHeader<'_>,
-    locations: &[Location],
-    planned: impl Iterator<Item = &'a ListedChunk>,
-) -> std::io::Result<(u64, u64)> {
-    serde_json::to_writer(&mut *out, header)?;
-    out.write_all(b"\n")?;
-    let (mut count, mut bytes) = (0u64, 0u64);
-    for chunk in planned {
-        let location = &locations[chunk.location as usize];
-        let key = location.chunk_key(&crate::ids::ChunkId(chunk.id));
-        let record = DeleteRecord {
-            kind: "delete",
-            bucket: location.bucket(),
-            key: &key,
-            size: chunk.size,
-            last_modified: ms_to_rfc3339(chunk.last_modified_ms),
-        };
-        serde_json::to_writer(&mut *out, &record)?;
-        out.write_all(b"\n")?;
-        count += 1;
-        bytes += chunk.size;
+/// One JSON value per line, whatever its type.
+mod erased {
+    use std::io::{self, Write};
+
+    pub trait Line {
+        fn write_line(&self, out: &mut dyn Write) -> io::Result<()>;
     }
-    serde_json::to_writer(&mut *out, &Footer { kind: "footer", count, bytes })?;
-    out.write_all(b"\n")?;
-    out.flush()?;
-    Ok((count, bytes))
+
+    impl<T: serde::Serialize> Line for T {
+        fn write_line(&self, mut out: &mut dyn Write) -> io::Result<()> {
+            serde_json::to_writer(&mut out, self).map_err(io::Error::other)?;
+            out.write_all(b"\n")
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn plan_has_header_records_and_footer() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.jsonl");
-        let locations = vec![Location::new("snapshots", "partitions/p1/chunks").unwrap()];
-        let header = PlanHeader {
-            kind: "header",
+    fn chunk(first: u8, n: u8, size: u64) -> ListedChunk {
+        let mut id = [n; 32];
+        id[0] = first;
+        ListedChunk { id, size, last_modified_ms: 1000 * i64::from(n) }
+    }
+
+    fn header(locations: &[Location]) -> PlanHeader {
+        PlanHeader {
+            kind: "header".into(),
             version: PLAN_VERSION,
-            partition: "p1",
-            mode: "dry-run",
+            partition: "p1".into(),
+            store: "file:///s".into(),
+            mode: "dry-run".into(),
             cutoff: "2026-01-01T00:00:00.000Z".into(),
             created_at: "2026-01-03T00:00:00.000Z".into(),
             taken_at: "2026-01-03T00:00:00.000Z".into(),
             live_snapshots: 2,
+            live_set_sha256: "00".repeat(32),
+            max_delete_fraction: 0.5,
             bloom_fpr: 0.001,
             bloom_seed: 9,
-            locations: vec![locations[0].to_string()],
-        };
-        let chunks = [
-            ListedChunk { id: [0xab; 32], size: 10, last_modified_ms: 0, location: 0 },
-            ListedChunk { id: [0x01; 32], size: 5, last_modified_ms: 1000, location: 0 },
-        ];
-        assert_eq!(write_plan(&path, &header, &locations, chunks.iter()).unwrap(), (2, 15));
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0]["type"], "header");
-        assert_eq!(lines[0]["bloom_seed"], 9);
-        assert_eq!(lines[1]["key"], format!("partitions/p1/chunks/ab/{}", "ab".repeat(32)));
-        assert_eq!(lines[2]["last_modified"], "1970-01-01T00:00:01.000Z");
-        assert_eq!(lines[3], serde_json::json!({"type": "footer", "count": 2, "bytes": 15}));
+            locations: locations.iter().map(Location::to_string).collect(),
+        }
+    }
+
+    fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+        let bytes = std::fs::read(path).unwrap();
+        let text = if is_zstd(path) { zstd::decode_all(bytes.as_slice()).unwrap() } else { bytes };
+        String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Parts arrive in any order across locations and directories; the plan comes out by
+    /// location, then directory, then arrival, each run sorted by id.
+    #[test]
+    fn plan_order_is_location_then_directory_then_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = PlanSpool::create(dir.path()).unwrap();
+        spool.append(1, &mut [chunk(0x10, 3, 1)]).unwrap();
+        spool.append(0, &mut [chunk(0xab, 9, 1), chunk(0xab, 2, 1)]).unwrap();
+        spool.append(0, &mut [chunk(0x01, 7, 1)]).unwrap();
+        spool.append(0, &mut [chunk(0xab, 1, 1)]).unwrap();
+        // A part whose planned chunks span two first bytes is split into two runs.
+        spool.append(1, &mut [chunk(0x20, 5, 1), chunk(0x05, 6, 1)]).unwrap();
+        let plan = spool.finish().unwrap();
+        let order: Vec<(u8, u8)> = plan.runs().flat_map(|r| r.unwrap().1).map(|c| (c.id[0], c.id[1])).collect();
+        assert_eq!(order, [(0x01, 7), (0xab, 2), (0xab, 9), (0xab, 1), (0x05, 6), (0x10, 3), (0x20, 5)]);
+        let locations_in_order: Vec<u32> = plan.runs().map(|r| r.unwrap().0).collect();
+        assert_eq!(locations_in_order, [0, 0, 0, 1, 1, 1]);
+        assert_eq!(plan.runs_of_fanout(0xab).count(), 2);
+    }
+
+    #[test]
+    fn plan_file_has_header_records_and_footer_plain_and_zstd() {
+        let dir = tempfile::tempdir().unwrap();
+        let locations = vec![Location::new("snapshots", "partitions/p1/chunks").unwrap()];
+        let mut spool = PlanSpool::create(dir.path()).unwrap();
+        spool.append(0, &mut [chunk(0xab, 0xab, 10), chunk(0x01, 1, 5)]).unwrap();
+        let spool = spool.finish().unwrap();
+        for name in ["plan.jsonl", "plan.jsonl.zst"] {
+            let path = dir.path().join(name);
+            assert_eq!(write_plan(&path, &header(&locations), &locations, &spool, 7).unwrap(), (2, 15));
+            let raw = std::fs::read(&path).unwrap();
+            assert_eq!(raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), name.ends_with(".zst"), "zstd magic");
+            let lines = read_lines(&path);
+            assert_eq!(lines.len(), 4);
+            assert_eq!(lines[0]["type"], "header");
+            assert_eq!(lines[0]["bloom_seed"], 9);
+            assert_eq!(lines[0]["store"], "file:///s");
+            assert_eq!(lines[1]["key"], format!("partitions/p1/chunks/01/01{}", "01".repeat(31)));
+            assert_eq!(lines[1]["last_modified"], "1970-01-01T00:00:01.000Z");
+            assert_eq!(lines[2]["key"], format!("partitions/p1/chunks/ab/{}", "ab".repeat(32)));
+            assert_eq!(lines[3], serde_json::json!({"type": "footer", "count": 2, "bytes": 15, "old_chunks": 7}));
+        }
     }
 }

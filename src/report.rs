@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::execute::DeleteFailure;
+use crate::execute::{DeleteFailure, ExecuteStats};
+use crate::locations::Location;
+use crate::plan::Plan;
 use crate::verify::VerifyReport;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +40,16 @@ pub struct GuardReport {
     pub old_chunks: u64,
     pub fraction: f64,
     pub tripped: bool,
+}
+
+impl GuardReport {
+    /// The verdict: tripped when the plan deletes more than the allowed share of the
+    /// chunks older than the cutoff (strictly more: exactly the limit passes).
+    pub fn judge(&mut self, old_chunks: u64, planned: u64) {
+        self.old_chunks = old_chunks;
+        self.fraction = if old_chunks == 0 { 0.0 } else { planned as f64 / old_chunks as f64 };
+        self.tripped = self.fraction > self.max_delete_fraction;
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,6 +128,50 @@ fn thousands(n: u64) -> String {
 }
 
 impl Report {
+    /// Fills the listing and decision counts, per location and in total, from the plan's
+    /// counters.
+    pub fn record_plan(&mut self, plan: &Plan, locations: &[Location]) {
+        self.locations = locations.len() as u64;
+        self.per_location = locations
+            .iter()
+            .zip(&plan.per_location)
+            .map(|(location, t)| {
+                if t.listing.foreign_objects > 0 {
+                    tracing::warn!(location = %location, foreign = t.listing.foreign_objects, sample = ?t.listing.foreign_sample, "foreign objects (never deleted)");
+                }
+                LocationReport {
+                    bucket: location.bucket().to_owned(),
+                    prefix: location.prefix().to_owned(),
+                    listed_objects: t.listing.listed_objects,
+                    chunks_scanned: t.listing.chunks,
+                    foreign_objects: t.listing.foreign_objects,
+                    foreign_sample: t.listing.foreign_sample.clone(),
+                    young_kept: t.young_kept,
+                    referenced_kept: t.referenced_kept,
+                    planned_deletes: t.planned,
+                    planned_bytes: t.planned_bytes,
+                }
+            })
+            .collect();
+        let total = plan.totals();
+        self.listed_objects = total.listing.listed_objects;
+        self.chunks_scanned = total.listing.chunks;
+        self.foreign_objects = total.listing.foreign_objects;
+        self.young_kept = total.young_kept;
+        self.referenced_kept = total.referenced_kept;
+        self.planned_deletes = total.planned;
+        self.planned_bytes = total.planned_bytes;
+    }
+
+    pub fn record_execute(&mut self, stats: &ExecuteStats) {
+        self.deleted = stats.deleted;
+        self.deleted_bytes = stats.deleted_bytes;
+        self.refreshed_kept = stats.refreshed_kept;
+        self.delete_failures = stats.failures.len() as u64;
+        self.failed_deletes = stats.failures.clone();
+        self.deletes_not_started = stats.not_started;
+    }
+
     /// The human summary printed on stdout by default.
     pub fn human(&self) -> String {
         let mut s = String::new();
@@ -236,6 +292,18 @@ mod tests {
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(thousands(12), "12");
+    }
+
+    #[test]
+    fn guard_trips_strictly_above_the_limit() {
+        let mut guard = GuardReport { max_delete_fraction: 0.5, ..GuardReport::default() };
+        guard.judge(10, 5);
+        assert!(!guard.tripped, "exactly the limit passes");
+        guard.judge(10, 6);
+        assert!(guard.tripped);
+        assert_eq!(guard.old_chunks, 10, "the denominator is the chunks older than the cutoff");
+        guard.judge(0, 0);
+        assert!(!guard.tripped && guard.fraction == 0.0);
     }
 
     #[test]

@@ -1,146 +1,300 @@
-//! The exact checks of `--verify`, which never go through the filter: a sorted table of
-//! every (chunk id, location) a live manifest references, with a prefix table over the
-//! first two bytes so a lookup is a short binary search.
+//! The exact checks of `--verify` (spec 4.7), which never go through the filter, in memory
+//! bounded by one id range rather than by the partition.
+//!
+//! Every referenced (id, location) a live manifest names is spilled to disk by id range (its
+//! first byte: the `<hh>` fan-out), and so is every listed chunk the filter holds (a chunk
+//! the filter does not hold is referenced by no live manifest, so it can be neither missing
+//! nor planned-but-referenced). Each range is then read alone: its references sorted and
+//! deduplicated, then merged with that range's planned chunks, its listing before the deletes
+//! and, after `--execute`, its listing after them, each taken in sorted blocks.
 
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::listing::{ListedChunk, Listing};
+use crate::bloom::RefFilter;
+use crate::listing::Listed;
+use crate::plan::{PlanError, SpooledPlan};
 
-const PREFIX_BUCKETS: usize = 1 << 16;
+/// Id ranges: one per value of an id's first byte.
+pub const RANGES: usize = 256;
 /// How many missing or wrongly planned keys the report names.
 pub const SAMPLE: usize = 100;
+/// Bytes of one spilled entry: the id and the location index.
+const ENTRY_LEN: usize = 36;
+/// Entries sorted and merged at once when a range's listing or plan is read back.
+const BLOCK_ENTRIES: usize = 1 << 20;
+/// Write buffer of each range file.
+const RANGE_BUFFER: usize = 64 * 1024;
 
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("verify spill under {dir}: {source}")]
+    Spill { dir: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// A referenced or listed (chunk id, location index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct RefEntry {
-    id: [u8; 32],
-    location: u32,
+pub struct Entry {
+    pub id: [u8; 32],
+    pub location: u32,
 }
 
-/// Collects references from the manifest workers, then freezes into [`ExactRefs`].
-#[derive(Default)]
-pub struct ExactRefsBuilder {
-    entries: Mutex<Vec<RefEntry>>,
+impl Entry {
+    fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[..32].copy_from_slice(&self.id);
+        out[32..].copy_from_slice(&self.location.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Entry {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&bytes[..32]);
+        let mut location = [0u8; 4];
+        location.copy_from_slice(&bytes[32..ENTRY_LEN]);
+        Entry { id, location: u32::from_le_bytes(location) }
+    }
 }
 
-impl ExactRefsBuilder {
+/// Entries written to one file per id range, from any number of threads.
+pub struct RangeSpill {
+    dir: PathBuf,
+    ranges: Vec<Mutex<BufWriter<File>>>,
+    entries: AtomicU64,
+    /// The first write error: the spill is then incomplete, and `finish` says so.
+    failed: Mutex<Option<io::Error>>,
+}
+
+impl RangeSpill {
+    /// One anonymous file per range under `dir`: nothing is left behind, whatever the exit.
+    pub fn create(dir: &Path) -> Result<Self, VerifyError> {
+        let ranges = (0..RANGES)
+            .map(|_| Ok(Mutex::new(BufWriter::with_capacity(RANGE_BUFFER, tempfile::tempfile_in(dir)?))))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|source| VerifyError::Spill { dir: dir.to_owned(), source })?;
+        Ok(Self { dir: dir.to_owned(), ranges, entries: AtomicU64::new(0), failed: Mutex::new(None) })
+    }
+
+    /// Adds (id, location) for every id: grouped by range first, so each range's lock is
+    /// taken once per call.
     pub fn add(&self, location: u32, ids: &[[u8; 32]]) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.extend(ids.iter().map(|&id| RefEntry { id, location }));
+        let mut entries: Vec<Entry> = ids.iter().map(|&id| Entry { id, location }).collect();
+        self.add_entries(&mut entries);
     }
 
-    pub fn build(self) -> ExactRefs {
-        let mut entries = self.entries.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.par_sort_unstable();
-        entries.dedup();
-        entries.shrink_to_fit();
-        let mut starts = vec![0u32; PREFIX_BUCKETS + 1];
-        for entry in &entries {
-            starts[prefix_of(&entry.id) + 1] += 1;
-        }
-        for i in 0..PREFIX_BUCKETS {
-            starts[i + 1] += starts[i];
-        }
-        ExactRefs { entries, starts }
-    }
-}
-
-fn prefix_of(id: &[u8; 32]) -> usize {
-    usize::from(u16::from_be_bytes([id[0], id[1]]))
-}
-
-/// Every referenced (id, location), sorted and deduplicated.
-pub struct ExactRefs {
-    entries: Vec<RefEntry>,
-    starts: Vec<u32>,
-}
-
-impl ExactRefs {
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Distinct ids referenced, whatever the location.
-    pub fn distinct_ids(&self) -> u64 {
-        self.entries.windows(2).filter(|w| w[0].id != w[1].id).count() as u64 + u64::from(!self.entries.is_empty())
-    }
-
-    fn range_of(&self, id: &[u8; 32]) -> &[RefEntry] {
-        let p = prefix_of(id);
-        let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
-        let bucket = &self.entries[lo..hi];
-        let start = bucket.partition_point(|e| e.id < *id);
-        let end = bucket.partition_point(|e| e.id <= *id);
-        &bucket[start..end]
-    }
-
-    /// True when any live manifest references `id`, in any location.
-    pub fn references_id(&self, id: &[u8; 32]) -> bool {
-        !self.range_of(id).is_empty()
-    }
-
-    /// The entry index of (id, location), if referenced there.
-    fn position(&self, id: &[u8; 32], location: u32) -> Option<usize> {
-        let range = self.range_of(id);
-        let offset = range.iter().position(|e| e.location == location)?;
-        let base = range.as_ptr() as usize - self.entries.as_ptr() as usize;
-        Some(base / std::mem::size_of::<RefEntry>() + offset)
-    }
-
-    /// Which referenced (id, location) pairs the listing found.
-    pub fn presence(&self, listing: &Listing) -> Presence {
-        let bits: Vec<std::sync::atomic::AtomicU64> =
-            (0..self.entries.len().div_ceil(64)).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
-        listing.batches.par_iter().for_each(|batch| {
-            for chunk in batch {
-                if let Some(i) = self.position(&chunk.id, chunk.location) {
-                    bits[i / 64].fetch_or(1 << (i % 64), std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        });
-        Presence { bits: bits.into_iter().map(|b| b.into_inner()).collect() }
-    }
-
-    /// (id, location) pairs of `before` that `after` lacks, with a sample.
-    pub fn missing(&self, before: &Presence, after: Option<&Presence>) -> (u64, Vec<(u32, [u8; 32])>) {
-        let mut count = 0u64;
-        let mut sample = Vec::new();
-        for (i, entry) in self.entries.iter().enumerate() {
-            let lost = match after {
-                None => !before.has(i),
-                Some(after) => before.has(i) && !after.has(i),
-            };
-            if lost {
-                count += 1;
-                if sample.len() < SAMPLE {
-                    sample.push((entry.location, entry.id));
+    fn add_entries(&self, entries: &mut [Entry]) {
+        entries.sort_unstable_by_key(|e| e.id[0]);
+        for group in entries.chunk_by(|a, b| a.id[0] == b.id[0]) {
+            let mut out = self.ranges[usize::from(group[0].id[0])].lock().unwrap_or_else(PoisonError::into_inner);
+            for entry in group {
+                if let Err(e) = out.write_all(&entry.encode()) {
+                    self.fail(e);
+                    return;
                 }
             }
         }
-        (count, sample)
+        self.entries.fetch_add(entries.len() as u64, Ordering::Relaxed);
     }
 
-    /// Planned chunks whose id a live manifest references: must be none.
-    pub fn planned_but_referenced<'a>(&self, planned: impl Iterator<Item = &'a ListedChunk>) -> Vec<ListedChunk> {
-        planned.filter(|c| self.references_id(&c.id)).copied().collect()
+    /// Adds every chunk of a listed part that the filter holds: only those can be referenced.
+    pub fn add_listed(&self, part: &Listed, filter: &RefFilter) {
+        let mut entries: Vec<Entry> = part
+            .chunks
+            .iter()
+            .filter(|c| filter.contains(&c.id))
+            .map(|c| Entry { id: c.id, location: part.location })
+            .collect();
+        self.add_entries(&mut entries);
+    }
+
+    fn fail(&self, error: io::Error) {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
+    }
+
+    /// Flushes every range; fails if any write failed.
+    pub fn finish(self) -> Result<Spilled, VerifyError> {
+        let dir = self.dir;
+        let spill_err = |source| VerifyError::Spill { dir: dir.clone(), source };
+        if let Some(error) = self.failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(spill_err(error));
+        }
+        let files = self
+            .ranges
+            .into_iter()
+            .map(|range| {
+                let out = range.into_inner().unwrap_or_else(PoisonError::into_inner);
+                out.into_inner().map_err(|e| e.into_error())
+            })
+            .collect::<io::Result<Vec<File>>>()
+            .map_err(spill_err)?;
+        let entries = self.entries.into_inner();
+        Ok(Spilled { dir, files, entries })
     }
 }
 
-/// One bit per [`ExactRefs`] entry: was it listed.
-pub struct Presence {
-    bits: Vec<u64>,
+/// A finished spill: its ranges read back one at a time.
+pub struct Spilled {
+    dir: PathBuf,
+    files: Vec<File>,
+    entries: u64,
 }
 
-impl Presence {
+impl Spilled {
+    /// Bytes the spill takes under the work directory.
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.entries * ENTRY_LEN as u64
+    }
+
+    /// Every entry of `range`, in blocks of at most [`BLOCK_ENTRIES`], each sorted.
+    fn blocks(&self, range: usize) -> impl Iterator<Item = Result<Vec<Entry>, VerifyError>> + '_ {
+        let file = &self.files[range];
+        let (len, unreadable) = match file.metadata() {
+            Ok(meta) => (meta.len(), None),
+            Err(source) => (0, Some(VerifyError::Spill { dir: self.dir.clone(), source })),
+        };
+        let block_bytes = (BLOCK_ENTRIES * ENTRY_LEN) as u64;
+        unreadable.map(Err).into_iter().chain((0..len.div_ceil(block_bytes)).map(move |i| {
+            let offset = i * block_bytes;
+            let mut bytes = vec![0u8; (len - offset).min(block_bytes) as usize];
+            file.read_exact_at(&mut bytes, offset)
+                .map_err(|source| VerifyError::Spill { dir: self.dir.clone(), source })?;
+            let mut entries: Vec<Entry> = bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect();
+            entries.sort_unstable();
+            Ok(entries)
+        }))
+    }
+
+    /// The whole range, sorted and deduplicated.
+    fn sorted_range(&self, range: usize) -> Result<Vec<Entry>, VerifyError> {
+        let mut all = Vec::new();
+        for block in self.blocks(range) {
+            all.extend(block?);
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+}
+
+/// Calls `hit` with the index in `refs` of every entry of `sorted` that `refs` holds: by
+/// (id, location) when `exact_location`, else by id alone (the first entry of that id).
+fn merge(refs: &[Entry], sorted: &[Entry], exact_location: bool, mut hit: impl FnMut(usize, &Entry)) {
+    let mut at = 0;
+    for probe in sorted {
+        let before = |r: &Entry| if exact_location { r < probe } else { r.id < probe.id };
+        at += refs[at..].partition_point(before);
+        match refs.get(at) {
+            Some(r) if r.id == probe.id && (!exact_location || r.location == probe.location) => hit(at, probe),
+            _ => {}
+        }
+    }
+}
+
+/// One bit per entry of a range's references.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
     fn has(&self, i: usize) -> bool {
-        self.bits[i / 64] & (1 << (i % 64)) != 0
+        self.0[i / 64] & (1 << (i % 64)) != 0
     }
+}
+
+/// A count and up to [`SAMPLE`] examples of (location index, id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub count: u64,
+    pub sample: Vec<(u32, [u8; 32])>,
+}
+
+impl Found {
+    fn push(&mut self, entry: &Entry) {
+        self.count += 1;
+        if self.sample.len() < SAMPLE {
+            self.sample.push((entry.location, entry.id));
+        }
+    }
+}
+
+/// What the checks before any delete found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BeforeChecks {
+    /// Planned chunks whose id a live manifest references (anywhere): must be none.
+    pub planned_but_referenced: Found,
+    /// Referenced (id, location) pairs the listing did not find.
+    pub missing_before: Found,
+    /// Distinct referenced (id, location) pairs.
+    pub referenced_distinct: u64,
+}
+
+/// Before any delete: merges each range's references with its planned chunks and with what
+/// the listing found.
+pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Result<BeforeChecks, VerifyError> {
+    let mut checks = BeforeChecks::default();
+    for range in 0..RANGES {
+        let refs_of_range = refs.sorted_range(range)?;
+        checks.referenced_distinct += refs_of_range.len() as u64;
+        let mut present = Bits::new(refs_of_range.len());
+        for block in listed.blocks(range) {
+            merge(&refs_of_range, &block?, true, |i, _| present.set(i));
+        }
+        for (i, entry) in refs_of_range.iter().enumerate() {
+            if !present.has(i) {
+                checks.missing_before.push(entry);
+            }
+        }
+        let mut planned = Vec::new();
+        for run in plan.runs_of_fanout(range as u8) {
+            let (location, records) = run?;
+            planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
+            if planned.len() >= BLOCK_ENTRIES {
+                check_planned(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
+            }
+        }
+        check_planned(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
+    }
+    Ok(checks)
+}
+
+fn check_planned(refs: &[Entry], planned: &mut Vec<Entry>, found: &mut Found) {
+    planned.sort_unstable();
+    merge(refs, planned, false, |_, probe| found.push(probe));
+    planned.clear();
+}
+
+/// After the deletes: referenced (id, location) pairs listed before and not after.
+pub fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<Found, VerifyError> {
+    let mut missing_after = Found::default();
+    for range in 0..RANGES {
+        let refs_of_range = refs.sorted_range(range)?;
+        let mut was = Bits::new(refs_of_range.len());
+        let mut is = Bits::new(refs_of_range.len());
+        for block in before.blocks(range) {
+            merge(&refs_of_range, &block?, true, |i, _| was.set(i));
+        }
+        for block in after.blocks(range) {
+            merge(&refs_of_range, &block?, true, |i, _| is.set(i));
+        }
+        for (i, entry) in refs_of_range.iter().enumerate() {
+            if was.has(i) && !is.has(i) {
+                missing_after.push(entry);
+            }
+        }
+    }
+    Ok(missing_after)
 }
 
 /// The `verify` object of the report.
@@ -153,6 +307,8 @@ pub struct VerifyReport {
     /// Whether the store was listed again after the deletes (`--execute` only; skipped when
     /// a signal stopped the run, which must exit promptly).
     pub after_checked: bool,
+    /// Bytes the exact checks spilled under `--work-dir`.
+    pub spill_bytes: u64,
     /// Up to [`SAMPLE`] `bucket/key` names for each of the three counts.
     pub missing_before_keys: Vec<String>,
     pub missing_after_keys: Vec<String>,
@@ -162,48 +318,94 @@ pub struct VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listing::{ListedChunk, LocationCounts};
+    use crate::plan::PlanSpool;
 
-    fn id(n: u32) -> [u8; 32] {
+    fn id(first: u8, n: u32) -> [u8; 32] {
         let mut id = [0u8; 32];
-        id[..4].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_be_bytes());
-        id[4..8].copy_from_slice(&n.to_be_bytes());
+        id[0] = first;
+        id[1..5].copy_from_slice(&n.to_be_bytes());
         id
     }
 
-    fn chunk(n: u32, location: u32) -> ListedChunk {
-        ListedChunk { id: id(n), size: 1, last_modified_ms: 0, location }
+    fn listed(location: u32, ids: &[[u8; 32]]) -> Listed {
+        let chunks = ids.iter().map(|&id| ListedChunk { id, size: 1, last_modified_ms: 0 }).collect();
+        Listed { location, counts: LocationCounts::default(), chunks }
+    }
+
+    fn everything_filter(ids: &[[u8; 32]]) -> RefFilter {
+        let filter = RefFilter::new(ids.len() as u64, 0.0001, 1);
+        filter.insert_all(ids);
+        filter
+    }
+
+    /// The same id referenced in two locations and listed only in one; ids sharing their
+    /// first bytes; references spilled from two threads: exactly the right pairs are missing.
+    #[test]
+    fn spilled_checks_find_exactly_the_missing_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = id(0xab, 1);
+        let (a, b, c) = (id(0xab, 2), id(0xab, 3), id(0x00, 4));
+        let refs = RangeSpill::create(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| refs.add(0, &[shared, a, a, c]));
+            s.spawn(|| refs.add(1, &[shared, b]));
+        });
+        let refs = refs.finish().unwrap();
+        let filter = everything_filter(&[shared, a, b, c]);
+
+        let before = RangeSpill::create(dir.path()).unwrap();
+        before.add_listed(&listed(1, &[shared, b]), &filter);
+        before.add_listed(&listed(0, &[a, c]), &filter);
+        let before = before.finish().unwrap();
+
+        let mut spool = PlanSpool::create(dir.path()).unwrap();
+        // Planned: an unreferenced chunk, and `b` in location 0 (referenced in location 1).
+        let garbage = id(0xab, 99);
+        spool.append(0, &mut [ListedChunk { id: garbage, size: 1, last_modified_ms: 0 }]).unwrap();
+        spool.append(0, &mut [ListedChunk { id: b, size: 1, last_modified_ms: 0 }]).unwrap();
+        let plan = spool.finish().unwrap();
+
+        let checks = check_before(&refs, &before, &plan).unwrap();
+        assert_eq!(checks.referenced_distinct, 5);
+        assert_eq!(checks.missing_before, Found { count: 1, sample: vec![(0, shared)] });
+        assert_eq!(checks.planned_but_referenced, Found { count: 1, sample: vec![(0, b)] });
+
+        let after = RangeSpill::create(dir.path()).unwrap();
+        after.add_listed(&listed(1, &[shared]), &filter);
+        after.add_listed(&listed(0, &[c, a]), &filter);
+        let after = after.finish().unwrap();
+        let missing_after = check_after(&refs, &before, &after).unwrap();
+        assert_eq!(missing_after, Found { count: 1, sample: vec![(1, b)] }, "b was listed before, not after");
     }
 
     #[test]
-    fn lookups_are_exact() {
-        let builder = ExactRefsBuilder::default();
-        builder.add(0, &(0..1000).map(id).collect::<Vec<_>>());
-        builder.add(1, &[id(5), id(5), id(2000)]);
-        let refs = builder.build();
-        assert_eq!(refs.len(), 1002);
-        assert_eq!(refs.distinct_ids(), 1001);
-        assert!((0..1000).all(|n| refs.references_id(&id(n))));
-        assert!(refs.references_id(&id(2000)));
-        assert!(!refs.references_id(&id(1500)));
-        assert!(refs.position(&id(5), 1).is_some());
-        assert!(refs.position(&id(6), 1).is_none());
+    fn listed_chunks_outside_the_filter_are_not_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = everything_filter(&[id(1, 1)]);
+        let spill = RangeSpill::create(dir.path()).unwrap();
+        spill.add_listed(&listed(0, &[id(1, 1), id(2, 2), id(3, 3)]), &filter);
+        let spill = spill.finish().unwrap();
+        assert_eq!(spill.bytes_on_disk(), ENTRY_LEN as u64, "only the chunk the filter holds");
     }
 
     #[test]
-    fn presence_finds_what_went_missing() {
-        let builder = ExactRefsBuilder::default();
-        builder.add(0, &[id(1), id(2), id(3)]);
-        let refs = builder.build();
-        let before = Listing { per_location: vec![], batches: vec![vec![chunk(1, 0), chunk(2, 0), chunk(9, 0)]] };
-        let after = Listing { per_location: vec![], batches: vec![vec![chunk(1, 0), chunk(2, 1)]] };
-        let (before, after) = (refs.presence(&before), refs.presence(&after));
-        let (missing_before, sample) = refs.missing(&before, None);
-        assert_eq!(missing_before, 1);
-        assert_eq!(sample, vec![(0, id(3))]);
-        let (missing_after, sample) = refs.missing(&before, Some(&after));
-        assert_eq!(missing_after, 1, "id 2 moved to another location: missing where it was");
-        assert_eq!(sample, vec![(0, id(2))]);
-        let planned = [chunk(9, 0), chunk(3, 4)];
-        assert_eq!(refs.planned_but_referenced(planned.iter()), vec![chunk(3, 4)]);
+    fn merge_matches_by_id_or_by_pair() {
+        let refs = [
+            Entry { id: id(1, 1), location: 0 },
+            Entry { id: id(1, 1), location: 2 },
+            Entry { id: id(1, 5), location: 1 },
+        ];
+        let probes = [
+            Entry { id: id(1, 1), location: 2 },
+            Entry { id: id(1, 5), location: 0 },
+            Entry { id: id(1, 6), location: 1 },
+        ];
+        let mut exact = Vec::new();
+        merge(&refs, &probes, true, |i, _| exact.push(i));
+        assert_eq!(exact, [1]);
+        let mut by_id = Vec::new();
+        merge(&refs, &probes, false, |i, _| by_id.push(i));
+        assert_eq!(by_id, [0, 2]);
     }
 }

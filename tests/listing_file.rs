@@ -23,7 +23,7 @@ fn list(stores: &Stores, locations: &[Location]) -> Listing {
 }
 
 fn chunks(listing: &Listing) -> BTreeSet<(u32, [u8; 32], u64, i64)> {
-    listing.chunks().map(|c: &ListedChunk| (c.location, c.id, c.size, c.last_modified_ms)).collect()
+    listing.chunks().map(|(location, c): (u32, &ListedChunk)| (location, c.id, c.size, c.last_modified_ms)).collect()
 }
 
 fn counts(listing: &Listing) -> Vec<(u64, u64, u64, u64)> {
@@ -78,7 +78,7 @@ fn symlinks_are_foreign_and_never_followed() {
 
     let before = list(&fx.stores, std::slice::from_ref(&loc));
     let id = gc_partition::ids::ChunkId::from_hex(&hex).unwrap();
-    assert!(before.chunks().all(|c| c.id != id.0), "a symlinked chunk was listed as a chunk");
+    assert!(before.chunks().all(|(_, c)| c.id != id.0), "a symlinked chunk was listed as a chunk");
     let expected = fx.summary.per_location[0].foreign + 2;
     assert_eq!(before.per_location[0].foreign_objects, expected, "each symlink is one foreign object");
 }

@@ -30,7 +30,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
-use super::{DirListing, ListingError, LocationCounts};
+use super::{Listed, ListingError, PartSender};
 use crate::locations::{Location, chunk_of_fanout_entry};
 use crate::store::first_link;
 
@@ -59,29 +59,34 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
-/// Lists one location under `bucket_dir`, the directory of its bucket.
+/// Lists one location under `bucket_dir`, the directory of its bucket, sending its parts to
+/// `out` (blocking while the channel is full).
 pub(super) fn list_location(
     bucket_dir: &Path,
     location: &Location,
     index: u32,
     progress: &AtomicU64,
-) -> Result<Vec<DirListing>, ListingError> {
+    out: &PartSender,
+) -> Result<(), ListingError> {
     let prefix = location.prefix();
     let fail =
         |(source, key): Failure| ListingError::Local { bucket: location.bucket().to_owned(), prefix: key, source };
+    let send = |part: Listed| -> Result<(), ListingError> {
+        progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
+        out.blocking_send(part).map_err(|_| ListingError::Closed)
+    };
     let top = if prefix.is_empty() { bucket_dir.to_path_buf() } else { bucket_dir.join(prefix) };
-    let mut counts = LocationCounts::default();
+    let mut part = Listed::new(index);
     if let Some(link) = first_link(bucket_dir, &top).map_err(|e| fail((e, prefix.to_owned())))? {
         warn_link(&link);
         let key = link.strip_prefix(bucket_dir).map_or_else(|_| prefix.to_owned(), |k| k.display().to_string());
-        counts.foreign_with(|| key);
-        progress.fetch_add(1, Ordering::Relaxed);
-        return Ok(vec![DirListing::new(index, counts)]);
+        part.counts.foreign_with(|| key);
+        return send(part);
     }
     let top_fd = match open_dir(rustix::fs::CWD, top.as_path()) {
         Ok(fd) => fd,
         // A location with nothing in it yet: object_store lists nothing too.
-        Err(Errno::NOENT) => return Ok(vec![empty(index)]),
+        Err(Errno::NOENT) => return send(part),
         Err(e) => return Err(fail((e.into(), prefix.to_owned()))),
     };
     let mut dirs = Vec::new();
@@ -91,46 +96,62 @@ pub(super) fn list_location(
             dirs.push(name.to_owned());
         } else if file_type == FileType::Symlink {
             warn_link(&top.join(String::from_utf8_lossy(name_bytes).as_ref()));
-            counts.foreign_with(|| key_of(prefix, name_bytes));
+            part.counts.foreign_with(|| key_of(prefix, name_bytes));
         } else if is_object_name(name_bytes) {
-            counts.foreign_with(|| key_of(prefix, name_bytes));
+            part.counts.foreign_with(|| key_of(prefix, name_bytes));
         }
         Ok(())
     })
     .map_err(fail)?;
-    progress.fetch_add(counts.listed_objects, Ordering::Relaxed);
-    let mut parts = vec![DirListing::new(index, counts)];
-    let walk = || -> Result<Vec<DirListing>, ListingError> {
-        dirs.par_iter()
-            .map(|name| {
-                let mut part = empty(index);
-                let hh = name.to_bytes();
-                let key = key_of(prefix, hh);
-                let dir = top.join(String::from_utf8_lossy(hh).as_ref());
-                match open_dir(&top_fd, name.as_c_str()) {
-                    Ok(fd) => list_dir(&fd, &dir, &key, Some(hh), &mut part).map_err(fail)?,
-                    Err(Errno::NOENT) => {}
-                    Err(e) => return Err(fail((e.into(), key))),
-                }
-                part.chunks.shrink_to_fit();
-                progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-                Ok(part)
-            })
-            .collect()
+    send(part)?;
+    let walk = || -> Result<(), ListingError> {
+        dirs.par_iter().try_for_each(|name| {
+            let mut part = Listed::new(index);
+            let hh = name.to_bytes();
+            let key = key_of(prefix, hh);
+            let dir = top.join(String::from_utf8_lossy(hh).as_ref());
+            let mut flush = |part: &mut Listed| send(part.take()).map_err(WalkError::Listing);
+            match open_dir(&top_fd, name.as_c_str()) {
+                Ok(fd) => list_dir(&fd, &dir, &key, Some(hh), &mut part, &mut flush).map_err(|e| match e {
+                    WalkError::Io(failure) => fail(failure),
+                    WalkError::Listing(e) => e,
+                })?,
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(fail((e.into(), key))),
+            }
+            send(part.take())
+        })
     };
     // Without a pool of its own (thread creation refused), the walk shares the global one.
-    let listed = match pool() {
+    match pool() {
         Some(pool) => pool.install(walk),
         None => walk(),
-    };
-    parts.extend(listed?);
-    Ok(parts)
+    }
+}
+
+/// What stops a walk: an I/O error on a key, or the listing's own error (its consumer gone).
+enum WalkError {
+    Io(Failure),
+    Listing(ListingError),
+}
+
+impl From<Failure> for WalkError {
+    fn from(failure: Failure) -> Self {
+        WalkError::Io(failure)
+    }
 }
 
 /// Walks one open directory below the top of a location (`dir` and `key` name it, for
 /// messages). `hh` is its name when it sits right under the top, where chunks live; deeper
 /// directories hold only foreign objects.
-fn list_dir(fd: &OwnedFd, dir: &Path, key: &str, hh: Option<&[u8]>, part: &mut DirListing) -> Result<(), Failure> {
+fn list_dir(
+    fd: &OwnedFd,
+    dir: &Path,
+    key: &str,
+    hh: Option<&[u8]>,
+    part: &mut Listed,
+    flush: &mut dyn FnMut(&mut Listed) -> Result<(), WalkError>,
+) -> Result<(), WalkError> {
     for_each_entry(fd, key, |name, file_type| {
         let name_bytes = name.to_bytes();
         match file_type {
@@ -139,10 +160,15 @@ fn list_dir(fd: &OwnedFd, dir: &Path, key: &str, hh: Option<&[u8]>, part: &mut D
                     let stat = match stat(fd, name, StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::MTIME) {
                         Ok(stat) => stat,
                         Err(Errno::NOENT) => return Ok(()),
-                        Err(e) => return Err((e.into(), key_of(key, name_bytes))),
+                        Err(e) => return Err((e.into(), key_of(key, name_bytes)).into()),
                     };
                     match FileType::from_raw_mode(stat.stx_mode.into()) {
-                        FileType::RegularFile => part.chunk(id.0, stat.stx_size, mtime_ms(&stat)),
+                        FileType::RegularFile => {
+                            part.chunk(id.0, stat.stx_size, mtime_ms(&stat));
+                            if part.is_full() {
+                                flush(part)?;
+                            }
+                        }
                         // Swapped for a link since it was read: a link is foreign, never a chunk.
                         FileType::Symlink => {
                             warn_link(&dir.join(String::from_utf8_lossy(name_bytes).as_ref()));
@@ -158,9 +184,9 @@ fn list_dir(fd: &OwnedFd, dir: &Path, key: &str, hh: Option<&[u8]>, part: &mut D
                 let (deeper, deeper_key) =
                     (dir.join(String::from_utf8_lossy(name_bytes).as_ref()), key_of(key, name_bytes));
                 match open_dir(fd, name) {
-                    Ok(deeper_fd) => list_dir(&deeper_fd, &deeper, &deeper_key, None, part)?,
+                    Ok(deeper_fd) => list_dir(&deeper_fd, &deeper, &deeper_key, None, part, flush)?,
                     Err(Errno::NOENT) => {}
-                    Err(e) => return Err((e.into(), deeper_key)),
+                    Err(e) => return Err((e.into(), deeper_key).into()),
                 }
             }
             FileType::Symlink => {
@@ -176,15 +202,15 @@ fn list_dir(fd: &OwnedFd, dir: &Path, key: &str, hh: Option<&[u8]>, part: &mut D
 /// Calls `each` with the name and type of every entry of an open directory but `.` and
 /// `..`, read with `getdents64` into one buffer: no allocation per entry. A file system that
 /// gives no type in its entries costs one `statx` for it.
-fn for_each_entry(
+fn for_each_entry<E: From<Failure>>(
     fd: &OwnedFd,
     key: &str,
-    mut each: impl FnMut(&CStr, FileType) -> Result<(), Failure>,
-) -> Result<(), Failure> {
+    mut each: impl FnMut(&CStr, FileType) -> Result<(), E>,
+) -> Result<(), E> {
     let mut buffer = Vec::with_capacity(DIRENT_BUFFER);
     let mut entries = RawDir::new(fd, buffer.spare_capacity_mut());
     while let Some(entry) = entries.next() {
-        let entry = entry.map_err(|e| (e.into(), key.to_owned()))?;
+        let entry = entry.map_err(|e| E::from((e.into(), key.to_owned())))?;
         let name = entry.file_name();
         if matches!(name.to_bytes(), b"." | b"..") {
             continue;
@@ -193,7 +219,7 @@ fn for_each_entry(
             FileType::Unknown => match stat(fd, name, StatxFlags::TYPE) {
                 Ok(stat) => FileType::from_raw_mode(stat.stx_mode.into()),
                 Err(Errno::NOENT) => continue,
-                Err(e) => return Err((e.into(), key_of(key, name.to_bytes()))),
+                Err(e) => return Err(E::from((e.into(), key_of(key, name.to_bytes())))),
             },
             known => known,
         };
@@ -221,10 +247,6 @@ fn mtime_ms(stat: &Statx) -> i64 {
 /// The same warning as `store::LocalBucket` gives on the generic path.
 fn warn_link(link: &Path) {
     tracing::warn!(link = %link.display(), "symbolic link in a file:// bucket: not followed, never deleted");
-}
-
-fn empty(index: u32) -> DirListing {
-    DirListing::new(index, LocationCounts::default())
 }
 
 fn key_of(prefix: &str, name: &[u8]) -> String {

@@ -102,7 +102,7 @@ pub fn render_manifest(m: &LegacyManifest) -> String {
         m.snapshot_id,
         m.partition_id,
         m.chunk_count,
-        hex::encode(m.index_sha256),
+        const_hex::encode(m.index_sha256),
         m.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     )
 }
@@ -170,7 +170,10 @@ pub fn check_index<'a>(m: &LegacyManifest, bytes: &'a [u8], object: &str) -> Res
     }
     let actual: [u8; 32] = Sha256::digest(bytes).into();
     if actual != m.index_sha256 {
-        return Err(err(K::ShaMismatch { expected: hex::encode(m.index_sha256), actual: hex::encode(actual) }));
+        return Err(err(K::ShaMismatch {
+            expected: const_hex::encode(m.index_sha256),
+            actual: const_hex::encode(actual),
+        }));
     }
     Ok(ids)
 }
@@ -208,7 +211,10 @@ pub fn check_index_streaming<'a>(
     }
     let actual: [u8; 32] = hasher.finalize().into();
     if actual != m.index_sha256 {
-        return Err(err(K::ShaMismatch { expected: hex::encode(m.index_sha256), actual: hex::encode(actual) }));
+        return Err(err(K::ShaMismatch {
+            expected: const_hex::encode(m.index_sha256),
+            actual: const_hex::encode(actual),
+        }));
     }
     Ok(ids)
 }
@@ -294,7 +300,7 @@ mod tests {
         lines.push("   ".into());
         let m = parse_lines(&lines).unwrap();
         assert_eq!(m.chunk_count, 0);
-        assert_eq!(hex::encode(m.index_sha256), SHA);
+        assert_eq!(const_hex::encode(m.index_sha256), SHA);
         assert_eq!(m.created_at, DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").unwrap());
     }
 
@@ -379,7 +385,7 @@ mod tests {
         // A header error wins over the manifest checks.
         assert!(matches!(check_index(&m, &index[..100], "o").unwrap_err().kind, K::IndexLength { .. }));
         assert_eq!(manifest_for_index(&s(), &p(), b"short", at()).chunk_count, 0);
-        assert_eq!(hex::encode(manifest_for_index(&s(), &p(), b"", at()).index_sha256), SHA);
+        assert_eq!(const_hex::encode(manifest_for_index(&s(), &p(), b"", at()).index_sha256), SHA);
     }
 
     #[test]
