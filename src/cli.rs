@@ -31,9 +31,10 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub live_snapshots: String,
     /// Chunks modified at or after this are kept: RFC 3339, or a duration before now (36h,
-    /// 7d). Must be at least 24 h before the live set's taken_at.
-    #[arg(long, value_name = "WHEN")]
-    pub cutoff: String,
+    /// 7d). Must be at least 24 h before the live set's taken_at. Not with --apply-plan,
+    /// which takes the plan's.
+    #[arg(long, value_name = "WHEN", required_unless_present = "apply_plan", conflicts_with = "apply_plan")]
+    pub cutoff: Option<String>,
     /// Store URL: file:///abs/dir, gs://, s3:// or memory://.
     #[arg(long, value_name = "URL")]
     pub store: String,
@@ -47,8 +48,18 @@ pub struct Args {
     #[arg(long)]
     pub verify: bool,
     /// Delete the planned chunks (default: dry run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "apply_plan")]
     pub execute: bool,
+    /// Delete exactly what a reviewed dry-run plan lists (plain or .zst), after checking it
+    /// against this run's live set, manifests and store.
+    #[arg(long, value_name = "PATH", conflicts_with = "plan_out")]
+    pub apply_plan: Option<PathBuf>,
+    /// Refuse an --apply-plan plan older than this (at most 23h: shorter than the grace).
+    #[arg(long, value_name = "DURATION", default_value = "12h")]
+    pub max_plan_age: String,
+    /// Explain why this chunk (64 hex digits) is kept or deleted; repeatable; read-only.
+    #[arg(long = "explain", value_name = "HEX")]
+    pub explain: Vec<String>,
     /// Write the plan (JSON Lines) here.
     #[arg(long, value_name = "PATH")]
     pub plan_out: Option<PathBuf>,

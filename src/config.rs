@@ -29,6 +29,12 @@ pub enum ConfigError {
     Range { flag: &'static str, value: String, why: &'static str },
     #[error("--request-timeout {0:?} is not a duration like 30s")]
     Timeout(String),
+    #[error("--max-plan-age {value:?}: {why}")]
+    PlanAge { value: String, why: &'static str },
+    #[error("--apply-plan {path}: {why}")]
+    ApplyPlan { path: PathBuf, why: String },
+    #[error("--explain {value:?}: not a chunk id (64 hex digits)")]
+    Explain { value: String },
     #[error("--work-dir {path}: {why}")]
     WorkDir { path: PathBuf, why: String },
 }
@@ -57,6 +63,11 @@ pub struct Config {
     pub extra_locations: Vec<Location>,
     pub verify: bool,
     pub execute: bool,
+    /// `--apply-plan`: the reviewed plan to delete (its header gave the cutoff).
+    pub apply_plan: Option<PathBuf>,
+    pub max_plan_age: chrono::TimeDelta,
+    /// `--explain`: chunk ids to explain; the run is then read-only.
+    pub explain: Vec<crate::ids::ChunkId>,
     pub plan_out: Option<PathBuf>,
     pub report_out: Option<PathBuf>,
     /// Where the plan's spool and verify's spill go.
@@ -111,11 +122,25 @@ impl Config {
                 "-" => LiveSource::Stdin,
                 path => LiveSource::File(PathBuf::from(path)),
             },
-            cutoff: parse_when(&args.cutoff, now)?,
+            cutoff: match (&args.cutoff, &args.apply_plan) {
+                (Some(cutoff), _) => parse_when(cutoff, now)?,
+                (None, Some(plan)) => plan_cutoff(plan)?,
+                (None, None) => return Err(ConfigError::Cutoff { value: String::new() }),
+            },
             meta_bucket: args.meta_bucket.clone(),
             extra_locations,
             verify: args.verify,
-            execute: args.execute,
+            execute: args.execute && args.explain.is_empty(),
+            apply_plan: args.apply_plan.clone().filter(|_| args.explain.is_empty()),
+            max_plan_age: max_plan_age(&args.max_plan_age)?,
+            explain: args
+                .explain
+                .iter()
+                .map(|hex| {
+                    crate::ids::ChunkId::from_hex(&hex.to_ascii_lowercase())
+                        .ok_or_else(|| ConfigError::Explain { value: hex.clone() })
+                })
+                .collect::<Result<_, _>>()?,
             plan_out: args.plan_out.clone(),
             report_out: args.report_out.clone(),
             work_dir: work_dir(args.work_dir.as_deref())?,
@@ -133,7 +158,18 @@ impl Config {
     }
 
     pub fn mode(&self) -> &'static str {
-        if self.execute { "execute" } else { "dry-run" }
+        if self.apply_plan.is_some() {
+            "apply"
+        } else if self.execute {
+            "execute"
+        } else {
+            "dry-run"
+        }
+    }
+
+    /// Whether this run may delete anything.
+    pub fn deletes(&self) -> bool {
+        self.execute || self.apply_plan.is_some()
     }
 
     /// The grace rule: the cutoff is at least 24 h before the live set was taken.
@@ -144,6 +180,28 @@ impl Config {
             Err(ConfigError::CutoffTooLate { cutoff: self.cutoff, taken_at })
         }
     }
+}
+
+/// The longest `--max-plan-age`: a plan must be applied well inside the grace window.
+pub const MAX_PLAN_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(23);
+
+fn max_plan_age(value: &str) -> Result<chrono::TimeDelta, ConfigError> {
+    let bad = |why| ConfigError::PlanAge { value: value.to_owned(), why };
+    let age = humantime::parse_duration(value).map_err(|_| bad("not a duration like 12h"))?;
+    let age = chrono::TimeDelta::from_std(age).map_err(|_| bad("too long"))?;
+    if age > MAX_PLAN_AGE {
+        return Err(bad("at most 23h: a plan must be applied well inside the 24 h grace window"));
+    }
+    Ok(age)
+}
+
+/// The cutoff an `--apply-plan` run takes from its plan's header.
+fn plan_cutoff(path: &std::path::Path) -> Result<DateTime<Utc>, ConfigError> {
+    let fail = |why: String| ConfigError::ApplyPlan { path: path.to_owned(), why };
+    let header = crate::plan::read_header(path).map_err(|e| fail(e.why))?;
+    DateTime::parse_from_rfc3339(&header.cutoff)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| fail(format!("header cutoff {:?}: {e}", header.cutoff)))
 }
 
 /// The work directory: given, or the system's temporary directory; it must be a directory.
@@ -214,7 +272,7 @@ mod tests {
     fn grace_window_is_24h_before_taken_at() {
         let now = Utc::now();
         let mut with_cutoff = args(&[]);
-        with_cutoff.cutoff = "2026-11-01T00:00:00Z".into();
+        with_cutoff.cutoff = Some("2026-11-01T00:00:00Z".into());
         let config = Config::from_args(&with_cutoff, now).unwrap();
         let taken = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         assert!(config.check_cutoff(taken("2026-11-02T00:00:00Z")).is_ok());
@@ -232,6 +290,11 @@ mod tests {
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         assert!(Config::from_args(&args(&["--work-dir", "/nonexistent/gc-work"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-plan-age", "24h"]), now).is_err(), "longer than the grace");
+        assert!(Config::from_args(&args(&["--max-plan-age", "23h"]), now).is_ok());
+        assert!(Config::from_args(&args(&["--explain", "abc"]), now).is_err());
+        let explain = Config::from_args(&args(&["--explain", &"AB".repeat(32), "--execute"]), now).unwrap();
+        assert!(!explain.deletes(), "--explain is read-only whatever other flags say");
         assert!(Config::from_args(&args(&["--work-dir", "/etc/hostname"]), now).is_err(), "a file is no work dir");
         let mut bad = args(&[]);
         bad.partition = "../x".into();

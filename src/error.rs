@@ -36,6 +36,8 @@ pub enum GcError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Spill(#[from] VerifyError),
+    #[error("--apply-plan refused, nothing deleted: {0}")]
+    PlanRefused(String),
     #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
     SpoolRead(PlanError),
     #[error(
@@ -86,9 +88,12 @@ impl GcError {
     /// How the run ends when it fails with this error.
     pub fn exit(&self) -> Exit {
         match self {
-            GcError::Config(_) | GcError::Store(_) | GcError::Location(_) | GcError::Plan(_) | GcError::Spill(_) => {
-                Exit::Usage
-            }
+            GcError::Config(_)
+            | GcError::Store(_)
+            | GcError::Location(_)
+            | GcError::Plan(_)
+            | GcError::Spill(_)
+            | GcError::PlanRefused(_) => Exit::Usage,
             GcError::LiveSetRead { .. } | GcError::LiveSet(_) => Exit::LiveSet,
             GcError::Manifest(_) => Exit::Manifest,
             GcError::Listing(_) => Exit::Listing,

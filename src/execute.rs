@@ -63,13 +63,32 @@ pub fn batch_size(concurrency: usize) -> usize {
     (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
-/// Deletes every planned chunk, given in plan order with its location's index, unless it
-/// was refreshed since the listing.
+/// What the re-read of a chunk's last-modified right before its delete must still show for
+/// the delete to go ahead; anything else keeps the chunk (`refreshed_kept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// A run's own plan (spec 4.6): still older than the cutoff.
+    OlderThan { cutoff_ms: i64 },
+    /// A reviewed plan (spec 8.3): exactly the last-modified the plan recorded.
+    Unchanged,
+}
+
+impl Reread {
+    fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
+        match self {
+            Reread::OlderThan { cutoff_ms } => now_last_modified_ms < cutoff_ms,
+            Reread::Unchanged => now_last_modified_ms == planned.last_modified_ms,
+        }
+    }
+}
+
+/// Deletes every planned chunk, given in plan order with its location's index, unless the
+/// re-read right before its delete shows it was refreshed since it was planned.
 pub async fn execute(
     stores: &Stores,
     locations: &[Location],
     planned: impl Iterator<Item = (u32, ListedChunk)>,
-    cutoff_ms: i64,
+    reread: Reread,
     concurrency: usize,
     stop: &CancellationToken,
     progress: Arc<AtomicU64>,
@@ -85,7 +104,7 @@ pub async fn execute(
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), location, &batch, cutoff_ms, &permits, stop).await;
+                let stats = run_batch(store.as_ref(), location, &batch, reread, &permits, stop).await;
                 progress.fetch_add(n, Ordering::Relaxed);
                 stats
             }
@@ -122,7 +141,7 @@ async fn run_batch(
     store: &dyn ObjectStore,
     location: &Location,
     batch: &[ListedChunk],
-    cutoff_ms: i64,
+    reread: Reread,
     permits: &Semaphore,
     stop: &CancellationToken,
 ) -> ExecuteStats {
@@ -143,9 +162,9 @@ async fn run_batch(
     }))
     .await;
     let mut doomed: Vec<(&str, u64)> = Vec::with_capacity(keyed.len());
-    for ((key, chunk), reread) in keyed.iter().zip(rereads) {
-        match reread {
-            Ok(meta) if meta.last_modified.timestamp_millis() >= cutoff_ms => {
+    for ((key, chunk), now) in keyed.iter().zip(rereads) {
+        match now {
+            Ok(meta) if !reread.still_doomed(chunk, meta.last_modified.timestamp_millis()) => {
                 tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
                 stats.refreshed_kept += 1;
             }
@@ -246,6 +265,17 @@ mod tests {
 
     fn generic(message: &str) -> object_store::Error {
         object_store::Error::Generic { store: "test", source: message.to_owned().into() }
+    }
+
+    #[test]
+    fn the_reread_keeps_a_chunk_at_the_cutoff_or_changed_since_the_plan() {
+        let planned = ListedChunk { id: [1; 32], size: 1, last_modified_ms: 50 };
+        let own = Reread::OlderThan { cutoff_ms: 100 };
+        assert!(own.still_doomed(&planned, 99));
+        assert!(!own.still_doomed(&planned, 100), "refreshed to exactly the cutoff is kept");
+        assert!(Reread::Unchanged.still_doomed(&planned, 50));
+        assert!(!Reread::Unchanged.still_doomed(&planned, 51), "touched since the plan is kept");
+        assert!(!Reread::Unchanged.still_doomed(&planned, 49), "rewritten with an older time is kept too");
     }
 
     #[test]

@@ -13,13 +13,16 @@ use crate::bloom::RefFilter;
 use crate::config::{Config, LiveSource};
 use crate::decide::{Decider, decide_stream};
 use crate::error::{GcError, Signal};
-use crate::execute::{ExecuteStats, execute};
+use crate::execute::{ExecuteStats, Reread, execute};
+use crate::explain::ExplainSink;
 use crate::ids::{ChunkId, SnapshotId};
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::Location;
 use crate::manifest_fetch::{Ingest, IngestStats, RefSink, ingest_all, inventory};
-use crate::plan::{PLAN_VERSION, Plan, PlanError, PlanHeader, PlanSpool, SpooledPlan, rfc3339, write_plan};
+use crate::plan::{
+    PLAN_VERSION, Plan, PlanError, PlanHeader, PlanSpool, ReviewedPlan, SpooledPlan, read_plan, rfc3339, write_plan,
+};
 use crate::report::Report;
 use crate::store::Stores;
 use crate::verify::{RangeSpill, Spilled, VerifyReport};
@@ -125,25 +128,45 @@ impl LocationTable {
     }
 }
 
-/// Where the manifests stage sends referenced ids: the filter, and verify's spill.
+/// Where the manifests stage sends referenced ids: the filter, verify's spill, explain.
 struct Refs {
-    filter: Arc<RefFilter>,
+    filter: Option<Arc<RefFilter>>,
     spill: Option<Arc<RangeSpill>>,
+    explain: Option<Arc<ExplainSink>>,
 }
 
 impl RefSink for Refs {
-    fn add(&self, _snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]) {
-        self.filter.insert_all(ids);
+    fn add(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]) {
+        if let Some(filter) = &self.filter {
+            filter.insert_all(ids);
+        }
         if let Some(spill) = &self.spill {
             spill.add(location, ids);
+        }
+        if let Some(explain) = &self.explain {
+            explain.add(snapshot, location, ids);
         }
     }
 }
 
-/// What the manifests stage leaves: the complete filter, and verify's spill of references.
+/// Which sinks a run's manifests stage feeds.
+#[derive(Clone, Default)]
+struct Wanted {
+    filter: bool,
+    spill: bool,
+    explain: Option<Arc<ExplainSink>>,
+}
+
+/// What the manifests stage leaves: the complete filter, and the exact references spilled.
 struct Referenced {
-    filter: Arc<RefFilter>,
+    filter: Option<Arc<RefFilter>>,
     spill: Option<RangeSpill>,
+}
+
+impl Referenced {
+    fn filter(&self) -> Result<&Arc<RefFilter>, GcError> {
+        self.filter.as_ref().ok_or_else(|| internal("no filter was built"))
+    }
 }
 
 /// The listing's task: its result and how long it took.
@@ -166,6 +189,12 @@ impl Run<'_> {
         config.check_cutoff(live.taken_at)?;
         report.durations_ms.insert("live_set", ms(t));
         self.stop.check()?;
+        if !config.explain.is_empty() {
+            return self.explain(&live, report).await;
+        }
+        if let Some(path) = &config.apply_plan {
+            return self.apply(path, &live, report).await;
+        }
 
         let (to_listing, from_table) = mpsc::unbounded_channel();
         let table = Arc::new(Mutex::new(LocationTable {
@@ -184,7 +213,8 @@ impl Run<'_> {
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
         let listing = self.start_listing(from_table, parts_out);
 
-        let referenced = match self.manifests(&live, legacy_location, Arc::new(register), report).await {
+        let wanted = Wanted { filter: true, spill: config.verify, explain: None };
+        let referenced = match self.manifests(&live, legacy_location, Arc::new(register), wanted, report).await {
             Ok(done) => done,
             Err(error) => {
                 listing.abort();
@@ -199,10 +229,10 @@ impl Run<'_> {
 
         let t = Instant::now();
         let listed_spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?;
-        let (plan, listed_spill) =
-            self.decide(listing, parts_in, &referenced.filter, listed_spill, &locations, report).await?;
+        let filter = Arc::clone(referenced.filter()?);
+        let (plan, listed_spill) = self.decide(listing, parts_in, &filter, listed_spill, &locations, report).await?;
         report.record_plan(&plan, &locations);
-        report.expected_false_positives = expected_false_positives(&referenced.filter, report.planned_deletes);
+        report.expected_false_positives = expected_false_positives(&filter, report.planned_deletes);
         report.guard.judge(plan.totals().old, report.planned_deletes);
         self.progress.planned.store(report.planned_deletes, Ordering::Relaxed);
         report.durations_ms.insert("decide", ms(t));
@@ -269,7 +299,8 @@ impl Run<'_> {
         let Some(spool) = &plan.spool else {
             return Err(GcError::Verify("internal: an execute run has no plan spool; nothing deleted".into()));
         };
-        let (stats, spool_error) = self.execute(&locations, spool).await?;
+        let reread = Reread::OlderThan { cutoff_ms: config.cutoff.timestamp_millis() };
+        let (stats, spool_error) = self.execute(&locations, spool, reread).await?;
         report.durations_ms.insert("execute", ms(t));
         report.record_execute(&stats);
         if let Some(error) = spool_error {
@@ -287,7 +318,7 @@ impl Run<'_> {
         if let (Some(refs), Some(before), Some(mut verify)) = (refs, listed_before, verify.take()) {
             let t = Instant::now();
             verify.after_checked = true;
-            let after = self.relist(&locations, &referenced.filter).await?;
+            let after = self.relist(&locations, &filter).await?;
             verify.spill_bytes += after.bytes_on_disk();
             let missing = crate::verify::check_after(&refs, &before, &after)?;
             verify.missing_after = missing.count;
@@ -302,6 +333,115 @@ impl Run<'_> {
                     missing.count
                 )));
             }
+        }
+        self.stop.check()?;
+        if let Some(first) = stats.failures.first() {
+            return Err(GcError::DeleteFailures {
+                failed: stats.failures.len() as u64,
+                planned: report.planned_deletes,
+                first: format!("{}/{}: {}", first.bucket, first.key, first.error),
+            });
+        }
+        Ok(())
+    }
+
+    /// A location table that lists nothing: apply and explain only need the indexes.
+    fn quiet_table(&self, first: &[Location]) -> Result<(Arc<Mutex<LocationTable>>, u32), GcError> {
+        let table = Arc::new(Mutex::new(LocationTable { locations: Vec::new(), index: HashMap::new(), listing: None }));
+        let legacy = {
+            let mut t = table.lock().unwrap_or_else(PoisonError::into_inner);
+            first.iter().chain(&self.config.extra_locations).for_each(|l| {
+                t.register(l);
+            });
+            t.register(&Location::legacy_default(&self.config.meta_bucket, &self.config.partition)?)
+        };
+        Ok((table, legacy))
+    }
+
+    fn register_with(table: &Arc<Mutex<LocationTable>>) -> crate::manifest_fetch::RegisterLocation {
+        let table = Arc::clone(table);
+        Arc::new(move |location: &Location| table.lock().unwrap_or_else(PoisonError::into_inner).register(location))
+    }
+
+    /// `--explain`: the manifests read exactly for the explained ids, then one HEAD per id and
+    /// candidate location. Never lists, never deletes.
+    async fn explain(&self, live: &LiveSet, report: &mut Report) -> Result<(), GcError> {
+        let config = self.config;
+        let (table, legacy) = self.quiet_table(&[])?;
+        let sink = Arc::new(ExplainSink::new(&config.explain));
+        let wanted = Wanted { explain: Some(Arc::clone(&sink)), ..Wanted::default() };
+        self.manifests(live, legacy, Self::register_with(&table), wanted, report).await?;
+        let locations = table.lock().unwrap_or_else(PoisonError::into_inner).locations.clone();
+        report.locations = locations.len() as u64;
+        let t = Instant::now();
+        let cutoff_ms = config.cutoff.timestamp_millis();
+        let explanations =
+            crate::explain::explain_all(self.stores, &locations, &sink, &config.explain, cutoff_ms, config.bloom_fpr)
+                .instrument(info_span!("explain"))
+                .await?;
+        for e in &explanations {
+            info!(id = %e.id, decision = e.decision, reason = %e.reason, "explain");
+        }
+        report.explain = Some(explanations);
+        report.durations_ms.insert("explain", ms(t));
+        Ok(())
+    }
+
+    /// `--apply-plan` (spec 8.3): the reviewed plan checked against this run, every live
+    /// manifest read again, every planned chunk checked against the exact references, then
+    /// deleted only where its last-modified is still the plan's.
+    async fn apply(&self, path: &std::path::Path, live: &LiveSet, report: &mut Report) -> Result<(), GcError> {
+        let config = self.config;
+        let t = Instant::now();
+        let reviewed = read_plan(path, &config.work_dir).map_err(|e| GcError::PlanRefused(e.to_string()))?;
+        check_reviewed(&reviewed, config, live)?;
+        report.durations_ms.insert("plan", ms(t));
+        report.planned_deletes = reviewed.footer.count;
+        report.planned_bytes = reviewed.footer.bytes;
+        report.locations = reviewed.locations.len() as u64;
+        report.guard.judge(reviewed.footer.old_chunks, reviewed.footer.count);
+        self.stop.check()?;
+
+        let (table, legacy) = self.quiet_table(&reviewed.locations)?;
+        let wanted = Wanted { spill: true, ..Wanted::default() };
+        let referenced = self.manifests(live, legacy, Self::register_with(&table), wanted, report).await?;
+        let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
+        let Some(refs) = refs else {
+            return Err(internal("no reference spill"));
+        };
+        let t = Instant::now();
+        let wrong = crate::verify::check_planned(&refs, &reviewed.spool)?;
+        report.durations_ms.insert("verify_before", ms(t));
+        let verify = VerifyReport {
+            ok: wrong.count == 0,
+            planned_but_referenced: wrong.count,
+            planned_but_referenced_keys: keys(&reviewed.locations, &wrong.sample),
+            spill_bytes: refs.bytes_on_disk() + reviewed.spool.bytes_on_disk(),
+            ..VerifyReport::default()
+        };
+        let first = verify.planned_but_referenced_keys.first().cloned().unwrap_or_default();
+        report.verify = Some(verify);
+        if wrong.count > 0 {
+            return Err(GcError::Verify(format!(
+                "{} chunks of the reviewed plan are referenced by a live manifest now, e.g. {first}; nothing deleted",
+                wrong.count
+            )));
+        }
+        if report.guard.tripped {
+            return Err(GcError::Guard {
+                planned: report.planned_deletes,
+                old: report.guard.old_chunks,
+                fraction: report.guard.fraction,
+                max: report.guard.max_delete_fraction,
+            });
+        }
+        self.stop.check()?;
+        let t = Instant::now();
+        let (stats, spool_error) = self.execute(&reviewed.locations, &reviewed.spool, Reread::Unchanged).await?;
+        report.durations_ms.insert("execute", ms(t));
+        report.record_execute(&stats);
+        if let Some(error) = spool_error {
+            return Err(GcError::SpoolRead(error));
         }
         self.stop.check()?;
         if let Some(first) = stats.failures.first() {
@@ -351,6 +491,7 @@ impl Run<'_> {
         live: &LiveSet,
         legacy_location: u32,
         register: crate::manifest_fetch::RegisterLocation,
+        wanted: Wanted,
         report: &mut Report,
     ) -> Result<Referenced, GcError> {
         let config = self.config;
@@ -358,14 +499,15 @@ impl Run<'_> {
         let span = info_span!("manifests", snapshots = live.snapshots.len());
         let inventory =
             inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
-        let filter = Arc::new(RefFilter::new(inventory.id_bound, config.bloom_fpr, config.bloom_seed));
-        let spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
+        let filter =
+            wanted.filter.then(|| Arc::new(RefFilter::new(inventory.id_bound, config.bloom_fpr, config.bloom_seed)));
+        let spill = wanted.spill.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
         let ingest = Ingest {
             stores: self.stores.clone(),
             meta_bucket: config.meta_bucket.clone(),
             partition: config.partition.clone(),
             legacy_location,
-            sink: Arc::new(Refs { filter: Arc::clone(&filter), spill: spill.clone() }),
+            sink: Arc::new(Refs { filter: filter.clone(), spill: spill.clone(), explain: wanted.explain }),
             register,
             stats: Arc::clone(&self.progress.ingest),
         };
@@ -378,8 +520,10 @@ impl Run<'_> {
         report.manifests.legacy = stats.legacy.load(Ordering::Relaxed);
         report.manifests.unified = stats.unified.load(Ordering::Relaxed);
         report.referenced_ids = stats.referenced_ids.load(Ordering::Relaxed);
-        report.bloom.bits = filter.num_bits() as u64;
-        report.bloom.expected_fpr = filter.expected_fpr();
+        if let Some(filter) = &filter {
+            report.bloom.bits = filter.num_bits() as u64;
+            report.bloom.expected_fpr = filter.expected_fpr();
+        }
         report.durations_ms.insert("manifests", ms(t));
         info!(
             legacy = report.manifests.legacy,
@@ -480,6 +624,7 @@ impl Run<'_> {
         &self,
         locations: &[Location],
         spool: &SpooledPlan,
+        reread: Reread,
     ) -> Result<(ExecuteStats, Option<PlanError>), GcError> {
         let span = info_span!("execute");
         let mut spool_error = None;
@@ -491,7 +636,7 @@ impl Run<'_> {
             self.stores,
             locations,
             planned,
-            self.config.cutoff.timestamp_millis(),
+            reread,
             self.config.delete_concurrency,
             &self.stop.token,
             Arc::clone(&self.progress.deleted),
@@ -532,6 +677,46 @@ impl Run<'_> {
         listed?;
         Ok(spill.finish()?)
     }
+}
+
+/// Spec 8.3's refusals: a plan for another partition or store, too old, made from another
+/// live set, or made by `--execute`.
+fn check_reviewed(reviewed: &ReviewedPlan, config: &Config, live: &LiveSet) -> Result<(), GcError> {
+    let h = &reviewed.header;
+    let refuse = |why: String| Err(GcError::PlanRefused(why));
+    if h.mode != "dry-run" {
+        return refuse(format!("it was made by a {} run; only a dry-run plan can be applied", h.mode));
+    }
+    if h.partition != config.partition.as_str() {
+        return refuse(format!(
+            "it is for partition {:?}, this run is for {:?}",
+            h.partition,
+            config.partition.as_str()
+        ));
+    }
+    if h.store != config.store_url {
+        return refuse(format!("it is for store {:?}, this run is on {:?}", h.store, config.store_url));
+    }
+    let created = chrono::DateTime::parse_from_rfc3339(&h.created_at)
+        .map_err(|e| GcError::PlanRefused(format!("header created_at {:?}: {e}", h.created_at)))?
+        .with_timezone(&chrono::Utc);
+    let age = config.now - created;
+    if age > config.max_plan_age || age < -crate::live_set::MAX_CLOCK_SKEW {
+        return refuse(format!(
+            "it was made at {}, {} min ago; --max-plan-age allows {} min",
+            h.created_at,
+            age.num_minutes(),
+            config.max_plan_age.num_minutes()
+        ));
+    }
+    let sha = live.sha256();
+    if h.live_set_sha256 != sha {
+        return refuse(format!(
+            "it was made from another live set (live_set_sha256 {} in the plan, {sha} now): a snapshot was added or removed since",
+            h.live_set_sha256
+        ));
+    }
+    Ok(())
 }
 
 fn internal(what: &str) -> GcError {

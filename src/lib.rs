@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod execute;
+pub mod explain;
 pub mod fuzzing;
 pub mod gc;
 pub mod ids;

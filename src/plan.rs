@@ -84,6 +84,9 @@ impl PlanSpool {
 
     /// Appends the planned chunks of one listed part, sorted by id, one run per first byte.
     pub fn append(&mut self, location: u32, planned: &mut [ListedChunk]) -> Result<(), PlanError> {
+        if planned.is_empty() {
+            return Ok(());
+        }
         planned.sort_unstable_by_key(|c| c.id);
         for run in planned.chunk_by(|a, b| a.id[0] == b.id[0]) {
             self.append_run(location, run).map_err(|source| PlanError::Spool { dir: self.dir.clone(), source })?;
@@ -293,6 +296,138 @@ fn write_records(
     Ok((count, bytes))
 }
 
+/// A plan file read back for `--apply-plan`: its header and footer, its locations, and its
+/// records spooled under the work directory (never held in memory).
+pub struct ReviewedPlan {
+    pub header: PlanHeader,
+    pub footer: Footer,
+    pub locations: Vec<Location>,
+    pub spool: SpooledPlan,
+}
+
+/// Why a plan file cannot be applied as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("plan {path}{}: {why}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct PlanReadError {
+    pub path: PathBuf,
+    pub line: Option<u64>,
+    pub why: String,
+}
+
+fn open_plan(path: &Path) -> Result<Box<dyn io::BufRead>, PlanReadError> {
+    let fail = |why: String| PlanReadError { path: path.to_owned(), line: None, why };
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let reader: Box<dyn io::Read> = if is_zstd(path) {
+        Box::new(zstd::Decoder::new(file).map_err(|e| fail(format!("not zstd: {e}")))?)
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(io::BufReader::with_capacity(WRITE_BUFFER, reader)))
+}
+
+fn parse_header(line: &str, path: &Path) -> Result<PlanHeader, PlanReadError> {
+    let fail = |why: String| PlanReadError { path: path.to_owned(), line: Some(1), why };
+    let header: PlanHeader = serde_json::from_str(line).map_err(|e| fail(format!("not a plan header: {e}")))?;
+    if header.kind != "header" || header.version != PLAN_VERSION {
+        let why = format!(
+            "header type {:?} version {} (this build reads version {PLAN_VERSION})",
+            header.kind, header.version
+        );
+        return Err(fail(why));
+    }
+    Ok(header)
+}
+
+/// The header of a plan file alone.
+pub fn read_header(path: &Path) -> Result<PlanHeader, PlanReadError> {
+    let mut first = String::new();
+    io::BufRead::read_line(&mut *open_plan(path)?, &mut first).map_err(|e| PlanReadError {
+        path: path.to_owned(),
+        line: Some(1),
+        why: e.to_string(),
+    })?;
+    parse_header(first.trim_end(), path)
+}
+
+/// Reads and checks a plan file (plain or zstd): a header of this version, records naming
+/// chunks of the header's locations, and a footer whose count and bytes match the records.
+pub fn read_plan(path: &Path, work_dir: &Path) -> Result<ReviewedPlan, PlanReadError> {
+    let fail = |line: Option<u64>, why: String| PlanReadError { path: path.to_owned(), line, why };
+    let mut lines = io::BufRead::lines(open_plan(path)?);
+    let mut n = 0u64;
+    let mut next = || -> Option<Result<String, PlanReadError>> {
+        n += 1;
+        let line = n;
+        lines
+            .next()
+            .map(|l| l.map_err(|e| PlanReadError { path: path.to_owned(), line: Some(line), why: e.to_string() }))
+    };
+    let header = match next() {
+        Some(line) => parse_header(&line?, path)?,
+        None => return Err(fail(None, "empty file".into())),
+    };
+    let locations = header
+        .locations
+        .iter()
+        .map(|spec| Location::parse_spec(spec).map_err(|e| fail(Some(1), format!("location {spec:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut spool = PlanSpool::create(work_dir).map_err(|e| fail(None, e.to_string()))?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut pending: (u32, Vec<ListedChunk>) = (0, Vec::new());
+    let mut footer = None;
+    let mut line_no = 1u64;
+    while let Some(line) = next() {
+        line_no += 1;
+        let line = line?;
+        if footer.is_some() {
+            return Err(fail(Some(line_no), "a line after the footer".into()));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| fail(Some(line_no), format!("not JSON: {e}")))?;
+        if value["type"] == "footer" {
+            footer = Some(serde_json::from_value::<Footer>(value).map_err(|e| fail(Some(line_no), e.to_string()))?);
+            continue;
+        }
+        let record: DeleteRecord = serde_json::from_value(value).map_err(|e| fail(Some(line_no), e.to_string()))?;
+        let (location, chunk) = parse_record(&record, &locations).map_err(|why| fail(Some(line_no), why))?;
+        if location != pending.0 || pending.1.len() >= crate::listing::PART_CHUNKS {
+            spool.append(pending.0, &mut pending.1).map_err(|e| fail(None, e.to_string()))?;
+            pending = (location, Vec::new());
+        }
+        pending.1.push(chunk);
+        count += 1;
+        bytes += chunk.size;
+    }
+    spool.append(pending.0, &mut pending.1).map_err(|e| fail(None, e.to_string()))?;
+    let Some(footer) = footer else {
+        return Err(fail(None, "no footer: the plan is incomplete".into()));
+    };
+    if footer.count != count || footer.bytes != bytes {
+        let why =
+            format!("footer says {} records, {} bytes; the plan holds {count}, {bytes}", footer.count, footer.bytes);
+        return Err(fail(Some(line_no), why));
+    }
+    let spool = spool.finish().map_err(|e| fail(None, e.to_string()))?;
+    Ok(ReviewedPlan { header, footer, locations, spool })
+}
+
+/// A delete record's location (an index into the header's) and chunk.
+fn parse_record(record: &DeleteRecord, locations: &[Location]) -> Result<(u32, ListedChunk), String> {
+    if record.kind != "delete" {
+        return Err(format!("record type {:?}", record.kind));
+    }
+    let found = locations.iter().enumerate().find_map(|(i, location)| {
+        (location.bucket() == record.bucket).then(|| location.chunk_of_key(&record.key).map(|id| (i, id))).flatten()
+    });
+    let Some((location, id)) = found else {
+        return Err(format!("{}/{} is no chunk of the plan's locations", record.bucket, record.key));
+    };
+    let last_modified = DateTime::parse_from_rfc3339(&record.last_modified)
+        .map_err(|e| format!("{}/{}: last_modified {:?}: {e}", record.bucket, record.key, record.last_modified))?;
+    let chunk = ListedChunk { id: id.0, size: record.size, last_modified_ms: last_modified.timestamp_millis() };
+    Ok((location as u32, chunk))
+}
+
 /// One JSON value per line, whatever its type.
 mod erased {
     use std::io::{self, Write};
@@ -385,6 +520,38 @@ mod tests {
             assert_eq!(lines[1]["last_modified"], "1970-01-01T00:00:01.000Z");
             assert_eq!(lines[2]["key"], format!("partitions/p1/chunks/ab/{}", "ab".repeat(32)));
             assert_eq!(lines[3], serde_json::json!({"type": "footer", "count": 2, "bytes": 15, "old_chunks": 7}));
+
+            let read = read_plan(&path, dir.path()).unwrap();
+            assert_eq!(read.header, header(&locations));
+            assert_eq!((read.footer.count, read.footer.bytes, read.footer.old_chunks), (2, 15, 7));
+            let records: Vec<ListedChunk> = read.spool.runs().flat_map(|r| r.unwrap().1).collect();
+            let written: Vec<ListedChunk> = spool.runs().flat_map(|r| r.unwrap().1).collect();
+            assert_eq!(records, written, "{name}: the records read back are the ones written");
+        }
+    }
+
+    #[test]
+    fn a_plan_without_its_footer_or_with_a_wrong_count_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let locations = vec![Location::new("snapshots", "partitions/p1/chunks").unwrap()];
+        let mut spool = PlanSpool::create(dir.path()).unwrap();
+        spool.append(0, &mut [chunk(0xab, 0xab, 10), chunk(0x01, 1, 5)]).unwrap();
+        let spool = spool.finish().unwrap();
+        let path = dir.path().join("plan.jsonl");
+        write_plan(&path, &header(&locations), &locations, &spool, 7).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let cases = [
+            ("no footer", lines[..3].join("\n")),
+            ("count", text.replace("\"count\":2", "\"count\":3")),
+            ("bytes", text.replace("\"bytes\":15", "\"bytes\":16")),
+            ("foreign key", text.replace("partitions/p1/chunks/01/", "partitions/p2/chunks/01/")),
+            ("after footer", format!("{text}{}\n", lines[1])),
+            ("version", text.replace("\"version\":2", "\"version\":1")),
+        ];
+        for (what, bad) in cases {
+            std::fs::write(&path, bad).unwrap();
+            assert!(read_plan(&path, dir.path()).is_err(), "{what}: accepted");
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct Report {
     /// Requests the store layer repeated after a transient error.
     pub store_retries: u64,
     pub verify: Option<VerifyReport>,
+    /// `--explain`: one answer per chunk id asked about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<crate::explain::Explanation>>,
     pub exit_code: u8,
     pub error: Option<String>,
     pub durations_ms: BTreeMap<&'static str, u64>,
@@ -224,7 +227,7 @@ impl Report {
             n(guard.old_chunks),
             guard.max_delete_fraction * 100.0
         );
-        if self.mode == "execute" {
+        if self.mode == "execute" || self.mode == "apply" {
             let _ = writeln!(
                 s,
                 "  deleted      {} chunks, {}; {} failed; {} not started",
@@ -253,6 +256,16 @@ impl Report {
                     String::new()
                 }
             );
+        }
+        for e in self.explain.iter().flatten() {
+            let _ = writeln!(s, "  explain      {} {}: {}", e.id, e.decision, e.reason);
+            for copy in &e.found {
+                let _ = writeln!(
+                    s,
+                    "               stored at {}/{} ({} B, last modified {})",
+                    copy.bucket, copy.key, copy.size, copy.last_modified
+                );
+            }
         }
         let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
         let _ = writeln!(s, "  durations    {}", stages.join(", "));

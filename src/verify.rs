@@ -261,15 +261,33 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
             let (location, records) = run?;
             planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
             if planned.len() >= BLOCK_ENTRIES {
-                check_planned(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
+                check_planned_block(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
             }
         }
-        check_planned(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
+        check_planned_block(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
     }
     Ok(checks)
 }
 
-fn check_planned(refs: &[Entry], planned: &mut Vec<Entry>, found: &mut Found) {
+/// Planned chunks whose id a live manifest references: the exact check of `--apply-plan`.
+pub fn check_planned(refs: &Spilled, plan: &SpooledPlan) -> Result<Found, VerifyError> {
+    let mut found = Found::default();
+    for range in 0..RANGES {
+        let refs_of_range = refs.sorted_range(range)?;
+        let mut planned = Vec::new();
+        for run in plan.runs_of_fanout(range as u8) {
+            let (location, records) = run?;
+            planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
+            if planned.len() >= BLOCK_ENTRIES {
+                check_planned_block(&refs_of_range, &mut planned, &mut found);
+            }
+        }
+        check_planned_block(&refs_of_range, &mut planned, &mut found);
+    }
+    Ok(found)
+}
+
+fn check_planned_block(refs: &[Entry], planned: &mut Vec<Entry>, found: &mut Found) {
     planned.sort_unstable();
     merge(refs, planned, false, |_, probe| found.push(probe));
     planned.clear();
