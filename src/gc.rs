@@ -570,9 +570,15 @@ impl Run<'_> {
             drop(parts);
             result.and_then(|()| decider.finish(n_locations)).map(|plan| (plan, listed_spill))
         });
+        let abort_listing = listing.abort_handle();
         let listed = tokio::select! {
             done = listing => done.map_err(|e| GcError::Listing(ListingError::Task(e.to_string())))?,
-            stopped = self.stop.stopped() => return Err(stopped),
+            stopped = self.stop.stopped() => {
+                // The decide stage stops at its next part and drops the channel, which ends
+                // a `file://` walk still sending.
+                abort_listing.abort();
+                return Err(stopped);
+            }
         };
         let decided = deciding.await.map_err(|e| internal(&format!("decide task: {e}")))?;
         match (listed, decided) {
