@@ -12,7 +12,9 @@
 //! - fail deletes of chosen keys permanently; fail reads of chosen keys permanently;
 //! - forbid every mutating call (put, multipart, delete, copy, rename): it fails and is
 //!   recorded;
-//! - run a hook on the first `head` of a chosen key (a writer refreshing a chunk).
+//! - run a hook on the first `head` of a chosen key (a writer refreshing a chunk);
+//! - make chosen keys vanish (another deleter) right before their `head` or their delete
+//!   reaches the store.
 //!
 //! Every call is logged (`Call`) with whether a `Stop` had been triggered when it started.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -28,6 +30,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use gc_partition::error::Signal;
 use gc_partition::gc::Stop;
 use gc_partition::store::{Layer, Stores};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -90,6 +93,10 @@ pub struct FaultPlan {
     /// The Nth delete call triggers the watched `Stop` (from inside the run, so the test
     /// knows exactly which calls started before it).
     pub stop_at_delete: Option<(u64, Signal)>,
+    /// These keys are deleted from the store right before their first `head` reaches it.
+    pub vanish_before_head: HashSet<String>,
+    /// These keys are deleted from the store right before their delete reaches it.
+    pub vanish_before_delete: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +241,14 @@ pub fn unit(seed: u64, n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Another deleter got there first: the object is gone (a missing one stays missing).
+async fn vanish(store: &dyn ObjectStore, location: &Path) {
+    match store.delete(location).await {
+        Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(e) => panic!("making {location} vanish: {e}"),
+    }
+}
+
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     bucket: String,
@@ -287,6 +302,9 @@ impl ObjectStore for FaultStore {
         if let Some(e) = failure {
             return Err(e);
         }
+        if op == Op::Head && self.faults.plan.vanish_before_head.contains(location.as_ref()) {
+            vanish(self.inner.as_ref(), location).await;
+        }
         self.inner.get_opts(location, options).await
     }
 
@@ -301,6 +319,9 @@ impl ObjectStore for FaultStore {
                     faults.delay(Op::Delete).await;
                     if let Some(e) = failure {
                         return Err(e);
+                    }
+                    if faults.plan.vanish_before_delete.contains(location.as_ref()) {
+                        vanish(inner.as_ref(), &location).await;
                     }
                     let once = stream::once(async move { Ok(location) }).boxed();
                     let mut deleted = inner.delete_stream(once);
