@@ -77,8 +77,14 @@ pub struct FaultPlan {
     pub break_listings_under: Option<String>,
     /// ...unless the key contains this text...
     pub break_listings_except: Option<String>,
-    /// ...every time (`1.0`) or for this share of them.
+    /// Listing streams of this (bucket, prefix) location end with an error half way...
+    pub break_listings_of: Option<(String, String)>,
+    /// ...(either kind of choice) every time (`1.0`) or for this share of them...
     pub break_listing_share: f64,
+    /// ...and, when set, only the first listing of each prefix (a retry then succeeds).
+    pub break_each_listing_once: bool,
+    /// Listings yield their objects in reverse key order (a store breaking its promise).
+    pub reverse_listings: bool,
     /// The error that ends a broken listing.
     pub break_listing_kind: Option<Kind>,
     pub delay: Option<(Duration, Vec<Op>)>,
@@ -116,6 +122,7 @@ pub struct Faults {
     per_op: Mutex<HashMap<Op, u64>>,
     calls: Mutex<Vec<Call>>,
     hooked: Mutex<bool>,
+    broken_once: Mutex<HashSet<String>>,
     stop: Mutex<Option<Stop>>,
     pub injected: AtomicU64,
 }
@@ -128,6 +135,7 @@ impl Faults {
             per_op: Mutex::default(),
             calls: Mutex::default(),
             hooked: Mutex::new(false),
+            broken_once: Mutex::default(),
             stop: Mutex::default(),
             injected: AtomicU64::new(0),
         })
@@ -336,13 +344,27 @@ impl ObjectStore for FaultStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let key = prefix.map(|p| p.to_string()).unwrap_or_default();
         let failure = self.faults.begin(Op::List, &self.bucket, &key);
-        let inner = self.inner.list(prefix);
+        let mut inner = self.inner.list(prefix);
         let faults = Arc::clone(&self.faults);
         let plan = &self.faults.plan;
         let seq = self.faults.seq.load(Ordering::SeqCst);
-        let broken = plan.break_listings_under.as_ref().is_some_and(|under| key.contains(under.as_str()))
-            && !plan.break_listings_except.as_ref().is_some_and(|except| key.contains(except.as_str()))
-            && unit(plan.seed ^ 0xB4EA_C0DE, seq) < plan.break_listing_share;
+        let under = plan.break_listings_under.as_ref().is_some_and(|under| key.contains(under.as_str()))
+            && !plan.break_listings_except.as_ref().is_some_and(|except| key.contains(except.as_str()));
+        let of = plan.break_listings_of.as_ref().is_some_and(|(bucket, prefix)| {
+            *bucket == self.bucket && (prefix.is_empty() || key == *prefix || key.starts_with(&format!("{prefix}/")))
+        });
+        let broken = (under || of)
+            && unit(plan.seed ^ 0xB4EA_C0DE, seq) < plan.break_listing_share
+            && (!plan.break_each_listing_once || self.faults.broken_once.lock().unwrap().insert(key.clone()));
+        if plan.reverse_listings {
+            inner = stream::once(async move {
+                let mut all: Vec<Result<ObjectMeta>> = inner.collect().await;
+                all.reverse();
+                stream::iter(all)
+            })
+            .flatten()
+            .boxed();
+        }
         let break_kind = plan.break_listing_kind.unwrap_or(Kind::Transient);
         if let Some(e) = failure {
             return stream::once(async move { Err(e) }).boxed();
