@@ -287,6 +287,10 @@ mod tests {
         assert!(Config::from_args(&args(&["--location", "chunks"]), now).is_err(), "a whole bucket is no partition's");
         assert!(Config::from_args(&args(&["--max-delete-fraction", "1.5"]), now).is_err());
         assert!(Config::from_args(&args(&["--bloom-fpr", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--bloom-fpr", "1"]), now).is_err(), "a filter keeping everything");
+        assert!(Config::from_args(&args(&["--bloom-fpr", "0.999"]), now).is_ok());
+        assert!(Config::from_args(&args(&["--max-delete-fraction=-0.01"]), now).is_err());
+        assert!(Config::from_args(&args(&["--request-timeout", "soon"]), now).is_err());
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         assert!(Config::from_args(&args(&["--work-dir", "/nonexistent/gc-work"]), now).is_err());
@@ -299,5 +303,20 @@ mod tests {
         let mut bad = args(&[]);
         bad.partition = "../x".into();
         assert!(Config::from_args(&bad, now).is_err());
+    }
+
+    #[test]
+    fn store_flags_reach_the_store_options() {
+        let config = Config::from_args(&args(&["--request-timeout", "7s", "--max-retries", "3"]), Utc::now()).unwrap();
+        assert_eq!(config.store.request_timeout, Duration::from_secs(7));
+        assert_eq!(config.store.max_retries, 3);
+        let defaults = Config::from_args(&args(&[]), Utc::now()).unwrap();
+        assert_eq!(defaults.store.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.store.max_retries, 10);
+    }
+
+    #[test]
+    fn the_delete_fraction_defaults_to_one_half() {
+        assert_eq!(Config::from_args(&args(&[]), Utc::now()).unwrap().max_delete_fraction, 0.5);
     }
 }

@@ -323,6 +323,30 @@ mod tests {
     }
 
     #[test]
+    fn fewer_results_than_keys_never_count_the_unnamed_keys_deleted() {
+        let input = paths(&["a/1", "a/2", "a/3"]);
+        let outcome = attribute(&input, vec![Ok(Path::from("a/1"))]);
+        assert_eq!(outcome.len(), 3, "one outcome per key: {outcome:?}");
+        assert_eq!(outcome[0], Deleted::Yes);
+        assert!(matches!(&outcome[1], Deleted::No(e) if e.contains("no result")), "{outcome:?}");
+        assert!(matches!(&outcome[2], Deleted::No(e) if e.contains("no result")), "{outcome:?}");
+    }
+
+    #[test]
+    fn results_naming_other_keys_are_not_taken_by_position() {
+        let input = paths(&["a/1", "a/2"]);
+        let outcome = attribute(&input, vec![Ok(Path::from("x/9")), Ok(Path::from("x/8"))]);
+        assert!(outcome.iter().all(|o| matches!(o, Deleted::No(_))), "{outcome:?}");
+        let gone_elsewhere = vec![
+            Err(object_store::Error::NotFound { path: "x/9".into(), source: "gone".into() }),
+            Ok(Path::from("a/2")),
+        ];
+        let outcome = attribute(&input, gone_elsewhere);
+        assert!(matches!(outcome[0], Deleted::No(_)), "{outcome:?}");
+        assert_eq!(outcome[1], Deleted::Yes);
+    }
+
+    #[test]
     fn results_out_of_order_are_matched_by_name() {
         let input = paths(&["a/1", "a/2"]);
         let outcome = attribute(&input, vec![Ok(Path::from("a/2")), Ok(Path::from("a/1"))]);

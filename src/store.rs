@@ -506,8 +506,16 @@ mod tests {
         });
         std::fs::write(&path, json.to_string()).expect("write sa");
         let sa = path.to_str().expect("utf-8 path");
-        for vars in [env(&[("GOOGLE_SERVICE_ACCOUNT", sa)]), env(&[("SERVICE_ACCOUNT", sa)])] {
+        // The key itself in the environment (not only a file path): the configuration holds
+        // the secret, so the checks below can fail.
+        let inline = json.to_string();
+        assert!(inline.contains(SECRET));
+        let key_vars = env(&[("GOOGLE_SERVICE_ACCOUNT_KEY", &inline)]);
+        for vars in [env(&[("GOOGLE_SERVICE_ACCOUNT", sa)]), env(&[("SERVICE_ACCOUNT", sa)]), key_vars] {
+            let names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
             let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), vars).expect("gcs config");
+            let debug = format!("{stores:?}");
+            assert!(names.iter().all(|k| debug.contains(k.as_str())), "the settings are kept: {debug}");
             let bucket = stores.bucket("snapshots").expect("bucket");
             assert_eq!(stores.scheme(), "gs://");
             for text in [format!("{stores:?}"), format!("{bucket:?}"), format!("{bucket}")] {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,7 @@ use gc_partition::store::{StoreOptions, Stores};
 use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use sha2::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -145,6 +146,33 @@ impl Part {
         }
     }
 
+    /// Every object with its size and content hash (last-modified differs between two
+    /// partitions made apart: manifests are written at the time of the run).
+    fn digests(&self) -> BTreeMap<String, (u64, [u8; 32])> {
+        self.rt.block_on(async {
+            let mut all = BTreeMap::new();
+            for bucket in &self.buckets {
+                let store = self.stores.bucket(bucket).unwrap();
+                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+                for meta in listed {
+                    let data = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+                    let hash: [u8; 32] = sha2::Sha256::digest(&data).into();
+                    all.insert(format!("{bucket}/{}", meta.location), (meta.size, hash));
+                }
+            }
+            all
+        })
+    }
+
+    /// The chunk locations the synthesizer filled.
+    fn locations(&self) -> Vec<gc_partition::locations::Location> {
+        let sets = [&self.sets.referenced, &self.sets.garbage, &self.sets.young];
+        let mut all: Vec<_> = sets.into_iter().flatten().map(|(l, _)| l.clone()).collect();
+        all.sort_by_key(|l| (l.bucket().to_owned(), l.prefix().to_owned()));
+        all.dedup();
+        all
+    }
+
     fn garbage(&self) -> Vec<String> {
         self.sets.garbage.iter().map(|(l, id)| common::chunk_name(l, id)).collect()
     }
@@ -195,20 +223,26 @@ fn a_listing_that_breaks_half_way_exits_5_and_deletes_nothing() {
     for backend in BACKENDS {
         let p = part(backend, 12, |_| {});
         let before = p.objects();
-        for kind in [Kind::Transient, Kind::Permanent] {
-            let plan = FaultPlan {
-                break_listings_under: Some("p1/chunks/".into()),
-                break_listing_share: 1.0,
-                break_listing_kind: Some(kind),
-                ..FaultPlan::default()
-            };
-            let faults = Faults::new(plan);
-            let report = p.run(&faults, &["--execute", "--verify"]);
-            assert_eq!(report.exit_code, 5, "{backend:?} {kind:?}: {:?}", report.error);
-            assert!(faults.injected.load(Ordering::SeqCst) > 0);
-            assert_eq!(faults.count(Op::Delete), 0, "{backend:?}: a delete after a listing error");
-            assert_eq!(report.deleted, 0);
-            assert_eq!(p.objects(), before, "{backend:?} {kind:?}");
+        let locations = p.locations();
+        assert!(locations.len() >= 3, "the legacy location and the extra ones: {locations:?}");
+        // Each location in turn, the others listing fine: any one broken listing aborts.
+        for location in &locations {
+            for kind in [Kind::Transient, Kind::Permanent] {
+                let plan = FaultPlan {
+                    break_listings_of: Some((location.bucket().to_owned(), location.prefix().to_owned())),
+                    break_listing_share: 1.0,
+                    break_listing_kind: Some(kind),
+                    ..FaultPlan::default()
+                };
+                let faults = Faults::new(plan);
+                let report = p.run(&faults, &["--execute", "--verify", "--max-delete-fraction", "1"]);
+                let context = format!("{backend:?} {kind:?} {}/{}", location.bucket(), location.prefix());
+                assert_eq!(report.exit_code, 5, "{context}: {:?}", report.error);
+                assert!(faults.injected.load(Ordering::SeqCst) > 0, "{context}: nothing broken");
+                assert_eq!(faults.count(Op::Delete), 0, "{context}: a delete after a listing error");
+                assert_eq!(report.deleted, 0);
+                assert_eq!(p.objects(), before, "{context}");
+            }
         }
         // A listing that breaks but recovers on a retry is no error.
         let plan = FaultPlan {
@@ -223,6 +257,45 @@ fn a_listing_that_breaks_half_way_exits_5_and_deletes_nothing() {
         assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
         assert!(faults.injected.load(Ordering::SeqCst) > 0, "{backend:?}: no listing was broken");
         assert_eq!((report.chunks_scanned, report.planned_deletes), (clean.chunks_scanned, clean.planned_deletes));
+    }
+}
+
+/// Row 8b end to end. `memory://` promises key order (as S3 and GCS do): a listing that
+/// yields keys out of order and then fails is not resumed after its last key (that would skip
+/// the keys not yet seen), so the run aborts with exit 5 before any delete. `file://` makes
+/// no such promise: the same faults restart its listings and the run plans what a clean one
+/// plans.
+#[test]
+fn a_store_breaking_its_key_order_promise_aborts_before_any_delete() {
+    for backend in BACKENDS {
+        let p = part(backend, 17, |_| {});
+        let before = p.objects();
+        let plan = FaultPlan {
+            break_listings_under: Some("p1".into()),
+            break_listings_except: Some("/snapshots".into()),
+            break_listing_share: 1.0,
+            break_each_listing_once: true,
+            break_listing_kind: Some(Kind::Transient),
+            reverse_listings: true,
+            ..FaultPlan::default()
+        };
+        let faults = Faults::new(plan);
+        let args = ["--execute", "--verify", "--max-delete-fraction", "1", "--bloom-seed", "5", "--bloom-fpr", "1e-12"];
+        let report = p.run(&faults, &args);
+        assert!(faults.injected.load(Ordering::SeqCst) > 0, "{backend:?}: no listing was broken");
+        match backend {
+            Backend::Memory => {
+                assert_eq!(report.exit_code, 5, "{:?}", report.error);
+                assert_eq!(faults.count(Op::Delete), 0, "a delete after a listing error");
+                assert_eq!(p.objects(), before);
+            }
+            Backend::File => {
+                assert_eq!(report.exit_code, 0, "{:?}", report.error);
+                assert_eq!(report.planned_deletes, p.garbage().len() as u64);
+                assert_eq!(p.garbage_left(), 0);
+                p.assert_nothing_lost("restarted listings");
+            }
+        }
     }
 }
 
@@ -261,7 +334,7 @@ fn transient_errors_on_20_percent_of_calls_end_exactly_like_a_clean_run() {
         let now = chrono::Utc::now();
         let clean = part_at(backend, 14, now, |_| {});
         let faulty = part_at(backend, 14, now, |_| {});
-        assert_eq!(clean.objects(), faulty.objects(), "the two partitions differ");
+        assert_eq!(clean.digests(), faulty.digests(), "the two partitions differ");
         let args = ["--execute", "--verify", "--bloom-seed", "99", "--delete-concurrency", "8"];
         let expected = clean.run_clean(&args);
         assert_eq!(expected.exit_code, 0, "{:?}", expected.error);
@@ -272,9 +345,10 @@ fn transient_errors_on_20_percent_of_calls_end_exactly_like_a_clean_run() {
         assert_eq!(got.exit_code, 0, "{backend:?}: {:?}", got.error);
         let injected = faults.injected.load(Ordering::SeqCst);
         let calls = faults.calls().len() as u64;
-        assert!(injected * 10 >= calls, "{backend:?}: only {injected} of {calls} calls failed");
+        // A seeded 20% of calls: at least 15% of them did fail (19.9% measured).
+        assert!(injected * 100 >= calls * 15, "{backend:?}: only {injected} of {calls} calls failed");
         assert_eq!(got.store_retries, injected, "{backend:?}: every injected fault is retried once");
-        assert_eq!(faulty.objects(), clean.objects(), "{backend:?}: the store differs from a clean run's");
+        assert_eq!(faulty.digests(), clean.digests(), "{backend:?}: the store differs from a clean run's");
         for field in [
             |r: &Report| r.planned_deletes,
             |r: &Report| r.deleted,

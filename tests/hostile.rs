@@ -253,7 +253,9 @@ fn hostile_names_are_refused() {
         assert!(SnapshotId::parse(name).is_err(), "snapshot {name:?}");
         assert!(check_bucket(name).is_err(), "bucket {name:?}");
         if !name.is_empty() {
-            assert!(check_prefix(name).is_err() || !name.contains(['.', '/', '\\', '\0', '%']), "prefix {name:?}");
+            // The empty prefix is valid (spec 1); every other hostile name is no prefix.
+            assert!(check_prefix(name).is_err(), "prefix {name:?}");
+            assert!(Location::parse_spec(&format!("bucket/{name}")).is_err(), "location bucket/{name:?}");
         }
     }
     for prefix in ["..", "a/..", "../a", "a/./b", "a\\b", "a%2Fb", "a%2e%2e", "a\0b", "é", "a b", "a//b", "/a", "a/"] {
@@ -297,14 +299,16 @@ fn symbolic_links_in_a_file_store_are_never_followed_or_deleted() {
     let location_dir = fx.root.as_ref().unwrap().join(legacy.bucket()).join(legacy.prefix());
     // A fan-out directory moved out of the store (beside another partition's old chunk) and
     // linked back: nothing in it may be deleted through the link.
-    let hh = "a7";
+    // The fan-out directory of a garbage chunk: what a run would delete if it followed the link.
+    let sets = fx.summary.sets.as_ref().unwrap();
+    let (_, garbage) = sets.garbage.iter().find(|(l, _)| *l == legacy).expect("garbage in the legacy location");
+    let hh = &garbage.to_hex()[..2];
     let outside = fx.path("other-partition");
     std::fs::create_dir_all(&outside).unwrap();
-    if location_dir.join(hh).exists() {
-        std::fs::rename(location_dir.join(hh), outside.join(hh)).unwrap();
-    }
-    let moved: Vec<_> =
-        std::fs::read_dir(outside.join(hh)).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    std::fs::rename(location_dir.join(hh), outside.join(hh)).unwrap();
+    let moved: Vec<_> = std::fs::read_dir(outside.join(hh)).unwrap().map(|e| e.unwrap().path()).collect();
+    let moved_garbage = outside.join(hh).join(garbage.to_hex());
+    assert!(moved.contains(&moved_garbage), "{moved:?}");
     let victim = outside.join(hh).join(format!("{hh}{}", "7".repeat(62)));
     old_file(&victim, b"another partition's chunk");
     symlink(outside.join(hh), location_dir.join(hh)).unwrap();
@@ -335,7 +339,6 @@ fn symbolic_links_in_a_file_store_are_never_followed_or_deleted() {
         "the three links count as foreign objects"
     );
     assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
-    let sets = fx.summary.sets.as_ref().unwrap();
     for (l, id) in sets.referenced.iter().chain(&sets.young) {
         // Through the file system (links followed): a chunk behind the linked directory counts.
         let file = fx.root.as_ref().unwrap().join(l.bucket()).join(l.chunk_key(id));

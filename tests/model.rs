@@ -20,6 +20,8 @@ use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::error::Signal;
 use gc_partition::gc::{self, Progress, Stop};
+use gc_partition::ids::ChunkId;
+use gc_partition::locations::Location;
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
 use gc_partition::synth::{SynthConfig, synthesize};
@@ -75,6 +77,10 @@ fn synth_config() -> impl Strategy<Value = SynthConfig> {
 }
 
 fn run(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&str]) -> Report {
+    run_with_fpr(stores, live, stop, extra, "0.02")
+}
+
+fn run_with_fpr(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&str], fpr: &str) -> Report {
     let live = live.to_str().unwrap();
     let mut argv = vec![
         "gc_partition",
@@ -89,7 +95,7 @@ fn run(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&str]) -> 
         "--max-delete-fraction",
         "1",
         "--bloom-fpr",
-        "0.02",
+        fpr,
     ];
     argv.extend_from_slice(extra);
     let config = Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap();
@@ -107,148 +113,207 @@ fn objects(stores: &Stores, buckets: &[String]) -> BTreeSet<String> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+/// One case: `fault` injected into a run (`--execute --verify`, or a dry run with
+/// `--verify`) on the partition `config` makes, then a clean rerun. Returns the first run's
+/// report.
+fn check_case(config: SynthConfig, fault: &Fault, execute_first: bool) -> Result<Report, TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.txt");
+    let options = StoreOptions {
+        max_retries: 12,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+        ..StoreOptions::default()
+    };
+    let stores = Stores::from_url("memory://", options).unwrap();
+    let config = SynthConfig { live_set_path: Some(live.clone()), ..config };
+    let summary = match common::runtime().block_on(synthesize(&stores, &config)) {
+        Ok(summary) => summary,
+        Err(e) => return Err(TestCaseError::reject(format!("synth: {e}"))),
+    };
+    let sets = summary.sets.as_ref().unwrap();
+    let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
+    buckets.push(config.meta_bucket.clone());
+    buckets.sort();
+    buckets.dedup();
+    let name = |l: &gc_partition::locations::Location, id| common::chunk_name(l, id);
+    let garbage: Vec<String> = sets.garbage.iter().map(|(l, id)| name(l, id)).collect();
+    let keep: Vec<String> = sets
+        .referenced
+        .iter()
+        .chain(&sets.young)
+        .map(|(l, id)| name(l, id))
+        .chain(sets.foreign.iter().map(|(b, k)| format!("{b}/{k}")))
+        .collect();
+    let before = objects(&stores, &buckets);
+    let key_of = |n: &String| n.split_once('/').unwrap().1.to_owned();
 
-    #[test]
-    fn faults_never_lose_data_and_a_clean_rerun_converges(config in synth_config(), fault in fault(), execute_first in any::<bool>()) {
-        let dir = tempfile::tempdir().unwrap();
-        let live = dir.path().join("live.txt");
-        let options = StoreOptions {
-            max_retries: 12,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
-            ..StoreOptions::default()
-        };
-        let stores = Stores::from_url("memory://", options).unwrap();
-        let config = SynthConfig { live_set_path: Some(live.clone()), ..config };
-        let summary = match common::runtime().block_on(synthesize(&stores, &config)) {
-            Ok(summary) => summary,
-            Err(e) => return Err(TestCaseError::reject(format!("synth: {e}"))),
-        };
-        let sets = summary.sets.as_ref().unwrap();
-        let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
-        buckets.push(config.meta_bucket.clone());
-        buckets.sort();
-        buckets.dedup();
-        let name = |l: &gc_partition::locations::Location, id| common::chunk_name(l, id);
-        let garbage: Vec<String> = sets.garbage.iter().map(|(l, id)| name(l, id)).collect();
-        let keep: Vec<String> = sets
-            .referenced
-            .iter()
-            .chain(&sets.young)
-            .map(|(l, id)| name(l, id))
-            .chain(sets.foreign.iter().map(|(b, k)| format!("{b}/{k}")))
-            .collect();
-        let before = objects(&stores, &buckets);
-        let key_of = |n: &String| n.split_once('/').unwrap().1.to_owned();
+    let mut plan = FaultPlan::default();
+    let mut refreshed: Option<String> = None;
+    match fault {
+        Fault::None => {}
+        Fault::Transient(share) => {
+            plan.transient_share = *share;
+            plan.seed = config.seed;
+        }
+        Fault::ListingBroken => {
+            plan.break_listings_under = Some("/".into());
+            plan.break_listings_except = Some("/snapshots".into());
+            plan.break_listing_share = 1.0;
+            plan.break_listing_kind = Some(Kind::Permanent);
+        }
+        Fault::ManifestUnreadable(n) => {
+            let snapshot = &summary.snapshots[n % summary.snapshots.len()];
+            let keys: Vec<String> =
+                before.iter().filter(|o| o.contains(&format!("/snapshots/{snapshot}."))).map(key_of).collect();
+            plan.fail_get_keys = keys.into_iter().map(|k| (k, Kind::Permanent)).collect::<HashMap<_, _>>();
+        }
+        Fault::DeletesFail(n) => {
+            plan.fail_delete_keys = garbage.iter().step_by(*n).map(key_of).collect();
+        }
+        Fault::StopAt(n) => plan.stop_at_delete = Some((*n, Signal::Interrupt)),
+        Fault::Refresh(n) => {
+            if !garbage.is_empty() {
+                let target = garbage[n % garbage.len()].clone();
+                let writer = stores.clone();
+                plan.on_first_head = Some((
+                    key_of(&target),
+                    Box::new(move |bucket, path| {
+                        writer.set_last_modified(bucket, path.as_ref(), chrono::Utc::now()).unwrap();
+                    }),
+                ));
+                refreshed = Some(target);
+            }
+        }
+    }
+    let faults = Faults::new(plan);
+    let stop = Stop::default();
+    faults.watch(&stop);
+    let mode: &[&str] = if execute_first { &["--execute", "--verify"] } else { &["--verify"] };
+    let report = run(&faults.wrap(&stores), &live, &stop, mode);
+    let after = objects(&stores, &buckets);
 
-        let mut plan = FaultPlan::default();
-        let mut refreshed: Option<String> = None;
-        match &fault {
-            Fault::None => {}
-            Fault::Transient(share) => {
-                plan.transient_share = *share;
-                plan.seed = config.seed;
-            }
-            Fault::ListingBroken => {
-                plan.break_listings_under = Some("/".into());
-                plan.break_listings_except = Some("/snapshots".into());
-                plan.break_listing_share = 1.0;
-                plan.break_listing_kind = Some(Kind::Permanent);
-            }
-            Fault::ManifestUnreadable(n) => {
-                let snapshot = &summary.snapshots[n % summary.snapshots.len()];
-                let keys: Vec<String> = before
-                    .iter()
-                    .filter(|o| o.contains(&format!("/snapshots/{snapshot}.")))
-                    .map(key_of)
-                    .collect();
-                plan.fail_get_keys = keys.into_iter().map(|k| (k, Kind::Permanent)).collect::<HashMap<_, _>>();
-            }
-            Fault::DeletesFail(n) => {
-                plan.fail_delete_keys = garbage.iter().step_by(*n).map(key_of).collect();
-            }
-            Fault::StopAt(n) => plan.stop_at_delete = Some((*n, Signal::Interrupt)),
-            Fault::Refresh(n) => {
-                if !garbage.is_empty() {
-                    let target = garbage[n % garbage.len()].clone();
-                    let writer = stores.clone();
-                    plan.on_first_head = Some((
-                        key_of(&target),
-                        Box::new(move |bucket, path| {
-                            writer.set_last_modified(bucket, path.as_ref(), chrono::Utc::now()).unwrap();
-                        }),
-                    ));
-                    refreshed = Some(target);
+    // Nothing but garbage is ever deleted.
+    let gone: HashSet<&String> = before.difference(&after).collect();
+    for k in &keep {
+        prop_assert!(after.contains(k), "{fault:?}: {k} was deleted");
+    }
+    let garbage_set: HashSet<&String> = garbage.iter().collect();
+    prop_assert!(gone.iter().all(|g| garbage_set.contains(g)), "{fault:?}: deleted something not garbage");
+    prop_assert_eq!(gone.len() as u64, report.deleted, "{:?}: report and store disagree", fault);
+
+    // The exit code the fault calls for.
+    let planned = report.planned_deletes;
+    let expected = match (fault, execute_first) {
+        (Fault::ListingBroken, _) => 5,
+        (Fault::ManifestUnreadable(_), _) => 4,
+        (_, false) => 0,
+        (Fault::DeletesFail(_), true) => {
+            let failing = faults.calls().iter().filter(|c| c.injected).count();
+            if failing > 0 { 7 } else { 0 }
+        }
+        (Fault::StopAt(n), true) if *n <= planned => 130,
+        _ => 0,
+    };
+    prop_assert_eq!(report.exit_code, expected, "{:?}: {:?}", fault, report.error);
+    if matches!(report.exit_code, 4 | 5) || !execute_first {
+        prop_assert_eq!(&after, &before, "{:?}: an abort or a dry run changed the store", fault);
+    }
+    if let (Fault::Transient(_), true) = (fault, execute_first) {
+        prop_assert_eq!(report.store_retries, faults.injected.load(Ordering::SeqCst));
+    }
+    if let (Some(target), true) = (&refreshed, execute_first) {
+        prop_assert!(after.contains(target), "the refreshed chunk {} was deleted", target);
+    }
+
+    // A clean rerun converges. Ground truth from the synthesizer, not from the run's own
+    // counters: the rerun's filter is built with a false-positive rate of 1e-12 (about 1e-10
+    // odds of one false positive among these few hundred chunks), so it keeps exactly the
+    // referenced and young chunks, and every garbage chunk in a listed location is gone but
+    // the one a writer refreshed.
+    let again = run_with_fpr(&stores, &live, &Stop::default(), &["--execute", "--verify"], "0.000000000001");
+    prop_assert_eq!(again.exit_code, 0, "{:?}", again.error);
+    let last = objects(&stores, &buckets);
+    for k in &keep {
+        prop_assert!(last.contains(k), "rerun: {k} was deleted");
+    }
+    let refresh_fired = refreshed.as_ref().is_some_and(|t| {
+        let key = key_of(t);
+        faults.calls().iter().any(|c| c.op == Op::Head && c.key == key)
+    });
+    // Only the locations the run lists count (a location only a dead snapshot names is
+    // never listed, so its garbage stays); every location a referenced chunk is in is.
+    let listed: HashSet<(String, String)> =
+        again.per_location.iter().map(|l| (l.bucket.clone(), l.prefix.clone())).collect();
+    let in_listed = |l: &Location| listed.contains(&(l.bucket().to_owned(), l.prefix().to_owned()));
+    prop_assert!(sets.referenced.iter().all(|(l, _)| in_listed(l)), "a location of a referenced chunk was not listed");
+    let count = |v: &[(Location, ChunkId)]| v.iter().filter(|(l, _)| in_listed(l)).count() as u64;
+    prop_assert_eq!(again.referenced_kept, count(&sets.referenced), "{:?}: referenced kept", fault);
+    let listed_garbage: BTreeSet<String> =
+        sets.garbage.iter().filter(|(l, _)| in_listed(l)).map(|(l, id)| name(l, id)).collect();
+    // A refreshed chunk is young now: kept as such, by this rerun and every later one.
+    let refreshed_left: BTreeSet<String> =
+        refreshed.iter().filter(|t| refresh_fired && listed_garbage.contains(*t)).cloned().collect();
+    let young_now = count(&sets.young) + refreshed_left.len() as u64;
+    prop_assert_eq!(again.young_kept, young_now, "{:?}: young kept", fault);
+    let left: BTreeSet<String> = listed_garbage.into_iter().filter(|n| last.contains(n)).collect();
+    let expected_left = refreshed_left;
+    prop_assert_eq!(left, expected_left, "{:?}: garbage left after a clean rerun", fault);
+    Ok(report)
+}
+
+/// The partition of the deterministic cases: large enough for every fault to fire (60
+/// garbage chunks: a stop at the 10th delete, every 3rd delete failing, the 5th refreshed).
+fn fixed_config() -> SynthConfig {
+    SynthConfig {
+        seed: 7,
+        snapshots: 3,
+        referenced_ids: 80,
+        garbage_chunks: 60,
+        young_chunks: 8,
+        foreign_objects: 3,
+        extra_locations: 2,
+        dead_snapshots: 1,
+        record_sets: true,
+        ..SynthConfig::default()
+    }
+}
+
+/// Every fault in both modes, on one partition, with the exit code each must give.
+#[test]
+fn every_fault_in_every_mode() {
+    let faults = [
+        (Fault::None, 0, 0),
+        (Fault::Transient(0.15), 0, 0),
+        (Fault::ListingBroken, 5, 5),
+        (Fault::ManifestUnreadable(1), 4, 4),
+        (Fault::DeletesFail(3), 0, 7),
+        (Fault::StopAt(10), 0, 130),
+        (Fault::Refresh(5), 0, 0),
+    ];
+    for (fault, dry_run_exit, execute_exit) in faults {
+        for (execute_first, exit) in [(false, dry_run_exit), (true, execute_exit)] {
+            let report = check_case(fixed_config(), &fault, execute_first)
+                .unwrap_or_else(|e| panic!("{fault:?}, execute {execute_first}: {e}"));
+            assert_eq!(report.exit_code, exit, "{fault:?}, execute {execute_first}: {:?}", report.error);
+            if execute_first {
+                match fault {
+                    Fault::Refresh(_) => assert_eq!(report.refreshed_kept, 1, "the refresh fired"),
+                    Fault::Transient(_) => assert!(report.store_retries > 0, "transient faults fired"),
+                    Fault::None => assert!(report.deleted > 0),
+                    _ => {}
                 }
             }
         }
-        let faults = Faults::new(plan);
-        let stop = Stop::default();
-        faults.watch(&stop);
-        let mode: &[&str] = if execute_first { &["--execute", "--verify"] } else { &["--verify"] };
-        let report = run(&faults.wrap(&stores), &live, &stop, mode);
-        let after = objects(&stores, &buckets);
+    }
+}
 
-        // Nothing but garbage is ever deleted.
-        let gone: HashSet<&String> = before.difference(&after).collect();
-        for k in &keep {
-            prop_assert!(after.contains(k), "{fault:?}: {k} was deleted");
-        }
-        let garbage_set: HashSet<&String> = garbage.iter().collect();
-        prop_assert!(gone.iter().all(|g| garbage_set.contains(g)), "{fault:?}: deleted something not garbage");
-        prop_assert_eq!(gone.len() as u64, report.deleted, "{:?}: report and store disagree", fault);
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
-        // The exit code the fault calls for.
-        let planned = report.planned_deletes;
-        let expected = match (&fault, execute_first) {
-            (Fault::ListingBroken, _) => 5,
-            (Fault::ManifestUnreadable(_), _) => 4,
-            (_, false) => 0,
-            (Fault::DeletesFail(_), true) => {
-                let failing = faults.calls().iter().filter(|c| c.injected).count();
-                if failing > 0 { 7 } else { 0 }
-            }
-            (Fault::StopAt(n), true) if *n <= planned => 130,
-            _ => 0,
-        };
-        prop_assert_eq!(report.exit_code, expected, "{:?}: {:?}", fault, report.error);
-        if matches!(report.exit_code, 4 | 5) || !execute_first {
-            prop_assert_eq!(&after, &before, "{:?}: an abort or a dry run changed the store", fault);
-        }
-        if let (Fault::Transient(_), true) = (&fault, execute_first) {
-            prop_assert_eq!(report.store_retries, faults.injected.load(Ordering::SeqCst));
-        }
-        if let (Some(target), true) = (&refreshed, execute_first) {
-            prop_assert!(after.contains(target), "the refreshed chunk {} was deleted", target);
-        }
-
-        // A clean rerun converges: what is left of the garbage is what its false positives kept.
-        let again = run(&stores, &live, &Stop::default(), &["--execute", "--verify"]);
-        prop_assert_eq!(again.exit_code, 0, "{:?}", again.error);
-        let last = objects(&stores, &buckets);
-        for k in &keep {
-            prop_assert!(last.contains(k), "rerun: {k} was deleted");
-        }
-        // Keep(Referenced) is decided before Keep(Young): a false positive on a young chunk
-        // counts as referenced too.
-        let refresh_fired = refreshed.as_ref().is_some_and(|t| {
-            let key = key_of(t);
-            faults.calls().iter().any(|c| c.op == Op::Head && c.key == key)
-        });
-        let fired = u64::from(refresh_fired);
-        // Only the locations the run lists count (a location only a dead snapshot names is
-        // never listed, so its garbage stays).
-        let listed: HashSet<(String, String)> =
-            again.per_location.iter().map(|l| (l.bucket.clone(), l.prefix.clone())).collect();
-        let in_listed = |l: &gc_partition::locations::Location| listed.contains(&(l.bucket().to_owned(), l.prefix().to_owned()));
-        let count = |v: &Vec<(gc_partition::locations::Location, gc_partition::ids::ChunkId)>| v.iter().filter(|(l, _)| in_listed(l)).count() as u64;
-        let fp_total = again.referenced_kept - count(&sets.referenced);
-        let fp_young = count(&sets.young) + fired - again.young_kept;
-        let false_positives = fp_total - fp_young;
-        let refreshed_left = fired;
-        let left = sets.garbage.iter().filter(|(l, id)| in_listed(l) && last.contains(&name(l, id))).count() as u64;
-        prop_assert_eq!(left, false_positives + refreshed_left, "{:?}", fault);
+    /// Random partitions and faults on top of the fixed cases.
+    #[test]
+    fn faults_never_lose_data_and_a_clean_rerun_converges(config in synth_config(), fault in fault(), execute_first in any::<bool>()) {
+        check_case(config, &fault, execute_first)?;
     }
 }

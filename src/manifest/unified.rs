@@ -600,16 +600,61 @@ mod tests {
             }
         }
 
-        /// Whatever the wire check accepts, prost decodes without seeing unknown fields: a
-        /// re-encoding loses nothing but framing.
+        /// A field outside the schema, at the top level or inside any location or group,
+        /// whatever its number, wire type and place among the known fields, is refused by the
+        /// wire check, although prost alone would skip it and accept the file.
         #[test]
-        fn wire_check_admits_only_schema_fields(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            if check_wire(&bytes, 0, &SNAPSHOT_MANIFEST).is_ok()
-                && let Ok(m) = pb::SnapshotManifest::decode(bytes.as_slice())
-            {
-                let again = pb::SnapshotManifest::decode(m.encode_to_vec().as_slice()).unwrap();
-                prop_assert_eq!(again, m);
-            }
+        fn an_unknown_field_anywhere_is_refused(
+            m in manifest_strategy(),
+            level in 0u8..3,
+            pick in any::<usize>(),
+            before in any::<bool>(),
+            field in 1u64..(1 << 29),
+            wire_type in prop::sample::select(vec![VARINT, I64, LEN, I32]),
+        ) {
+            let message = to_pb(&m);
+            let (schema, known): (&str, &[u64]) = match level {
+                0 => ("SnapshotManifest", &[1, 2, 3, 4, 5, 6]),
+                1 => ("ChunkLocation", &[1, 2]),
+                _ if m.groups.is_empty() => ("SnapshotManifest", &[1, 2, 3, 4, 5, 6]),
+                _ => ("ChunkGroup", &[1, 2, 3]),
+            };
+            prop_assume!(!known.contains(&field));
+            let mut unknown = key(field, wire_type);
+            unknown.extend(match wire_type {
+                VARINT => vec![0x7f],
+                I64 => vec![0; 8],
+                I32 => vec![0; 4],
+                _ => vec![1, b'x'],
+            });
+            let with_unknown = |body: Vec<u8>| if before { [unknown.clone(), body].concat() } else { [body, unknown.clone()].concat() };
+            let bytes = match schema {
+                "ChunkLocation" => {
+                    let mut out = pb::SnapshotManifest { locations: vec![], ..message.clone() }.encode_to_vec();
+                    let at = pick % message.locations.len();
+                    for (i, location) in message.locations.iter().enumerate() {
+                        let body = location.encode_to_vec();
+                        out.extend(len_field(5, &if i == at { with_unknown(body) } else { body }));
+                    }
+                    out
+                }
+                "ChunkGroup" => {
+                    let mut out = pb::SnapshotManifest { groups: vec![], ..message.clone() }.encode_to_vec();
+                    let at = pick % message.groups.len();
+                    for (i, group) in message.groups.iter().enumerate() {
+                        let body = group.encode_to_vec();
+                        out.extend(len_field(6, &if i == at { with_unknown(body) } else { body }));
+                    }
+                    out
+                }
+                _ => with_unknown(message.encode_to_vec()),
+            };
+            prop_assert!(pb::SnapshotManifest::decode(bytes.as_slice()).is_ok(), "prost alone accepts it");
+            let k = parse(Bytes::from(bytes), "o", &m.snapshot_id, &m.partition_id).unwrap_err().kind;
+            prop_assert!(
+                matches!(k, K::UnknownField { message: found, field: f, .. } if found == schema && f == field),
+                "{:?}", k
+            );
         }
     }
 }

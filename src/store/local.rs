@@ -223,7 +223,15 @@ impl ObjectStore for LocalBucket {
                         Ok(Some(link)) => return Err(refused(&location, &link)),
                         Err(e) => return Err(generic(format!("{location}: {e}"))),
                     }
-                    inner.delete(&location).await.map(|()| location)
+                    // LocalFileSystem names the file in its NotFound; name the key, as every
+                    // other result of a delete does, so the caller can match it to its key.
+                    match inner.delete(&location).await {
+                        Ok(()) => Ok(location),
+                        Err(Error::NotFound { source, .. }) => {
+                            Err(Error::NotFound { path: location.to_string(), source })
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             })
             .boxed()
@@ -377,6 +385,9 @@ mod tests {
         assert_eq!(store.head(&Path::from("d/00/a")).await.unwrap().size, 1);
         store.delete(&Path::from("d/00/a")).await.unwrap();
         assert!(!t.bucket.join("d/00/a").exists());
+        // Deleting it again: NotFound, naming the key (not the file), like every other result.
+        let again = store.delete(&Path::from("d/00/a")).await;
+        assert!(matches!(&again, Err(Error::NotFound { path, .. }) if path == "d/00/a"), "{again:?}");
         assert!(matches!(store.head(&Path::from("d/00/a")).await, Err(Error::NotFound { .. })));
         assert!(matches!(store.head(&Path::from("nope/x")).await, Err(Error::NotFound { .. })));
     }

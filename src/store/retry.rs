@@ -383,6 +383,10 @@ mod tests {
         reversed: bool,
         /// The offsets `list_with_offset` was called with.
         offsets: Mutex<Vec<String>>,
+        /// Deletes of a missing key answer `NotFound` (as GCS and `file://` do), not `Ok`.
+        gone_is_not_found: bool,
+        /// The next deletes take effect but their reply is lost (a transient error).
+        lost_replies: AtomicU64,
     }
 
     impl fmt::Display for Flaky {
@@ -425,7 +429,22 @@ mod tests {
             if let Err(e) = self.scripted() {
                 return stream::once(async move { Err(e) }).boxed();
             }
-            self.inner.delete_stream(locations)
+            if !self.gone_is_not_found {
+                return self.inner.delete_stream(locations);
+            }
+            let inner = self.inner.clone();
+            let lose = self.lost_replies.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            locations
+                .then(move |location| {
+                    let inner = inner.clone();
+                    async move {
+                        let location = location?;
+                        inner.head(&location).await?;
+                        inner.delete(&location).await?;
+                        if lose { Err(transient()) } else { Ok(location) }
+                    }
+                })
+                .boxed()
         }
         fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -530,6 +549,33 @@ mod tests {
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
         assert!(flaky.inner.head(&Path::from("d/0000")).await.is_err());
         assert!(flaky.inner.head(&Path::from("d/0001")).await.is_ok());
+    }
+
+    /// A delete that took effect but whose reply was lost is retried once; the retry finds
+    /// the object gone (`NotFound`), and that is what is returned: done, not a failure to
+    /// retry again nor an error of another kind.
+    #[tokio::test]
+    async fn a_retried_delete_that_finds_the_object_gone_reports_not_found() {
+        let flaky = Arc::new(Flaky { gone_is_not_found: true, ..Flaky::default() });
+        for i in 0..3 {
+            flaky.inner.put(&Path::from(format!("d/{i:04}")), vec![1u8; 3].into()).await.unwrap();
+        }
+        flaky.lost_replies.store(1, Ordering::SeqCst);
+        let (store, retries) = retry_store(&flaky, quick(3));
+        let paths: Vec<Path> = (0..2).map(|i| Path::from(format!("d/{i:04}"))).collect();
+        let input = stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let results: Vec<Result<Path>> = store.delete_stream(input).collect().await;
+        assert_eq!(results.len(), 2, "{results:?}");
+        for (path, result) in paths.iter().zip(&results) {
+            assert!(
+                matches!(result, Err(Error::NotFound { path: p, .. }) if p.contains(path.as_ref())),
+                "{path}: {result:?}"
+            );
+        }
+        assert_eq!(retries.load(Ordering::SeqCst), 2, "each lost reply retried once, NotFound never");
+        assert!(matches!(store.delete(&Path::from("d/0000")).await, Err(Error::NotFound { .. })));
+        assert_eq!(retries.load(Ordering::SeqCst), 2);
+        assert!(flaky.inner.head(&Path::from("d/0002")).await.is_ok());
     }
 
     #[tokio::test]

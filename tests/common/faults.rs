@@ -12,7 +12,9 @@
 //! - fail deletes of chosen keys permanently; fail reads of chosen keys permanently;
 //! - forbid every mutating call (put, multipart, delete, copy, rename): it fails and is
 //!   recorded;
-//! - run a hook on the first `head` of a chosen key (a writer refreshing a chunk).
+//! - run a hook on the first `head` of a chosen key (a writer refreshing a chunk);
+//! - make chosen keys vanish (another deleter) right before their `head` or their delete
+//!   reaches the store.
 //!
 //! Every call is logged (`Call`) with whether a `Stop` had been triggered when it started.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -28,6 +30,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use gc_partition::error::Signal;
 use gc_partition::gc::Stop;
 use gc_partition::store::{Layer, Stores};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -74,8 +77,14 @@ pub struct FaultPlan {
     pub break_listings_under: Option<String>,
     /// ...unless the key contains this text...
     pub break_listings_except: Option<String>,
-    /// ...every time (`1.0`) or for this share of them.
+    /// Listing streams of this (bucket, prefix) location end with an error half way...
+    pub break_listings_of: Option<(String, String)>,
+    /// ...(either kind of choice) every time (`1.0`) or for this share of them...
     pub break_listing_share: f64,
+    /// ...and, when set, only the first listing of each prefix (a retry then succeeds).
+    pub break_each_listing_once: bool,
+    /// Listings yield their objects in reverse key order (a store breaking its promise).
+    pub reverse_listings: bool,
     /// The error that ends a broken listing.
     pub break_listing_kind: Option<Kind>,
     pub delay: Option<(Duration, Vec<Op>)>,
@@ -90,6 +99,10 @@ pub struct FaultPlan {
     /// The Nth delete call triggers the watched `Stop` (from inside the run, so the test
     /// knows exactly which calls started before it).
     pub stop_at_delete: Option<(u64, Signal)>,
+    /// These keys are deleted from the store right before their first `head` reaches it.
+    pub vanish_before_head: HashSet<String>,
+    /// These keys are deleted from the store right before their delete reaches it.
+    pub vanish_before_delete: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +122,7 @@ pub struct Faults {
     per_op: Mutex<HashMap<Op, u64>>,
     calls: Mutex<Vec<Call>>,
     hooked: Mutex<bool>,
+    broken_once: Mutex<HashSet<String>>,
     stop: Mutex<Option<Stop>>,
     pub injected: AtomicU64,
 }
@@ -121,6 +135,7 @@ impl Faults {
             per_op: Mutex::default(),
             calls: Mutex::default(),
             hooked: Mutex::new(false),
+            broken_once: Mutex::default(),
             stop: Mutex::default(),
             injected: AtomicU64::new(0),
         })
@@ -234,6 +249,14 @@ pub fn unit(seed: u64, n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Another deleter got there first: the object is gone (a missing one stays missing).
+async fn vanish(store: &dyn ObjectStore, location: &Path) {
+    match store.delete(location).await {
+        Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(e) => panic!("making {location} vanish: {e}"),
+    }
+}
+
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     bucket: String,
@@ -287,6 +310,9 @@ impl ObjectStore for FaultStore {
         if let Some(e) = failure {
             return Err(e);
         }
+        if op == Op::Head && self.faults.plan.vanish_before_head.contains(location.as_ref()) {
+            vanish(self.inner.as_ref(), location).await;
+        }
         self.inner.get_opts(location, options).await
     }
 
@@ -302,6 +328,9 @@ impl ObjectStore for FaultStore {
                     if let Some(e) = failure {
                         return Err(e);
                     }
+                    if faults.plan.vanish_before_delete.contains(location.as_ref()) {
+                        vanish(inner.as_ref(), &location).await;
+                    }
                     let once = stream::once(async move { Ok(location) }).boxed();
                     let mut deleted = inner.delete_stream(once);
                     deleted.next().await.unwrap_or_else(|| {
@@ -315,13 +344,27 @@ impl ObjectStore for FaultStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let key = prefix.map(|p| p.to_string()).unwrap_or_default();
         let failure = self.faults.begin(Op::List, &self.bucket, &key);
-        let inner = self.inner.list(prefix);
+        let mut inner = self.inner.list(prefix);
         let faults = Arc::clone(&self.faults);
         let plan = &self.faults.plan;
         let seq = self.faults.seq.load(Ordering::SeqCst);
-        let broken = plan.break_listings_under.as_ref().is_some_and(|under| key.contains(under.as_str()))
-            && !plan.break_listings_except.as_ref().is_some_and(|except| key.contains(except.as_str()))
-            && unit(plan.seed ^ 0xB4EA_C0DE, seq) < plan.break_listing_share;
+        let under = plan.break_listings_under.as_ref().is_some_and(|under| key.contains(under.as_str()))
+            && !plan.break_listings_except.as_ref().is_some_and(|except| key.contains(except.as_str()));
+        let of = plan.break_listings_of.as_ref().is_some_and(|(bucket, prefix)| {
+            *bucket == self.bucket && (prefix.is_empty() || key == *prefix || key.starts_with(&format!("{prefix}/")))
+        });
+        let broken = (under || of)
+            && unit(plan.seed ^ 0xB4EA_C0DE, seq) < plan.break_listing_share
+            && (!plan.break_each_listing_once || self.faults.broken_once.lock().unwrap().insert(key.clone()));
+        if plan.reverse_listings {
+            inner = stream::once(async move {
+                let mut all: Vec<Result<ObjectMeta>> = inner.collect().await;
+                all.reverse();
+                stream::iter(all)
+            })
+            .flatten()
+            .boxed();
+        }
         let break_kind = plan.break_listing_kind.unwrap_or(Kind::Transient);
         if let Some(e) = failure {
             return stream::once(async move { Err(e) }).boxed();
