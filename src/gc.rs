@@ -20,6 +20,7 @@ use crate::live_set::{self, LiveSet};
 use crate::locations::Location;
 use crate::manifest_fetch::{Ingest, IngestStats, RefSink, ingest_all, inventory};
 use crate::plan::{PLAN_VERSION, Plan, PlanError, PlanHeader, PlanSpool, SpooledPlan, rfc3339, write_plan};
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::store::Stores;
 use crate::verify::{RangeSpill, Spilled, VerifyReport};
@@ -66,6 +67,8 @@ pub struct Progress {
     pub planned: Arc<AtomicU64>,
     pub deleted: Arc<AtomicU64>,
     pub ingest: Arc<IngestStats>,
+    pub stage: crate::progress::StageCell,
+    pub verify_listed: Arc<AtomicU64>,
 }
 
 /// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`] chunks of 48
@@ -183,6 +186,7 @@ impl Run<'_> {
         });
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
         let listing = self.start_listing(from_table, parts_out);
+        self.progress.stage.set(Stage::Manifests);
 
         let referenced = match self.manifests(&live, legacy_location, Arc::new(register), report).await {
             Ok(done) => done,
@@ -197,6 +201,7 @@ impl Run<'_> {
             table.locations.clone()
         };
 
+        self.progress.stage.set(Stage::Listing);
         let t = Instant::now();
         let listed_spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?;
         let (plan, listed_spill) =
@@ -222,6 +227,7 @@ impl Run<'_> {
         }
         self.stop.check()?;
 
+        self.progress.stage.set(Stage::Plan);
         let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
         let listed_before = listed_spill.map(RangeSpill::finish).transpose()?;
         let mut verify = match (&refs, &listed_before, &plan.spool) {
@@ -265,6 +271,7 @@ impl Run<'_> {
         }
         self.stop.check()?;
 
+        self.progress.stage.set(Stage::Execute);
         let t = Instant::now();
         let Some(spool) = &plan.spool else {
             return Err(GcError::Verify("internal: an execute run has no plan spool; nothing deleted".into()));
@@ -285,6 +292,7 @@ impl Run<'_> {
             return Err(GcError::Interrupted(signal));
         }
         if let (Some(refs), Some(before), Some(mut verify)) = (refs, listed_before, verify.take()) {
+            self.progress.stage.set(Stage::Verify);
             let t = Instant::now();
             verify.after_checked = true;
             let after = self.relist(&locations, &referenced.filter).await?;
@@ -516,7 +524,7 @@ impl Run<'_> {
         drop(tx);
         let spill = RangeSpill::create(&self.config.work_dir)?;
         let (out, mut parts) = mpsc::channel::<Listed>(PARTS_BUFFERED);
-        let progress = Arc::new(AtomicU64::new(0));
+        let progress = Arc::clone(&self.progress.verify_listed);
         let span = info_span!("verify_relist");
         let listing =
             list_stream(self.stores.clone(), rx, self.config.list_concurrency, progress, out).instrument(span);
