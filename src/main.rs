@@ -114,8 +114,18 @@ fn write_metrics(config: &Config, report: &Report, code: u8) -> u8 {
 }
 
 fn init_tracing(format: LogFormat, bars: MultiProgress) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&rust_log)
+        .ok()
+        .filter(|_| !rust_log.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Progress events are asked for by --progress-interval: a RUST_LOG=warn does not
+    // silence them, unless it names their target.
+    if !rust_log.contains(progress::EVENT_TARGET)
+        && let Ok(directive) = format!("{}=info", progress::EVENT_TARGET).parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || progress::LogWriter(bars.clone()));
     match format {

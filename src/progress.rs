@@ -11,6 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::gc::Progress;
 
+/// The tracing target of the `progress` events.
+pub const EVENT_TARGET: &str = "gc_partition::progress";
+
 /// The stage a run is in, in the order a run goes through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -131,7 +134,7 @@ impl Event {
     pub fn log(&self) {
         let c = &self.counters;
         tracing::info!(
-            target: "gc_partition::progress",
+            target: EVENT_TARGET,
             stage = c.stage.name(),
             manifests_done = c.manifests_done,
             manifests_total = c.manifests_total,
