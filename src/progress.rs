@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
 use crate::gc::Progress;
 
@@ -233,17 +233,33 @@ struct Bars {
     verify: Option<ProgressBar>,
 }
 
-const COUNTED: &str = "{prefix:>10} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta} {msg}";
-const UNCOUNTED: &str = "{prefix:>10} {spinner} {human_pos} objects, {per_sec} {elapsed} {msg}";
+const COUNTED: &str = "{prefix:>9} [{bar:30}] {human_pos}/{human_len} {msg}, {rate}, ETA {eta}";
+const UNCOUNTED: &str = "{prefix:>9} {spinner} {human_pos} {msg}, {rate}, {elapsed}";
 
 fn new_bar(multi: &MultiProgress, name: &str, counted: bool) -> ProgressBar {
-    let bar = if counted { ProgressBar::new(0) } else { ProgressBar::new_spinner() };
+    // Added first: a bar styled before it joins draws once on its own, a line that stays.
+    let bar = multi.add(ProgressBar::no_length());
     let template = if counted { COUNTED } else { UNCOUNTED };
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+        let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}/s", HumanCount(state.per_sec() as u64));
+        };
+        bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
     }
     bar.set_prefix(name.to_owned());
-    multi.add(bar)
+    bar
+}
+
+/// Updates a bar that is not finished yet, and finishes it once its stage is `past`. A
+/// finished bar is left alone: it shows its stage's final count and rate.
+fn advance(bar: &ProgressBar, past: bool, update: impl FnOnce(&ProgressBar)) {
+    if bar.is_finished() {
+        return;
+    }
+    update(bar);
+    if past {
+        bar.finish();
+    }
 }
 
 impl Bars {
@@ -251,33 +267,32 @@ impl Bars {
         let stage = c.stage;
         if stage >= Stage::Manifests {
             let bar = self.manifests.get_or_insert_with(|| new_bar(&self.multi, "manifests", true));
-            bar.set_length(c.manifests_total);
-            bar.set_position(c.manifests_done);
-            bar.set_message(format!("snapshots, {} ids", c.referenced_ids));
-            finish_past(bar, stage > Stage::Manifests);
+            advance(bar, stage > Stage::Manifests, |bar| {
+                bar.set_length(c.manifests_total);
+                bar.set_position(c.manifests_done);
+                bar.set_message(format!("snapshots, {} ids", HumanCount(c.referenced_ids)));
+            });
             let bar = self.listing.get_or_insert_with(|| new_bar(&self.multi, "listing", false));
-            bar.set_position(c.listed_objects);
-            bar.set_message(format!("planned {}", c.planned_deletes));
-            finish_past(bar, stage > Stage::Plan);
+            advance(bar, stage > Stage::Plan, |bar| {
+                bar.set_position(c.listed_objects);
+                bar.set_message(format!("listed, {} planned", HumanCount(c.planned_deletes)));
+            });
         }
-        if stage >= Stage::Execute && stage < Stage::Done || self.execute.is_some() {
+        if (Stage::Execute..Stage::Done).contains(&stage) || self.execute.is_some() {
             let bar = self.execute.get_or_insert_with(|| new_bar(&self.multi, "execute", true));
-            bar.set_length(c.planned_deletes);
-            bar.set_position(c.deleted);
-            bar.set_message("deleted");
-            finish_past(bar, stage > Stage::Execute);
+            advance(bar, stage > Stage::Execute, |bar| {
+                bar.set_length(c.planned_deletes);
+                bar.set_position(c.deleted);
+                bar.set_message("deleted");
+            });
         }
         if stage == Stage::Verify || self.verify.is_some() {
             let bar = self.verify.get_or_insert_with(|| new_bar(&self.multi, "verify", false));
-            bar.set_position(c.verify_listed);
-            finish_past(bar, stage > Stage::Verify);
+            advance(bar, stage > Stage::Verify, |bar| {
+                bar.set_position(c.verify_listed);
+                bar.set_message("listed again");
+            });
         }
-    }
-}
-
-fn finish_past(bar: &ProgressBar, past: bool) {
-    if past && !bar.is_finished() {
-        bar.finish();
     }
 }
 
@@ -297,7 +312,9 @@ async fn show_bars(progress: Arc<Progress>, multi: MultiProgress, done: Arc<toki
         if finished {
             // The bars stay on screen above the summary, each at its final count.
             for bar in [&bars.manifests, &bars.listing, &bars.execute, &bars.verify].into_iter().flatten() {
-                bar.abandon();
+                if !bar.is_finished() {
+                    bar.abandon();
+                }
             }
             return;
         }
