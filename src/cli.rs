@@ -97,6 +97,12 @@ pub struct Args {
     /// Retries, with backoff, of a request that failed transiently (any store).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub max_retries: usize,
+    /// Progress: bars on a terminal, otherwise a `progress` log event this often; 0 = off.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub progress_interval: String,
+    /// Write the run's outcome here in the Prometheus text format (node_exporter textfile).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_out: Option<PathBuf>,
     /// Log format on stderr (RUST_LOG sets the level).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

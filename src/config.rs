@@ -35,6 +35,8 @@ pub enum ConfigError {
     ApplyPlan { path: PathBuf, why: String },
     #[error("--explain {value:?}: not a chunk id (64 hex digits)")]
     Explain { value: String },
+    #[error("--progress-interval {0:?} is not a duration like 10s, or 0")]
+    ProgressInterval(String),
     #[error("--work-dir {path}: {why}")]
     WorkDir { path: PathBuf, why: String },
 }
@@ -70,6 +72,9 @@ pub struct Config {
     pub explain: Vec<crate::ids::ChunkId>,
     pub plan_out: Option<PathBuf>,
     pub report_out: Option<PathBuf>,
+    pub metrics_out: Option<PathBuf>,
+    /// How often progress is shown; `None` when off (`--progress-interval 0`).
+    pub progress_interval: Option<Duration>,
     /// Where the plan's spool and verify's spill go.
     pub work_dir: PathBuf,
     /// The `--store` URL as given: named in the report and bound into the plan's header.
@@ -143,6 +148,8 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             plan_out: args.plan_out.clone(),
             report_out: args.report_out.clone(),
+            metrics_out: args.metrics_out.clone(),
+            progress_interval: parse_interval(&args.progress_interval)?,
             work_dir: work_dir(args.work_dir.as_deref())?,
             store_url: args.store.clone(),
             output: args.output,
@@ -227,6 +234,16 @@ fn check_range(
     if range.contains(&value) { Ok(()) } else { Err(range_err(flag, value, why)) }
 }
 
+/// `--progress-interval`: a duration, `0` (in any unit) turning progress off.
+fn parse_interval(value: &str) -> Result<Option<Duration>, ConfigError> {
+    let every = if value.trim() == "0" {
+        Duration::ZERO
+    } else {
+        humantime::parse_duration(value).map_err(|_| ConfigError::ProgressInterval(value.to_owned()))?
+    };
+    Ok(Some(every).filter(|every| !every.is_zero()))
+}
+
 /// `WHEN`: an RFC 3339 timestamp, or a duration before `now`.
 pub fn parse_when(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ConfigError> {
     let bad = || ConfigError::Cutoff { value: value.to_owned() };
@@ -266,6 +283,16 @@ mod tests {
         assert_eq!(parse_when("7d", now).unwrap(), now - chrono::TimeDelta::days(7));
         assert_eq!(parse_when("2026-11-01T00:00:00+01:00", now).unwrap().to_rfc3339(), "2026-10-31T23:00:00+00:00");
         assert!(parse_when("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn progress_interval_forms() {
+        assert_eq!(parse_interval("10s").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(parse_interval("5ms").unwrap(), Some(Duration::from_millis(5)));
+        assert_eq!(parse_interval("0").unwrap(), None);
+        assert_eq!(parse_interval("0s").unwrap(), None);
+        assert!(parse_interval("often").is_err());
+        assert_eq!(Config::from_args(&args(&[]), Utc::now()).unwrap().progress_interval, Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::manifest_fetch::{Ingest, IngestStats, RefSink, ingest_all, inventory}
 use crate::plan::{
     PLAN_VERSION, Plan, PlanError, PlanHeader, PlanSpool, ReviewedPlan, SpooledPlan, read_plan, rfc3339, write_plan,
 };
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::store::Stores;
 use crate::verify::{RangeSpill, Spilled, VerifyReport};
@@ -69,6 +70,8 @@ pub struct Progress {
     pub planned: Arc<AtomicU64>,
     pub deleted: Arc<AtomicU64>,
     pub ingest: Arc<IngestStats>,
+    pub stage: crate::progress::StageCell,
+    pub verify_listed: Arc<AtomicU64>,
 }
 
 /// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`] chunks of 48
@@ -212,6 +215,7 @@ impl Run<'_> {
         });
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
         let listing = self.start_listing(from_table, parts_out);
+        self.progress.stage.set(Stage::Manifests);
 
         let wanted = Wanted { filter: true, spill: config.verify, explain: None };
         let referenced = match self.manifests(&live, legacy_location, Arc::new(register), wanted, report).await {
@@ -227,6 +231,7 @@ impl Run<'_> {
             table.locations.clone()
         };
 
+        self.progress.stage.set(Stage::Listing);
         let t = Instant::now();
         let listed_spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?;
         let filter = Arc::clone(referenced.filter()?);
@@ -252,6 +257,7 @@ impl Run<'_> {
         }
         self.stop.check()?;
 
+        self.progress.stage.set(Stage::Plan);
         let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
         let listed_before = listed_spill.map(RangeSpill::finish).transpose()?;
         let mut verify = match (&refs, &listed_before, &plan.spool) {
@@ -295,6 +301,7 @@ impl Run<'_> {
         }
         self.stop.check()?;
 
+        self.progress.stage.set(Stage::Execute);
         let t = Instant::now();
         let Some(spool) = &plan.spool else {
             return Err(GcError::Verify("internal: an execute run has no plan spool; nothing deleted".into()));
@@ -316,6 +323,7 @@ impl Run<'_> {
             return Err(GcError::Interrupted(signal));
         }
         if let (Some(refs), Some(before), Some(mut verify)) = (refs, listed_before, verify.take()) {
+            self.progress.stage.set(Stage::Verify);
             let t = Instant::now();
             verify.after_checked = true;
             let after = self.relist(&locations, &filter).await?;
@@ -368,6 +376,7 @@ impl Run<'_> {
     async fn explain(&self, live: &LiveSet, report: &mut Report) -> Result<(), GcError> {
         let config = self.config;
         let (table, legacy) = self.quiet_table(&[])?;
+        self.progress.stage.set(Stage::Manifests);
         let sink = Arc::new(ExplainSink::new(&config.explain));
         let wanted = Wanted { explain: Some(Arc::clone(&sink)), ..Wanted::default() };
         self.manifests(live, legacy, Self::register_with(&table), wanted, report).await?;
@@ -403,6 +412,7 @@ impl Run<'_> {
         self.stop.check()?;
 
         let (table, legacy) = self.quiet_table(&reviewed.locations)?;
+        self.progress.stage.set(Stage::Manifests);
         let wanted = Wanted { spill: true, ..Wanted::default() };
         let referenced = self.manifests(live, legacy, Self::register_with(&table), wanted, report).await?;
         let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
@@ -437,6 +447,7 @@ impl Run<'_> {
         }
         self.stop.check()?;
         let t = Instant::now();
+        self.progress.stage.set(Stage::Execute);
         let (stats, spool_error) = self.execute(&reviewed.locations, &reviewed.spool, Reread::Unchanged).await?;
         report.durations_ms.insert("execute", ms(t));
         report.record_execute(&stats);
@@ -667,7 +678,7 @@ impl Run<'_> {
         drop(tx);
         let spill = RangeSpill::create(&self.config.work_dir)?;
         let (out, mut parts) = mpsc::channel::<Listed>(PARTS_BUFFERED);
-        let progress = Arc::new(AtomicU64::new(0));
+        let progress = Arc::clone(&self.progress.verify_listed);
         let span = info_span!("verify_relist");
         let listing =
             list_stream(self.stores.clone(), rx, self.config.list_concurrency, progress, out).instrument(span);

@@ -4,8 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
 
 use clap::Parser;
 use gc_partition::cli::{Args, LogFormat, OutputFormat};
@@ -14,11 +13,16 @@ use gc_partition::error::{Exit, Signal};
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::Stores;
+use gc_partition::{metrics, progress};
+use indicatif::MultiProgress;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_format);
-    match run(&args) {
+    // Where bars are drawn (nothing is drawn when stderr is no terminal); log lines
+    // suspend them.
+    let bars = MultiProgress::new();
+    init_tracing(args.log_format, bars.clone());
+    match run(&args, bars) {
         Ok(code) => ExitCode::from(code),
         Err((code, message)) => {
             eprintln!("gc_partition: error: {message}");
@@ -27,38 +31,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<u8, (u8, String)> {
+fn run(args: &Args, bars: MultiProgress) -> Result<u8, (u8, String)> {
     let config = Config::from_args(args, chrono::Utc::now()).map_err(|e| (Exit::Usage.code(), e.to_string()))?;
-    let stores =
-        Stores::from_url(&args.store, config.store.clone()).map_err(|e| (Exit::Usage.code(), e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| (Exit::Usage.code(), format!("cannot start the runtime: {e}")))?;
-    let report = runtime.block_on(async {
-        let stop = Stop::default();
-        let progress = Progress::default();
-        watch_signals(stop.clone());
-        let ticker = std::io::stderr().is_terminal().then(|| tokio::spawn(show_progress(progress_handles(&progress))));
-        let report = gc::run(&stores, &config, &stop, &progress).await;
-        if let Some(ticker) = ticker {
-            ticker.abort();
-            eprint!("\r\x1b[K");
+    // The flags are valid: from here on, every exit writes the metrics.
+    let (report, mut code) = match collect(args, &config, bars) {
+        Ok(report) => {
+            let code = write_report_out(&config, &report);
+            (report, code)
         }
-        report
-    });
-    if let Some(error) = &report.error {
-        eprintln!("gc_partition: error: {error}");
-    }
-    let mut code = report.exit_code;
-    if let Some(path) = &config.report_out
-        && let Err(e) = write_report(path, &report)
-    {
-        eprintln!("gc_partition: error: report {}: {e}", path.display());
-        if code == Exit::Done.code() {
-            code = Exit::Usage.code();
+        Err(message) => {
+            eprintln!("gc_partition: error: {message}");
+            let code = Exit::Usage.code();
+            let report = Report {
+                partition: config.partition.to_string(),
+                mode: config.mode(),
+                exit_code: code,
+                error: Some(message),
+                ..Report::default()
+            };
+            write_metrics(&config, &report, code);
+            return Ok(code);
         }
-    }
+    };
+    code = write_metrics(&config, &report, code);
     let summary = match config.output {
         OutputFormat::Human => report.human(),
         OutputFormat::Json => serde_json::to_string_pretty(&report).map(|s| s + "\n").unwrap_or_default(),
@@ -67,10 +62,72 @@ fn run(args: &Args) -> Result<u8, (u8, String)> {
     Ok(code)
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// Runs the collector with its progress display; an error here is a usage error (exit 2).
+fn collect(args: &Args, config: &Config, bars: MultiProgress) -> Result<Report, String> {
+    let stores = Stores::from_url(&args.store, config.store.clone()).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let report = runtime.block_on(async {
+        let stop = Stop::default();
+        let progress = Arc::new(Progress::default());
+        watch_signals(stop.clone());
+        let mode = progress::Mode::choose(config.progress_interval, std::io::stderr().is_terminal());
+        let display = progress::Display::start(mode, Arc::clone(&progress), bars);
+        let report = gc::run(&stores, config, &stop, &progress).await;
+        display.finish().await;
+        report
+    });
+    if let Some(error) = &report.error {
+        eprintln!("gc_partition: error: {error}");
+    }
+    Ok(report)
+}
+
+/// Writes `--report-out`; returns the exit code, which a failed write turns into 2.
+fn write_report_out(config: &Config, report: &Report) -> u8 {
+    let code = report.exit_code;
+    if let Some(path) = &config.report_out
+        && let Err(e) = write_report(path, report)
+    {
+        eprintln!("gc_partition: error: report {}: {e}", path.display());
+        if code == Exit::Done.code() {
+            return Exit::Usage.code();
+        }
+    }
+    code
+}
+
+/// Writes `--metrics-out`; returns the exit code, which a failed write turns into 2.
+fn write_metrics(config: &Config, report: &Report, code: u8) -> u8 {
+    let Some(path) = &config.metrics_out else {
+        return code;
+    };
+    match metrics::write(path, report, code, chrono::Utc::now()) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("gc_partition: error: {e}");
+            if code == Exit::Done.code() { Exit::Usage.code() } else { code }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, bars: MultiProgress) {
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&rust_log)
+        .ok()
+        .filter(|_| !rust_log.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Progress events are asked for by --progress-interval: a RUST_LOG=warn does not
+    // silence them, unless it names their target.
+    if !rust_log.contains(progress::EVENT_TARGET)
+        && let Ok(directive) = format!("{}=info", progress::EVENT_TARGET).parse()
+    {
+        filter = filter.add_directive(directive);
+    }
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || progress::LogWriter(bars.clone()));
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
@@ -98,31 +155,6 @@ fn watch_signals(stop: Stop) {
             stop.trigger(received);
         }
     });
-}
-
-type Handles = (
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-    std::sync::Arc<gc_partition::manifest_fetch::IngestStats>,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-);
-
-fn progress_handles(progress: &Progress) -> Handles {
-    (progress.listed.clone(), progress.ingest.clone(), progress.deleted.clone())
-}
-
-async fn show_progress((listed, ingest, deleted): Handles) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        eprint!(
-            "\r\x1b[K manifests {} legacy + {} unified, {} ids | listed {} objects | deleted {}",
-            ingest.legacy.load(Ordering::Relaxed),
-            ingest.unified.load(Ordering::Relaxed),
-            ingest.referenced_ids.load(Ordering::Relaxed),
-            listed.load(Ordering::Relaxed),
-            deleted.load(Ordering::Relaxed),
-        );
-    }
 }
 
 /// Writes the report next to its final name, then renames it: a reader never sees half.
