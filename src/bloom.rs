@@ -105,7 +105,7 @@ pub fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
 }
 
 /// splitmix64's finaliser: a bijection with good avalanche.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
