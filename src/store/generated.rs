@@ -512,19 +512,36 @@ impl Generated {
         })
     }
 
-    /// The counts a collector should find, from one pass over every chunk (O(chunks) time).
+    /// The counts a collector should find, from one pass over every chunk (O(chunks) time, on
+    /// the rayon pool).
     pub fn expected(&self) -> GenCounts {
-        let mut counts = GenCounts { chunks: self.cfg.chunks, ..GenCounts::default() };
-        for g in 0..self.cfg.chunks {
-            match self.class(g) {
-                Class::Referenced => counts.referenced += 1,
-                Class::Young => counts.young += 1,
-                Class::Garbage => {
-                    counts.garbage += 1;
-                    counts.garbage_bytes += self.chunk(g).size;
+        use rayon::prelude::*;
+        const SLICE: u64 = 1 << 20;
+        let slices = self.cfg.chunks.div_ceil(SLICE);
+        let mut counts = (0..slices)
+            .into_par_iter()
+            .map(|i| {
+                let mut part = GenCounts::default();
+                for g in i * SLICE..((i + 1) * SLICE).min(self.cfg.chunks) {
+                    match self.class(g) {
+                        Class::Referenced => part.referenced += 1,
+                        Class::Young => part.young += 1,
+                        Class::Garbage => {
+                            part.garbage += 1;
+                            part.garbage_bytes += self.chunk(g).size;
+                        }
+                    }
                 }
-            }
-        }
+                part
+            })
+            .reduce(GenCounts::default, |a, b| GenCounts {
+                referenced: a.referenced + b.referenced,
+                young: a.young + b.young,
+                garbage: a.garbage + b.garbage,
+                garbage_bytes: a.garbage_bytes + b.garbage_bytes,
+                ..GenCounts::default()
+            });
+        counts.chunks = self.cfg.chunks;
         for l in 0..self.cfg.locations {
             let (top, inside) = self.foreign_split(l);
             counts.foreign += top + (0..DIRS).map(|d| inside(d as u8)).sum::<u64>();
