@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
@@ -623,8 +623,13 @@ enum Object {
 }
 
 fn meta(key: String, size: u64, last_modified_ms: i64) -> ObjectMeta {
+    // Generated keys are valid paths: `parse` checks them without re-encoding each segment.
+    object_meta(Path::parse(&key).unwrap_or_else(|_| Path::from(key)), size, last_modified_ms)
+}
+
+fn object_meta(location: Path, size: u64, last_modified_ms: i64) -> ObjectMeta {
     ObjectMeta {
-        location: Path::from(key),
+        location,
         last_modified: DateTime::from_timestamp_millis(last_modified_ms).unwrap_or_default(),
         size,
         e_tag: None,
@@ -816,6 +821,7 @@ fn dir_number(hh: &str) -> Option<u8> {
 struct DirIter {
     partition: Arc<Generated>,
     prefix: String,
+    dir_path: Path,
     dir: u8,
     first: u64,
     positions: Range<u64>,
@@ -829,7 +835,8 @@ impl DirIter {
         let len = part_len(n_l, DIRS, u64::from(dir));
         let foreign = partition.foreign_split(l).1(dir);
         let first = partition.number(l, dir, 0);
-        let mut iter = Self { partition, prefix, dir, first, positions: 0..len, foreign, pending: None };
+        let dir_path = Path::parse(&prefix).unwrap_or_else(|_| Path::from(prefix.as_str()));
+        let mut iter = Self { partition, prefix, dir_path, dir, first, positions: 0..len, foreign, pending: None };
         if let Some(offset) = offset {
             iter.positions.start = iter.start_after(offset);
         }
@@ -837,9 +844,10 @@ impl DirIter {
     }
 
     fn key(&self, id: &[u8; 32]) -> String {
+        let mut hex = [0u8; 64];
         let mut key = String::with_capacity(self.prefix.len() + 64);
         key.push_str(&self.prefix);
-        key.push_str(&const_hex::encode(id));
+        key.push_str(const_hex::encode_to_str(id, &mut hex).unwrap_or_default());
         key
     }
 
@@ -876,12 +884,16 @@ impl Iterator for DirIter {
             let pos = self.positions.next()?;
             let g = self.first + pos;
             let chunk = self.partition.chunk(g);
-            let key = self.key(&chunk.id);
+            let mut hex = [0u8; 64];
+            let hex: &str = const_hex::encode_to_str(chunk.id, &mut hex).unwrap_or_default();
             if pos < self.foreign {
-                self.pending = Some(meta(format!("{key}.tmp"), 100, chunk.last_modified_ms));
+                let tmp = self.dir_path.clone().join(PathPart::from(format!("{hex}.tmp")));
+                self.pending = Some(object_meta(tmp, 100, chunk.last_modified_ms));
             }
             if !self.partition.is_deleted(g) {
-                return Some(meta(key, chunk.size, chunk.last_modified_ms));
+                // One segment appended to the directory's path: the cheapest valid `Path`.
+                let path = self.dir_path.clone().join(PathPart::from(hex));
+                return Some(object_meta(path, chunk.size, chunk.last_modified_ms));
             }
             if let Some(tmp) = self.pending.take() {
                 return Some(tmp);
