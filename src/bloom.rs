@@ -13,9 +13,23 @@ use rayon::prelude::*;
 
 /// Below this many ids an insert stays on the calling thread.
 const PARALLEL_INSERT_MIN: usize = 1 << 16;
+/// From this many expected ids the filter is sharded by the id's first byte (see
+/// [`RefFilter`]); below it one filter is as fast and every shard would be tiny.
+pub const SHARD_MIN_IDS: u64 = 1 << 22;
+/// One shard per `<hh>` fan-out directory.
+pub const SHARDS: usize = 256;
+/// Ids grouped per shard in one go by a sharded insert: about a thousand per shard, so each
+/// shard is touched in one burst instead of once per id.
+const GROUP_IDS: usize = 1 << 18;
 
+/// The filter of the referenced ids.
+///
+/// From [`SHARD_MIN_IDS`] expected ids on it is 256 filters, one per value of the id's first
+/// byte, each sized for its share: the `<hh>` fan-out directory a listing reads holds the ids
+/// of one shard, so its probes stay in one cache-sized part of the filter; inserts are
+/// grouped per shard for the same reason. Measured in BENCHMARKS.md ("Filter at scale").
 pub struct RefFilter {
-    filter: AtomicBloomFilter,
+    shards: Box<[AtomicBloomFilter]>,
     seed: u64,
     inserted: AtomicU64,
     fpr: f64,
@@ -24,19 +38,48 @@ pub struct RefFilter {
 impl RefFilter {
     /// A filter sized for `expected_ids` at false-positive rate `fpr`.
     pub fn new(expected_ids: u64, fpr: f64, seed: u64) -> Self {
+        let shards = if expected_ids >= SHARD_MIN_IDS { SHARDS } else { 1 };
+        Self::with_shards(expected_ids, fpr, seed, shards)
+    }
+
+    /// A filter of `shards` (1 or [`SHARDS`]) parts; [`RefFilter::new`] picks the layout,
+    /// benches compare both.
+    pub fn with_shards(expected_ids: u64, fpr: f64, seed: u64, shards: usize) -> Self {
+        let shards = if shards > 1 { SHARDS } else { 1 };
         let expected = usize::try_from(expected_ids).unwrap_or(usize::MAX).max(1);
-        let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(expected);
-        back_with_huge_pages(filter.as_slice());
-        Self { filter, seed, inserted: AtomicU64::new(0), fpr }
+        let per_shard = expected.div_ceil(shards);
+        let shards: Box<[AtomicBloomFilter]> = (0..shards)
+            .map(|_| {
+                let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(per_shard);
+                back_with_huge_pages(filter.as_slice());
+                filter
+            })
+            .collect();
+        Self { shards, seed, inserted: AtomicU64::new(0), fpr }
     }
 
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
+    /// How many parts the filter has (1 or [`SHARDS`]).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, id: &[u8; 32]) -> &AtomicBloomFilter {
+        &self.shards[usize::from(id[0]) % self.shards.len()]
+    }
+
     /// Inserts every id; large slices are split across the rayon pool.
     pub fn insert_all(&self, ids: &[[u8; 32]]) {
-        if ids.len() >= PARALLEL_INSERT_MIN {
+        if self.shards.len() > 1 {
+            if ids.len() > GROUP_IDS {
+                ids.par_chunks(GROUP_IDS).for_each(|part| self.insert_grouped(part));
+            } else {
+                self.insert_grouped(ids);
+            }
+        } else if ids.len() >= PARALLEL_INSERT_MIN {
             ids.par_chunks(PARALLEL_INSERT_MIN / 4).for_each(|part| self.insert_serial(part));
         } else {
             self.insert_serial(ids);
@@ -46,12 +89,39 @@ impl RefFilter {
 
     fn insert_serial(&self, ids: &[[u8; 32]]) {
         for id in ids {
-            self.filter.insert_hash(id_hash(self.seed, id));
+            self.shard(id).insert_hash(id_hash(self.seed, id));
+        }
+    }
+
+    /// Inserts `ids` shard by shard: a counting sort of their hashes by first byte, then one
+    /// burst of inserts per shard.
+    fn insert_grouped(&self, ids: &[[u8; 32]]) {
+        if ids.len() < SHARDS {
+            return self.insert_serial(ids);
+        }
+        let mut starts = [0usize; SHARDS + 1];
+        for id in ids {
+            starts[usize::from(id[0]) + 1] += 1;
+        }
+        for i in 1..=SHARDS {
+            starts[i] += starts[i - 1];
+        }
+        let mut hashes = vec![0u64; ids.len()];
+        let mut next = starts;
+        for id in ids {
+            let slot = &mut next[usize::from(id[0])];
+            hashes[*slot] = id_hash(self.seed, id);
+            *slot += 1;
+        }
+        for (shard, range) in self.shards.iter().zip(starts.windows(2)) {
+            for &hash in &hashes[range[0]..range[1]] {
+                shard.insert_hash(hash);
+            }
         }
     }
 
     pub fn contains(&self, id: &[u8; 32]) -> bool {
-        self.filter.contains_hash(id_hash(self.seed, id))
+        self.shard(id).contains_hash(id_hash(self.seed, id))
     }
 
     /// Ids inserted so far, duplicates included.
@@ -60,15 +130,15 @@ impl RefFilter {
     }
 
     pub fn num_bits(&self) -> usize {
-        self.filter.num_bits()
+        self.shards.iter().map(AtomicBloomFilter::num_bits).sum()
     }
 
     /// The false-positive rate expected from the fill: the textbook estimate for the bits,
     /// hashes and ids inserted, never below the rate asked for (the filter is blocked, which
     /// costs a little accuracy).
     pub fn expected_fpr(&self) -> f64 {
-        let k = f64::from(self.filter.num_hashes());
-        let m = self.filter.num_bits() as f64;
+        let k = f64::from(self.shards[0].num_hashes());
+        let m = self.num_bits() as f64;
         let n = self.inserted() as f64;
         let textbook = (1.0 - (-k * n / m).exp()).powf(k);
         textbook.max(self.fpr).min(1.0)
@@ -130,25 +200,40 @@ mod tests {
     }
 
     #[test]
-    fn no_false_negatives_serial_and_parallel() {
-        for n in [10, PARALLEL_INSERT_MIN * 3] {
-            let inserted = ids(n, 1);
-            let filter = RefFilter::new(n as u64, 0.001, 7);
-            filter.insert_all(&inserted);
-            assert!(inserted.iter().all(|id| filter.contains(id)));
-            assert_eq!(filter.inserted(), n as u64);
+    fn no_false_negatives_serial_and_parallel_in_both_layouts() {
+        for shards in [1, SHARDS] {
+            for n in [10, 300, PARALLEL_INSERT_MIN * 3, GROUP_IDS * 2 + 17] {
+                let inserted = ids(n, 1);
+                let filter = RefFilter::with_shards(n as u64, 0.001, 7, shards);
+                assert_eq!(filter.shards(), shards);
+                filter.insert_all(&inserted);
+                assert!(inserted.iter().all(|id| filter.contains(id)), "{shards} shards, {n} ids");
+                assert_eq!(filter.inserted(), n as u64);
+            }
         }
     }
 
     #[test]
-    fn false_positive_rate_is_near_the_target() {
+    fn the_layout_follows_the_expected_ids() {
+        assert_eq!(RefFilter::new(SHARD_MIN_IDS - 1, 0.001, 1).shards(), 1);
+        let sharded = RefFilter::new(SHARD_MIN_IDS, 0.001, 1);
+        assert_eq!(sharded.shards(), SHARDS);
+        let single = RefFilter::with_shards(SHARD_MIN_IDS, 0.001, 1, 1);
+        let (a, b) = (sharded.num_bits() as f64, single.num_bits() as f64);
+        assert!((a / b - 1.0).abs() < 1e-3, "sharding changed the size: {a} vs {b} bits");
+    }
+
+    #[test]
+    fn false_positive_rate_is_near_the_target_in_both_layouts() {
         let n = 200_000;
-        let filter = RefFilter::new(n as u64, 0.01, 3);
-        filter.insert_all(&ids(n, 1));
-        let probes = ids(200_000, 99);
-        let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
-        assert!(fp < 0.02, "false-positive rate {fp} far above 0.01");
-        assert!(filter.expected_fpr() >= 0.01);
+        for shards in [1, SHARDS] {
+            let filter = RefFilter::with_shards(n as u64, 0.01, 3, shards);
+            filter.insert_all(&ids(n, 1));
+            let probes = ids(200_000, 99);
+            let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
+            assert!(fp < 0.02, "{shards} shards: false-positive rate {fp} far above 0.01");
+            assert!(filter.expected_fpr() >= 0.01);
+        }
     }
 
     #[test]
