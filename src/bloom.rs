@@ -18,21 +18,65 @@ const PARALLEL_INSERT_MIN: usize = 1 << 16;
 pub const SHARD_MIN_IDS: u64 = 1 << 22;
 /// One shard per `<hh>` fan-out directory.
 pub const SHARDS: usize = 256;
-/// Ids grouped per shard in one go by a sharded insert: about a thousand per shard, so each
-/// shard is touched in one burst instead of once per id.
-const GROUP_IDS: usize = 1 << 18;
 
 /// The filter of the referenced ids.
 ///
-/// From [`SHARD_MIN_IDS`] expected ids on it is 256 filters, one per value of the id's first
-/// byte, each sized for its share: the `<hh>` fan-out directory a listing reads holds the ids
-/// of one shard, so its probes stay in one cache-sized part of the filter; inserts are
-/// grouped per shard for the same reason. Measured in BENCHMARKS.md ("Filter at scale").
+/// From [`SHARD_MIN_IDS`] expected ids on, the bits of an id are confined to one of 256 equal
+/// ranges of one huge-page-backed array, chosen by the id's first byte: the `<hh>` fan-out
+/// directory a listing reads holds the ids of one range, so its probes stay in one cache-sized
+/// part of the filter, while random inserts keep the TLB reach of one array. Measured against
+/// the single filter in BENCHMARKS.md ("Filter at scale").
 pub struct RefFilter {
-    shards: Box<[AtomicBloomFilter]>,
+    layout: Layout,
     seed: u64,
     inserted: AtomicU64,
     fpr: f64,
+}
+
+enum Layout {
+    Single(AtomicBloomFilter),
+    Sharded(ShardedBits),
+}
+
+/// [`SHARDS`] Bloom filters of `shard_words` words each, side by side in one array.
+struct ShardedBits {
+    words: Box<[AtomicU64]>,
+    shard_words: usize,
+    hashes: u32,
+}
+
+impl ShardedBits {
+    fn new(expected_ids: usize, fpr: f64) -> Self {
+        let per_shard = expected_ids.div_ceil(SHARDS).max(1);
+        let bits = fastbloom::optimal_size(per_shard, fpr);
+        let shard_words = bits.div_ceil(64);
+        let hashes = fastbloom::optimal_hashes(shard_words * 64, per_shard);
+        let words = std::iter::repeat_with(|| AtomicU64::new(0)).take(shard_words * SHARDS).collect();
+        Self { words, shard_words, hashes }
+    }
+
+    /// The words of shard `id[0]`, and the bit positions of `hash` in it (double hashing).
+    fn positions(&self, first_byte: u8, hash: u64) -> (&[AtomicU64], impl Iterator<Item = usize>) {
+        let start = usize::from(first_byte) * self.shard_words;
+        let words = &self.words[start..start + self.shard_words];
+        let bits = (self.shard_words * 64) as u128;
+        let step = mix(hash) | 1;
+        let positions = (0..u64::from(self.hashes))
+            .map(move |i| ((u128::from(hash.wrapping_add(i.wrapping_mul(step))) * bits) >> 64) as usize);
+        (words, positions)
+    }
+
+    fn insert(&self, first_byte: u8, hash: u64) {
+        let (words, positions) = self.positions(first_byte, hash);
+        for bit in positions {
+            words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn contains(&self, first_byte: u8, hash: u64) -> bool {
+        let (words, mut positions) = self.positions(first_byte, hash);
+        positions.all(|bit| words[bit / 64].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0)
+    }
 }
 
 impl RefFilter {
@@ -45,17 +89,17 @@ impl RefFilter {
     /// A filter of `shards` (1 or [`SHARDS`]) parts; [`RefFilter::new`] picks the layout,
     /// benches compare both.
     pub fn with_shards(expected_ids: u64, fpr: f64, seed: u64, shards: usize) -> Self {
-        let shards = if shards > 1 { SHARDS } else { 1 };
         let expected = usize::try_from(expected_ids).unwrap_or(usize::MAX).max(1);
-        let per_shard = expected.div_ceil(shards);
-        let shards: Box<[AtomicBloomFilter]> = (0..shards)
-            .map(|_| {
-                let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(per_shard);
-                back_with_huge_pages(filter.as_slice());
-                filter
-            })
-            .collect();
-        Self { shards, seed, inserted: AtomicU64::new(0), fpr }
+        let layout = if shards > 1 {
+            let bits = ShardedBits::new(expected, fpr);
+            back_with_huge_pages(&bits.words);
+            Layout::Sharded(bits)
+        } else {
+            let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(expected);
+            back_with_huge_pages(filter.as_slice());
+            Layout::Single(filter)
+        };
+        Self { layout, seed, inserted: AtomicU64::new(0), fpr }
     }
 
     pub fn seed(&self) -> u64 {
@@ -64,22 +108,15 @@ impl RefFilter {
 
     /// How many parts the filter has (1 or [`SHARDS`]).
     pub fn shards(&self) -> usize {
-        self.shards.len()
-    }
-
-    fn shard(&self, id: &[u8; 32]) -> &AtomicBloomFilter {
-        &self.shards[usize::from(id[0]) % self.shards.len()]
+        match self.layout {
+            Layout::Single(_) => 1,
+            Layout::Sharded(_) => SHARDS,
+        }
     }
 
     /// Inserts every id; large slices are split across the rayon pool.
     pub fn insert_all(&self, ids: &[[u8; 32]]) {
-        if self.shards.len() > 1 {
-            if ids.len() > GROUP_IDS {
-                ids.par_chunks(GROUP_IDS).for_each(|part| self.insert_grouped(part));
-            } else {
-                self.insert_grouped(ids);
-            }
-        } else if ids.len() >= PARALLEL_INSERT_MIN {
+        if ids.len() >= PARALLEL_INSERT_MIN {
             ids.par_chunks(PARALLEL_INSERT_MIN / 4).for_each(|part| self.insert_serial(part));
         } else {
             self.insert_serial(ids);
@@ -88,40 +125,20 @@ impl RefFilter {
     }
 
     fn insert_serial(&self, ids: &[[u8; 32]]) {
-        for id in ids {
-            self.shard(id).insert_hash(id_hash(self.seed, id));
-        }
-    }
-
-    /// Inserts `ids` shard by shard: a counting sort of their hashes by first byte, then one
-    /// burst of inserts per shard.
-    fn insert_grouped(&self, ids: &[[u8; 32]]) {
-        if ids.len() < SHARDS {
-            return self.insert_serial(ids);
-        }
-        let mut starts = [0usize; SHARDS + 1];
-        for id in ids {
-            starts[usize::from(id[0]) + 1] += 1;
-        }
-        for i in 1..=SHARDS {
-            starts[i] += starts[i - 1];
-        }
-        let mut hashes = vec![0u64; ids.len()];
-        let mut next = starts;
-        for id in ids {
-            let slot = &mut next[usize::from(id[0])];
-            hashes[*slot] = id_hash(self.seed, id);
-            *slot += 1;
-        }
-        for (shard, range) in self.shards.iter().zip(starts.windows(2)) {
-            for &hash in &hashes[range[0]..range[1]] {
-                shard.insert_hash(hash);
-            }
+        match &self.layout {
+            Layout::Single(filter) => ids.iter().for_each(|id| {
+                filter.insert_hash(id_hash(self.seed, id));
+            }),
+            Layout::Sharded(bits) => ids.iter().for_each(|id| bits.insert(id[0], id_hash(self.seed, id))),
         }
     }
 
     pub fn contains(&self, id: &[u8; 32]) -> bool {
-        self.shard(id).contains_hash(id_hash(self.seed, id))
+        let hash = id_hash(self.seed, id);
+        match &self.layout {
+            Layout::Single(filter) => filter.contains_hash(hash),
+            Layout::Sharded(bits) => bits.contains(id[0], hash),
+        }
     }
 
     /// Ids inserted so far, duplicates included.
@@ -130,14 +147,24 @@ impl RefFilter {
     }
 
     pub fn num_bits(&self) -> usize {
-        self.shards.iter().map(AtomicBloomFilter::num_bits).sum()
+        match &self.layout {
+            Layout::Single(filter) => filter.num_bits(),
+            Layout::Sharded(bits) => bits.words.len() * 64,
+        }
+    }
+
+    fn num_hashes(&self) -> u32 {
+        match &self.layout {
+            Layout::Single(filter) => filter.num_hashes(),
+            Layout::Sharded(bits) => bits.hashes,
+        }
     }
 
     /// The false-positive rate expected from the fill: the textbook estimate for the bits,
     /// hashes and ids inserted, never below the rate asked for (the filter is blocked, which
     /// costs a little accuracy).
     pub fn expected_fpr(&self) -> f64 {
-        let k = f64::from(self.shards[0].num_hashes());
+        let k = f64::from(self.num_hashes());
         let m = self.num_bits() as f64;
         let n = self.inserted() as f64;
         let textbook = (1.0 - (-k * n / m).exp()).powf(k);
@@ -202,7 +229,7 @@ mod tests {
     #[test]
     fn no_false_negatives_serial_and_parallel_in_both_layouts() {
         for shards in [1, SHARDS] {
-            for n in [10, 300, PARALLEL_INSERT_MIN * 3, GROUP_IDS * 2 + 17] {
+            for n in [10, 300, PARALLEL_INSERT_MIN * 3, PARALLEL_INSERT_MIN * 2 + 17] {
                 let inserted = ids(n, 1);
                 let filter = RefFilter::with_shards(n as u64, 0.001, 7, shards);
                 assert_eq!(filter.shards(), shards);
