@@ -13,19 +13,16 @@ use rayon::prelude::*;
 
 /// Below this many ids an insert stays on the calling thread.
 const PARALLEL_INSERT_MIN: usize = 1 << 16;
-/// From this many expected ids the filter is sharded by the id's first byte (see
-/// [`RefFilter`]); below it one filter is as fast and every shard would be tiny.
-pub const SHARD_MIN_IDS: u64 = 1 << 22;
 /// One shard per `<hh>` fan-out directory.
 pub const SHARDS: usize = 256;
 
-/// The filter of the referenced ids.
+/// The filter of the referenced ids: one `AtomicBloomFilter`.
 ///
-/// From [`SHARD_MIN_IDS`] expected ids on, the bits of an id are confined to one of 256 equal
-/// ranges of one huge-page-backed array, chosen by the id's first byte: the `<hh>` fan-out
-/// directory a listing reads holds the ids of one range, so its probes stay in one cache-sized
-/// part of the filter, while random inserts keep the TLB reach of one array. Measured against
-/// the single filter in BENCHMARKS.md ("Filter at scale").
+/// A sharded layout is also here ([`RefFilter::with_shards`]): the bits of an id confined to
+/// one of 256 equal ranges of one huge-page-backed array, chosen by the id's first byte, so
+/// the probes of one `<hh>` directory's listing stay in one cache-sized range. Measured at
+/// 100M and 1B ids (BENCHMARKS.md, "Filter at scale") it was not faster, so
+/// [`RefFilter::new`] keeps the single filter; benches compare both.
 pub struct RefFilter {
     layout: Layout,
     seed: u64,
@@ -82,12 +79,10 @@ impl ShardedBits {
 impl RefFilter {
     /// A filter sized for `expected_ids` at false-positive rate `fpr`.
     pub fn new(expected_ids: u64, fpr: f64, seed: u64) -> Self {
-        let shards = if expected_ids >= SHARD_MIN_IDS { SHARDS } else { 1 };
-        Self::with_shards(expected_ids, fpr, seed, shards)
+        Self::with_shards(expected_ids, fpr, seed, 1)
     }
 
-    /// A filter of `shards` (1 or [`SHARDS`]) parts; [`RefFilter::new`] picks the layout,
-    /// benches compare both.
+    /// A filter of `shards` parts: 1, or (any other number) [`SHARDS`] ranges by first id byte.
     pub fn with_shards(expected_ids: u64, fpr: f64, seed: u64, shards: usize) -> Self {
         let expected = usize::try_from(expected_ids).unwrap_or(usize::MAX).max(1);
         let layout = if shards > 1 {
@@ -241,11 +236,12 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_follows_the_expected_ids() {
-        assert_eq!(RefFilter::new(SHARD_MIN_IDS - 1, 0.001, 1).shards(), 1);
-        let sharded = RefFilter::new(SHARD_MIN_IDS, 0.001, 1);
+    fn both_layouts_have_the_same_size() {
+        let ids = 1 << 22;
+        assert_eq!(RefFilter::new(ids, 0.001, 1).shards(), 1);
+        let sharded = RefFilter::with_shards(ids, 0.001, 1, SHARDS);
         assert_eq!(sharded.shards(), SHARDS);
-        let single = RefFilter::with_shards(SHARD_MIN_IDS, 0.001, 1, 1);
+        let single = RefFilter::with_shards(ids, 0.001, 1, 1);
         let (a, b) = (sharded.num_bits() as f64, single.num_bits() as f64);
         assert!((a / b - 1.0).abs() < 1e-3, "sharding changed the size: {a} vs {b} bits");
     }
