@@ -51,7 +51,7 @@ use crate::manifest::unified::{self, ChunkGroup, UnifiedManifest};
 const DIRS: u64 = 256;
 /// Bits of the position-in-directory field of an id (bytes 1..6).
 const POS_BITS: u32 = 40;
-const SALT_CLASS: u64 = 0x636c_6173_73;
+const SALT_CLASS: u64 = 0x0063_6c61_7373;
 const SALT_ID: u64 = 0x6964;
 const SALT_META: u64 = 0x6d65_7461;
 const SALT_LEGACY: u64 = 0x6c65_6761_6379;
@@ -164,7 +164,7 @@ impl GenConfig {
         if self.snapshots == 0 && self.referenced > 0.0 {
             return Err(bad("snapshots", "0", "referenced chunks need at least one snapshot"));
         }
-        if u64::from(self.locations) * DIRS << POS_BITS < self.chunks {
+        if (u64::from(self.locations) * DIRS) << POS_BITS < self.chunks {
             return Err(bad("chunks", &self.chunks.to_string(), "too many for the id layout"));
         }
         Location::legacy_default(&self.meta_bucket, &self.partition)
@@ -667,10 +667,10 @@ impl GenBucket {
         for node in self.nodes.iter() {
             if prefix.is_empty() || node.root == prefix || is_below(&node.root, prefix) {
                 parts.extend(self.node_parts(node));
-            } else if let (Some(rest), NodeKind::Location(l)) = (below(prefix, &node.root), node.kind) {
-                if let Some(d) = dir_number(rest) {
-                    parts.push(Part::Dir(l, d));
-                }
+            } else if let (Some(rest), NodeKind::Location(l)) = (below(prefix, &node.root), node.kind)
+                && let Some(d) = dir_number(rest)
+            {
+                parts.push(Part::Dir(l, d));
             }
         }
         parts
@@ -994,10 +994,10 @@ impl ObjectStore for GenBucket {
                     }
                     NodeKind::Snapshots => result.objects.extend(self.iter_part(Part::Snapshots, None)),
                 }
-            } else if let (Some(rest), NodeKind::Location(l)) = (below(&prefix, &node.root), node.kind) {
-                if let Some(d) = dir_number(rest) {
-                    result.objects.extend(self.iter_part(Part::Dir(l, d), None));
-                }
+            } else if let (Some(rest), NodeKind::Location(l)) = (below(&prefix, &node.root), node.kind)
+                && let Some(d) = dir_number(rest)
+            {
+                result.objects.extend(self.iter_part(Part::Dir(l, d), None));
             }
         }
         Ok(result)
