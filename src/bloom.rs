@@ -21,7 +21,7 @@ pub const SHARDS: usize = 256;
 /// A sharded layout is also here ([`RefFilter::with_shards`]): the bits of an id confined to
 /// one of 256 equal ranges of one huge-page-backed array, chosen by the id's first byte, so
 /// the probes of one `<hh>` directory's listing stay in one cache-sized range. Measured at
-/// 100M and 1B ids (BENCHMARKS.md, "Filter at scale") it was not faster, so
+/// 100M ids (BENCHMARKS.md, "Filter at scale") it was not faster, so
 /// [`RefFilter::new`] keeps the single filter; benches compare both.
 pub struct RefFilter {
     layout: Layout,
