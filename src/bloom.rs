@@ -13,25 +13,100 @@ use rayon::prelude::*;
 
 /// Below this many ids an insert stays on the calling thread.
 const PARALLEL_INSERT_MIN: usize = 1 << 16;
+/// One shard per `<hh>` fan-out directory.
+pub const SHARDS: usize = 256;
 
+/// The filter of the referenced ids: one `AtomicBloomFilter`.
+///
+/// A sharded layout is also here ([`RefFilter::with_shards`]): the bits of an id confined to
+/// one of 256 equal ranges of one huge-page-backed array, chosen by the id's first byte, so
+/// the probes of one `<hh>` directory's listing stay in one cache-sized range. Measured at
+/// 100M ids (BENCHMARKS.md, "Filter at scale") it was not faster, so
+/// [`RefFilter::new`] keeps the single filter; benches compare both.
 pub struct RefFilter {
-    filter: AtomicBloomFilter,
+    layout: Layout,
     seed: u64,
     inserted: AtomicU64,
     fpr: f64,
 }
 
+enum Layout {
+    Single(AtomicBloomFilter),
+    Sharded(ShardedBits),
+}
+
+/// [`SHARDS`] Bloom filters of `shard_words` words each, side by side in one array.
+struct ShardedBits {
+    words: Box<[AtomicU64]>,
+    shard_words: usize,
+    hashes: u32,
+}
+
+impl ShardedBits {
+    fn new(expected_ids: usize, fpr: f64) -> Self {
+        let per_shard = expected_ids.div_ceil(SHARDS).max(1);
+        let bits = fastbloom::optimal_size(per_shard, fpr);
+        let shard_words = bits.div_ceil(64);
+        let hashes = fastbloom::optimal_hashes(shard_words * 64, per_shard);
+        let words = std::iter::repeat_with(|| AtomicU64::new(0)).take(shard_words * SHARDS).collect();
+        Self { words, shard_words, hashes }
+    }
+
+    /// The words of shard `id[0]`, and the bit positions of `hash` in it (double hashing).
+    fn positions(&self, first_byte: u8, hash: u64) -> (&[AtomicU64], impl Iterator<Item = usize>) {
+        let start = usize::from(first_byte) * self.shard_words;
+        let words = &self.words[start..start + self.shard_words];
+        let bits = (self.shard_words * 64) as u128;
+        let step = mix(hash) | 1;
+        let positions = (0..u64::from(self.hashes))
+            .map(move |i| ((u128::from(hash.wrapping_add(i.wrapping_mul(step))) * bits) >> 64) as usize);
+        (words, positions)
+    }
+
+    fn insert(&self, first_byte: u8, hash: u64) {
+        let (words, positions) = self.positions(first_byte, hash);
+        for bit in positions {
+            words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn contains(&self, first_byte: u8, hash: u64) -> bool {
+        let (words, mut positions) = self.positions(first_byte, hash);
+        positions.all(|bit| words[bit / 64].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0)
+    }
+}
+
 impl RefFilter {
     /// A filter sized for `expected_ids` at false-positive rate `fpr`.
     pub fn new(expected_ids: u64, fpr: f64, seed: u64) -> Self {
+        Self::with_shards(expected_ids, fpr, seed, 1)
+    }
+
+    /// A filter of `shards` parts: 1, or (any other number) [`SHARDS`] ranges by first id byte.
+    pub fn with_shards(expected_ids: u64, fpr: f64, seed: u64, shards: usize) -> Self {
         let expected = usize::try_from(expected_ids).unwrap_or(usize::MAX).max(1);
-        let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(expected);
-        back_with_huge_pages(filter.as_slice());
-        Self { filter, seed, inserted: AtomicU64::new(0), fpr }
+        let layout = if shards > 1 {
+            let bits = ShardedBits::new(expected, fpr);
+            back_with_huge_pages(&bits.words);
+            Layout::Sharded(bits)
+        } else {
+            let filter = AtomicBloomFilter::with_false_pos(fpr).seed(&u128::from(seed)).expected_items(expected);
+            back_with_huge_pages(filter.as_slice());
+            Layout::Single(filter)
+        };
+        Self { layout, seed, inserted: AtomicU64::new(0), fpr }
     }
 
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// How many parts the filter has (1 or [`SHARDS`]).
+    pub fn shards(&self) -> usize {
+        match self.layout {
+            Layout::Single(_) => 1,
+            Layout::Sharded(_) => SHARDS,
+        }
     }
 
     /// Inserts every id; large slices are split across the rayon pool.
@@ -45,13 +120,20 @@ impl RefFilter {
     }
 
     fn insert_serial(&self, ids: &[[u8; 32]]) {
-        for id in ids {
-            self.filter.insert_hash(id_hash(self.seed, id));
+        match &self.layout {
+            Layout::Single(filter) => ids.iter().for_each(|id| {
+                filter.insert_hash(id_hash(self.seed, id));
+            }),
+            Layout::Sharded(bits) => ids.iter().for_each(|id| bits.insert(id[0], id_hash(self.seed, id))),
         }
     }
 
     pub fn contains(&self, id: &[u8; 32]) -> bool {
-        self.filter.contains_hash(id_hash(self.seed, id))
+        let hash = id_hash(self.seed, id);
+        match &self.layout {
+            Layout::Single(filter) => filter.contains_hash(hash),
+            Layout::Sharded(bits) => bits.contains(id[0], hash),
+        }
     }
 
     /// Ids inserted so far, duplicates included.
@@ -60,15 +142,25 @@ impl RefFilter {
     }
 
     pub fn num_bits(&self) -> usize {
-        self.filter.num_bits()
+        match &self.layout {
+            Layout::Single(filter) => filter.num_bits(),
+            Layout::Sharded(bits) => bits.words.len() * 64,
+        }
+    }
+
+    fn num_hashes(&self) -> u32 {
+        match &self.layout {
+            Layout::Single(filter) => filter.num_hashes(),
+            Layout::Sharded(bits) => bits.hashes,
+        }
     }
 
     /// The false-positive rate expected from the fill: the textbook estimate for the bits,
     /// hashes and ids inserted, never below the rate asked for (the filter is blocked, which
     /// costs a little accuracy).
     pub fn expected_fpr(&self) -> f64 {
-        let k = f64::from(self.filter.num_hashes());
-        let m = self.filter.num_bits() as f64;
+        let k = f64::from(self.num_hashes());
+        let m = self.num_bits() as f64;
         let n = self.inserted() as f64;
         let textbook = (1.0 - (-k * n / m).exp()).powf(k);
         textbook.max(self.fpr).min(1.0)
@@ -105,7 +197,7 @@ pub fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
 }
 
 /// splitmix64's finaliser: a bijection with good avalanche.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -130,25 +222,41 @@ mod tests {
     }
 
     #[test]
-    fn no_false_negatives_serial_and_parallel() {
-        for n in [10, PARALLEL_INSERT_MIN * 3] {
-            let inserted = ids(n, 1);
-            let filter = RefFilter::new(n as u64, 0.001, 7);
-            filter.insert_all(&inserted);
-            assert!(inserted.iter().all(|id| filter.contains(id)));
-            assert_eq!(filter.inserted(), n as u64);
+    fn no_false_negatives_serial_and_parallel_in_both_layouts() {
+        for shards in [1, SHARDS] {
+            for n in [10, 300, PARALLEL_INSERT_MIN * 3, PARALLEL_INSERT_MIN * 2 + 17] {
+                let inserted = ids(n, 1);
+                let filter = RefFilter::with_shards(n as u64, 0.001, 7, shards);
+                assert_eq!(filter.shards(), shards);
+                filter.insert_all(&inserted);
+                assert!(inserted.iter().all(|id| filter.contains(id)), "{shards} shards, {n} ids");
+                assert_eq!(filter.inserted(), n as u64);
+            }
         }
     }
 
     #[test]
-    fn false_positive_rate_is_near_the_target() {
+    fn both_layouts_have_the_same_size() {
+        let ids = 1 << 22;
+        assert_eq!(RefFilter::new(ids, 0.001, 1).shards(), 1);
+        let sharded = RefFilter::with_shards(ids, 0.001, 1, SHARDS);
+        assert_eq!(sharded.shards(), SHARDS);
+        let single = RefFilter::with_shards(ids, 0.001, 1, 1);
+        let (a, b) = (sharded.num_bits() as f64, single.num_bits() as f64);
+        assert!((a / b - 1.0).abs() < 1e-3, "sharding changed the size: {a} vs {b} bits");
+    }
+
+    #[test]
+    fn false_positive_rate_is_near_the_target_in_both_layouts() {
         let n = 200_000;
-        let filter = RefFilter::new(n as u64, 0.01, 3);
-        filter.insert_all(&ids(n, 1));
-        let probes = ids(200_000, 99);
-        let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
-        assert!(fp < 0.02, "false-positive rate {fp} far above 0.01");
-        assert!(filter.expected_fpr() >= 0.01);
+        for shards in [1, SHARDS] {
+            let filter = RefFilter::with_shards(n as u64, 0.01, 3, shards);
+            filter.insert_all(&ids(n, 1));
+            let probes = ids(200_000, 99);
+            let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
+            assert!(fp < 0.02, "{shards} shards: false-positive rate {fp} far above 0.01");
+            assert!(filter.expected_fpr() >= 0.01);
+        }
     }
 
     #[test]

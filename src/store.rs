@@ -16,17 +16,21 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+mod generated;
 mod local;
 mod memory;
 mod retry;
+pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3:// or memory://")]
+    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3://, memory:// or gen://?...")]
     BadUrl(String),
+    #[error("store URL {url:?}: {source}")]
+    Generated { url: String, source: GenError },
     #[error("bucket {bucket}: no such directory {path}")]
     NoSuchBucket { bucket: String, path: PathBuf },
     #[error("bucket {bucket}: cannot configure the {scheme} client from the environment: {source}")]
@@ -68,7 +72,7 @@ impl StoreOptions {
         // pages) keep the worst case from multiplying.
         let max_retries = match backend {
             Backend::Gcs | Backend::S3 => self.max_retries.min(2),
-            Backend::Local(_) | Backend::Memory => self.max_retries,
+            Backend::Local(_) | Backend::Memory | Backend::Generated(_) => self.max_retries,
         };
         RetryPolicy { max_retries, initial_backoff: self.initial_backoff, max_backoff: self.max_backoff }
     }
@@ -80,6 +84,8 @@ enum Backend {
     Gcs,
     S3,
     Memory,
+    /// `gen://`: a partition generated as it is read (benches and tests only).
+    Generated(Arc<Generated>),
 }
 
 impl Backend {
@@ -95,6 +101,7 @@ impl Backend {
             Backend::Gcs => "gs://",
             Backend::S3 => "s3://",
             Backend::Memory => "memory://",
+            Backend::Generated(_) => "gen://",
         }
     }
 }
@@ -203,6 +210,10 @@ impl Stores {
             Backend::S3
         } else if url == "memory://" || url == "memory:" {
             Backend::Memory
+        } else if url.starts_with("gen:") {
+            let generated =
+                Generated::from_url(url).map_err(|source| StoreError::Generated { url: url.to_owned(), source })?;
+            Backend::Generated(Arc::new(generated))
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
@@ -293,10 +304,19 @@ impl Stores {
         match self.backend {
             Backend::Local(_) | Backend::Memory => true,
             Backend::Gcs | Backend::S3 => self.backdate_root.is_some(),
+            Backend::Generated(_) => false,
         }
     }
 
-    /// `file://`, `gs://`, `s3://` or `memory://`.
+    /// The partition behind a `gen://` store (its expected counts, its delete counters).
+    pub fn generated(&self) -> Option<&Arc<Generated>> {
+        match &self.backend {
+            Backend::Generated(generated) => Some(generated),
+            _ => None,
+        }
+    }
+
+    /// `file://`, `gs://`, `s3://`, `memory://` or `gen://`.
     pub fn scheme(&self) -> &'static str {
         self.backend.scheme()
     }
@@ -339,6 +359,7 @@ impl Stores {
                 source,
             })?,
             Backend::Memory => self.memory_bucket(bucket),
+            Backend::Generated(generated) => Arc::new(generated.bucket(bucket)),
         })
     }
 
@@ -383,7 +404,7 @@ impl Stores {
                 self.memory_bucket(bucket);
                 Ok(())
             }
-            (Backend::Gcs | Backend::S3, None) => Ok(()),
+            (Backend::Gcs | Backend::S3, None) | (Backend::Generated(_), _) => Ok(()),
         }
     }
 
@@ -403,6 +424,7 @@ impl Stores {
             (Backend::Gcs | Backend::S3, None) => {
                 Err(fail(format!("{} objects can only be aged with a backdate root", self.backend.scheme())))
             }
+            (Backend::Generated(_), _) => Err(fail("gen:// objects age from the URL's `now`".to_owned())),
         }
     }
 }
