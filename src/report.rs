@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bill::{Prices, RequestBill};
 use crate::execute::DeleteFailure;
+use crate::store::{DeleteBatching, RequestCounts};
 use crate::verify::VerifyReport;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,6 +91,8 @@ pub struct Report {
     pub exit_code: u8,
     pub error: Option<String>,
     pub durations_ms: BTreeMap<&'static str, u64>,
+    /// Store calls by kind and their estimated cost (spec 8.6).
+    pub requests: Option<RequestBill>,
 }
 
 /// Bytes in binary units, e.g. `1.5 GiB`.
@@ -116,6 +120,22 @@ fn thousands(n: u64) -> String {
 }
 
 impl Report {
+    /// Fills `requests` from the calls this run made; a dry run also estimates what executing
+    /// its plan in batches of `delete_batch` would ask for.
+    pub fn fill_requests(
+        &mut self,
+        counts: RequestCounts,
+        prices: Option<Prices>,
+        delete_batch: usize,
+        batching: DeleteBatching,
+    ) {
+        let mut bill = RequestBill::new(counts, prices);
+        if self.mode == "dry-run" {
+            bill = bill.with_execute_estimate(self.planned_deletes, delete_batch as u64, batching);
+        }
+        self.requests = Some(bill);
+    }
+
     /// The human summary printed on stdout by default.
     pub fn human(&self) -> String {
         let mut s = String::new();
@@ -197,6 +217,9 @@ impl Report {
                     String::new()
                 }
             );
+        }
+        if let Some(bill) = &self.requests {
+            let _ = writeln!(s, "  requests     {}", bill.summary());
         }
         let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
         let _ = writeln!(s, "  durations    {}", stages.join(", "));

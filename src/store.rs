@@ -16,9 +16,11 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+mod counting;
 mod local;
 mod memory;
 mod retry;
+pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
@@ -161,6 +163,8 @@ pub struct Stores {
     layer: Option<Layer>,
     /// Retries made by the [`RetryStore`]s, for the report.
     retries: Arc<AtomicU64>,
+    /// Requests by kind, counted below the retries (the request bill, spec 8.6).
+    requests: Arc<RequestCounters>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -233,6 +237,7 @@ impl Stores {
             memory: Arc::default(),
             layer: None,
             retries: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
@@ -252,6 +257,26 @@ impl Stores {
     /// How many requests the retry layer has repeated so far.
     pub fn retries(&self) -> u64 {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests made so far, by kind, retries included (see [`CountingStore`]).
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.snapshot()
+    }
+
+    /// The shared request counters, read live by the throttling limiters.
+    pub fn request_counters(&self) -> Arc<RequestCounters> {
+        Arc::clone(&self.requests)
+    }
+
+    /// How this store's `delete_stream` turns keys into requests: S3 sends `DeleteObjects`
+    /// of up to 1,000 keys; GCS (object_store sends single deletes), `file://` and
+    /// `memory://` one request per key.
+    pub fn delete_batching(&self) -> DeleteBatching {
+        match self.backend {
+            Backend::S3 => DeleteBatching::Bulk(1000),
+            Backend::Gcs | Backend::Local(_) | Backend::Memory => DeleteBatching::Single,
+        }
     }
 
     /// The directory of `bucket` when the store is `file://`.
@@ -306,12 +331,14 @@ impl Stores {
         if let Some(store) = buckets.get(bucket) {
             return Ok(Arc::clone(store));
         }
-        // The backend, then the test layer (faults, counting), then the retries: injected
-        // transient faults are retried like real ones.
+        // The backend, then the test layer (faults, counting), then the request counter,
+        // then the retries: injected transient faults are retried like real ones, and every
+        // attempt is counted.
         let mut store = self.build(bucket)?;
         if let Some(layer) = &self.layer {
             store = layer(bucket, store);
         }
+        store = Arc::new(CountingStore::new(store, Arc::clone(&self.requests), self.delete_batching()));
         let policy = self.options.retry_policy(&self.backend);
         let retry = RetryStore::new(store, policy, Arc::clone(&self.retries));
         store = Arc::new(if self.backend.lists_in_key_order() { retry.listing_in_key_order() } else { retry });
