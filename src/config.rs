@@ -63,6 +63,8 @@ pub struct Config {
     pub bloom_seed: u64,
     pub list_concurrency: usize,
     pub delete_concurrency: usize,
+    /// `--max-delete-rate`: deleted keys per second at most (spec 8.7).
+    pub max_delete_rate: Option<f64>,
     pub manifest_concurrency: usize,
     pub store: StoreOptions,
     /// The clock of this run: the CLI reads it once, tests may set it.
@@ -97,6 +99,11 @@ impl Config {
                 return Err(range_err(flag, value, "must be at least 1"));
             }
         }
+        if let Some(rate) = args.max_delete_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(range_err("max-delete-rate", rate, "must be a positive number of deletes per second"));
+        }
         let request_timeout = humantime::parse_duration(&args.request_timeout)
             .map_err(|_| ConfigError::Timeout(args.request_timeout.clone()))?;
         Ok(Self {
@@ -118,6 +125,7 @@ impl Config {
             bloom_seed: args.bloom_seed.unwrap_or_else(rand::random),
             list_concurrency: args.list_concurrency,
             delete_concurrency: args.delete_concurrency,
+            max_delete_rate: args.max_delete_rate,
             manifest_concurrency: args.manifest_concurrency,
             store: StoreOptions { request_timeout, max_retries: args.max_retries, ..StoreOptions::default() },
             now,
@@ -212,6 +220,9 @@ mod tests {
         assert!(Config::from_args(&args(&["--max-delete-fraction", "1.5"]), now).is_err());
         assert!(Config::from_args(&args(&["--bloom-fpr", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate", "-5"]), now).is_err());
+        assert_eq!(Config::from_args(&args(&["--max-delete-rate", "500"]), now).unwrap().max_delete_rate, Some(500.0));
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         let mut bad = args(&[]);
         bad.partition = "../x".into();

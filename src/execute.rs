@@ -7,7 +7,10 @@
 //!
 //! `--delete-concurrency N` is the bound on requests in flight: every HEAD and every
 //! `delete_stream` call holds one of N permits. Batches hold at most N/2 chunks and two are
-//! in flight, so one batch's delete never queues behind the other's re-reads.
+//! in flight, so one batch's delete never queues behind the other's re-reads. The permits
+//! shrink while the store throttles and grow back after ([`crate::throttle::Aimd`]), and
+//! `--max-delete-rate` admits each batch's keys before its re-reads, so the re-read and the
+//! delete stay one round trip apart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,13 +20,13 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::Location;
 use crate::store::{StoreError, Stores};
+use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
 const MAX_BATCH: usize = 1000;
@@ -70,11 +73,14 @@ pub async fn execute<'a>(
     planned: impl Iterator<Item = &'a ListedChunk>,
     cutoff_ms: i64,
     concurrency: usize,
+    max_delete_rate: Option<f64>,
     stop: &CancellationToken,
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let permits = Arc::new(Aimd::new(concurrency, stores.request_counters()));
+    let cap = max_delete_rate.and_then(RateCap::new);
+    let cap = cap.as_ref();
     let size = batch_size(concurrency);
     let in_flight = if concurrency <= 1 { 1 } else { BATCHES_IN_FLIGHT };
     let outcomes = futures::stream::iter(batches(planned, size))
@@ -84,7 +90,7 @@ pub async fn execute<'a>(
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), location, &batch, cutoff_ms, &permits, stop).await;
+                let stats = run_batch(store.as_ref(), location, &batch, cutoff_ms, &permits, cap, stop).await;
                 progress.fetch_add(n, Ordering::Relaxed);
                 stats
             }
@@ -122,11 +128,19 @@ async fn run_batch(
     location: &Location,
     batch: &[&ListedChunk],
     cutoff_ms: i64,
-    permits: &Semaphore,
+    permits: &Aimd,
+    cap: Option<&RateCap>,
     stop: &CancellationToken,
 ) -> ExecuteStats {
     let mut stats = ExecuteStats::default();
-    if stop.is_cancelled() {
+    let admitted = match cap {
+        Some(cap) => tokio::select! {
+            () = cap.admit(batch.len() as u64) => true,
+            () = stop.cancelled() => false,
+        },
+        None => true,
+    };
+    if !admitted || stop.is_cancelled() {
         stats.not_started = batch.len() as u64;
         return stats;
     }

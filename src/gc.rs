@@ -389,6 +389,7 @@ impl Run<'_> {
             listing.chunks(),
             self.config.cutoff.timestamp_millis(),
             self.config.delete_concurrency,
+            self.config.max_delete_rate,
             &self.stop.token,
             Arc::clone(&self.progress.deleted),
         )

@@ -24,4 +24,5 @@ pub mod plan;
 pub mod report;
 pub mod store;
 pub mod synth;
+pub mod throttle;
 pub mod verify;

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::locations::Location;
 use crate::store::{SYMLINK_ETAG, StoreError, Stores};
+use crate::throttle::Aimd;
 
 mod local;
 
@@ -118,7 +119,8 @@ pub async fn list_all(
     concurrency: usize,
     progress: Arc<AtomicU64>,
 ) -> Result<Listing, ListingError> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    // The bound on directories listed at once, lowered while the store throttles (spec 8.7).
+    let permits = Arc::new(Aimd::new(concurrency, stores.request_counters()));
     let mut tasks: JoinSet<Result<Vec<DirListing>, ListingError>> = JoinSet::new();
     let mut listing = Listing::default();
     let mut open = true;
@@ -154,7 +156,7 @@ async fn list_location(
     store: Arc<dyn ObjectStore>,
     location: Location,
     index: u32,
-    permits: Arc<Semaphore>,
+    permits: Arc<Aimd>,
     progress: Arc<AtomicU64>,
 ) -> Result<Vec<DirListing>, ListingError> {
     let list_err = |prefix: &str| {
@@ -163,7 +165,7 @@ async fn list_location(
     };
     let top_prefix = (!location.prefix().is_empty()).then(|| Path::from(location.prefix()));
     let top = {
-        let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
+        let _permit = permits.acquire().await;
         store.list_with_delimiter(top_prefix.as_ref()).await.map_err(list_err(location.prefix()))?
     };
     let mut counts = LocationCounts::default();
@@ -196,10 +198,10 @@ async fn list_dir(
     location: Arc<Location>,
     index: u32,
     dir: Path,
-    permits: Arc<Semaphore>,
+    permits: Arc<Aimd>,
     progress: Arc<AtomicU64>,
 ) -> Result<DirListing, ListingError> {
-    let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
+    let _permit = permits.acquire().await;
     let mut part = DirListing::new(index, LocationCounts::default());
     let mut stream = store.list(Some(&dir));
     let mut seen = 0u64;

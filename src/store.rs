@@ -17,10 +17,12 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
 mod counting;
+mod latency;
 mod local;
 mod memory;
 mod retry;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
+pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
@@ -35,6 +37,8 @@ pub enum StoreError {
     Build { bucket: String, scheme: &'static str, source: object_store::Error },
     #[error("{scheme} store: configuration from the environment is invalid: {source}")]
     Config { scheme: &'static str, source: object_store::Error },
+    #[error("{0}")]
+    SimLatency(String),
     #[error("bucket {bucket} key {key}: cannot set last-modified on this store: {why}")]
     Backdate { bucket: String, key: String, why: String },
 }
@@ -165,6 +169,8 @@ pub struct Stores {
     retries: Arc<AtomicU64>,
     /// Requests by kind, counted below the retries (the request bill, spec 8.6).
     requests: Arc<RequestCounters>,
+    /// A simulated remote store around every bucket (benches only, see [`LatencyStore`]).
+    latency: Option<(Arc<LatencyProfile>, Arc<RequestWindow>)>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -211,6 +217,12 @@ impl Stores {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
         let mut stores = Self::with_backend(backend, options);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        if let Some((_, spec)) = env.iter().find(|(k, _)| k == latency::ENV) {
+            let profile = LatencyProfile::parse(spec).map_err(StoreError::SimLatency)?;
+            tracing::warn!(profile = ?profile, "simulated remote latency ({}): for benches only", latency::ENV);
+            stores = stores.with_latency(profile);
+        }
         if matches!(stores.backend, Backend::S3 | Backend::Gcs) {
             stores.env = RemoteEnv::capture(env);
             // A well-formed bucket name: only the environment's part of the configuration
@@ -238,6 +250,7 @@ impl Stores {
             layer: None,
             retries: Arc::default(),
             requests: Arc::default(),
+            latency: None,
         }
     }
 
@@ -246,6 +259,13 @@ impl Stores {
     /// file mtimes, and create buckets as directories. Never used by `gc_partition` itself.
     pub fn with_backdate_root(mut self, root: PathBuf) -> Self {
         self.backdate_root = Some(root);
+        self
+    }
+
+    /// Every bucket behind a simulated remote store ([`LatencyStore`]); benches only.
+    pub fn with_latency(mut self, profile: LatencyProfile) -> Self {
+        self.latency = Some((Arc::new(profile), Arc::default()));
+        self.buckets = Arc::default();
         self
     }
 
@@ -271,8 +291,11 @@ impl Stores {
 
     /// How this store's `delete_stream` turns keys into requests: S3 sends `DeleteObjects`
     /// of up to 1,000 keys; GCS (object_store sends single deletes), `file://` and
-    /// `memory://` one request per key.
+    /// `memory://` one request per key; a simulated store as its profile says.
     pub fn delete_batching(&self) -> DeleteBatching {
+        if let Some((profile, _)) = &self.latency {
+            return profile.bulk_keys.map_or(DeleteBatching::Single, |n| DeleteBatching::Bulk(n as u64));
+        }
         match self.backend {
             Backend::S3 => DeleteBatching::Bulk(1000),
             Backend::Gcs | Backend::Local(_) | Backend::Memory => DeleteBatching::Single,
@@ -297,7 +320,7 @@ impl Stores {
     /// listing's fast path reads it directly. With a layer (fault injection, call counting)
     /// every listing goes through the layered `ObjectStore`, so `None`.
     pub fn unlayered_local_dir(&self, bucket: &str) -> Option<PathBuf> {
-        if self.layer.is_some() {
+        if self.layer.is_some() || self.latency.is_some() {
             return None;
         }
         self.local_dir(bucket)
@@ -335,6 +358,9 @@ impl Stores {
         // then the retries: injected transient faults are retried like real ones, and every
         // attempt is counted.
         let mut store = self.build(bucket)?;
+        if let Some((profile, window)) = &self.latency {
+            store = Arc::new(LatencyStore::new(store, Arc::clone(profile), Arc::clone(window)));
+        }
         if let Some(layer) = &self.layer {
             store = layer(bucket, store);
         }
