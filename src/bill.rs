@@ -90,14 +90,20 @@ impl RequestBill {
         Self { counts, estimated_request_cost_usd: prices.map(|p| p.cost(&counts)), prices, execute_estimate: None }
     }
 
-    /// Adds what an execute of `planned_deletes` chunks in batches of `batch_size` would ask:
-    /// one HEAD per chunk (the re-read before the delete), and each batch one `delete_stream`
+    /// Adds what an execute of the planned chunks (`planned_per_location`, the plan's count in
+    /// each location) in batches of `batch_size` would ask: one HEAD per chunk (the re-read
+    /// before the delete), and each batch (never spanning two locations) one `delete_stream`
     /// call, split by the backend's `batching` rule. Assumes no chunk is refreshed meanwhile.
-    pub fn with_execute_estimate(mut self, planned_deletes: u64, batch_size: u64, batching: DeleteBatching) -> Self {
+    pub fn with_execute_estimate(
+        mut self,
+        planned_per_location: &[u64],
+        batch_size: u64,
+        batching: DeleteBatching,
+    ) -> Self {
         let batch = batch_size.max(1);
-        let full = planned_deletes / batch;
-        let rest = planned_deletes % batch;
-        let delete_calls = full * batching.calls(batch) + batching.calls(rest);
+        let planned_deletes: u64 = planned_per_location.iter().sum();
+        let delete_calls =
+            planned_per_location.iter().map(|&n| (n / batch) * batching.calls(batch) + batching.calls(n % batch)).sum();
         let counts = RequestCounts {
             head: planned_deletes,
             delete_calls,
@@ -167,14 +173,21 @@ mod tests {
     fn execute_estimate_follows_the_batching_rule() {
         // 2,500 planned chunks, batches of 16 (delete concurrency 32): 157 batches.
         let bill = RequestBill::new(RequestCounts::default(), Some(S3)).with_execute_estimate(
-            2500,
+            &[2500],
             16,
             DeleteBatching::Bulk(1000),
         );
         let e = bill.execute_estimate.as_ref().unwrap();
         assert_eq!((e.head, e.delete_calls, e.deleted_keys), (2500, 157, 2500));
+        // Batches never span locations: 2,000 + 500 keys in batches of 1,000 are 3 calls.
+        let bill = RequestBill::new(RequestCounts::default(), Some(S3)).with_execute_estimate(
+            &[2000, 500],
+            1000,
+            DeleteBatching::Bulk(1000),
+        );
+        assert_eq!(bill.execute_estimate.as_ref().unwrap().delete_calls, 3);
         let bill = RequestBill::new(RequestCounts::default(), Some(GCS)).with_execute_estimate(
-            2500,
+            &[2500],
             1000,
             DeleteBatching::Single,
         );
@@ -182,7 +195,7 @@ mod tests {
         assert_eq!((e.head, e.delete_calls), (2500, 2500));
         assert!((e.estimated_request_cost_usd.unwrap() - 0.001).abs() < 1e-12);
         let local =
-            RequestBill::new(RequestCounts::default(), None).with_execute_estimate(5, 2, DeleteBatching::Single);
+            RequestBill::new(RequestCounts::default(), None).with_execute_estimate(&[5], 2, DeleteBatching::Single);
         assert!(local.execute_estimate.as_ref().unwrap().estimated_request_cost_usd.is_none());
         assert!(local.summary().contains("no charge"));
     }

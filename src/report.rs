@@ -131,7 +131,8 @@ impl Report {
     ) {
         let mut bill = RequestBill::new(counts, prices);
         if self.mode == "dry-run" {
-            bill = bill.with_execute_estimate(self.planned_deletes, delete_batch as u64, batching);
+            let planned: Vec<u64> = self.per_location.iter().map(|l| l.planned_deletes).collect();
+            bill = bill.with_execute_estimate(&planned, delete_batch as u64, batching);
         }
         self.requests = Some(bill);
     }
