@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::Location;
-use crate::store::{StoreError, Stores};
+use crate::store::{DeleteBatching, StoreError, Stores};
 use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
@@ -61,6 +61,18 @@ impl ExecuteStats {
     }
 }
 
+/// The bound on requests in flight, and whether the store deletes one key per request.
+struct Permits {
+    aimd: Aimd,
+    single_deletes: bool,
+}
+
+impl Permits {
+    async fn acquire(&self) -> crate::throttle::AimdPermit<'_> {
+        self.aimd.acquire().await
+    }
+}
+
 /// How many chunks one batch holds for a given `--delete-concurrency`.
 pub fn batch_size(concurrency: usize) -> usize {
     (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
@@ -78,7 +90,10 @@ pub async fn execute<'a>(
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let permits = Arc::new(Aimd::new(concurrency, stores.request_counters()));
+    let permits = Arc::new(Permits {
+        aimd: Aimd::new(concurrency, stores.request_counters()),
+        single_deletes: stores.delete_batching() == DeleteBatching::Single,
+    });
     let cap = max_delete_rate.and_then(RateCap::new);
     let cap = cap.as_ref();
     let size = batch_size(concurrency);
@@ -128,7 +143,7 @@ async fn run_batch(
     location: &Location,
     batch: &[&ListedChunk],
     cutoff_ms: i64,
-    permits: &Aimd,
+    permits: &Permits,
     cap: Option<&RateCap>,
     stop: &CancellationToken,
 ) -> ExecuteStats {
@@ -177,10 +192,24 @@ async fn run_batch(
 
     // Delete the still-old ones with one call.
     let paths: Vec<Path> = doomed.iter().map(|(key, _)| Path::from(*key)).collect();
-    let results = {
-        let _permit = permits.acquire().await;
-        let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
-        store.delete_stream(input).collect::<Vec<_>>().await
+    let results = match permits.single_deletes {
+        // A store without bulk delete (GCS): object_store's `delete_stream` keeps only 10
+        // deletes in flight per call, so each key gets its own call and permit, and
+        // `--delete-concurrency` stays the bound on requests in flight.
+        true => futures::future::join_all(paths.iter().map(|path| async move {
+            let _permit = permits.acquire().await;
+            let input = futures::stream::iter([Ok(path.clone())]).boxed();
+            store.delete_stream(input).collect::<Vec<_>>().await
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect(),
+        false => {
+            let _permit = permits.acquire().await;
+            let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+            store.delete_stream(input).collect::<Vec<_>>().await
+        }
     };
     for ((key, size), outcome) in doomed.iter().zip(attribute(&paths, results)) {
         match outcome {
