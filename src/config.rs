@@ -221,7 +221,7 @@ mod tests {
         assert!(Config::from_args(&args(&["--bloom-fpr", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--max-delete-rate", "0"]), now).is_err());
-        assert!(Config::from_args(&args(&["--max-delete-rate", "-5"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate=-5"]), now).is_err());
         assert_eq!(Config::from_args(&args(&["--max-delete-rate", "500"]), now).unwrap().max_delete_rate, Some(500.0));
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         let mut bad = args(&[]);

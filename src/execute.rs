@@ -79,6 +79,7 @@ pub fn batch_size(concurrency: usize) -> usize {
 }
 
 /// Deletes every planned chunk unless it was refreshed since the listing.
+#[allow(clippy::too_many_arguments)] // the orchestrator's redesign passes a plan instead
 pub async fn execute<'a>(
     stores: &Stores,
     locations: &[Location],
