@@ -88,6 +88,9 @@ pub struct Args {
     /// Deletes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub delete_concurrency: usize,
+    /// Deletes per second at most, whatever the store allows (default: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_delete_rate: Option<f64>,
     /// Manifest fetches in flight at once.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub manifest_concurrency: usize,

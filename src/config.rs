@@ -85,6 +85,8 @@ pub struct Config {
     pub bloom_seed: u64,
     pub list_concurrency: usize,
     pub delete_concurrency: usize,
+    /// `--max-delete-rate`: deleted keys per second at most (spec 8.7).
+    pub max_delete_rate: Option<f64>,
     pub manifest_concurrency: usize,
     pub store: StoreOptions,
     /// The clock of this run: the CLI reads it once, tests may set it.
@@ -118,6 +120,11 @@ impl Config {
             if value == 0 {
                 return Err(range_err(flag, value, "must be at least 1"));
             }
+        }
+        if let Some(rate) = args.max_delete_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(range_err("max-delete-rate", rate, "must be a positive number of deletes per second"));
         }
         let request_timeout = humantime::parse_duration(&args.request_timeout)
             .map_err(|_| ConfigError::Timeout(args.request_timeout.clone()))?;
@@ -158,6 +165,7 @@ impl Config {
             bloom_seed: args.bloom_seed.unwrap_or_else(rand::random),
             list_concurrency: args.list_concurrency,
             delete_concurrency: args.delete_concurrency,
+            max_delete_rate: args.max_delete_rate,
             manifest_concurrency: args.manifest_concurrency,
             store: StoreOptions { request_timeout, max_retries: args.max_retries, ..StoreOptions::default() },
             now,
@@ -319,6 +327,9 @@ mod tests {
         assert!(Config::from_args(&args(&["--max-delete-fraction=-0.01"]), now).is_err());
         assert!(Config::from_args(&args(&["--request-timeout", "soon"]), now).is_err());
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate", "0"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate=-5"]), now).is_err());
+        assert_eq!(Config::from_args(&args(&["--max-delete-rate", "500"]), now).unwrap().max_delete_rate, Some(500.0));
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         assert!(Config::from_args(&args(&["--work-dir", "/nonexistent/gc-work"]), now).is_err());
         assert!(Config::from_args(&args(&["--max-plan-age", "24h"]), now).is_err(), "longer than the grace");

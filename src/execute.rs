@@ -7,7 +7,10 @@
 //!
 //! `--delete-concurrency N` is the bound on requests in flight: every HEAD and every
 //! `delete_stream` call holds one of N permits. Batches hold at most N/2 chunks and two are
-//! in flight, so one batch's delete never queues behind the other's re-reads.
+//! in flight, so one batch's delete never queues behind the other's re-reads. The permits
+//! shrink while the store throttles and grow back after ([`crate::throttle::Aimd`]), and
+//! `--max-delete-rate` admits each batch's keys before its re-reads, so the re-read and the
+//! delete stay one round trip apart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,13 +20,13 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::Location;
-use crate::store::{StoreError, Stores};
+use crate::store::{DeleteBatching, StoreError, Stores};
+use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
 const MAX_BATCH: usize = 1000;
@@ -58,6 +61,18 @@ impl ExecuteStats {
     }
 }
 
+/// The bound on requests in flight, and whether the store deletes one key per request.
+struct Permits {
+    aimd: Aimd,
+    single_deletes: bool,
+}
+
+impl Permits {
+    async fn acquire(&self) -> crate::throttle::AimdPermit<'_> {
+        self.aimd.acquire().await
+    }
+}
+
 /// How many chunks one batch holds for a given `--delete-concurrency`.
 pub fn batch_size(concurrency: usize) -> usize {
     (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
@@ -84,17 +99,24 @@ impl Reread {
 
 /// Deletes every planned chunk, given in plan order with its location's index, unless the
 /// re-read right before its delete shows it was refreshed since it was planned.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     stores: &Stores,
     locations: &[Location],
     planned: impl Iterator<Item = (u32, ListedChunk)>,
     reread: Reread,
     concurrency: usize,
+    max_delete_rate: Option<f64>,
     stop: &CancellationToken,
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let permits = Arc::new(Permits {
+        aimd: Aimd::new(concurrency, stores.request_counters()),
+        single_deletes: stores.delete_batching() == DeleteBatching::Single,
+    });
+    let cap = max_delete_rate.and_then(RateCap::new);
+    let cap = cap.as_ref();
     let size = batch_size(concurrency);
     let in_flight = if concurrency <= 1 { 1 } else { BATCHES_IN_FLIGHT };
     let outcomes = futures::stream::iter(batches(planned, size))
@@ -104,7 +126,7 @@ pub async fn execute(
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), location, &batch, reread, &permits, stop).await;
+                let stats = run_batch(store.as_ref(), location, &batch, reread, &permits, cap, stop).await;
                 progress.fetch_add(n, Ordering::Relaxed);
                 stats
             }
@@ -142,11 +164,19 @@ async fn run_batch(
     location: &Location,
     batch: &[ListedChunk],
     reread: Reread,
-    permits: &Semaphore,
+    permits: &Permits,
+    cap: Option<&RateCap>,
     stop: &CancellationToken,
 ) -> ExecuteStats {
     let mut stats = ExecuteStats::default();
-    if stop.is_cancelled() {
+    let admitted = match cap {
+        Some(cap) => tokio::select! {
+            () = cap.admit(batch.len() as u64) => true,
+            () = stop.cancelled() => false,
+        },
+        None => true,
+    };
+    if !admitted || stop.is_cancelled() {
         stats.not_started = batch.len() as u64;
         return stats;
     }
@@ -183,10 +213,24 @@ async fn run_batch(
 
     // Delete the still-old ones with one call.
     let paths: Vec<Path> = doomed.iter().map(|(key, _)| Path::from(*key)).collect();
-    let results = {
-        let _permit = permits.acquire().await;
-        let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
-        store.delete_stream(input).collect::<Vec<_>>().await
+    let results = match permits.single_deletes {
+        // A store without bulk delete (GCS): object_store's `delete_stream` keeps only 10
+        // deletes in flight per call, so each key gets its own call and permit, and
+        // `--delete-concurrency` stays the bound on requests in flight.
+        true => futures::future::join_all(paths.iter().map(|path| async move {
+            let _permit = permits.acquire().await;
+            let input = futures::stream::iter([Ok(path.clone())]).boxed();
+            store.delete_stream(input).collect::<Vec<_>>().await
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect(),
+        false => {
+            let _permit = permits.acquire().await;
+            let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+            store.delete_stream(input).collect::<Vec<_>>().await
+        }
     };
     for ((key, size), outcome) in doomed.iter().zip(attribute(&paths, results)) {
         match outcome {

@@ -93,8 +93,15 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
     };
     report.guard.max_delete_fraction = config.max_delete_fraction;
     let retries_before = stores.retries();
+    let requests_before = stores.requests();
     let result = Run { stores, config, stop, progress }.stages(&mut report).await;
     report.store_retries = stores.retries().saturating_sub(retries_before);
+    report.fill_requests(
+        stores.requests().since(requests_before),
+        crate::bill::prices_for(stores.scheme()),
+        crate::execute::batch_size(config.delete_concurrency),
+        stores.delete_batching(),
+    );
     if let Err(error) = result {
         report.exit_code = error.exit_code();
         report.error = Some(error.to_string());
@@ -655,6 +662,7 @@ impl Run<'_> {
             planned,
             reread,
             self.config.delete_concurrency,
+            self.config.max_delete_rate,
             &self.stop.token,
             Arc::clone(&self.progress.deleted),
         )

@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bill;
 pub mod bloom;
 pub mod cli;
 pub mod config;
@@ -26,4 +27,5 @@ pub mod progress;
 pub mod report;
 pub mod store;
 pub mod synth;
+pub mod throttle;
 pub mod verify;

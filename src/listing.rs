@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::locations::Location;
 use crate::store::{SYMLINK_ETAG, StoreError, Stores};
+use crate::throttle::Aimd;
 
 mod local;
 
@@ -116,7 +117,8 @@ pub async fn list_stream(
     progress: Arc<AtomicU64>,
     out: PartSender,
 ) -> Result<(), ListingError> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    // The bound on directories listed at once, lowered while the store throttles (spec 8.7).
+    let permits = Arc::new(Aimd::new(concurrency, stores.request_counters()));
     let mut tasks: JoinSet<Result<(), ListingError>> = JoinSet::new();
     let mut open = true;
     while open || !tasks.is_empty() {
@@ -187,7 +189,7 @@ async fn list_location(
     store: Arc<dyn ObjectStore>,
     location: Location,
     index: u32,
-    permits: Arc<Semaphore>,
+    permits: Arc<Aimd>,
     progress: Arc<AtomicU64>,
     out: PartSender,
 ) -> Result<(), ListingError> {
@@ -197,7 +199,7 @@ async fn list_location(
     };
     let top_prefix = (!location.prefix().is_empty()).then(|| Path::from(location.prefix()));
     let top = {
-        let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
+        let _permit = permits.acquire().await;
         store.list_with_delimiter(top_prefix.as_ref()).await.map_err(list_err(location.prefix()))?
     };
     let mut part = Listed::new(index);
@@ -231,11 +233,11 @@ async fn list_dir(
     location: Arc<Location>,
     index: u32,
     dir: Path,
-    permits: Arc<Semaphore>,
+    permits: Arc<Aimd>,
     progress: Arc<AtomicU64>,
     out: PartSender,
 ) -> Result<(), ListingError> {
-    let _permit = permits.acquire().await.map_err(|e| ListingError::Task(e.to_string()))?;
+    let _permit = permits.acquire().await;
     let mut part = Listed::new(index);
     let mut stream = store.list(Some(&dir));
     while let Some(meta) = stream.try_next().await.map_err(|source| ListingError::List {

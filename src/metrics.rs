@@ -28,6 +28,11 @@ struct StageLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -83,6 +88,22 @@ pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result
         count(report.planned_bytes),
     );
     registry.register("deleted_bytes", "Bytes of the chunks the last run deleted", count(report.deleted_bytes));
+
+    if let Some(bill) = &report.requests {
+        let requests = Family::<OpLabel, Count>::default();
+        let c = &bill.counts;
+        for (op, value) in [
+            ("list_pages", c.list_pages),
+            ("get", c.get),
+            ("head", c.head),
+            ("delete_calls", c.delete_calls),
+            ("deleted_keys", c.deleted_keys),
+            ("throttled", c.throttled),
+        ] {
+            requests.get_or_create(&OpLabel { op: op.to_owned() }).set(value);
+        }
+        registry.register("requests_total", "Store calls of the last run by kind, retries included", requests);
+    }
 
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
@@ -170,6 +191,15 @@ mod tests {
         };
         report.durations_ms.insert("manifests", 1_500);
         report.durations_ms.insert("total", 4_250);
+        let counts = crate::store::RequestCounts {
+            list_pages: 9,
+            get: 4,
+            head: 355,
+            delete_calls: 12,
+            deleted_keys: 350,
+            throttled: 1,
+        };
+        report.requests = Some(crate::bill::RequestBill::new(counts, Some(crate::bill::GCS)));
         let at = DateTime::parse_from_rfc3339("2026-11-24T12:00:00.5Z").unwrap().with_timezone(&Utc);
         let text = render(&report, 7, at).unwrap();
         let samples = parse(&text);
@@ -192,7 +222,17 @@ mod tests {
         }
         assert_eq!(one(&samples, "gc_partition_planned_bytes", None), (357u64 << 20) as f64);
         assert_eq!(one(&samples, "gc_partition_deleted_bytes", None), (350u64 << 20) as f64);
-        assert_eq!(samples.len(), 2 + 2 + 8 + 2);
+        for (op, value) in [
+            ("list_pages", 9),
+            ("get", 4),
+            ("head", 355),
+            ("delete_calls", 12),
+            ("deleted_keys", 350),
+            ("throttled", 1),
+        ] {
+            assert_eq!(one(&samples, "gc_partition_requests_total", Some(("op", op))), f64::from(value), "{op}");
+        }
+        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 6);
         for (name, labels, _) in &samples {
             assert_eq!(labels.get("partition").map(String::as_str), Some("p1"), "{name}");
             assert_eq!(labels.get("mode").map(String::as_str), Some("execute"), "{name}");

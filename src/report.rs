@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bill::{Prices, RequestBill};
 use crate::execute::{DeleteFailure, ExecuteStats};
 use crate::locations::Location;
 use crate::plan::Plan;
+use crate::store::{DeleteBatching, RequestCounts};
 use crate::verify::VerifyReport;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -104,6 +106,8 @@ pub struct Report {
     pub exit_code: u8,
     pub error: Option<String>,
     pub durations_ms: BTreeMap<&'static str, u64>,
+    /// Store calls by kind and their estimated cost (spec 8.6).
+    pub requests: Option<RequestBill>,
 }
 
 /// Bytes in binary units, e.g. `1.5 GiB`.
@@ -173,6 +177,23 @@ impl Report {
         self.delete_failures = stats.failures.len() as u64;
         self.failed_deletes = stats.failures.clone();
         self.deletes_not_started = stats.not_started;
+    }
+
+    /// Fills `requests` from the calls this run made; a dry run also estimates what executing
+    /// its plan in batches of `delete_batch` would ask for.
+    pub fn fill_requests(
+        &mut self,
+        counts: RequestCounts,
+        prices: Option<Prices>,
+        delete_batch: usize,
+        batching: DeleteBatching,
+    ) {
+        let mut bill = RequestBill::new(counts, prices);
+        if self.mode == "dry-run" {
+            let planned: Vec<u64> = self.per_location.iter().map(|l| l.planned_deletes).collect();
+            bill = bill.with_execute_estimate(&planned, delete_batch as u64, batching);
+        }
+        self.requests = Some(bill);
     }
 
     /// The human summary printed on stdout by default.
@@ -266,6 +287,9 @@ impl Report {
                     copy.bucket, copy.key, copy.size, copy.last_modified
                 );
             }
+        }
+        if let Some(bill) = &self.requests {
+            let _ = writeln!(s, "  requests     {}", bill.summary());
         }
         let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
         let _ = writeln!(s, "  durations    {}", stages.join(", "));

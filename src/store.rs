@@ -16,11 +16,15 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+mod counting;
 mod generated;
+mod latency;
 mod local;
 mod memory;
 mod retry;
+pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
 pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
+pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
@@ -37,6 +41,8 @@ pub enum StoreError {
     Build { bucket: String, scheme: &'static str, source: object_store::Error },
     #[error("{scheme} store: configuration from the environment is invalid: {source}")]
     Config { scheme: &'static str, source: object_store::Error },
+    #[error("{0}")]
+    SimLatency(String),
     #[error("bucket {bucket} key {key}: cannot set last-modified on this store: {why}")]
     Backdate { bucket: String, key: String, why: String },
 }
@@ -168,6 +174,10 @@ pub struct Stores {
     layer: Option<Layer>,
     /// Retries made by the [`RetryStore`]s, for the report.
     retries: Arc<AtomicU64>,
+    /// Requests by kind, counted below the retries (the request bill, spec 8.6).
+    requests: Arc<RequestCounters>,
+    /// A simulated remote store around every bucket (benches only, see [`LatencyStore`]).
+    latency: Option<(Arc<LatencyProfile>, Arc<RequestWindow>)>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -218,6 +228,12 @@ impl Stores {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
         let mut stores = Self::with_backend(backend, options);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        if let Some((_, spec)) = env.iter().find(|(k, _)| k == latency::ENV) {
+            let profile = LatencyProfile::parse(spec).map_err(StoreError::SimLatency)?;
+            tracing::warn!(profile = ?profile, "simulated remote latency ({}): for benches only", latency::ENV);
+            stores = stores.with_latency(profile);
+        }
         if matches!(stores.backend, Backend::S3 | Backend::Gcs) {
             stores.env = RemoteEnv::capture(env);
             // A well-formed bucket name: only the environment's part of the configuration
@@ -244,6 +260,8 @@ impl Stores {
             memory: Arc::default(),
             layer: None,
             retries: Arc::default(),
+            requests: Arc::default(),
+            latency: None,
         }
     }
 
@@ -255,6 +273,13 @@ impl Stores {
         self
     }
 
+    /// Every bucket behind a simulated remote store ([`LatencyStore`]); benches only.
+    pub fn with_latency(mut self, profile: LatencyProfile) -> Self {
+        self.latency = Some((Arc::new(profile), Arc::default()));
+        self.buckets = Arc::default();
+        self
+    }
+
     /// The same buckets seen through `layer` (fault injection, call counting).
     pub fn layered(&self, layer: Layer) -> Self {
         Self { layer: Some(layer), buckets: Arc::default(), ..self.clone() }
@@ -263,6 +288,29 @@ impl Stores {
     /// How many requests the retry layer has repeated so far.
     pub fn retries(&self) -> u64 {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests made so far, by kind, retries included (see [`CountingStore`]).
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.snapshot()
+    }
+
+    /// The shared request counters, read live by the throttling limiters.
+    pub fn request_counters(&self) -> Arc<RequestCounters> {
+        Arc::clone(&self.requests)
+    }
+
+    /// How this store's `delete_stream` turns keys into requests: S3 sends `DeleteObjects`
+    /// of up to 1,000 keys; GCS (object_store sends single deletes), `file://` and
+    /// `memory://` one request per key; a simulated store as its profile says.
+    pub fn delete_batching(&self) -> DeleteBatching {
+        if let Some((profile, _)) = &self.latency {
+            return profile.bulk_keys.map_or(DeleteBatching::Single, |n| DeleteBatching::Bulk(n as u64));
+        }
+        match self.backend {
+            Backend::S3 => DeleteBatching::Bulk(1000),
+            Backend::Gcs | Backend::Local(_) | Backend::Memory | Backend::Generated(_) => DeleteBatching::Single,
+        }
     }
 
     /// The directory of `bucket` when the store is `file://`.
@@ -283,7 +331,7 @@ impl Stores {
     /// listing's fast path reads it directly. With a layer (fault injection, call counting)
     /// every listing goes through the layered `ObjectStore`, so `None`.
     pub fn unlayered_local_dir(&self, bucket: &str) -> Option<PathBuf> {
-        if self.layer.is_some() {
+        if self.layer.is_some() || self.latency.is_some() {
             return None;
         }
         self.local_dir(bucket)
@@ -326,12 +374,17 @@ impl Stores {
         if let Some(store) = buckets.get(bucket) {
             return Ok(Arc::clone(store));
         }
-        // The backend, then the test layer (faults, counting), then the retries: injected
-        // transient faults are retried like real ones.
+        // The backend, then the test layer (faults, counting), then the request counter,
+        // then the retries: injected transient faults are retried like real ones, and every
+        // attempt is counted.
         let mut store = self.build(bucket)?;
+        if let Some((profile, window)) = &self.latency {
+            store = Arc::new(LatencyStore::new(store, Arc::clone(profile), Arc::clone(window)));
+        }
         if let Some(layer) = &self.layer {
             store = layer(bucket, store);
         }
+        store = Arc::new(CountingStore::new(store, Arc::clone(&self.requests), self.delete_batching()));
         let policy = self.options.retry_policy(&self.backend);
         let retry = RetryStore::new(store, policy, Arc::clone(&self.retries));
         store = Arc::new(if self.backend.lists_in_key_order() { retry.listing_in_key_order() } else { retry });
