@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod execute;
+pub mod fake_gcs;
 pub mod fuzzing;
 pub mod gc;
 pub mod ids;
