@@ -182,7 +182,8 @@ fn bench_gcs(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 synth(&rt, &server, &live, small, garbage);
-                let report = run_gc(&rt, &server, &live, &["--execute"]);
+                // 500 of the 700 old chunks are garbage: above the default 50% guard.
+                let report = run_gc(&rt, &server, &live, &["--execute", "--max-delete-fraction", "1"]);
                 assert_eq!(report.deleted, report.planned_deletes);
                 assert_eq!(report.deleted, garbage);
                 total += Duration::from_millis(report.durations_ms["execute"]);
