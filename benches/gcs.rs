@@ -140,11 +140,14 @@ async fn list_floor(server: &Server, summary: &SynthSummary) -> usize {
             .sum::<usize>()
 }
 
-/// The floor of an execute: a HEAD then a DELETE of every garbage chunk, 32 in flight.
+/// The floor of an execute: a HEAD then a DELETE of every garbage chunk, 32 in flight, one
+/// client per bucket.
 async fn delete_floor(server: &Server, summary: &SynthSummary) -> usize {
     let garbage = &summary.sets.as_ref().unwrap().garbage;
+    let clients: std::collections::HashMap<&str, Arc<dyn ObjectStore>> =
+        summary.locations.iter().map(|l| (l.bucket(), bare_client(server, l.bucket()))).collect();
     let deletes = garbage.iter().map(|(location, id)| {
-        let store = bare_client(server, location.bucket());
+        let store = Arc::clone(&clients[location.bucket()]);
         let key = ObjectPath::from(location.chunk_key(id));
         async move {
             store.head(&key).await.unwrap();
