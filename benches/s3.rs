@@ -1,6 +1,7 @@
 //! Listing, deciding and deleting against the `s3s-fs` server `scripts/test` starts
 //! (`GC_TEST_S3_ENDPOINT`, `GC_TEST_S3_ROOT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
-//! Skipped, saying so, when `GC_TEST_S3_ENDPOINT` is unset. The server root is emptied first
+//! Built without `GC_TEST_S3_ENDPOINT` (build.rs: cfg `gc_test_s3`), `cargo bench` fails
+//! and the single run of `cargo test --all-targets` says it is ignored. The server root is emptied first
 //! (only a root with the `.gc-test-s3-root` marker). See BENCHMARKS.md, section S3.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,11 +21,15 @@ struct Server {
     env: Vec<(String, String)>,
 }
 
-fn server() -> Option<Server> {
-    let Ok(endpoint) = std::env::var("GC_TEST_S3_ENDPOINT") else {
-        eprintln!("skipped: GC_TEST_S3_ENDPOINT unset (scripts/test starts s3s-fs and sets it)");
+/// The server, or `None` (saying so) when this bench was built without it and runs once as
+/// a test; `cargo bench` without it fails.
+fn server(full: bool) -> Option<Server> {
+    if !cfg!(gc_test_s3) {
+        assert!(!full, "benches/s3 was built without GC_TEST_S3_ENDPOINT: start s3s-fs (BENCHMARKS.md, S3)");
+        eprintln!("ignored: benches/s3 was built without GC_TEST_S3_ENDPOINT (scripts/test sets it)");
         return None;
-    };
+    }
+    let endpoint = std::env::var("GC_TEST_S3_ENDPOINT").expect("GC_TEST_S3_ENDPOINT, set at build time");
     let root = PathBuf::from(std::env::var("GC_TEST_S3_ROOT").expect("GC_TEST_S3_ROOT"));
     assert!(root.join(".gc-test-s3-root").exists(), "{} is not a test server root", root.display());
     let env = vec![
@@ -84,9 +89,9 @@ fn run_gc(rt: &tokio::runtime::Runtime, server: &Server, live: &Path, extra: &[&
 }
 
 fn bench_s3(c: &mut Criterion) {
-    let Some(server) = server() else { return };
     // `cargo bench` passes --bench; `cargo test --all-targets` runs each bench once, small.
     let full = std::env::args().any(|a| a == "--bench");
+    let Some(server) = server(full) else { return };
     let (referenced, garbage) = if full { (8_000, 2_000) } else { (300, 100) };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ pub mod decide;
 pub mod error;
 pub mod execute;
 pub mod explain;
+pub mod fake_gcs;
 pub mod fuzzing;
 pub mod gc;
 pub mod ids;

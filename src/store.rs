@@ -266,8 +266,9 @@ impl Stores {
     }
 
     /// Declares that every object of this remote store is the file `root/<bucket>/<key>`
-    /// (as on an `s3s-fs` test server), so tests and `gc_synth` can age objects by setting
-    /// file mtimes, and create buckets as directories. Never used by `gc_partition` itself.
+    /// (as on the `s3s-fs` and fake-gcs-server test servers), so tests and `gc_synth` can age
+    /// objects (file mtimes on s3s-fs, [`crate::fake_gcs::set_updated`] on fake-gcs-server)
+    /// and create buckets as directories. Never used by `gc_partition` itself.
     pub fn with_backdate_root(mut self, root: PathBuf) -> Self {
         self.backdate_root = Some(root);
         self
@@ -461,14 +462,19 @@ impl Stores {
         }
     }
 
-    /// Makes an object look written at `when`: the file's mtime on `file://` and under a
-    /// backdate root, an override on `memory://`. Tests and `gc_synth` use it to age chunks.
+    /// Makes an object look written at `when`: the file's mtime on `file://` and under an
+    /// `s3://` backdate root, its fake-gcs-server metadata under a `gs://` one
+    /// ([`crate::fake_gcs`]), an override on `memory://`. Tests and `gc_synth` use it to age chunks.
     pub fn set_last_modified(&self, bucket: &str, key: &str, when: DateTime<Utc>) -> Result<(), StoreError> {
         let fail = |why: String| StoreError::Backdate { bucket: bucket.to_owned(), key: key.to_owned(), why };
         match (&self.backend, &self.backdate_root) {
-            (Backend::Local(root), _) | (Backend::Gcs | Backend::S3, Some(root)) => {
+            (Backend::Local(root), _) | (Backend::S3, Some(root)) => {
                 let path = root.join(bucket).join(key);
                 set_mtime(&path, when).map_err(|e| fail(format!("{}: {e}", path.display())))
+            }
+            (Backend::Gcs, Some(root)) => {
+                let path = root.join(bucket).join(key);
+                crate::fake_gcs::set_updated(&path, when).map_err(|e| fail(format!("{}: {e}", path.display())))
             }
             (Backend::Memory, _) => {
                 self.memory_bucket(bucket).set_last_modified(key, when);

@@ -2,4 +2,4 @@
 
 mod common;
 
-whole_suite!(Some(common::Backend::File));
+whole_suite!(common::Backend::File, all());

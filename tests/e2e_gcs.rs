@@ -1,8 +1,7 @@
-//! End-to-end on `gs://`: the suite (`common/suite.rs`) against the GCS endpoint in
-//! `GC_TEST_GCS_ENDPOINT` (an emulator such as fake-gcs-server, or real GCS; see README).
-//! GCS objects cannot be aged, so the tests that need old chunks skip, saying so. Skipped
-//! entirely, saying so, when the variable is unset.
+//! End-to-end on `gs://`: the whole suite (`common/suite.rs`) against the fake-gcs-server
+//! `scripts/test` starts (`GC_TEST_GCS_ENDPOINT`, `GC_TEST_GCS_ROOT`; see
+//! `scripts/gcs-server`). Ignored when `GC_TEST_GCS_ENDPOINT` was unset at build time.
 
 mod common;
 
-whole_suite!(common::Backend::gcs());
+whole_suite!(common::Backend::gcs(), gc_test_gcs);

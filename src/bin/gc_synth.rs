@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use gc_partition::fake_gcs;
 use gc_partition::ids::PartitionId;
 use gc_partition::store::{StoreOptions, Stores};
 use gc_partition::synth::{FormatMix, SynthConfig, SynthSummary, synthesize};
@@ -21,8 +22,10 @@ struct Cli {
     #[arg(long)]
     store: String,
     /// For s3:// or gs:// test servers that keep object `KEY` of bucket `B` as the file
-    /// `DIR/B/KEY` (s3s-fs): objects are written through the server, then aged by setting
-    /// those files' mtimes; buckets are created as directories.
+    /// `DIR/B/KEY`: s3s-fs (objects are written through the server, then aged by setting
+    /// those files' mtimes) or fake-gcs-server's -filesystem-root (written through its JSON
+    /// API at GOOGLE_BASE_URL, aged by rewriting their metadata); buckets are created as
+    /// directories.
     #[arg(long, value_name = "DIR")]
     backdate_root: Option<PathBuf>,
     #[arg(long)]
@@ -151,7 +154,14 @@ fn run(cli: &Cli) -> Result<SynthSummary, String> {
         if !root.is_dir() {
             return Err(format!("--backdate-root {}: not a directory", root.display()));
         }
-        stores = stores.with_backdate_root(root.clone());
+        stores = if stores.scheme() == "gs://" {
+            // fake-gcs-server: writes go through its JSON API (see gc_partition::fake_gcs).
+            let endpoint = std::env::var("GOOGLE_BASE_URL")
+                .map_err(|_| "gs:// with --backdate-root (fake-gcs-server) needs GOOGLE_BASE_URL, the server's URL")?;
+            fake_gcs::test_server_stores(stores, root.clone(), &endpoint)
+        } else {
+            stores.with_backdate_root(root.clone())
+        };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,11 +1,15 @@
 //! Shared end-to-end fixtures: a synthetic partition on a backend (a temporary `file://`
-//! store, the `s3s-fs` server `scripts/test` starts, or a GCS endpoint), a way to run the
-//! built binary on it, and a fingerprint of the store to prove it unchanged.
+//! store, or the `s3s-fs` and fake-gcs-server servers `scripts/test` starts), a way to run
+//! the built binary on it, and a fingerprint of the store to prove it unchanged.
 //!
 //! The end-to-end suite itself is `suite.rs`; each `e2e_*.rs` runs it on one backend with
-//! [`suite_tests!`].
+//! [`suite_tests!`]. Server-backed tests are compiled as ignored unless the server's variable
+//! (`GC_TEST_S3_ENDPOINT`, `GC_TEST_GCS_ENDPOINT`) was set at build time (`build.rs` turns
+//! them into the cfgs `gc_test_s3`, `gc_test_gcs`): a plain `cargo test` reports them ignored,
+//! never passed, and under `scripts/test` a server that cannot be reached is a failure.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod contract;
 pub mod faults;
 pub mod suite;
 
@@ -24,6 +28,8 @@ use sha2::{Digest, Sha256};
 /// The file `scripts/test` puts in the root of the `s3s-fs` server it starts: tests only
 /// ever empty a root that has it.
 pub const S3_ROOT_MARKER: &str = ".gc-test-s3-root";
+/// The same for the fake-gcs-server root.
+pub const GCS_ROOT_MARKER: &str = ".gc-test-gcs-root";
 
 /// Where a test's partition lives.
 #[derive(Debug, Clone)]
@@ -32,63 +38,56 @@ pub enum Backend {
     File,
     /// The `s3s-fs` server at `endpoint`, whose objects are the files `root/<bucket>/<key>`.
     S3 { endpoint: String, root: PathBuf, access_key: String, secret_key: String },
-    /// A GCS endpoint (an emulator or real GCS); its objects cannot be aged.
-    Gcs { env: Vec<(String, String)>, _service_account: Option<PathBuf> },
+    /// The fake-gcs-server at `endpoint`, whose objects are the files `root/<bucket>/<key>`
+    /// (their times in the `user.metadata` xattr, see `gc_partition::fake_gcs`).
+    Gcs { endpoint: String, root: PathBuf, env: Vec<(String, String)> },
 }
 
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+fn required_var(name: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+        panic!("{name} is unset, but this test was built to run against its server (see scripts/test)")
+    })
+}
+
+/// The server root in `$var`, refused unless it has `marker` (tests empty it).
+fn server_root(var: &str, marker: &str) -> PathBuf {
+    let root = PathBuf::from(required_var(var));
+    assert!(root.join(marker).exists(), "{} lacks {marker}: not a test server root", root.display());
+    root
 }
 
 impl Backend {
-    /// The S3 test server from `GC_TEST_S3_ENDPOINT` (set by `scripts/test`), or `None`
-    /// after printing why the test is skipped.
-    pub fn s3() -> Option<Backend> {
-        let Some(endpoint) = env_var("GC_TEST_S3_ENDPOINT") else {
-            eprintln!("skipped: GC_TEST_S3_ENDPOINT unset (scripts/test starts s3s-fs and sets it)");
-            return None;
-        };
-        let need = |name: &str| {
-            env_var(name).unwrap_or_else(|| panic!("GC_TEST_S3_ENDPOINT is set but {name} is not (see scripts/test)"))
-        };
-        let root = PathBuf::from(need("GC_TEST_S3_ROOT"));
-        assert!(
-            root.join(S3_ROOT_MARKER).exists(),
-            "{} lacks {S3_ROOT_MARKER}: not a test server root",
-            root.display()
-        );
-        Some(Backend::S3 {
+    /// The S3 test server from `GC_TEST_S3_ENDPOINT` and `GC_TEST_S3_ROOT` (set by
+    /// `scripts/test`). Panics when they are unset: only called by tests that run because
+    /// they were set at build time.
+    pub fn s3() -> Backend {
+        let endpoint = required_var("GC_TEST_S3_ENDPOINT");
+        let root = server_root("GC_TEST_S3_ROOT", S3_ROOT_MARKER);
+        Backend::S3 {
             endpoint,
             root,
-            access_key: need("AWS_ACCESS_KEY_ID"),
-            secret_key: need("AWS_SECRET_ACCESS_KEY"),
-        })
+            access_key: required_var("AWS_ACCESS_KEY_ID"),
+            secret_key: required_var("AWS_SECRET_ACCESS_KEY"),
+        }
     }
 
-    /// A GCS endpoint from `GC_TEST_GCS_ENDPOINT`, or `None` after printing why the test is
-    /// skipped. With `GOOGLE_SERVICE_ACCOUNT` (or `GOOGLE_SERVICE_ACCOUNT_KEY`) set, those
-    /// credentials are used (real GCS); otherwise a service-account file with
-    /// `disable_oauth` is written, as emulators such as fake-gcs-server need.
-    pub fn gcs() -> Option<Backend> {
-        let Some(endpoint) = env_var("GC_TEST_GCS_ENDPOINT") else {
-            eprintln!("skipped: GC_TEST_GCS_ENDPOINT unset (see README, Testing against GCS)");
-            return None;
-        };
-        let mut env: Vec<(String, String)> =
-            std::env::vars().filter(|(k, _)| k.starts_with("GOOGLE_") || k == "SERVICE_ACCOUNT").collect();
-        let mut service_account = None;
-        if !env.iter().any(|(k, _)| k.starts_with("GOOGLE_SERVICE_ACCOUNT") || k == "SERVICE_ACCOUNT") {
-            let path = std::env::temp_dir().join(format!("gc-test-gcs-sa-{}.json", std::process::id()));
-            let json = serde_json::json!({
-                "gcs_base_url": endpoint, "disable_oauth": true,
-                "client_email": "", "private_key": "", "private_key_id": "",
-            });
-            std::fs::write(&path, json.to_string()).unwrap();
-            env.push(("GOOGLE_SERVICE_ACCOUNT".into(), path.display().to_string()));
-            service_account = Some(path);
-        }
-        env.push(("GOOGLE_BASE_URL".into(), endpoint));
-        Some(Backend::Gcs { env, _service_account: service_account })
+    /// The fake-gcs-server from `GC_TEST_GCS_ENDPOINT` and `GC_TEST_GCS_ROOT` (set by
+    /// `scripts/test`, see `scripts/gcs-server`). A service-account file with `disable_oauth`
+    /// is written, as the emulator needs. Panics when the variables are unset.
+    pub fn gcs() -> Backend {
+        let endpoint = required_var("GC_TEST_GCS_ENDPOINT");
+        let root = server_root("GC_TEST_GCS_ROOT", GCS_ROOT_MARKER);
+        let path = std::env::temp_dir().join(format!("gc-test-gcs-sa-{}.json", std::process::id()));
+        let json = serde_json::json!({
+            "gcs_base_url": endpoint, "disable_oauth": true,
+            "client_email": "", "private_key": "", "private_key_id": "",
+        });
+        std::fs::write(&path, json.to_string()).unwrap();
+        let env = vec![
+            ("GOOGLE_SERVICE_ACCOUNT".to_owned(), path.display().to_string()),
+            ("GOOGLE_BASE_URL".to_owned(), endpoint.clone()),
+        ];
+        Backend::Gcs { endpoint, root, env }
     }
 
     pub fn name(&self) -> &'static str {
@@ -99,9 +98,12 @@ impl Backend {
         }
     }
 
-    /// Whether chunks can be made old: tests that need old chunks skip when not.
-    pub fn can_age(&self) -> bool {
-        !matches!(self, Backend::Gcs { .. })
+    /// The server's root, for `gc_synth --backdate-root`.
+    pub fn server_root(&self) -> Option<&Path> {
+        match self {
+            Backend::File => None,
+            Backend::S3 { root, .. } | Backend::Gcs { root, .. } => Some(root),
+        }
     }
 
     /// The environment a `gc_partition` or in-process store needs for this backend.
@@ -123,14 +125,14 @@ impl Backend {
     }
 }
 
-/// Tests of one binary share the S3 server: they take turns, each on an emptied root.
+/// Tests of one binary share the server: they take turns, each on an emptied root.
 static S3_TURN: Mutex<()> = Mutex::new(());
 
 /// Empties the server root, keeping the marker. Only called on a root that has the marker.
 fn empty_root(root: &Path) {
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
-        if entry.file_name() == S3_ROOT_MARKER {
+        if entry.file_name() == S3_ROOT_MARKER || entry.file_name() == GCS_ROOT_MARKER {
             continue;
         }
         if entry.file_type().unwrap().is_dir() {
@@ -144,7 +146,8 @@ fn empty_root(root: &Path) {
 pub struct Fixture {
     pub backend: Backend,
     pub dir: tempfile::TempDir,
-    /// The folder that holds the store's files (`file://` root, s3s-fs root); none on GCS.
+    /// The folder that holds the store's files (`file://` root, the server's root): always
+    /// set.
     pub root: Option<PathBuf>,
     pub url: String,
     pub stores: Stores,
@@ -192,18 +195,12 @@ pub fn partition(backend: &Backend, tweak: impl FnOnce(&mut SynthConfig)) -> Fix
                 .with_backdate_root(root.clone());
             (Some(turn), Some(root.clone()), "s3://".to_owned(), stores)
         }
-        Backend::Gcs { .. } => {
-            // Buckets cannot be emptied here: every fixture gets its own partition, and
-            // fingerprints cover only that partition's objects.
-            config.partition = gc_partition::ids::PartitionId::parse(&format!(
-                "t{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ))
-            .unwrap();
-            config.unaged = true;
+        Backend::Gcs { endpoint, root, .. } => {
+            let turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+            empty_root(root);
             let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), backend.env()).unwrap();
-            (None, None, "gs://".to_owned(), stores)
+            let stores = gc_partition::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
+            (Some(turn), Some(root.clone()), "gs://".to_owned(), stores)
         }
     };
     let partition = config.partition.to_string();
@@ -270,37 +267,11 @@ impl Fixture {
         runtime().block_on(store.delete(&ObjectPath::from(key))).unwrap();
     }
 
-    /// Every file under the store's folder (file://, the s3s-fs root: the server's own
-    /// metadata files included) or, on GCS, every object of this partition, with its size,
-    /// last-modified and content hash: equal fingerprints mean a byte-for-byte unchanged
-    /// store.
+    /// Every file under the store's folder (`file://`, the server's root: the server's own
+    /// metadata files included) with its size, last-modified and content hash: equal
+    /// fingerprints mean a byte-for-byte unchanged store.
     pub fn fingerprint(&self) -> Fingerprint {
-        match &self.root {
-            Some(root) => fingerprint_dir(root),
-            None => self.fingerprint_objects(),
-        }
-    }
-
-    fn fingerprint_objects(&self) -> Fingerprint {
-        let mut buckets: Vec<String> = self.summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
-        buckets.push(self.meta_bucket.clone());
-        buckets.sort();
-        buckets.dedup();
-        let mine = |key: &str| key.split('/').any(|segment| segment == self.partition);
-        runtime().block_on(async {
-            let mut all = Fingerprint::new();
-            for bucket in buckets {
-                let store = self.stores.bucket(&bucket).unwrap();
-                let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
-                for meta in metas.into_iter().filter(|m| mine(m.location.as_ref())) {
-                    let data = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
-                    let hash: [u8; 32] = Sha256::digest(&data).into();
-                    let stamp = meta.last_modified.timestamp_nanos_opt().unwrap_or_default();
-                    all.insert((bucket.clone(), meta.location.to_string()), (meta.size, stamp, hash));
-                }
-            }
-            all
-        })
+        fingerprint_dir(self.root.as_ref().expect("every fixture has a root"))
     }
 }
 
@@ -367,16 +338,16 @@ pub fn chunk_name(location: &gc_partition::locations::Location, id: &gc_partitio
     format!("{}/{}", location.bucket(), location.chunk_key(id))
 }
 
-/// One `#[test]` per suite function, each on the backend `$backend` builds (an
-/// `Option<Backend>`: `None` means skipped, and the reason was printed).
+/// One `#[test]` per suite function, each on the backend `$backend` builds, ignored unless
+/// the cfg `$server` is set (`all()` for a backend that needs no server).
 #[macro_export]
 macro_rules! suite_tests {
-    ($backend:expr; $($name:ident),* $(,)?) => {
+    ($backend:expr, $server:meta; $($name:ident),* $(,)?) => {
         $(
             #[test]
+            #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see README, Testing)")]
             fn $name() {
-                let Some(backend) = $backend else { return };
-                common::suite::$name(&backend);
+                common::suite::$name(&$backend);
             }
         )*
     };
@@ -385,8 +356,8 @@ macro_rules! suite_tests {
 /// Every test of the suite, for [`suite_tests!`].
 #[macro_export]
 macro_rules! whole_suite {
-    ($backend:expr) => {
-        $crate::suite_tests!($backend;
+    ($backend:expr, $server:meta) => {
+        $crate::suite_tests!($backend, $server;
             dry_run_plans_the_garbage_and_changes_nothing,
             execute_deletes_only_garbage_and_a_rerun_has_nothing_left,
             cutoff_inside_the_grace_window_is_refused,

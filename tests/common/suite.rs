@@ -1,7 +1,6 @@
 //! The end-to-end suite: the built binary on partitions made by the synthesizer, on any
 //! backend. Every abort case checks its exit code and a byte-for-byte unchanged store; every
-//! execute ends with a verify. Tests that need old chunks skip (with a printed reason) on
-//! backends that cannot age objects.
+//! execute ends with a verify. Every backend can age objects, so every test runs everywhere.
 
 use std::collections::HashSet;
 
@@ -17,18 +16,7 @@ fn planned_names(plan: &[serde_json::Value]) -> HashSet<String> {
         .collect()
 }
 
-fn needs_age(backend: &Backend, test: &str) -> bool {
-    if !backend.can_age() {
-        eprintln!("skipped: {test} needs old chunks, and {} objects cannot be aged", backend.name());
-        return false;
-    }
-    true
-}
-
 pub fn dry_run_plans_the_garbage_and_changes_nothing(backend: &Backend) {
-    if !needs_age(backend, "dry_run_plans_the_garbage_and_changes_nothing") {
-        return;
-    }
     let fx = partition(backend, |_| {});
     let before = fx.fingerprint();
     let (plan, report) = (fx.path("plan.jsonl"), fx.path("report.json"));
@@ -73,9 +61,6 @@ pub fn dry_run_plans_the_garbage_and_changes_nothing(backend: &Backend) {
 }
 
 pub fn execute_deletes_only_garbage_and_a_rerun_has_nothing_left(backend: &Backend) {
-    if !needs_age(backend, "execute_deletes_only_garbage_and_a_rerun_has_nothing_left") {
-        return;
-    }
     let fx = partition(backend, |c| c.seed = 2);
     let sets = fx.summary.sets.clone().unwrap();
     // A small concurrency makes many batches (of 2 chunks), the larger default one few.
@@ -224,9 +209,6 @@ pub fn a_live_snapshot_without_manifests_exits_4(backend: &Backend) {
 }
 
 pub fn delete_fraction_guard_blocks_execute_and_is_reported_in_dry_run(backend: &Backend) {
-    if !needs_age(backend, "delete_fraction_guard_blocks_execute_and_is_reported_in_dry_run") {
-        return;
-    }
     let fx = partition(backend, |c| c.seed = 21);
     let before = fx.fingerprint();
     let out = fx.gc(&["--execute", "--max-delete-fraction", "0.01", "--output", "json"]);
@@ -276,9 +258,6 @@ pub fn human_summary_reads_well(backend: &Backend) {
 /// What every aging test rests on: the store reports the age we gave an object both in
 /// listings (what GC decides on) and in HEAD (the re-read right before a delete).
 pub fn backdated_objects_show_their_age_in_list_and_head(backend: &Backend) {
-    if !needs_age(backend, "backdated_objects_show_their_age_in_list_and_head") {
-        return;
-    }
     let fx = partition(backend, |c| {
         c.seed = 25;
         c.referenced_ids = 50;
@@ -335,9 +314,6 @@ pub fn a_manifest_naming_another_partitions_location_exits_4(backend: &Backend) 
 }
 
 pub fn a_location_named_only_by_a_manifest_is_listed_and_collected(backend: &Backend) {
-    if !needs_age(backend, "a_location_named_only_by_a_manifest_is_listed_and_collected") {
-        return;
-    }
     let fx = partition(backend, |c| c.seed = 26);
     let extra = gc_partition::locations::Location::new("chunks-z", &fx.partition).unwrap();
     let garbage = gc_partition::ids::ChunkId([9; 32]);
@@ -359,11 +335,8 @@ pub fn a_location_named_only_by_a_manifest_is_listed_and_collected(backend: &Bac
     assert_eq!(json_stdout(&dry)["verify"]["missing_before"], 1);
 }
 
-/// The `gc_synth` binary (with `--backdate-root` on S3) makes a partition GC collects.
+/// The `gc_synth` binary (with `--backdate-root` on the servers) makes a partition GC collects.
 pub fn the_gc_synth_binary_makes_a_partition_gc_can_collect(backend: &Backend) {
-    if !needs_age(backend, "the_gc_synth_binary_makes_a_partition_gc_can_collect") {
-        return;
-    }
     // A tiny fixture only to get a store (and, on S3, the server's turn).
     let fx = partition(backend, |c| {
         c.snapshots = 1;
@@ -377,7 +350,7 @@ pub fn the_gc_synth_binary_makes_a_partition_gc_can_collect(backend: &Backend) {
     let mut synth = std::process::Command::new(env!("CARGO_BIN_EXE_gc_synth"));
     synth.args(["--store", &fx.url, "--partition", "p9", "--seed", "3", "--snapshots", "4", "--referenced-ids", "300"]);
     synth.args(["--garbage", "100", "--young", "10", "--live-set-out", live.to_str().unwrap()]);
-    if let Backend::S3 { root, .. } = backend {
+    if let Some(root) = backend.server_root() {
         synth.arg("--backdate-root").arg(root);
     }
     let synth = synth.envs(backend.env()).output().unwrap();
