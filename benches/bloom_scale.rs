@@ -28,12 +28,7 @@ fn size() -> u64 {
     std::env::var("BLOOM_SCALE_IDS").ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(4_194_304)
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use gc_partition::ids::splitmix64 as mix;
 
 /// Id number `i` of family `salt`: uniform bytes, as SHA-256 digests are.
 fn id(salt: u64, i: u64) -> [u8; 32] {

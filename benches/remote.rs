@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use gc_partition::execute::{batch_size, execute};
+use gc_partition::execute::{Reread, batch_size, execute};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::{ListedChunk, list_all};
 use gc_partition::locations::Location;
@@ -80,8 +80,8 @@ async fn list_point(spec: &str, objects: u64, concurrency: usize) {
     );
 }
 
-fn planned(objects: u64) -> Vec<ListedChunk> {
-    (0..objects).map(|n| ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0, location: 0 }).collect()
+fn planned(objects: u64) -> Vec<(u32, ListedChunk)> {
+    (0..objects).map(|n| (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0 })).collect()
 }
 
 async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f64>) -> (f64, RequestCounts) {
@@ -95,8 +95,8 @@ async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f6
     let stats = execute(
         &stores,
         std::slice::from_ref(&location),
-        chunks.iter(),
-        cutoff_ms,
+        chunks.iter().copied(),
+        Reread::OlderThan { cutoff_ms },
         concurrency,
         rate,
         &CancellationToken::new(),
@@ -156,8 +156,8 @@ async fn throttle_run(spec: &str, limit: f64, concurrency: usize, keys: u64) {
     let stats = execute(
         &stores,
         std::slice::from_ref(&location),
-        chunks.iter(),
-        cutoff_ms,
+        chunks.iter().copied(),
+        Reread::OlderThan { cutoff_ms },
         concurrency,
         None,
         &CancellationToken::new(),

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fastbloom::AtomicBloomFilter;
 use rayon::prelude::*;
 
+use crate::ids::splitmix64 as mix;
+
 /// Below this many ids an insert stays on the calling thread.
 const PARALLEL_INSERT_MIN: usize = 1 << 16;
 /// One shard per `<hh>` fan-out directory.
@@ -194,14 +196,6 @@ pub fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
     let w0 = u64::from_le_bytes(words[0]);
     let w1 = u64::from_le_bytes(words[1]);
     mix(w0 ^ mix(w1 ^ seed))
-}
-
-/// splitmix64's finaliser: a bijection with good avalanche.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

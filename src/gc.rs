@@ -298,13 +298,8 @@ impl Run<'_> {
         if !config.execute {
             return finish_dry_run_verify(report, verify);
         }
-        if report.guard.tripped {
-            return Err(GcError::Guard {
-                planned: report.planned_deletes,
-                old: report.guard.old_chunks,
-                fraction: report.guard.fraction,
-                max: report.guard.max_delete_fraction,
-            });
+        if let Some(tripped) = guard_error(report) {
+            return Err(tripped);
         }
         self.stop.check()?;
 
@@ -350,12 +345,8 @@ impl Run<'_> {
             }
         }
         self.stop.check()?;
-        if let Some(first) = stats.failures.first() {
-            return Err(GcError::DeleteFailures {
-                failed: stats.failures.len() as u64,
-                planned: report.planned_deletes,
-                first: format!("{}/{}: {}", first.bucket, first.key, first.error),
-            });
+        if let Some(failed) = delete_failures(&stats, report.planned_deletes) {
+            return Err(failed);
         }
         Ok(())
     }
@@ -444,13 +435,8 @@ impl Run<'_> {
                 wrong.count
             )));
         }
-        if report.guard.tripped {
-            return Err(GcError::Guard {
-                planned: report.planned_deletes,
-                old: report.guard.old_chunks,
-                fraction: report.guard.fraction,
-                max: report.guard.max_delete_fraction,
-            });
+        if let Some(tripped) = guard_error(report) {
+            return Err(tripped);
         }
         self.stop.check()?;
         let t = Instant::now();
@@ -462,12 +448,8 @@ impl Run<'_> {
             return Err(GcError::SpoolRead(error));
         }
         self.stop.check()?;
-        if let Some(first) = stats.failures.first() {
-            return Err(GcError::DeleteFailures {
-                failed: stats.failures.len() as u64,
-                planned: report.planned_deletes,
-                first: format!("{}/{}: {}", first.bucket, first.key, first.error),
-            });
+        if let Some(failed) = delete_failures(&stats, report.planned_deletes) {
+            return Err(failed);
         }
         Ok(())
     }
@@ -742,6 +724,27 @@ fn check_reviewed(reviewed: &ReviewedPlan, config: &Config, live: &LiveSet) -> R
         ));
     }
     Ok(())
+}
+
+/// The guard's refusal, when it tripped.
+fn guard_error(report: &Report) -> Option<GcError> {
+    let guard = &report.guard;
+    guard.tripped.then(|| GcError::Guard {
+        planned: report.planned_deletes,
+        old: guard.old_chunks,
+        fraction: guard.fraction,
+        max: guard.max_delete_fraction,
+    })
+}
+
+/// Exit 7 when some deletes failed, naming the first.
+fn delete_failures(stats: &ExecuteStats, planned: u64) -> Option<GcError> {
+    let first = stats.failures.first()?;
+    Some(GcError::DeleteFailures {
+        failed: stats.failures.len() as u64,
+        planned,
+        first: format!("{}/{}: {}", first.bucket, first.key, first.error),
+    })
 }
 
 fn internal(what: &str) -> GcError {

@@ -78,6 +78,15 @@ text_id!(SnapshotId, "snapshot");
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChunkId(pub [u8; 32]);
 
+/// splitmix64's finaliser: a bijection with good avalanche. The one mixer of the project: the
+/// filter derives its hashes from it, the test kits their deterministic ids.
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl ChunkId {
     /// Parses exactly 64 lowercase hex digits, the form used in object names.
     pub fn from_hex(s: &str) -> Option<Self> {

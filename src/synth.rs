@@ -310,12 +310,7 @@ const T_PICK: u64 = 4;
 const T_SHUFFLE: u64 = 5;
 const T_FOREIGN: u64 = 6;
 
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::ids::splitmix64;
 
 /// A well-mixed 64-bit value for (seed, purpose, a, b).
 fn mix(seed: u64, tag: u64, a: u64, b: u64) -> u64 {

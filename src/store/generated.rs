@@ -42,7 +42,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::bloom::mix;
+use crate::ids::splitmix64 as mix;
 use crate::ids::{ChunkId, PartitionId, SnapshotId};
 use crate::locations::Location;
 use crate::manifest::legacy::{manifest_for_index, render_manifest};
