@@ -212,10 +212,7 @@ impl Run<'_> {
             index: HashMap::new(),
             listing: Some(to_listing),
         }));
-        let register = {
-            let table = Arc::clone(&table);
-            move |location: &Location| table.lock().unwrap_or_else(PoisonError::into_inner).register(location)
-        };
+        let register = Self::register_with(&table);
         let legacy_location = register(&Location::legacy_default(&config.meta_bucket, &config.partition)?);
         config.extra_locations.iter().for_each(|l| {
             register(l);
@@ -225,7 +222,7 @@ impl Run<'_> {
         self.progress.stage.set(Stage::Manifests);
 
         let wanted = Wanted { filter: true, spill: config.verify, explain: None };
-        let referenced = match self.manifests(&live, legacy_location, Arc::new(register), wanted, report).await {
+        let referenced = match self.manifests(&live, legacy_location, register, wanted, report).await {
             Ok(done) => done,
             Err(error) => {
                 listing.abort();

@@ -272,8 +272,7 @@ fn write_records(
     old_chunks: u64,
 ) -> Result<(u64, u64), PlanError> {
     let path_of = |source| PlanError::Write { path: path.to_owned(), source };
-    let line = |out: &mut dyn Write, value: &dyn erased::Line| value.write_line(out);
-    line(out, header).map_err(path_of)?;
+    write_line(out, header).map_err(path_of)?;
     let (mut count, mut bytes) = (0u64, 0u64);
     for run in spool.runs() {
         let (location, records) = run?;
@@ -286,12 +285,12 @@ fn write_records(
                 size: chunk.size,
                 last_modified: ms_to_rfc3339(chunk.last_modified_ms),
             };
-            line(out, &record).map_err(path_of)?;
+            write_line(out, &record).map_err(path_of)?;
             count += 1;
             bytes += chunk.size;
         }
     }
-    line(out, &Footer { kind: "footer".into(), count, bytes, old_chunks }).map_err(path_of)?;
+    write_line(out, &Footer { kind: "footer".into(), count, bytes, old_chunks }).map_err(path_of)?;
     out.flush().map_err(path_of)?;
     Ok((count, bytes))
 }
@@ -353,17 +352,13 @@ pub fn read_header(path: &Path) -> Result<PlanHeader, PlanReadError> {
 /// chunks of the header's locations, and a footer whose count and bytes match the records.
 pub fn read_plan(path: &Path, work_dir: &Path) -> Result<ReviewedPlan, PlanReadError> {
     let fail = |line: Option<u64>, why: String| PlanReadError { path: path.to_owned(), line, why };
-    let mut lines = io::BufRead::lines(open_plan(path)?);
-    let mut n = 0u64;
-    let mut next = || -> Option<Result<String, PlanReadError>> {
-        n += 1;
-        let line = n;
-        lines
-            .next()
-            .map(|l| l.map_err(|e| PlanReadError { path: path.to_owned(), line: Some(line), why: e.to_string() }))
-    };
-    let header = match next() {
-        Some(line) => parse_header(&line?, path)?,
+    // (line number, line), numbered from 1 as an editor shows them.
+    let mut lines = io::BufRead::lines(open_plan(path)?).zip(1u64..).map(|(line, n)| {
+        let line = line.map_err(|e| PlanReadError { path: path.to_owned(), line: Some(n), why: e.to_string() });
+        (n, line)
+    });
+    let header = match lines.next() {
+        Some((_, line)) => parse_header(&line?, path)?,
         None => return Err(fail(None, "empty file".into())),
     };
     let locations = header
@@ -376,8 +371,8 @@ pub fn read_plan(path: &Path, work_dir: &Path) -> Result<ReviewedPlan, PlanReadE
     let mut pending: (u32, Vec<ListedChunk>) = (0, Vec::new());
     let mut footer = None;
     let mut line_no = 1u64;
-    while let Some(line) = next() {
-        line_no += 1;
+    for (n, line) in lines {
+        line_no = n;
         let line = line?;
         if footer.is_some() {
             return Err(fail(Some(line_no), "a line after the footer".into()));
@@ -428,20 +423,10 @@ fn parse_record(record: &DeleteRecord, locations: &[Location]) -> Result<(u32, L
     Ok((location as u32, chunk))
 }
 
-/// One JSON value per line, whatever its type.
-mod erased {
-    use std::io::{self, Write};
-
-    pub trait Line {
-        fn write_line(&self, out: &mut dyn Write) -> io::Result<()>;
-    }
-
-    impl<T: serde::Serialize> Line for T {
-        fn write_line(&self, mut out: &mut dyn Write) -> io::Result<()> {
-            serde_json::to_writer(&mut out, self).map_err(io::Error::other)?;
-            out.write_all(b"\n")
-        }
-    }
+/// One JSON value, one line.
+fn write_line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

@@ -247,24 +247,13 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
     for range in 0..RANGES {
         let refs_of_range = refs.sorted_range(range)?;
         checks.referenced_distinct += refs_of_range.len() as u64;
-        let mut present = Bits::new(refs_of_range.len());
-        for block in listed.blocks(range) {
-            merge(&refs_of_range, &block?, true, |i, _| present.set(i));
-        }
+        let present = presence(&refs_of_range, listed, range)?;
         for (i, entry) in refs_of_range.iter().enumerate() {
             if !present.has(i) {
                 checks.missing_before.push(entry);
             }
         }
-        let mut planned = Vec::new();
-        for run in plan.runs_of_fanout(range as u8) {
-            let (location, records) = run?;
-            planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
-            if planned.len() >= BLOCK_ENTRIES {
-                check_planned_block(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
-            }
-        }
-        check_planned_block(&refs_of_range, &mut planned, &mut checks.planned_but_referenced);
+        planned_in_range(&refs_of_range, plan, range, &mut checks.planned_but_referenced)?;
     }
     Ok(checks)
 }
@@ -273,18 +262,37 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
 pub fn check_planned(refs: &Spilled, plan: &SpooledPlan) -> Result<Found, VerifyError> {
     let mut found = Found::default();
     for range in 0..RANGES {
-        let refs_of_range = refs.sorted_range(range)?;
-        let mut planned = Vec::new();
-        for run in plan.runs_of_fanout(range as u8) {
-            let (location, records) = run?;
-            planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
-            if planned.len() >= BLOCK_ENTRIES {
-                check_planned_block(&refs_of_range, &mut planned, &mut found);
-            }
-        }
-        check_planned_block(&refs_of_range, &mut planned, &mut found);
+        planned_in_range(&refs.sorted_range(range)?, plan, range, &mut found)?;
     }
     Ok(found)
+}
+
+/// Which of a range's references `spill` holds (by id and location).
+fn presence(refs_of_range: &[Entry], spill: &Spilled, range: usize) -> Result<Bits, VerifyError> {
+    let mut present = Bits::new(refs_of_range.len());
+    for block in spill.blocks(range) {
+        merge(refs_of_range, &block?, true, |i, _| present.set(i));
+    }
+    Ok(present)
+}
+
+/// Adds to `found` the planned chunks of one range whose id is referenced, in sorted blocks.
+fn planned_in_range(
+    refs_of_range: &[Entry],
+    plan: &SpooledPlan,
+    range: usize,
+    found: &mut Found,
+) -> Result<(), VerifyError> {
+    let mut planned = Vec::new();
+    for run in plan.runs_of_fanout(range as u8) {
+        let (location, records) = run?;
+        planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
+        if planned.len() >= BLOCK_ENTRIES {
+            check_planned_block(refs_of_range, &mut planned, found);
+        }
+    }
+    check_planned_block(refs_of_range, &mut planned, found);
+    Ok(())
 }
 
 fn check_planned_block(refs: &[Entry], planned: &mut Vec<Entry>, found: &mut Found) {
@@ -298,14 +306,7 @@ pub fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<
     let mut missing_after = Found::default();
     for range in 0..RANGES {
         let refs_of_range = refs.sorted_range(range)?;
-        let mut was = Bits::new(refs_of_range.len());
-        let mut is = Bits::new(refs_of_range.len());
-        for block in before.blocks(range) {
-            merge(&refs_of_range, &block?, true, |i, _| was.set(i));
-        }
-        for block in after.blocks(range) {
-            merge(&refs_of_range, &block?, true, |i, _| is.set(i));
-        }
+        let (was, is) = (presence(&refs_of_range, before, range)?, presence(&refs_of_range, after, range)?);
         for (i, entry) in refs_of_range.iter().enumerate() {
             if was.has(i) && !is.has(i) {
                 missing_after.push(entry);
