@@ -25,6 +25,7 @@ mod retry;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
 pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
 pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
+pub(crate) use local::walk;
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};

@@ -15,6 +15,7 @@
 //! to swap a directory for a link between the check and the call is outside the threat
 //! model (it can write the store anyway); the checks stop links left in the tree.
 
+use std::ffi::CStr;
 use std::fmt;
 use std::fs::Metadata;
 use std::path::{Path as FsPath, PathBuf};
@@ -30,9 +31,12 @@ use object_store::{
     CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+use rustix::fs::{FileType, StatxFlags};
 
 /// The `e_tag` of a listed object that is a symbolic link, or under one.
 pub const SYMLINK_ETAG: &str = "gc_partition:symlink";
+
+pub(crate) mod walk;
 
 const STORE: &str = "LocalBucket";
 
@@ -70,60 +74,113 @@ impl LocalBucket {
         Ok(Path::from_iter(parts))
     }
 
+    /// The directory to walk for `prefix` (and its key), or the one object a prefix that
+    /// goes through a link lists as.
+    fn start(&self, prefix: Option<&Path>) -> Result<Result<(PathBuf, String), ObjectMeta>> {
+        let Some(prefix) = prefix.filter(|p| !p.is_root()) else {
+            return Ok(Ok((self.root.clone(), String::new())));
+        };
+        let dir = self.inner.path_to_filesystem(prefix)?;
+        match first_link(&self.root, &dir) {
+            Ok(None) => Ok(Ok((dir, prefix.as_ref().to_owned()))),
+            Ok(Some(link)) => Ok(Err(self.link_meta(&link)?)),
+            Err(e) => Err(generic(format!("{}: {e}", dir.display()))),
+        }
+    }
+
     /// Lists every object under `prefix` without following links: a link is one object
     /// tagged [`SYMLINK_ETAG`].
     fn walk(&self, prefix: Option<&Path>) -> Result<Vec<ObjectMeta>> {
-        let start = match prefix {
-            Some(prefix) if !prefix.is_root() => {
-                let dir = self.inner.path_to_filesystem(prefix)?;
-                match first_link(&self.root, &dir) {
-                    Ok(None) => dir,
-                    Ok(Some(link)) => return Ok(vec![self.link_meta(&link)?]),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(generic(format!("{}: {e}", dir.display()))),
-                }
+        self.read(prefix, true).map(|listed| listed.objects)
+    }
+
+    /// Lists `prefix` (all of it when `deep`, else its top level, with its directories as
+    /// common prefixes) with the one `file://` walker.
+    fn read(&self, prefix: Option<&Path>, deep: bool) -> Result<ListResult> {
+        let mut listed =
+            ListResult { common_prefixes: Vec::new(), objects: Vec::new(), extensions: Default::default() };
+        let (start, key) = match self.start(prefix)? {
+            Ok(start) => start,
+            Err(link) => {
+                listed.objects.push(link);
+                return Ok(listed);
             }
-            _ => self.root.clone(),
         };
-        let mut objects = Vec::new();
-        for entry in walkdir::WalkDir::new(&start).min_depth(1).follow_links(false) {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
-                Err(e) => return Err(generic(e.to_string())),
-            };
-            let kind = entry.file_type();
-            if kind.is_dir() {
-                continue;
-            }
-            let location = self.object_path(entry.path())?;
-            if kind.is_symlink() {
-                objects.push(self.link_meta(entry.path())?);
-                continue;
-            }
-            if !kind.is_file() || is_upload_part(&location) {
-                continue;
-            }
-            match entry.metadata() {
-                Ok(meta) => objects.push(object_meta(location, &meta, None)),
-                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {}
-                Err(e) => return Err(generic(e.to_string())),
-            }
-        }
-        Ok(objects)
+        let failed = |(e, key): walk::Failure| generic(format!("{key}: {e}"));
+        let Some(fd) = walk::open_top(&start, &key).map_err(failed)? else {
+            return Ok(listed);
+        };
+        let mut visit = Objects { bucket: self, deep, listed: &mut listed };
+        walk::walk(&walk::Dir { fd: &fd, path: &start, key: &key, depth: 0 }, &mut visit).map_err(|e| match e {
+            WalkError::Io(failure) => failed(failure),
+            WalkError::Store(e) => e,
+        })?;
+        listed.common_prefixes.sort();
+        listed.objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(listed)
     }
 
     fn link_meta(&self, link: &FsPath) -> Result<ObjectMeta> {
         let location = self.object_path(link)?;
-        tracing::warn!(link = %link.display(), "symbolic link in a file:// bucket: not followed, never deleted");
+        walk::warn_link(link);
         let meta = std::fs::symlink_metadata(link).map_err(|e| generic(format!("{}: {e}", link.display())))?;
         Ok(object_meta(location, &meta, Some(SYMLINK_ETAG.to_owned())))
     }
 }
 
-/// `LocalFileSystem` keeps unfinished multipart uploads as `name#<n>` files; it never lists them.
-fn is_upload_part(location: &Path) -> bool {
-    location.filename().and_then(|f| f.rsplit_once('#')).is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+/// The walker's visitor for `list` and `list_with_delimiter`.
+struct Objects<'a> {
+    bucket: &'a LocalBucket,
+    deep: bool,
+    listed: &'a mut ListResult,
+}
+
+enum WalkError {
+    Io(walk::Failure),
+    Store(Error),
+}
+
+impl From<walk::Failure> for WalkError {
+    fn from(failure: walk::Failure) -> Self {
+        WalkError::Io(failure)
+    }
+}
+
+impl walk::Visit for Objects<'_> {
+    type Error = WalkError;
+
+    fn file(&mut self, dir: &walk::Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        let fields = StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::MTIME | StatxFlags::INO;
+        let Some(stat) = dir.stat(name, fields)? else { return Ok(()) };
+        let path = dir.path_of(name);
+        let meta = match walk::file_type(&stat) {
+            FileType::RegularFile => {
+                let location = self.bucket.object_path(&path).map_err(WalkError::Store)?;
+                let micros = i128::from(stat.stx_mtime.tv_sec) * 1_000_000 + i128::from(stat.stx_mtime.tv_nsec / 1000);
+                let last_modified = DateTime::from_timestamp_millis(walk::mtime_ms(&stat)).unwrap_or_default();
+                let e_tag = format!("\"{:x}-{micros:x}-{:x}\"", stat.stx_ino, stat.stx_size);
+                ObjectMeta { location, last_modified, size: stat.stx_size, e_tag: Some(e_tag), version: None }
+            }
+            // Swapped for a link since it was read: listed as the link.
+            FileType::Symlink => self.bucket.link_meta(&path).map_err(WalkError::Store)?,
+            _ => return Ok(()),
+        };
+        self.listed.objects.push(meta);
+        Ok(())
+    }
+
+    fn link(&mut self, dir: &walk::Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        self.listed.objects.push(self.bucket.link_meta(&dir.path_of(name)).map_err(WalkError::Store)?);
+        Ok(())
+    }
+
+    fn dir(&mut self, dir: &walk::Dir<'_>, name: &CStr) -> Result<bool, WalkError> {
+        if !self.deep {
+            let location = self.bucket.object_path(&dir.path_of(name)).map_err(WalkError::Store)?;
+            self.listed.common_prefixes.push(location);
+        }
+        Ok(self.deep)
+    }
 }
 
 fn object_meta(location: Path, meta: &Metadata, e_tag: Option<String>) -> ObjectMeta {
@@ -173,6 +230,14 @@ pub fn open_no_links(dir: &FsPath, key: &str) -> std::io::Result<std::fs::File> 
         return Err(std::io::Error::other(format!("{} is a symbolic link: not followed", link.display())));
     }
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path)
+}
+
+/// Runs a walk (which stats files) off the async workers, as `LocalFileSystem` does.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Error::JoinError { source: e })),
+        Err(_) => work(),
+    }
 }
 
 fn generic(message: String) -> Error {
@@ -239,16 +304,8 @@ impl ObjectStore for LocalBucket {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let (this, prefix) = (self.clone(), prefix.cloned());
-        let walk = move || this.walk(prefix.as_ref());
         stream::once(async move {
-            // The walk stats every file: off the async workers, as LocalFileSystem does.
-            let walked = match tokio::runtime::Handle::try_current() {
-                Ok(_) => {
-                    tokio::task::spawn_blocking(walk).await.unwrap_or_else(|e| Err(Error::JoinError { source: e }))
-                }
-                Err(_) => walk(),
-            };
-            match walked {
+            match blocking(move || this.walk(prefix.as_ref())).await {
                 Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
             }
@@ -258,36 +315,8 @@ impl ObjectStore for LocalBucket {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        let prefix = prefix.filter(|p| !p.is_root());
-        if let Some(prefix) = prefix {
-            let dir = self.inner.path_to_filesystem(prefix)?;
-            match first_link(&self.root, &dir) {
-                Ok(None) => {}
-                Ok(Some(link)) => {
-                    let objects = vec![self.link_meta(&link)?];
-                    return Ok(ListResult { common_prefixes: Vec::new(), objects, extensions: Default::default() });
-                }
-                Err(e) => return Err(generic(format!("{}: {e}", dir.display()))),
-            }
-        }
-        let mut result = self.inner.list_with_delimiter(prefix).await?;
-        for object in &mut result.objects {
-            let file = self.inner.path_to_filesystem(&object.location)?;
-            if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
-                *object = self.link_meta(&file)?;
-            }
-        }
-        let mut common_prefixes = Vec::with_capacity(result.common_prefixes.len());
-        for dir in result.common_prefixes {
-            let file = self.inner.path_to_filesystem(&dir)?;
-            if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
-                result.objects.push(self.link_meta(&file)?);
-            } else {
-                common_prefixes.push(dir);
-            }
-        }
-        result.common_prefixes = common_prefixes;
-        Ok(result)
+        let (this, prefix) = (self.clone(), prefix.cloned());
+        blocking(move || this.read(prefix.as_ref(), false)).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
