@@ -13,6 +13,7 @@ pub mod decide;
 pub mod error;
 pub mod execute;
 pub mod explain;
+#[cfg(feature = "test-kit")]
 pub mod fake_gcs;
 pub mod fuzzing;
 pub mod gc;
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod store;
+#[cfg(feature = "test-kit")]
 pub mod synth;
 pub mod throttle;
 pub mod verify;
