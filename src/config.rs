@@ -91,6 +91,10 @@ pub struct Config {
     pub store: StoreOptions,
     /// The clock of this run: the CLI reads it once, tests may set it.
     pub now: DateTime<Utc>,
+    /// Test kit only: referenced ids the filter leaves out. Nothing else can make the filter
+    /// miss an id; tests use it to see `--verify` stop a run whose filter is wrong.
+    #[cfg(feature = "test-kit")]
+    pub filter_omits: Vec<[u8; 32]>,
 }
 
 impl Config {
@@ -169,6 +173,8 @@ impl Config {
             manifest_concurrency: args.manifest_concurrency,
             store: StoreOptions { request_timeout, max_retries: args.max_retries, ..StoreOptions::default() },
             now,
+            #[cfg(feature = "test-kit")]
+            filter_omits: Vec::new(),
         })
     }
 

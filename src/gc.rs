@@ -143,12 +143,30 @@ struct Refs {
     filter: Option<Arc<RefFilter>>,
     spill: Option<Arc<RangeSpill>>,
     explain: Option<Arc<ExplainSink>>,
+    /// Test kit only: ids the filter is not given (`Config::filter_omits`).
+    #[cfg(feature = "test-kit")]
+    filter_omits: Vec<[u8; 32]>,
+}
+
+impl Refs {
+    #[cfg(feature = "test-kit")]
+    fn filter_ids<'a>(&self, ids: &'a [[u8; 32]]) -> std::borrow::Cow<'a, [[u8; 32]]> {
+        if self.filter_omits.is_empty() {
+            return ids.into();
+        }
+        ids.iter().filter(|id| !self.filter_omits.contains(id)).copied().collect::<Vec<_>>().into()
+    }
+
+    #[cfg(not(feature = "test-kit"))]
+    fn filter_ids<'a>(&self, ids: &'a [[u8; 32]]) -> &'a [[u8; 32]] {
+        ids
+    }
 }
 
 impl RefSink for Refs {
     fn add(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]) {
         if let Some(filter) = &self.filter {
-            filter.insert_all(ids);
+            filter.insert_all(&self.filter_ids(ids));
         }
         if let Some(spill) = &self.spill {
             spill.add(location, ids);
@@ -504,7 +522,13 @@ impl Run<'_> {
             meta_bucket: config.meta_bucket.clone(),
             partition: config.partition.clone(),
             legacy_location,
-            sink: Arc::new(Refs { filter: filter.clone(), spill: spill.clone(), explain: wanted.explain }),
+            sink: Arc::new(Refs {
+                filter: filter.clone(),
+                spill: spill.clone(),
+                explain: wanted.explain,
+                #[cfg(feature = "test-kit")]
+                filter_omits: config.filter_omits.clone(),
+            }),
             register,
             stats: Arc::clone(&self.progress.ingest),
         };

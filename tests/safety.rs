@@ -78,11 +78,16 @@ fn synth_into(
 
 impl Local {
     fn run(&self, faults: &Arc<Faults>, extra: &[&str]) -> Report {
+        self.run_config(faults, extra, |_| {})
+    }
+
+    fn run_config(&self, faults: &Arc<Faults>, extra: &[&str], tweak: impl FnOnce(&mut Config)) -> Report {
         let live = self.live.to_str().unwrap();
         let partition = self.summary.partition.to_string();
         let mut argv = vec!["gc_partition", "--partition", &partition, "--live-snapshots", live, "--store", &self.url];
         argv.extend_from_slice(extra);
-        let config = Config::from_args(&Args::try_parse_from(argv).unwrap(), Utc::now()).unwrap();
+        let mut config = Config::from_args(&Args::try_parse_from(argv).unwrap(), Utc::now()).unwrap();
+        tweak(&mut config);
         let stop = Stop::default();
         faults.watch(&stop);
         runtime().block_on(gc::run(&faults.wrap(&self.stores), &config, &stop, &Progress::default()))
@@ -359,4 +364,38 @@ fn verify_reports_exactly_the_copy_missing_from_one_of_two_locations() {
         assert_eq!(json["verify"]["missing_before_keys"], serde_json::json!([missing]), "{}", json["verify"]);
         assert_eq!(json["verify"]["planned_but_referenced"], 0);
     }
+}
+
+/// Spec 4 (`--verify`): the exact check finds a referenced chunk among the planned deletes
+/// and stops the run before any delete (exit 8), whatever the filter said. The filter is
+/// made to miss one referenced id (`Config::filter_omits`, a test-kit hook: a Bloom filter
+/// never misses a member, so nothing else reaches this check). Without `--verify` the same
+/// wrong filter deletes that chunk: the check, not luck, is what keeps it.
+#[test]
+fn verify_stops_a_run_whose_filter_misses_a_referenced_chunk() {
+    let p = local("p1", |_| {});
+    let sets = p.summary.sets.as_ref().unwrap();
+    let (location, id) = sets.referenced[sets.referenced.len() / 2].clone();
+    let target = chunk_name(&location, &id);
+    let omit = |config: &mut Config| config.filter_omits = vec![id.0];
+    let flags = ["--cutoff", "7d", "--max-delete-fraction", "1", "--bloom-fpr", EXACT_FPR];
+    let store = p.dir.path().join("store");
+    let before = fingerprint_dir(&store);
+
+    for extra in [&["--verify"][..], &["--execute", "--verify"][..]] {
+        let faults = Faults::new(FaultPlan::default());
+        let report = p.run_config(&faults, &[&flags[..], extra].concat(), omit);
+        assert_eq!(report.exit_code, 8, "{extra:?}: {:?}", report.error);
+        let verify = report.verify.as_ref().unwrap();
+        assert_eq!(verify.planned_but_referenced, 1, "{extra:?}");
+        assert_eq!(verify.planned_but_referenced_keys, vec![target.clone()], "{extra:?}");
+        assert_eq!(report.deleted, 0, "{extra:?}");
+        assert_eq!(faults.count(Op::Delete), 0, "{extra:?}: a delete was sent");
+        assert!(fingerprint_dir(&store) == before, "{extra:?}: the store changed");
+    }
+
+    let faults = Faults::new(FaultPlan::default());
+    let report = p.run_config(&faults, &[&flags[..], &["--execute"][..]].concat(), omit);
+    assert_eq!(report.exit_code, 0, "{:?}", report.error);
+    assert!(!p.exists(&target), "without --verify the wrong filter should have cost the chunk");
 }
