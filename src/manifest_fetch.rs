@@ -1,6 +1,7 @@
 //! The manifests stage: find, fetch, parse and check every live snapshot's manifests,
 //! concurrently, feeding each id to the run's [`RefSink`] (the filter, and verify's spill
-//! under `--verify`) as soon as its file is checked. Index files of a `file://` store are memory-mapped.
+//! under `--verify`) as soon as its file is checked. Every manifest is read through the bucket's
+//! store; on `file://` the store hands over the open file, and index files are memory-mapped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
@@ -146,9 +147,6 @@ pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usiz
 }
 
 async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestError> {
-    if ingest.stores.unlayered_local_dir(&ingest.meta_bucket).is_some() {
-        return run_blocking(move || ingest_snapshot_local(&ingest, &job)).await;
-    }
     let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
         manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
     })?;
@@ -164,53 +162,45 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
     Ok(())
 }
 
-/// `file://`: the whole snapshot on one blocking thread, with plain reads (and the index
-/// memory-mapped) instead of object_store's `get`, which costs a `spawn_blocking`, an open, a
-/// stat and a read per file, each on its own hop between threads.
-fn ingest_snapshot_local(ingest: &Ingest, job: &SnapshotJob) -> Result<(), IngestError> {
-    let snapshot = &job.snapshot;
-    let bucket = &ingest.meta_bucket;
-    // Refuses a symbolic link anywhere below the bucket directory, as `index_bytes` does.
-    let open = |key: &str| match ingest.stores.open_local(bucket, key) {
-        Some(file) => file.map_err(|e| local_err(bucket, key, snapshot, &e)),
-        None => Err(manifest_err(
-            snapshot,
-            object_name(bucket, key),
-            ManifestErrorKind::Fetch("not a file:// store".into()),
-        )),
-    };
-    let read = |key: &str| {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut open(key)?, &mut bytes).map_err(|e| local_err(bucket, key, snapshot, &e))?;
-        Ok::<_, ManifestError>(bytes)
-    };
-    if job.legacy {
-        let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
-        let text = read(&text_key)?;
-        let object = object_name(bucket, &text_key);
-        let parsed = legacy::parse_manifest(&text, &object, snapshot, &ingest.partition)?;
-        let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
-        let index = map_file(&open(&index_key)?).map_err(|e| local_err(bucket, &index_key, snapshot, &e))?;
-        ingest.add_checked_index(&parsed, &index, &object_name(bucket, &index_key), snapshot)?;
-        ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
-    }
-    if job.unified {
-        let key = manifest::unified_key(&ingest.partition, snapshot);
-        let bytes = Bytes::from(read(&key)?);
-        ingest.add_unified(bytes, &object_name(bucket, &key), snapshot)?;
-        ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
-    }
-    ingest.stats.snapshots_done.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+/// A manifest object as the store gave it: its bytes, or on `file://` the open file
+/// (`GetResultPayload::File`), read or memory-mapped where it is parsed, on a blocking
+/// thread. Every read goes through the bucket's store, so its layers (retries, the request
+/// bill, the tests' fault injection) see it; `store::LocalBucket` refuses a key that is, or
+/// goes through, a symbolic link.
+struct Fetched {
+    object: String,
+    body: Body,
 }
 
-fn local_err(bucket: &str, key: &str, snapshot: &SnapshotId, e: &std::io::Error) -> ManifestError {
-    let kind = if e.kind() == std::io::ErrorKind::NotFound {
-        ManifestErrorKind::Missing
-    } else {
-        ManifestErrorKind::Fetch(e.to_string())
-    };
-    manifest_err(snapshot, object_name(bucket, key), kind)
+enum Body {
+    Bytes(Bytes),
+    File(std::fs::File),
+}
+
+impl Fetched {
+    /// The whole object (a file is read).
+    fn into_bytes(self, snapshot: &SnapshotId) -> Result<Bytes, ManifestError> {
+        match self.body {
+            Body::Bytes(bytes) => Ok(bytes),
+            Body::File(mut file) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| read_err(snapshot, self.object, &e))?;
+                Ok(bytes.into())
+            }
+        }
+    }
+
+    /// The object for an index check: a file is memory-mapped (an index may be gigabytes).
+    fn into_index(self, snapshot: &SnapshotId) -> Result<IndexBytes, ManifestError> {
+        match self.body {
+            Body::Bytes(bytes) => Ok(IndexBytes::Fetched(bytes)),
+            Body::File(file) => map_file(&file).map_err(|e| read_err(snapshot, self.object, &e)),
+        }
+    }
+}
+
+fn read_err(snapshot: &SnapshotId, object: String, e: &std::io::Error) -> ManifestError {
+    manifest_err(snapshot, object, ManifestErrorKind::Fetch(e.to_string()))
 }
 
 /// Memory-maps an open index file (an empty file is not mapped).
@@ -228,20 +218,27 @@ async fn fetch(
     bucket: &str,
     key: &str,
     snapshot: &SnapshotId,
-) -> Result<Bytes, ManifestError> {
+) -> Result<Fetched, ManifestError> {
     let object = object_name(bucket, key);
-    let result = store.get(&Path::from(key)).await;
-    let bytes = match result {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
-    };
-    bytes.map_err(|e| {
+    let fail = |e: object_store::Error, object: String| {
         let kind = match e {
             object_store::Error::NotFound { .. } => ManifestErrorKind::Missing,
             other => ManifestErrorKind::Fetch(other.to_string()),
         };
         manifest_err(snapshot, object, kind)
-    })
+    };
+    let got = match store.get(&Path::from(key)).await {
+        Ok(got) => got,
+        Err(e) => return Err(fail(e, object)),
+    };
+    let body = match got.payload {
+        GetResultPayload::File(file, _) => Body::File(file),
+        payload @ GetResultPayload::Stream(_) => match (GetResult { payload, ..got }).bytes().await {
+            Ok(bytes) => Body::Bytes(bytes),
+            Err(e) => return Err(fail(e, object)),
+        },
+    };
+    Ok(Fetched { object, body })
 }
 
 /// The bytes of an index file: memory-mapped on `file://`, fetched elsewhere.
@@ -260,45 +257,38 @@ impl std::ops::Deref for IndexBytes {
     }
 }
 
-async fn index_bytes(
-    ingest: &Ingest,
-    store: &dyn ObjectStore,
-    key: &str,
-    snapshot: &SnapshotId,
-) -> Result<IndexBytes, ManifestError> {
-    let Some(file) = ingest.stores.open_local(&ingest.meta_bucket, key) else {
-        return Ok(IndexBytes::Fetched(fetch(store, &ingest.meta_bucket, key, snapshot).await?));
-    };
-    let fail = |e: std::io::Error| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ManifestErrorKind::Missing
-        } else {
-            ManifestErrorKind::Fetch(e.to_string())
-        };
-        manifest_err(snapshot, object_name(&ingest.meta_bucket, key), kind)
-    };
-    // Refuses a symbolic link anywhere below the bucket directory (O_NOFOLLOW included).
-    map_file(&file.map_err(fail)?).map_err(fail)
-}
-
 async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
     let bucket = &ingest.meta_bucket;
-    let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
-    let text = fetch(store, bucket, &text_key, snapshot).await?;
-    let parsed = legacy::parse_manifest(&text, &object_name(bucket, &text_key), snapshot, &ingest.partition)?;
-    let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
-    let index = index_bytes(ingest, store, &index_key, snapshot).await?;
-    let object = object_name(bucket, &index_key);
+    let text = fetch(store, bucket, &manifest::legacy_manifest_key(&ingest.partition, snapshot), snapshot).await?;
+    let parsed = {
+        let (partition, snapshot) = (ingest.partition.clone(), snapshot.clone());
+        blocking(move || {
+            let object = text.object.clone();
+            let text = text.into_bytes(&snapshot)?;
+            Ok(legacy::parse_manifest(&text, &object, &snapshot, &partition)?)
+        })
+        .await?
+    };
+    let index = fetch(store, bucket, &manifest::legacy_index_key(&ingest.partition, snapshot), snapshot).await?;
     let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
-    run_blocking(move || ingest.add_checked_index(&parsed, &index, &object, &snapshot)).await
+    blocking(move || {
+        let object = index.object.clone();
+        let index = index.into_index(&snapshot)?;
+        ingest.add_checked_index(&parsed, &index, &object, &snapshot)
+    })
+    .await
 }
 
 async fn ingest_unified(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
     let key = manifest::unified_key(&ingest.partition, snapshot);
-    let object = object_name(&ingest.meta_bucket, &key);
-    let bytes = fetch(store, &ingest.meta_bucket, &key, snapshot).await?;
+    let fetched = fetch(store, &ingest.meta_bucket, &key, snapshot).await?;
     let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
-    run_blocking(move || ingest.add_unified(bytes, &object, &snapshot)).await
+    blocking(move || {
+        let object = fetched.object.clone();
+        let bytes = fetched.into_bytes(&snapshot)?;
+        ingest.add_unified(bytes, &object, &snapshot)
+    })
+    .await
 }
 
 impl Ingest {
@@ -348,9 +338,11 @@ impl Ingest {
     }
 }
 
-async fn run_blocking<F>(work: F) -> Result<(), IngestError>
+/// Reads, parses and checks off the async workers.
+async fn blocking<T, F>(work: F) -> Result<T, IngestError>
 where
-    F: FnOnce() -> Result<(), IngestError> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, IngestError> + Send + 'static,
 {
     tokio::task::spawn_blocking(work).await.map_err(|e| IngestError::Task(e.to_string()))?
 }

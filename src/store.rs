@@ -29,7 +29,7 @@ pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, Re
 pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
 pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub(crate) use local::walk;
-pub use local::{LocalBucket, SYMLINK_ETAG, first_link, open_no_links};
+pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
 
@@ -316,7 +316,7 @@ impl Stores {
     }
 
     /// The file behind `key` of `bucket` when the store is `file://`, for memory-mapping.
-    /// Not checked for symbolic links: open it with [`Stores::open_local`].
+    /// Not checked for symbolic links: the test kit's writer and ageing use it.
     pub fn local_file(&self, bucket: &str, key: &str) -> Option<PathBuf> {
         self.local_dir(bucket).map(|dir| dir.join(key))
     }
@@ -329,12 +329,6 @@ impl Stores {
             return None;
         }
         self.local_dir(bucket)
-    }
-
-    /// Opens the file behind `key` of `bucket` when the store is `file://`, refusing one
-    /// that is, or goes through, a symbolic link below the bucket directory.
-    pub fn open_local(&self, bucket: &str, key: &str) -> Option<std::io::Result<std::fs::File>> {
-        self.local_dir(bucket).map(|dir| open_no_links(&dir, key))
     }
 
     pub fn is_local(&self) -> bool {
