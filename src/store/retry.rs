@@ -190,7 +190,10 @@ struct ListState {
 /// How a restarted listing avoids yielding an object twice.
 enum Resume {
     /// Key order: restart after the last key yielded. `broken` once a key came out of order.
-    After { last: Option<Path>, broken: bool },
+    /// `restarted_after` is the last key yielded before the latest restart: a store that
+    /// ignores the offset (fake-gcs-server ignores `start-after`) lists those keys again, and
+    /// they are dropped, not yielded twice.
+    After { last: Option<Path>, restarted_after: Option<Path>, broken: bool },
     /// Any order: restart from the beginning and skip every location yielded so far.
     Skip(HashSet<Path>),
 }
@@ -199,7 +202,10 @@ impl Resume {
     /// Whether `location` is new; records it.
     fn admit(&mut self, location: &Path) -> bool {
         match self {
-            Resume::After { last, broken } => {
+            Resume::After { last, restarted_after, broken } => {
+                if restarted_after.as_ref().is_some_and(|done| location <= done) {
+                    return false;
+                }
                 if last.as_ref().is_some_and(|last| location <= last) {
                     *broken = true;
                 } else {
@@ -208,6 +214,13 @@ impl Resume {
                 true
             }
             Resume::Skip(seen) => seen.insert(location.clone()),
+        }
+    }
+
+    /// Notes a restart: every key yielded so far is done.
+    fn restart(&mut self) {
+        if let Resume::After { last, restarted_after, .. } = self {
+            restarted_after.clone_from(last);
         }
     }
 
@@ -271,6 +284,7 @@ impl ListState {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     self.failures += 1;
                     tokio::time::sleep(wait).await;
+                    self.resume.restart();
                     // `current` is dropped: the next round opens a fresh listing.
                 }
                 Some(Err(e)) => {
@@ -351,7 +365,7 @@ impl RetryStore {
             retries: Arc::clone(&self.retries),
             current: None,
             resume: if self.key_order {
-                Resume::After { last: None, broken: false }
+                Resume::After { last: None, restarted_after: None, broken: false }
             } else {
                 Resume::Skip(HashSet::new())
             },
@@ -385,6 +399,8 @@ mod tests {
         offsets: Mutex<Vec<String>>,
         /// Deletes of a missing key answer `NotFound` (as GCS and `file://` do), not `Ok`.
         gone_is_not_found: bool,
+        /// `list_with_offset` lists from the start (fake-gcs-server ignores `start-after`).
+        ignores_offset: bool,
         /// The next deletes take effect but their reply is lost (a transient error).
         lost_replies: AtomicU64,
     }
@@ -470,6 +486,9 @@ mod tests {
         }
         fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
             self.offsets.lock().unwrap().push(offset.to_string());
+            if self.ignores_offset {
+                return self.list(prefix);
+            }
             let offset = offset.clone();
             self.list(prefix).try_filter(move |meta| std::future::ready(meta.location > offset)).boxed()
         }
@@ -624,6 +643,27 @@ mod tests {
             (true, n) => vec![format!("d/{:04}", n - 1); failures as usize],
         };
         assert_eq!(offsets, expected, "key order {key_order}, {fail_after}/{failures}");
+    }
+
+    /// A key-ordered store that ignores the offset lists from the start again after a
+    /// restart: the keys yielded before the restart are dropped, so each key comes once.
+    #[tokio::test]
+    async fn a_restart_on_a_store_ignoring_the_offset_yields_no_key_twice() {
+        for (fail_after, failures) in [(5, 1), (7, 3), (19, 2)] {
+            let flaky = Flaky { list_fail_after: fail_after, ignores_offset: true, ..Flaky::default() };
+            for i in 0..20 {
+                flaky.inner.put(&Path::from(format!("d/{i:04}")), vec![1u8; 3].into()).await.unwrap();
+            }
+            let flaky = Arc::new(flaky);
+            flaky.list_failures.store(failures, Ordering::SeqCst);
+            let (store, retries) = retry_store(&flaky, quick(3));
+            let listed: Vec<ObjectMeta> =
+                store.listing_in_key_order().list(Some(&Path::from("d"))).try_collect().await.unwrap();
+            let names: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
+            let expected: Vec<String> = (0..20).map(|i| format!("d/{i:04}")).collect();
+            assert_eq!(names, expected, "{fail_after}/{failures}: every key once, in order");
+            assert_eq!(retries.load(Ordering::SeqCst), failures);
+        }
     }
 
     #[tokio::test]
