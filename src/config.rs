@@ -188,11 +188,6 @@ impl Config {
         }
     }
 
-    /// Whether this run may delete anything.
-    pub fn deletes(&self) -> bool {
-        self.execute || self.apply_plan.is_some()
-    }
-
     /// The grace rule: the cutoff is at least 24 h before the live set was taken.
     pub fn check_cutoff(&self, taken_at: DateTime<Utc>) -> Result<(), ConfigError> {
         if self.cutoff <= taken_at - GRACE {
@@ -335,6 +330,8 @@ mod tests {
         assert!(Config::from_args(&args(&["--list-concurrency", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--max-delete-rate", "0"]), now).is_err());
         assert!(Config::from_args(&args(&["--max-delete-rate=-5"]), now).is_err());
+        assert!(Config::from_args(&args(&["--max-delete-rate", "inf"]), now).is_err(), "no limit is no flag");
+        assert!(Config::from_args(&args(&["--max-delete-rate", "NaN"]), now).is_err());
         assert_eq!(Config::from_args(&args(&["--max-delete-rate", "500"]), now).unwrap().max_delete_rate, Some(500.0));
         assert!(Config::from_args(&args(&["--meta-bucket", "UP"]), now).is_err());
         assert!(Config::from_args(&args(&["--work-dir", "/nonexistent/gc-work"]), now).is_err());
@@ -342,7 +339,8 @@ mod tests {
         assert!(Config::from_args(&args(&["--max-plan-age", "23h"]), now).is_ok());
         assert!(Config::from_args(&args(&["--explain", "abc"]), now).is_err());
         let explain = Config::from_args(&args(&["--explain", &"AB".repeat(32), "--execute"]), now).unwrap();
-        assert!(!explain.deletes(), "--explain is read-only whatever other flags say");
+        assert!(!explain.execute && explain.apply_plan.is_none(), "--explain is read-only whatever other flags say");
+        assert_eq!(explain.mode(), "dry-run");
         assert!(Config::from_args(&args(&["--work-dir", "/etc/hostname"]), now).is_err(), "a file is no work dir");
         let mut bad = args(&[]);
         bad.partition = "../x".into();
