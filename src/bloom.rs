@@ -18,6 +18,21 @@ const PARALLEL_INSERT_MIN: usize = 1 << 16;
 /// One shard per `<hh>` fan-out directory.
 pub const SHARDS: usize = 256;
 
+/// Benches only: `GC_PARTITION_FILTER_SHARDS=256` makes a run use the sharded layout, so the
+/// two layouts can be timed end to end on the same store. Any other value, or none: one filter.
+pub const SHARDS_ENV: &str = "GC_PARTITION_FILTER_SHARDS";
+
+/// The layout a run's filter uses: [`SHARDS_ENV`] if it names [`SHARDS`], else one filter.
+pub fn shards_from_env() -> usize {
+    match std::env::var(SHARDS_ENV) {
+        Ok(value) if value.trim() == SHARDS.to_string() => {
+            tracing::warn!("{SHARDS_ENV}={SHARDS}: the sharded filter layout (for benches)");
+            SHARDS
+        }
+        _ => 1,
+    }
+}
+
 /// The filter of the referenced ids: one `AtomicBloomFilter`.
 ///
 /// A sharded layout is also here ([`RefFilter::with_shards`]): the bits of an id confined to

@@ -514,8 +514,14 @@ impl Run<'_> {
         let span = info_span!("manifests", snapshots = live.snapshots.len());
         let inventory =
             inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
-        let filter =
-            wanted.filter.then(|| Arc::new(RefFilter::new(inventory.id_bound, config.bloom_fpr, config.bloom_seed)));
+        let filter = wanted.filter.then(|| {
+            Arc::new(RefFilter::with_shards(
+                inventory.id_bound,
+                config.bloom_fpr,
+                config.bloom_seed,
+                crate::bloom::shards_from_env(),
+            ))
+        });
         let spill = wanted.spill.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
         let ingest = Ingest {
             stores: self.stores.clone(),
