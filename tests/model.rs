@@ -1,5 +1,8 @@
 //! Model-based property test: random small partitions (`memory://`, from the synthesizer
-//! with a random configuration) × random fault schedules, through the real `gc::run`.
+//! with a random configuration) × random fault schedules, through the real `gc::run`. The
+//! fixed cases run on `file://` too, where the faults reach the manifest reads production
+//! makes and the one `file://` walker (the listing's direct path is covered by
+//! `tests/listing_file.rs`).
 //!
 //! For every case:
 //! - no referenced chunk, young chunk or foreign object is deleted; nothing but garbage is;
@@ -76,11 +79,32 @@ fn synth_config() -> impl Strategy<Value = SynthConfig> {
     )
 }
 
-fn run(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&str]) -> Report {
-    run_with_fpr(stores, live, stop, extra, "0.02")
+/// Where a case's partition lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    File,
 }
 
-fn run_with_fpr(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&str], fpr: &str) -> Report {
+/// The store of a case: its URL and its buckets (a `file://` root under `dir`).
+fn store_of(backend: Backend, dir: &std::path::Path, options: StoreOptions) -> (String, Stores) {
+    let url = match backend {
+        Backend::Memory => "memory://".to_owned(),
+        Backend::File => {
+            let root = dir.join("store");
+            std::fs::create_dir_all(&root).unwrap();
+            format!("file://{}", root.display())
+        }
+    };
+    let stores = Stores::from_url(&url, options).unwrap();
+    (url, stores)
+}
+
+fn run(stores: &Stores, url: &str, live: &std::path::Path, stop: &Stop, extra: &[&str]) -> Report {
+    run_with_fpr(stores, url, live, stop, extra, "0.02")
+}
+
+fn run_with_fpr(stores: &Stores, url: &str, live: &std::path::Path, stop: &Stop, extra: &[&str], fpr: &str) -> Report {
     let live = live.to_str().unwrap();
     let mut argv = vec![
         "gc_partition",
@@ -91,7 +115,7 @@ fn run_with_fpr(stores: &Stores, live: &std::path::Path, stop: &Stop, extra: &[&
         "--cutoff",
         "7d",
         "--store",
-        "memory://",
+        url,
         "--max-delete-fraction",
         "1",
         "--bloom-fpr",
@@ -116,7 +140,12 @@ fn objects(stores: &Stores, buckets: &[String]) -> BTreeSet<String> {
 /// One case: `fault` injected into a run (`--execute --verify`, or a dry run with
 /// `--verify`) on the partition `config` makes, then a clean rerun. Returns the first run's
 /// report.
-fn check_case(config: SynthConfig, fault: &Fault, execute_first: bool) -> Result<Report, TestCaseError> {
+fn check_case(
+    backend: Backend,
+    config: SynthConfig,
+    fault: &Fault,
+    execute_first: bool,
+) -> Result<Report, TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.txt");
     let options = StoreOptions {
@@ -125,7 +154,7 @@ fn check_case(config: SynthConfig, fault: &Fault, execute_first: bool) -> Result
         max_backoff: Duration::from_millis(2),
         ..StoreOptions::default()
     };
-    let stores = Stores::from_url("memory://", options).unwrap();
+    let (url, stores) = store_of(backend, dir.path(), options);
     let config = SynthConfig { live_set_path: Some(live.clone()), ..config };
     let summary = match common::runtime().block_on(synthesize(&stores, &config)) {
         Ok(summary) => summary,
@@ -190,7 +219,7 @@ fn check_case(config: SynthConfig, fault: &Fault, execute_first: bool) -> Result
     let stop = Stop::default();
     faults.watch(&stop);
     let mode: &[&str] = if execute_first { &["--execute", "--verify"] } else { &["--verify"] };
-    let report = run(&faults.wrap(&stores), &live, &stop, mode);
+    let report = run(&faults.wrap(&stores), &url, &live, &stop, mode);
     let after = objects(&stores, &buckets);
 
     // Nothing but garbage is ever deleted.
@@ -231,7 +260,7 @@ fn check_case(config: SynthConfig, fault: &Fault, execute_first: bool) -> Result
     // odds of one false positive among these few hundred chunks), so it keeps exactly the
     // referenced and young chunks, and every garbage chunk in a listed location is gone but
     // the one a writer refreshed.
-    let again = run_with_fpr(&stores, &live, &Stop::default(), &["--execute", "--verify"], "0.000000000001");
+    let again = run_with_fpr(&stores, &url, &live, &Stop::default(), &["--execute", "--verify"], "0.000000000001");
     prop_assert_eq!(again.exit_code, 0, "{:?}", again.error);
     let last = objects(&stores, &buckets);
     for k in &keep {
@@ -279,9 +308,16 @@ fn fixed_config() -> SynthConfig {
     }
 }
 
-/// Every fault in both modes, on one partition, with the exit code each must give.
+/// Every fault in both modes, on one partition, with the exit code each must give, on
+/// `memory://` and on `file://`.
 #[test]
 fn every_fault_in_every_mode() {
+    for backend in [Backend::Memory, Backend::File] {
+        every_fault_in_every_mode_on(backend);
+    }
+}
+
+fn every_fault_in_every_mode_on(backend: Backend) {
     let faults = [
         (Fault::None, 0, 0),
         (Fault::Transient(0.15), 0, 0),
@@ -293,9 +329,9 @@ fn every_fault_in_every_mode() {
     ];
     for (fault, dry_run_exit, execute_exit) in faults {
         for (execute_first, exit) in [(false, dry_run_exit), (true, execute_exit)] {
-            let report = check_case(fixed_config(), &fault, execute_first)
-                .unwrap_or_else(|e| panic!("{fault:?}, execute {execute_first}: {e}"));
-            assert_eq!(report.exit_code, exit, "{fault:?}, execute {execute_first}: {:?}", report.error);
+            let report = check_case(backend, fixed_config(), &fault, execute_first)
+                .unwrap_or_else(|e| panic!("{backend:?}, {fault:?}, execute {execute_first}: {e}"));
+            assert_eq!(report.exit_code, exit, "{backend:?}, {fault:?}, execute {execute_first}: {:?}", report.error);
             if execute_first {
                 match fault {
                     Fault::Refresh(_) => assert_eq!(report.refreshed_kept, 1, "the refresh fired"),
@@ -314,6 +350,6 @@ proptest! {
     /// Random partitions and faults on top of the fixed cases.
     #[test]
     fn faults_never_lose_data_and_a_clean_rerun_converges(config in synth_config(), fault in fault(), execute_first in any::<bool>()) {
-        check_case(config, &fault, execute_first)?;
+        check_case(Backend::Memory, config, &fault, execute_first)?;
     }
 }
