@@ -1,5 +1,5 @@
-//! The filter of referenced chunk ids: a seeded `fastbloom::AtomicBloomFilter` filled from
-//! several threads at once.
+//! The filter of referenced chunk ids, filled from several threads at once: 256 shards by
+//! first id byte in one huge-page-backed array (or one seeded `fastbloom::AtomicBloomFilter`).
 //!
 //! Chunk ids are SHA-256 digests, so they are already uniform: each id is hashed once, by
 //! mixing its first 16 bytes with the run's seed, instead of running SipHash over 32 bytes.
@@ -18,28 +18,24 @@ const PARALLEL_INSERT_MIN: usize = 1 << 16;
 /// One shard per `<hh>` fan-out directory.
 pub const SHARDS: usize = 256;
 
-/// Benches only: `GC_PARTITION_FILTER_SHARDS=256` makes a run use the sharded layout, so the
-/// two layouts can be timed end to end on the same store. Any other value, or none: one filter.
+/// The fewest expected ids for which [`RefFilter::new`] shards the filter: about 4,000 per
+/// shard, where the uneven spread of ids over shards no longer raises the false-positive
+/// rate (measured: 0.000994 at 2^20 ids and a target of 0.001; 0.00108 at 100k; 0.0138 at 1k).
+pub const SHARDED_MIN_IDS: u64 = 1 << 20;
+
+/// Benches only: `GC_PARTITION_FILTER_SHARDS=1` makes a run use one unsharded filter
+/// whatever its size ([`RefFilter::for_run`]).
 pub const SHARDS_ENV: &str = "GC_PARTITION_FILTER_SHARDS";
 
-/// The layout a run's filter uses: [`SHARDS_ENV`] if it names [`SHARDS`], else one filter.
-pub fn shards_from_env() -> usize {
-    match std::env::var(SHARDS_ENV) {
-        Ok(value) if value.trim() == SHARDS.to_string() => {
-            tracing::warn!("{SHARDS_ENV}={SHARDS}: the sharded filter layout (for benches)");
-            SHARDS
-        }
-        _ => 1,
-    }
-}
-
-/// The filter of the referenced ids: one `AtomicBloomFilter`.
-///
-/// A sharded layout is also here ([`RefFilter::with_shards`]): the bits of an id confined to
-/// one of 256 equal ranges of one huge-page-backed array, chosen by the id's first byte, so
-/// the probes of one `<hh>` directory's listing stay in one cache-sized range. Measured at
-/// 100M ids (BENCHMARKS.md, "Filter at scale") it was not faster, so
-/// [`RefFilter::new`] keeps the single filter; benches compare both.
+/// The filter of the referenced ids. From [`SHARDED_MIN_IDS`] ids, [`RefFilter::new`] gives
+/// the sharded layout: the bits of an id confined to one of 256 equal ranges of one
+/// huge-page-backed array, chosen by the id's first byte, so the probes of one `<hh>`
+/// directory's listing stay in one range (6.7 MiB at 1B ids). End to end it was the faster
+/// layout: 1B chunks in 322 s against 350 s for one `AtomicBloomFilter`, 100M in 30.1 s
+/// against 32.0 s (BENCHMARKS.md, "Filter at scale"), with the same false-positive rate.
+/// Below that size the ids are too few for the shards to fill evenly (at 1,000 ids the
+/// fullest shards pushed the rate to 14x the target), and one filter is kept: it fits the
+/// caches anyway.
 pub struct RefFilter {
     layout: Layout,
     seed: u64,
@@ -94,9 +90,23 @@ impl ShardedBits {
 }
 
 impl RefFilter {
-    /// A filter sized for `expected_ids` at false-positive rate `fpr`.
+    /// A filter sized for `expected_ids` at false-positive rate `fpr`: [`SHARDS`] shards
+    /// from [`SHARDED_MIN_IDS`] ids, one filter below.
     pub fn new(expected_ids: u64, fpr: f64, seed: u64) -> Self {
-        Self::with_shards(expected_ids, fpr, seed, 1)
+        let shards = if expected_ids >= SHARDED_MIN_IDS { SHARDS } else { 1 };
+        Self::with_shards(expected_ids, fpr, seed, shards)
+    }
+
+    /// The filter of a run: [`RefFilter::new`], or one filter when [`SHARDS_ENV`] is `1`
+    /// (benches, to time both layouts end to end).
+    pub fn for_run(expected_ids: u64, fpr: f64, seed: u64) -> Self {
+        match std::env::var(SHARDS_ENV) {
+            Ok(value) if value.trim() == "1" => {
+                tracing::warn!("{SHARDS_ENV}=1: one unsharded filter (for benches)");
+                Self::with_shards(expected_ids, fpr, seed, 1)
+            }
+            _ => Self::new(expected_ids, fpr, seed),
+        }
     }
 
     /// A filter of `shards` parts: 1, or (any other number) [`SHARDS`] ranges by first id byte.
@@ -247,7 +257,8 @@ mod tests {
     #[test]
     fn both_layouts_have_the_same_size() {
         let ids = 1 << 22;
-        assert_eq!(RefFilter::new(ids, 0.001, 1).shards(), 1);
+        assert_eq!(RefFilter::new(ids, 0.001, 1).shards(), SHARDS);
+        assert_eq!(RefFilter::new(SHARDED_MIN_IDS - 1, 0.001, 1).shards(), 1);
         let sharded = RefFilter::with_shards(ids, 0.001, 1, SHARDS);
         assert_eq!(sharded.shards(), SHARDS);
         let single = RefFilter::with_shards(ids, 0.001, 1, 1);
@@ -265,6 +276,19 @@ mod tests {
             let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
             assert!(fp < 0.02, "{shards} shards: false-positive rate {fp} far above 0.01");
             assert!(filter.expected_fpr() >= 0.01);
+        }
+    }
+
+    /// The layout `new` picks keeps the rate asked for at every size, small partitions
+    /// included (a sharded filter of a few thousand ids would not).
+    #[test]
+    fn the_default_layout_keeps_the_false_positive_rate_at_every_size() {
+        let probes = ids(400_000, 99);
+        for n in [100, 1_000, 10_000, 100_000, SHARDED_MIN_IDS as usize] {
+            let filter = RefFilter::new(n as u64, 0.001, 3);
+            filter.insert_all(&ids(n, 1));
+            let fp = probes.iter().filter(|id| filter.contains(id)).count() as f64 / probes.len() as f64;
+            assert!(fp < 0.0015, "{n} ids, {} shards: false-positive rate {fp} above 0.001", filter.shards());
         }
     }
 

@@ -514,14 +514,9 @@ impl Run<'_> {
         let span = info_span!("manifests", snapshots = live.snapshots.len());
         let inventory =
             inventory(self.stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
-        let filter = wanted.filter.then(|| {
-            Arc::new(RefFilter::with_shards(
-                inventory.id_bound,
-                config.bloom_fpr,
-                config.bloom_seed,
-                crate::bloom::shards_from_env(),
-            ))
-        });
+        let filter = wanted
+            .filter
+            .then(|| Arc::new(RefFilter::for_run(inventory.id_bound, config.bloom_fpr, config.bloom_seed)));
         let spill = wanted.spill.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
         let ingest = Ingest {
             stores: self.stores.clone(),
