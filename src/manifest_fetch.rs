@@ -257,21 +257,21 @@ impl std::ops::Deref for IndexBytes {
     }
 }
 
+/// The pair is fetched at once (one round trip on a remote store), then read, parsed and
+/// checked on one blocking thread. A bad or missing manifest is reported before anything
+/// about its index, as if the index had never been asked for.
 async fn ingest_legacy(ingest: &Ingest, store: &dyn ObjectStore, snapshot: &SnapshotId) -> Result<(), IngestError> {
     let bucket = &ingest.meta_bucket;
-    let text = fetch(store, bucket, &manifest::legacy_manifest_key(&ingest.partition, snapshot), snapshot).await?;
-    let parsed = {
-        let (partition, snapshot) = (ingest.partition.clone(), snapshot.clone());
-        blocking(move || {
-            let object = text.object.clone();
-            let text = text.into_bytes(&snapshot)?;
-            Ok(legacy::parse_manifest(&text, &object, &snapshot, &partition)?)
-        })
-        .await?
-    };
-    let index = fetch(store, bucket, &manifest::legacy_index_key(&ingest.partition, snapshot), snapshot).await?;
+    let text_key = manifest::legacy_manifest_key(&ingest.partition, snapshot);
+    let index_key = manifest::legacy_index_key(&ingest.partition, snapshot);
+    let (text, index) =
+        futures::join!(fetch(store, bucket, &text_key, snapshot), fetch(store, bucket, &index_key, snapshot));
+    let text = text?;
     let (ingest, snapshot) = (ingest.clone(), snapshot.clone());
     blocking(move || {
+        let text_object = text.object.clone();
+        let parsed = legacy::parse_manifest(&text.into_bytes(&snapshot)?, &text_object, &snapshot, &ingest.partition)?;
+        let index = index?;
         let object = index.object.clone();
         let index = index.into_index(&snapshot)?;
         ingest.add_checked_index(&parsed, &index, &object, &snapshot)
