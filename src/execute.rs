@@ -395,5 +395,21 @@ mod tests {
         let input = paths(&["a/1", "a/2"]);
         let outcome = attribute(&input, vec![Ok(Path::from("a/2")), Ok(Path::from("a/1"))]);
         assert_eq!(outcome, [Deleted::Yes, Deleted::Yes]);
+        // A key found gone counts as done (spec 4.6) when matched by name too.
+        let gone = |path: &str| Err(object_store::Error::NotFound { path: path.into(), source: "gone".into() });
+        let outcome = attribute(&input, vec![gone("a/2"), Ok(Path::from("a/1"))]);
+        assert_eq!(outcome, [Deleted::Yes, Deleted::AlreadyGone]);
+        // A NotFound naming no key names none: its key fails, with the error in the reason.
+        let outcome = attribute(&input, vec![Ok(Path::from("a/2")), gone("")]);
+        assert!(matches!(&outcome[0], Deleted::No(e) if e.contains("gone")), "{outcome:?}");
+        assert_eq!(outcome[1], Deleted::Yes);
+    }
+
+    #[test]
+    fn a_not_found_naming_no_key_is_taken_by_position() {
+        let input = paths(&["a/1", "a/2"]);
+        let gone = Err(object_store::Error::NotFound { path: String::new(), source: "gone".into() });
+        let outcome = attribute(&input, vec![Ok(Path::from("a/1")), gone]);
+        assert_eq!(outcome, [Deleted::Yes, Deleted::AlreadyGone]);
     }
 }
