@@ -50,7 +50,7 @@ pub(super) fn list_location(
     };
     let top_dir = Dir { fd: &top_fd, path: &top, key: prefix, depth: 0 };
     let mut top_level = TopLevel { part: &mut part, dirs: Vec::new() };
-    walk::walk(&top_dir, &mut top_level).map_err(|e| e.into_listing(&fail))?;
+    walk::walk(&top_dir, &mut top_level).map_err(|e| e.into_error(fail))?;
     let dirs = top_level.dirs;
     send(part)?;
     let list_dir = |hh: &std::ffi::CString| -> Result<(), ListingError> {
@@ -63,8 +63,7 @@ pub(super) fn list_location(
             return Ok(());
         };
         let mut chunks = Chunks { hh: hh.to_bytes(), part: Listed::new(index), send: &send };
-        walk::walk(&Dir { fd: &fd, path: &path, key: &key, depth: 0 }, &mut chunks)
-            .map_err(|e| e.into_listing(&fail))?;
+        walk::walk(&Dir { fd: &fd, path: &path, key: &key, depth: 0 }, &mut chunks).map_err(|e| e.into_error(fail))?;
         send(chunks.part.take())
     };
     let walk_all = || dirs.par_iter().try_for_each(list_dir);
@@ -75,26 +74,8 @@ pub(super) fn list_location(
     }
 }
 
-/// What stops a walk: an I/O error on a key, or the listing's own error (its consumer gone).
-enum WalkError {
-    Io(Failure),
-    Listing(ListingError),
-}
-
-impl From<Failure> for WalkError {
-    fn from(failure: Failure) -> Self {
-        WalkError::Io(failure)
-    }
-}
-
-impl WalkError {
-    fn into_listing(self, fail: &impl Fn(Failure) -> ListingError) -> ListingError {
-        match self {
-            WalkError::Io(failure) => fail(failure),
-            WalkError::Listing(e) => e,
-        }
-    }
-}
+/// What stops a walk of the listing: an I/O error, or the listing's own (its consumer gone).
+type WalkError = walk::WalkError<ListingError>;
 
 fn foreign_link(part: &mut Listed, dir: &Dir<'_>, name: &CStr) {
     walk::warn_link(&dir.path_of(name));
@@ -152,7 +133,7 @@ impl<S: Fn(Listed) -> Result<(), ListingError>> Visit for Chunks<'_, S> {
             FileType::RegularFile => {
                 self.part.chunk(id.0, stat.stx_size, walk::mtime_ms(&stat));
                 if self.part.is_full() {
-                    (self.send)(self.part.take()).map_err(WalkError::Listing)?;
+                    (self.send)(self.part.take()).map_err(WalkError::Visitor)?;
                 }
             }
             // Swapped for a link since it was read: a link is foreign, never a chunk.

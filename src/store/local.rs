@@ -111,10 +111,8 @@ impl LocalBucket {
             return Ok(listed);
         };
         let mut visit = Objects { bucket: self, deep, listed: &mut listed };
-        walk::walk(&walk::Dir { fd: &fd, path: &start, key: &key, depth: 0 }, &mut visit).map_err(|e| match e {
-            WalkError::Io(failure) => failed(failure),
-            WalkError::Store(e) => e,
-        })?;
+        walk::walk(&walk::Dir { fd: &fd, path: &start, key: &key, depth: 0 }, &mut visit)
+            .map_err(|e| e.into_error(failed))?;
         listed.common_prefixes.sort();
         listed.objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(listed)
@@ -135,16 +133,7 @@ struct Objects<'a> {
     listed: &'a mut ListResult,
 }
 
-enum WalkError {
-    Io(walk::Failure),
-    Store(Error),
-}
-
-impl From<walk::Failure> for WalkError {
-    fn from(failure: walk::Failure) -> Self {
-        WalkError::Io(failure)
-    }
-}
+type WalkError = walk::WalkError<Error>;
 
 impl walk::Visit for Objects<'_> {
     type Error = WalkError;
@@ -155,14 +144,14 @@ impl walk::Visit for Objects<'_> {
         let path = dir.path_of(name);
         let meta = match walk::file_type(&stat) {
             FileType::RegularFile => {
-                let location = self.bucket.object_path(&path).map_err(WalkError::Store)?;
+                let location = self.bucket.object_path(&path).map_err(WalkError::Visitor)?;
                 let micros = i128::from(stat.stx_mtime.tv_sec) * 1_000_000 + i128::from(stat.stx_mtime.tv_nsec / 1000);
                 let last_modified = DateTime::from_timestamp_millis(walk::mtime_ms(&stat)).unwrap_or_default();
-                let e_tag = format!("\"{:x}-{micros:x}-{:x}\"", stat.stx_ino, stat.stx_size);
+                let e_tag = file_e_tag(stat.stx_ino, micros, stat.stx_size);
                 ObjectMeta { location, last_modified, size: stat.stx_size, e_tag: Some(e_tag), version: None }
             }
             // Swapped for a link since it was read: listed as the link.
-            FileType::Symlink => self.bucket.link_meta(&path).map_err(WalkError::Store)?,
+            FileType::Symlink => self.bucket.link_meta(&path).map_err(WalkError::Visitor)?,
             _ => return Ok(()),
         };
         self.listed.objects.push(meta);
@@ -170,24 +159,29 @@ impl walk::Visit for Objects<'_> {
     }
 
     fn link(&mut self, dir: &walk::Dir<'_>, name: &CStr) -> Result<(), WalkError> {
-        self.listed.objects.push(self.bucket.link_meta(&dir.path_of(name)).map_err(WalkError::Store)?);
+        self.listed.objects.push(self.bucket.link_meta(&dir.path_of(name)).map_err(WalkError::Visitor)?);
         Ok(())
     }
 
     fn dir(&mut self, dir: &walk::Dir<'_>, name: &CStr) -> Result<bool, WalkError> {
         if !self.deep {
-            let location = self.bucket.object_path(&dir.path_of(name)).map_err(WalkError::Store)?;
+            let location = self.bucket.object_path(&dir.path_of(name)).map_err(WalkError::Visitor)?;
             self.listed.common_prefixes.push(location);
         }
         Ok(self.deep)
     }
 }
 
+/// The ETag `LocalFileSystem` gives a file: inode, mtime in microseconds and size, in hex.
+fn file_e_tag(inode: u64, micros: impl fmt::LowerHex, size: u64) -> String {
+    format!("\"{inode:x}-{micros:x}-{size:x}\"")
+}
+
 fn object_meta(location: Path, meta: &Metadata, e_tag: Option<String>) -> ObjectMeta {
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let e_tag = e_tag.or_else(|| {
         let micros = modified.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_micros();
-        Some(format!("\"{:x}-{micros:x}-{:x}\"", std::os::unix::fs::MetadataExt::ino(meta), meta.len()))
+        Some(file_e_tag(std::os::unix::fs::MetadataExt::ino(meta), micros, meta.len()))
     });
     ObjectMeta { location, last_modified: DateTime::<Utc>::from(modified), size: meta.len(), e_tag, version: None }
 }

@@ -34,6 +34,28 @@ const DIRENT_BUFFER: usize = 32 * 1024;
 /// An I/O error and the key (relative to the bucket) it happened on.
 pub type Failure = (io::Error, String);
 
+/// What stops a walk: an I/O error on a key, or the visitor's own error `E`.
+pub enum WalkError<E> {
+    Io(Failure),
+    Visitor(E),
+}
+
+impl<E> From<Failure> for WalkError<E> {
+    fn from(failure: Failure) -> Self {
+        WalkError::Io(failure)
+    }
+}
+
+impl<E> WalkError<E> {
+    /// The visitor's error type, an I/O failure turned into it by `fail`.
+    pub fn into_error(self, fail: impl FnOnce(Failure) -> E) -> E {
+        match self {
+            WalkError::Io(failure) => fail(failure),
+            WalkError::Visitor(e) => e,
+        }
+    }
+}
+
 /// The walk's own thread pool. Not rayon's global pool: the manifest workers insert into the
 /// filter there, and a walk blocked in `getdents64`/`statx` must not hold them up. `None`
 /// when threads cannot be made: the caller then walks on the global pool.
