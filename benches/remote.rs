@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use gc_partition::execute::{Reread, batch_size, execute};
+use gc_partition::execute::{ExecuteStats, Reread, batch_size, execute};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::{ListedChunk, list_all};
 use gc_partition::locations::Location;
@@ -84,17 +84,18 @@ fn planned(objects: u64) -> Vec<(u32, ListedChunk)> {
     (0..objects).map(|n| (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0 })).collect()
 }
 
-async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f64>) -> (f64, RequestCounts) {
-    let (stores, location) = stores(spec);
-    let bucket = stores.bucket("chunks").unwrap();
-    populate(&bucket, &location, 0..keys + 100).await;
-    let chunks = planned(keys);
-    let before = stores.requests();
+/// Executes the planned deletes of `chunks`, every one of them old (a cutoff a day ahead).
+async fn delete_planned(
+    stores: &Stores,
+    location: &Location,
+    chunks: &[(u32, ListedChunk)],
+    concurrency: usize,
+    rate: Option<f64>,
+) -> ExecuteStats {
     let cutoff_ms = chrono::Utc::now().timestamp_millis() + 86_400_000;
-    let t = Instant::now();
-    let stats = execute(
-        &stores,
-        std::slice::from_ref(&location),
+    execute(
+        stores,
+        std::slice::from_ref(location),
         chunks.iter().copied(),
         Reread::OlderThan { cutoff_ms },
         concurrency,
@@ -103,7 +104,17 @@ async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f6
         Arc::new(AtomicU64::new(0)),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f64>) -> (f64, RequestCounts) {
+    let (stores, location) = stores(spec);
+    let bucket = stores.bucket("chunks").unwrap();
+    populate(&bucket, &location, 0..keys + 100).await;
+    let chunks = planned(keys);
+    let before = stores.requests();
+    let t = Instant::now();
+    let stats = delete_planned(&stores, &location, &chunks, concurrency, rate).await;
     let secs = t.elapsed().as_secs_f64();
     let requests = stores.requests().since(before);
     assert_eq!(stats.deleted, keys, "failures: {:?}", stats.failures.first());
@@ -140,7 +151,6 @@ async fn throttle_run(spec: &str, limit: f64, concurrency: usize, keys: u64) {
     let bucket = stores.bucket("chunks").unwrap();
     populate(&bucket, &location, 0..keys + 100).await;
     let chunks = planned(keys);
-    let cutoff_ms = chrono::Utc::now().timestamp_millis() + 86_400_000;
     let samples = Arc::new(std::sync::Mutex::new(vec![(0.0, stores.requests())]));
     let sampler = {
         let (stores, samples) = (stores.clone(), Arc::clone(&samples));
@@ -153,18 +163,7 @@ async fn throttle_run(spec: &str, limit: f64, concurrency: usize, keys: u64) {
         })
     };
     let t = Instant::now();
-    let stats = execute(
-        &stores,
-        std::slice::from_ref(&location),
-        chunks.iter().copied(),
-        Reread::OlderThan { cutoff_ms },
-        concurrency,
-        None,
-        &CancellationToken::new(),
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await
-    .unwrap();
+    let stats = delete_planned(&stores, &location, &chunks, concurrency, None).await;
     let secs = t.elapsed().as_secs_f64();
     sampler.abort();
     let total = stores.requests();
