@@ -5,33 +5,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::Parser;
 use common::faults::{FaultPlan, Faults, Kind, Op};
+use common::part::{IN_PROCESS as BACKENDS, InProcess as Backend, Part};
 use futures::TryStreamExt;
-use gc_partition::cli::Args;
-use gc_partition::config::Config;
 use gc_partition::error::Signal;
-use gc_partition::gc::{self, Progress, Stop};
+use gc_partition::gc::{Progress, Stop};
 use gc_partition::report::Report;
-use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
+use gc_partition::store::StoreOptions;
+use gc_partition::synth::SynthConfig;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sha2::Digest;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    File,
-    Memory,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::File, Backend::Memory];
 
 /// Quick retries: a fault that outlasts them surfaces in milliseconds, not minutes.
 fn quick() -> StoreOptions {
@@ -41,16 +30,6 @@ fn quick() -> StoreOptions {
         max_backoff: Duration::from_millis(4),
         ..StoreOptions::default()
     }
-}
-
-struct Part {
-    _dir: tempfile::TempDir,
-    url: String,
-    stores: Stores,
-    sets: SynthSets,
-    live: PathBuf,
-    buckets: Vec<String>,
-    rt: tokio::runtime::Runtime,
 }
 
 fn part(backend: Backend, seed: u64, tweak: impl FnOnce(&mut SynthConfig)) -> Part {
@@ -63,77 +42,15 @@ fn part_at(
     now: chrono::DateTime<chrono::Utc>,
     tweak: impl FnOnce(&mut SynthConfig),
 ) -> Part {
-    let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::File => {
-            let root = dir.path().join("store");
-            std::fs::create_dir_all(&root).unwrap();
-            format!("file://{}", root.display())
-        }
-        Backend::Memory => "memory://".to_owned(),
-    };
-    let stores = Stores::from_url(&url, quick()).unwrap();
-    let live = dir.path().join("live.txt");
-    let mut config = SynthConfig {
-        seed,
-        now,
-        snapshots: 5,
-        referenced_ids: 300,
-        garbage_chunks: 120,
-        young_chunks: 25,
-        foreign_objects: 8,
-        dead_snapshots: 2,
-        extra_locations: 2,
-        record_sets: true,
-        live_set_path: Some(live.clone()),
-        ..SynthConfig::default()
-    };
-    tweak(&mut config);
-    let rt = common::runtime();
-    let summary = rt.block_on(synthesize(&stores, &config)).unwrap();
-    let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
-    buckets.push(config.meta_bucket.clone());
-    buckets.sort();
-    buckets.dedup();
-    Part { _dir: dir, url, stores, sets: summary.sets.unwrap(), live, buckets, rt }
+    common::part::part(backend, quick(), seed, now, tweak)
 }
 
 impl Part {
-    fn config(&self, extra: &[&str]) -> Config {
-        let live = self.live.to_str().unwrap();
-        let mut argv =
-            vec!["gc_partition", "--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.url];
-        argv.extend_from_slice(extra);
-        Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap()
-    }
-
     /// One run through `faults`.
     fn run(&self, faults: &Arc<Faults>, extra: &[&str]) -> Report {
         let stop = Stop::default();
         faults.watch(&stop);
         self.run_with(&faults.wrap(&self.stores), &stop, &Progress::default(), extra)
-    }
-
-    fn run_clean(&self, extra: &[&str]) -> Report {
-        self.run_with(&self.stores, &Stop::default(), &Progress::default(), extra)
-    }
-
-    fn run_with(&self, stores: &Stores, stop: &Stop, progress: &Progress, extra: &[&str]) -> Report {
-        let config = self.config(extra);
-        self.rt.block_on(gc::run(stores, &config, stop, progress))
-    }
-
-    /// Every object of the store, as `bucket/key`.
-    fn objects(&self) -> BTreeSet<String> {
-        self.rt.block_on(async {
-            let mut all = BTreeSet::new();
-            for bucket in &self.buckets {
-                let store = self.stores.bucket(bucket).unwrap();
-                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
-                all.extend(listed.into_iter().map(|m| format!("{bucket}/{}", m.location)));
-            }
-            all
-        })
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -171,27 +88,6 @@ impl Part {
         all.sort_by_key(|l| (l.bucket().to_owned(), l.prefix().to_owned()));
         all.dedup();
         all
-    }
-
-    fn garbage(&self) -> Vec<String> {
-        self.sets.garbage.iter().map(|(l, id)| common::chunk_name(l, id)).collect()
-    }
-
-    /// No referenced chunk, young chunk or foreign object is gone.
-    fn assert_nothing_lost(&self, context: &str) {
-        let all = self.objects();
-        for (l, id) in self.sets.referenced.iter().chain(&self.sets.young) {
-            let name = common::chunk_name(l, id);
-            assert!(all.contains(&name), "{context}: referenced or young chunk {name} was deleted");
-        }
-        for (bucket, key) in &self.sets.foreign {
-            assert!(all.contains(&format!("{bucket}/{key}")), "{context}: foreign object {bucket}/{key} was deleted");
-        }
-    }
-
-    fn garbage_left(&self) -> usize {
-        let all = self.objects();
-        self.garbage().iter().filter(|g| all.contains(*g)).count()
     }
 }
 

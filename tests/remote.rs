@@ -5,99 +5,27 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
-use clap::Parser;
-use futures::TryStreamExt;
-use gc_partition::cli::Args;
-use gc_partition::config::Config;
-use gc_partition::gc::{self, Progress, Stop};
+use common::part::{InProcess, Part};
+use gc_partition::gc::{Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::{LatencyProfile, StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
-
-struct Part {
-    _dir: tempfile::TempDir,
-    stores: Stores,
-    sets: SynthSets,
-    live: PathBuf,
-    buckets: Vec<String>,
-    rt: tokio::runtime::Runtime,
-}
 
 fn part(seed: u64) -> Part {
-    let dir = tempfile::tempdir().unwrap();
-    let stores = Stores::from_url("memory://", StoreOptions::default()).unwrap();
-    let live = dir.path().join("live.txt");
-    let config = SynthConfig {
-        seed,
-        snapshots: 5,
-        referenced_ids: 300,
-        garbage_chunks: 120,
-        young_chunks: 25,
-        foreign_objects: 8,
-        dead_snapshots: 2,
-        extra_locations: 2,
-        record_sets: true,
-        live_set_path: Some(live.clone()),
-        ..SynthConfig::default()
-    };
-    let rt = common::runtime();
-    let summary = rt.block_on(synthesize(&stores, &config)).unwrap();
-    let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
-    buckets.push(config.meta_bucket.clone());
-    buckets.sort();
-    buckets.dedup();
-    Part { _dir: dir, stores, sets: summary.sets.unwrap(), live, buckets, rt }
+    common::part::part(InProcess::Memory, StoreOptions::default(), seed, chrono::Utc::now(), |_| {})
 }
 
-impl Part {
-    fn run(&self, stores: &Stores, extra: &[&str]) -> Report {
-        let live = self.live.to_str().unwrap();
-        let mut argv = vec![
-            "gc_partition",
-            "--partition",
-            "p1",
-            "--live-snapshots",
-            live,
-            "--cutoff",
-            "7d",
-            "--store",
-            "memory://",
-        ];
-        argv.extend_from_slice(extra);
-        let config = Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap();
-        self.rt.block_on(gc::run(stores, &config, &Stop::default(), &Progress::default()))
-    }
+/// One run on `stores`, this partition's with a latency profile or not.
+fn run(part: &Part, stores: &Stores, extra: &[&str]) -> Report {
+    part.run_with(stores, &Stop::default(), &Progress::default(), extra)
+}
 
-    fn objects(&self) -> BTreeSet<String> {
-        self.rt.block_on(async {
-            let mut all = BTreeSet::new();
-            for bucket in &self.buckets {
-                let store = self.stores.bucket(bucket).unwrap();
-                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
-                all.extend(listed.into_iter().map(|m| format!("{bucket}/{}", m.location)));
-            }
-            all
-        })
-    }
-
-    /// The `deleted` garbage chunks are gone (the others were kept by bloom false positives);
-    /// no referenced chunk, young chunk or foreign object is.
-    fn assert_collected_and_nothing_lost(&self, deleted: u64) {
-        let all = self.objects();
-        for (l, id) in self.sets.referenced.iter().chain(&self.sets.young) {
-            let name = common::chunk_name(l, id);
-            assert!(all.contains(&name), "referenced or young chunk {name} was deleted");
-        }
-        for (bucket, key) in &self.sets.foreign {
-            assert!(all.contains(&format!("{bucket}/{key}")), "foreign object {bucket}/{key} was deleted");
-        }
-        let left = self.sets.garbage.iter().filter(|(l, id)| all.contains(&common::chunk_name(l, id))).count();
-        assert_eq!(left as u64, self.sets.garbage.len() as u64 - deleted, "garbage left");
-        assert!(left <= 2, "{left} garbage chunks kept: more than false positives explain");
-    }
+/// The `deleted` garbage chunks are gone (the others were kept by bloom false positives);
+/// no referenced chunk, young chunk or foreign object is.
+fn assert_collected_and_nothing_lost(part: &Part, deleted: u64) {
+    part.assert_nothing_lost("after the run");
+    let left = part.garbage_left();
+    assert_eq!(left as u64, part.sets.garbage.len() as u64 - deleted, "garbage left");
+    assert!(left <= 2, "{left} garbage chunks kept: more than false positives explain");
 }
 
 #[test]
@@ -112,7 +40,7 @@ fn a_dry_run_estimates_exactly_the_requests_its_execute_then_makes() {
         };
         // The same seed, so both runs plan the same chunks (a false positive is seed-dependent).
         let flags = ["--delete-concurrency", concurrency, "--bloom-seed", "7"];
-        let dry = part.run(&stores, &flags);
+        let dry = run(&part, &stores, &flags);
         assert_eq!(dry.exit_code, 0, "{:?}", dry.error);
         let bill = dry.requests.clone().expect("requests in the report");
         assert!(bill.counts.list_pages >= 256, "one page per fan-out directory at least: {bill:?}");
@@ -127,7 +55,7 @@ fn a_dry_run_estimates_exactly_the_requests_its_execute_then_makes() {
         assert_eq!(estimate.head, dry.planned_deletes);
         assert_eq!(estimate.deleted_keys, dry.planned_deletes);
 
-        let run = part.run(&stores, &[&flags[..], &["--execute"]].concat());
+        let run = run(&part, &stores, &[&flags[..], &["--execute"]].concat());
         assert_eq!(run.exit_code, 0, "{:?}", run.error);
         let done = run.requests.clone().unwrap();
         assert!(done.execute_estimate.is_none());
@@ -140,7 +68,7 @@ fn a_dry_run_estimates_exactly_the_requests_its_execute_then_makes() {
             assert_eq!(estimate.delete_calls, estimate.deleted_keys, "one request per key");
         }
         assert!(run.human().contains("requests     "), "{}", run.human());
-        part.assert_collected_and_nothing_lost(run.deleted);
+        assert_collected_and_nothing_lost(&part, run.deleted);
     }
 }
 
@@ -151,7 +79,7 @@ fn a_store_throttling_above_its_rate_slows_the_run_which_completes_and_loses_not
     // for about a thousand, at 32 in flight, so the store must push back.
     let profile = LatencyProfile::parse("gcs,list=2ms,get=2ms,head=2ms,delete=2ms,throttle=300").unwrap();
     let stores = part.stores.clone().with_latency(profile);
-    let report = part.run(&stores, &["--execute", "--verify"]);
+    let report = run(&part, &stores, &["--execute", "--verify"]);
     assert_eq!(report.exit_code, 0, "{:?}", report.error);
     let bill = report.requests.clone().unwrap();
     assert!(bill.counts.throttled > 0, "the store never pushed back: {bill:?}");
@@ -159,5 +87,5 @@ fn a_store_throttling_above_its_rate_slows_the_run_which_completes_and_loses_not
     assert_eq!(report.delete_failures, 0);
     assert_eq!(report.deleted, report.planned_deletes);
     assert!(report.verify.as_ref().is_some_and(|v| v.ok));
-    part.assert_collected_and_nothing_lost(report.deleted);
+    assert_collected_and_nothing_lost(&part, report.deleted);
 }

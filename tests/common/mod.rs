@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub mod faults;
+pub mod part;
 pub mod suite;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,137 @@
+//! A synthetic partition the library runs on in-process (`gc::run`, no binary), on a temporary
+//! `file://` store or on `memory://`, with the sets the synthesizer recorded: the fixture of
+//! `tests/faults.rs` and `tests/remote.rs`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use clap::Parser;
+use futures::TryStreamExt;
+use gc_partition::cli::Args;
+use gc_partition::config::Config;
+use gc_partition::gc::{self, Progress, Stop};
+use gc_partition::report::Report;
+use gc_partition::store::{StoreOptions, Stores};
+use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
+
+/// A store that lives in the test process: no server to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InProcess {
+    File,
+    Memory,
+}
+
+pub const IN_PROCESS: [InProcess; 2] = [InProcess::File, InProcess::Memory];
+
+pub struct Part {
+    _dir: tempfile::TempDir,
+    pub url: String,
+    pub stores: Stores,
+    pub sets: SynthSets,
+    pub live: PathBuf,
+    /// Every bucket the synthesizer wrote to (chunk locations and the meta bucket).
+    pub buckets: Vec<String>,
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// Partition `p1` synthesized at `now` from `seed` (5 snapshots, 300 referenced ids, 120
+/// garbage, 25 young and 8 foreign objects, 2 dead snapshots, 2 extra locations, unless
+/// `tweak` says otherwise), its stores opened with `options`.
+pub fn part(
+    backend: InProcess,
+    options: StoreOptions,
+    seed: u64,
+    now: chrono::DateTime<chrono::Utc>,
+    tweak: impl FnOnce(&mut SynthConfig),
+) -> Part {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        InProcess::File => {
+            let root = dir.path().join("store");
+            std::fs::create_dir_all(&root).unwrap();
+            format!("file://{}", root.display())
+        }
+        InProcess::Memory => "memory://".to_owned(),
+    };
+    let stores = Stores::from_url(&url, options).unwrap();
+    let live = dir.path().join("live.txt");
+    let mut config = SynthConfig {
+        seed,
+        now,
+        snapshots: 5,
+        referenced_ids: 300,
+        garbage_chunks: 120,
+        young_chunks: 25,
+        foreign_objects: 8,
+        dead_snapshots: 2,
+        extra_locations: 2,
+        record_sets: true,
+        live_set_path: Some(live.clone()),
+        ..SynthConfig::default()
+    };
+    tweak(&mut config);
+    let rt = super::runtime();
+    let summary = rt.block_on(synthesize(&stores, &config)).unwrap();
+    let mut buckets: Vec<String> = summary.locations.iter().map(|l| l.bucket().to_owned()).collect();
+    buckets.push(config.meta_bucket.clone());
+    buckets.sort();
+    buckets.dedup();
+    Part { _dir: dir, url, stores, sets: summary.sets.unwrap(), live, buckets, rt }
+}
+
+impl Part {
+    /// The run's configuration: partition `p1`, cutoff 7 days, then `extra` flags.
+    pub fn config(&self, extra: &[&str]) -> Config {
+        let live = self.live.to_str().unwrap();
+        let mut argv =
+            vec!["gc_partition", "--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.url];
+        argv.extend_from_slice(extra);
+        Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap()
+    }
+
+    /// One run of the pipeline on `stores` (this partition's, maybe wrapped).
+    pub fn run_with(&self, stores: &Stores, stop: &Stop, progress: &Progress, extra: &[&str]) -> Report {
+        let config = self.config(extra);
+        self.rt.block_on(gc::run(stores, &config, stop, progress))
+    }
+
+    pub fn run_clean(&self, extra: &[&str]) -> Report {
+        self.run_with(&self.stores, &Stop::default(), &Progress::default(), extra)
+    }
+
+    /// Every object of the store, as `bucket/key`.
+    pub fn objects(&self) -> BTreeSet<String> {
+        self.rt.block_on(async {
+            let mut all = BTreeSet::new();
+            for bucket in &self.buckets {
+                let store = self.stores.bucket(bucket).unwrap();
+                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+                all.extend(listed.into_iter().map(|m| format!("{bucket}/{}", m.location)));
+            }
+            all
+        })
+    }
+
+    /// The garbage chunks, as `bucket/key`.
+    pub fn garbage(&self) -> Vec<String> {
+        self.sets.garbage.iter().map(|(l, id)| super::chunk_name(l, id)).collect()
+    }
+
+    /// How many garbage chunks are still in the store.
+    pub fn garbage_left(&self) -> usize {
+        let all = self.objects();
+        self.garbage().iter().filter(|g| all.contains(*g)).count()
+    }
+
+    /// No referenced chunk, young chunk or foreign object is gone.
+    pub fn assert_nothing_lost(&self, context: &str) {
+        let all = self.objects();
+        for (l, id) in self.sets.referenced.iter().chain(&self.sets.young) {
+            let name = super::chunk_name(l, id);
+            assert!(all.contains(&name), "{context}: referenced or young chunk {name} was deleted");
+        }
+        for (bucket, key) in &self.sets.foreign {
+            assert!(all.contains(&format!("{bucket}/{key}")), "{context}: foreign object {bucket}/{key} was deleted");
+        }
+    }
+}
