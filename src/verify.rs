@@ -408,6 +408,30 @@ mod tests {
         assert_eq!(spill.bytes_on_disk(), ENTRY_LEN as u64, "only the chunk the filter holds");
     }
 
+    /// A disk that is full for a moment, then has room again: the entries of the failed
+    /// write are lost, so the spill must fail even though every later write and the final
+    /// flush succeed (else `--verify` would check an incomplete set and could pass).
+    #[test]
+    fn a_write_that_failed_once_fails_the_spill() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let spill = RangeSpill::create(dir.path()).unwrap();
+        let fd = spill.ranges[7].lock().unwrap().get_ref().as_raw_fd();
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        // SAFETY: `fd` is range 7's open file, owned by `spill` for the whole test; it is
+        // pointed at /dev/full and back at its own file (kept open as `saved`), never closed.
+        let saved = unsafe { libc::dup(fd) };
+        assert!(saved >= 0);
+        assert_eq!(unsafe { libc::dup2(full.as_raw_fd(), fd) }, fd);
+        // More than the write buffer holds, so a write reaches the full disk.
+        let many: Vec<[u8; 32]> = (0..4_000).map(|n| id(7, n)).collect();
+        spill.add(0, &many);
+        assert_eq!(unsafe { libc::dup2(saved, fd) }, fd);
+        assert_eq!(unsafe { libc::close(saved) }, 0);
+        spill.add(0, &[id(7, 9_999)]);
+        assert!(matches!(spill.finish(), Err(VerifyError::Spill { .. })), "a lost write went unnoticed");
+    }
+
     #[test]
     fn merge_matches_by_id_or_by_pair() {
         let refs = [
