@@ -136,7 +136,7 @@ impl RangeSpill {
             .collect::<io::Result<Vec<File>>>()
             .map_err(spill_err)?;
         let entries = self.entries.into_inner();
-        Ok(Spilled { dir, files, entries })
+        Ok(Spilled { dir, files, entries, block_entries: BLOCK_ENTRIES })
     }
 }
 
@@ -145,22 +145,30 @@ pub struct Spilled {
     dir: PathBuf,
     files: Vec<File>,
     entries: u64,
+    /// Entries read back at once: [`BLOCK_ENTRIES`], but a few in tests, so that ranges
+    /// of many blocks are tried.
+    block_entries: usize,
 }
 
 impl Spilled {
+    #[cfg(test)]
+    fn in_blocks_of(self, block_entries: usize) -> Self {
+        Self { block_entries, ..self }
+    }
+
     /// Bytes the spill takes under the work directory.
     pub fn bytes_on_disk(&self) -> u64 {
         self.entries * ENTRY_LEN as u64
     }
 
-    /// Every entry of `range`, in blocks of at most [`BLOCK_ENTRIES`], each sorted.
+    /// Every entry of `range`, in blocks of at most `block_entries`, each sorted.
     fn blocks(&self, range: usize) -> impl Iterator<Item = Result<Vec<Entry>, VerifyError>> + '_ {
         let file = &self.files[range];
         let (len, unreadable) = match file.metadata() {
             Ok(meta) => (meta.len(), None),
             Err(source) => (0, Some(VerifyError::Spill { dir: self.dir.clone(), source })),
         };
-        let block_bytes = (BLOCK_ENTRIES * ENTRY_LEN) as u64;
+        let block_bytes = (self.block_entries * ENTRY_LEN) as u64;
         unreadable.map(Err).into_iter().chain((0..len.div_ceil(block_bytes)).map(move |i| {
             let offset = i * block_bytes;
             let mut bytes = vec![0u8; (len - offset).min(block_bytes) as usize];
@@ -253,7 +261,7 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
                 checks.missing_before.push(entry);
             }
         }
-        planned_in_range(&refs_of_range, plan, range, &mut checks.planned_but_referenced)?;
+        planned_in_range(&refs_of_range, refs.block_entries, plan, range, &mut checks.planned_but_referenced)?;
     }
     Ok(checks)
 }
@@ -262,7 +270,7 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
 pub fn check_planned(refs: &Spilled, plan: &SpooledPlan) -> Result<Found, VerifyError> {
     let mut found = Found::default();
     for range in 0..RANGES {
-        planned_in_range(&refs.sorted_range(range)?, plan, range, &mut found)?;
+        planned_in_range(&refs.sorted_range(range)?, refs.block_entries, plan, range, &mut found)?;
     }
     Ok(found)
 }
@@ -279,6 +287,7 @@ fn presence(refs_of_range: &[Entry], spill: &Spilled, range: usize) -> Result<Bi
 /// Adds to `found` the planned chunks of one range whose id is referenced, in sorted blocks.
 fn planned_in_range(
     refs_of_range: &[Entry],
+    block_entries: usize,
     plan: &SpooledPlan,
     range: usize,
     found: &mut Found,
@@ -287,7 +296,7 @@ fn planned_in_range(
     for run in plan.runs_of_fanout(range as u8) {
         let (location, records) = run?;
         planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
-        if planned.len() >= BLOCK_ENTRIES {
+        if planned.len() >= block_entries {
             check_planned_block(refs_of_range, &mut planned, found);
         }
     }
@@ -396,6 +405,73 @@ mod tests {
         let after = after.finish().unwrap();
         let missing_after = check_after(&refs, &before, &after).unwrap();
         assert_eq!(missing_after, Found { count: 1, sample: vec![(1, b)] }, "b was listed before, not after");
+    }
+
+    /// Ranges read back in many blocks give exactly what one block gives: 60 references in
+    /// one range over two locations, listed and planned in overlapping parts, against a
+    /// model of the three checks in sets.
+    #[test]
+    fn ranges_of_many_blocks_check_exactly_as_one_block() {
+        use std::collections::BTreeSet;
+        let dir = tempfile::tempdir().unwrap();
+        let refs: Vec<(u32, [u8; 32])> = (0..60).map(|n| (n % 2, id(0x5c, n / 2))).collect();
+        let listed_before: Vec<_> = refs.iter().copied().filter(|(_, id)| id[4] % 5 != 1).collect();
+        let listed_after: Vec<_> = listed_before.iter().copied().filter(|(_, id)| id[4] % 7 != 2).collect();
+        // Garbage beside chunks whose id is referenced (in either location).
+        let planned: Vec<(u32, [u8; 32])> =
+            (0..40).map(|n| (n % 2, id(0x5c, if n % 3 == 0 { n } else { 1_000 + n }))).collect();
+        let all_ids: Vec<[u8; 32]> = refs.iter().chain(&planned).map(|(_, id)| *id).collect();
+        let filter = everything_filter(&all_ids);
+
+        let spill = |pairs: &[(u32, [u8; 32])], listed_form: bool| {
+            let spill = RangeSpill::create(dir.path()).unwrap();
+            for part in pairs.chunks(7) {
+                for (location, id) in part {
+                    if listed_form {
+                        spill.add_listed(&listed(*location, &[*id]), &filter);
+                    } else {
+                        spill.add(*location, &[*id]);
+                    }
+                }
+            }
+            spill.finish().unwrap()
+        };
+        let mut plan = PlanSpool::create(dir.path()).unwrap();
+        for (location, id) in &planned {
+            plan.append(*location, &mut [ListedChunk { id: *id, size: 1, last_modified_ms: 0 }]).unwrap();
+        }
+        let plan = plan.finish().unwrap();
+
+        let ref_set: BTreeSet<_> = refs.iter().copied().collect();
+        let before_set: BTreeSet<_> = listed_before.iter().copied().collect();
+        let after_set: BTreeSet<_> = listed_after.iter().copied().collect();
+        let referenced_ids: BTreeSet<_> = refs.iter().map(|(_, id)| *id).collect();
+        let want_missing_before: Vec<_> = ref_set.difference(&before_set).copied().collect();
+        let want_planned: Vec<_> = planned.iter().copied().filter(|(_, id)| referenced_ids.contains(id)).collect();
+        let want_missing_after: Vec<_> = before_set.difference(&after_set).copied().collect();
+        assert!(!want_missing_before.is_empty() && !want_planned.is_empty() && !want_missing_after.is_empty());
+        let sorted = |found: Found| {
+            let mut sample = found.sample;
+            sample.sort_unstable_by_key(|(location, id)| (*id, *location));
+            (found.count, sample)
+        };
+        let by_id = |mut pairs: Vec<(u32, [u8; 32])>| {
+            pairs.sort_unstable_by_key(|(location, id)| (*id, *location));
+            (pairs.len() as u64, pairs)
+        };
+
+        for block in [1, 2, 7, BLOCK_ENTRIES] {
+            let refs = spill(&refs, false).in_blocks_of(block);
+            let before = spill(&listed_before, true).in_blocks_of(block);
+            let after = spill(&listed_after, true).in_blocks_of(block);
+            let checks = check_before(&refs, &before, &plan).unwrap();
+            assert_eq!(checks.referenced_distinct, 60, "blocks of {block}");
+            assert_eq!(sorted(checks.missing_before), by_id(want_missing_before.clone()), "blocks of {block}");
+            assert_eq!(sorted(checks.planned_but_referenced), by_id(want_planned.clone()), "blocks of {block}");
+            assert_eq!(sorted(check_planned(&refs, &plan).unwrap()), by_id(want_planned.clone()), "blocks of {block}");
+            let missing_after = check_after(&refs, &before, &after).unwrap();
+            assert_eq!(sorted(missing_after), by_id(want_missing_after.clone()), "blocks of {block}");
+        }
     }
 
     #[test]
