@@ -508,6 +508,18 @@ mod tests {
         assert!(matches!(spill.finish(), Err(VerifyError::Spill { .. })), "a lost write went unnoticed");
     }
 
+    /// However many are found, all are counted and the report names the first [`SAMPLE`].
+    #[test]
+    fn found_counts_all_and_samples_the_first_hundred() {
+        let mut found = Found::default();
+        for n in 0..(SAMPLE as u32 + 50) {
+            found.push(&Entry { id: id(1, n), location: n % 3 });
+        }
+        assert_eq!(found.count, SAMPLE as u64 + 50);
+        assert_eq!(found.sample.len(), SAMPLE);
+        assert_eq!(found.sample.last(), Some(&((SAMPLE as u32 - 1) % 3, id(1, SAMPLE as u32 - 1))));
+    }
+
     #[test]
     fn merge_matches_by_id_or_by_pair() {
         let refs = [
