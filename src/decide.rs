@@ -77,8 +77,8 @@ impl<'a> Decider<'a> {
         }
         self.planned += self.part_planned.len() as u64;
         match &mut self.spool {
-            Some(spool) if !self.part_planned.is_empty() => spool.append(part.location, &mut self.part_planned),
-            _ => Ok(()),
+            Some(spool) => spool.append(part.location, &mut self.part_planned),
+            None => Ok(()),
         }
     }
 
@@ -178,6 +178,34 @@ mod tests {
             })
             .collect();
         assert_eq!(spooled, [(1, 4), (1, 5)]);
+    }
+
+    /// Every part is observed before it is decided, the shared counter follows the plan, and
+    /// a stop leaves the parts not yet received undecided (still in the channel).
+    #[test]
+    fn the_stream_observes_every_part_and_stops_when_told() {
+        let filter = RefFilter::new(1, 0.001, 5);
+        filter.insert_all(&[[1; 32]]);
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.try_send(part(0, vec![chunk(1, 0, 1), chunk(2, 0, 1), chunk(3, 0, 1)], 0)).unwrap();
+        tx.try_send(part(0, vec![chunk(4, 0, 1)], 0)).unwrap();
+        tx.try_send(part(1, vec![chunk(5, 0, 1)], 0)).unwrap();
+        let mut decider = Decider::new(&filter, 100, None);
+        let mut observed = Vec::new();
+        let planned = AtomicU64::new(0);
+        let stop_after_two = || planned.load(Ordering::Relaxed) >= 3;
+        decide_stream(&mut rx, &mut decider, &mut |p| observed.push(p.chunks.len()), &planned, &stop_after_two)
+            .unwrap();
+        assert_eq!(observed, [3, 1], "observed in order, then stopped");
+        assert_eq!(planned.load(Ordering::Relaxed), 3);
+        assert_eq!(decider.planned, 3);
+        assert!(rx.try_recv().is_ok(), "the third part was left undecided");
+
+        drop(tx);
+        let mut decider = Decider::new(&filter, 100, None);
+        let planned = AtomicU64::new(0);
+        decide_stream(&mut rx, &mut decider, &mut |_| {}, &planned, &|| false).unwrap();
+        assert_eq!(planned.load(Ordering::Relaxed), 0, "nothing left after the channel closed");
     }
 
     #[test]
