@@ -84,9 +84,8 @@ impl<'a> Decider<'a> {
 
     /// The plan: its counters for `locations` locations, and its spooled records.
     pub fn finish(mut self, locations: usize) -> Result<Plan, PlanError> {
-        if self.per_location.len() < locations {
-            self.per_location.resize_with(locations, LocationTally::default);
-        }
+        let len = self.per_location.len().max(locations);
+        self.per_location.resize_with(len, LocationTally::default);
         let spool = self.spool.map(PlanSpool::finish).transpose()?;
         Ok(Plan { per_location: self.per_location, spool })
     }

@@ -200,6 +200,18 @@ mod tests {
         assert_eq!(live.taken_at, now() - TimeDelta::hours(1));
     }
 
+    /// Spec 8.2: the ids sorted by byte, each followed by a newline; comments, the trailer,
+    /// `taken_at` and the file's order are not part of it (values from Python's hashlib).
+    #[test]
+    fn the_live_set_digest_is_of_the_sorted_ids_alone() {
+        let digest = |text: &str| parse(text.as_bytes(), "x", now()).unwrap().sha256();
+        let expected = "f53b0fbe03496df75ff6eb1f7da668aef3d642bae3e7c8801380dabe2302b487"; // "snap-a\nsnap-b\nsnap-c\n"
+        assert_eq!(digest(&format!("snap-a\nsnap-b\nsnap-c\n# end count=3 {T}")), expected);
+        assert_eq!(digest("snap-c\n# moved\nsnap-a\nsnap-b\n# end count=3 taken_at=2025-12-30T00:00:00Z"), expected);
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(digest(&format!("# end count=0 {T}")), empty);
+    }
+
     #[test]
     fn zero_snapshots_is_valid() {
         let live = parse(format!("# end count=0 {T}").as_bytes(), "x", now()).unwrap();
