@@ -284,7 +284,7 @@ fn presence(refs_of_range: &[Entry], spill: &Spilled, range: usize) -> Result<Bi
     Ok(present)
 }
 
-/// Adds to `found` the planned chunks of one range whose id is referenced, in sorted blocks.
+/// Adds to `found` the planned chunks of one range whose id is referenced.
 fn planned_in_range(
     refs_of_range: &[Entry],
     block_entries: usize,
@@ -292,22 +292,37 @@ fn planned_in_range(
     range: usize,
     found: &mut Found,
 ) -> Result<(), VerifyError> {
-    let mut planned = Vec::new();
-    for run in plan.runs_of_fanout(range as u8) {
-        let (location, records) = run?;
-        planned.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
-        if planned.len() >= block_entries {
-            check_planned_block(refs_of_range, &mut planned, found);
-        }
+    for block in planned_blocks(plan, range, block_entries) {
+        merge(refs_of_range, &block?, false, |_, probe| found.push(probe));
     }
-    check_planned_block(refs_of_range, &mut planned, found);
     Ok(())
 }
 
-fn check_planned_block(refs: &[Entry], planned: &mut Vec<Entry>, found: &mut Found) {
-    planned.sort_unstable();
-    merge(refs, planned, false, |_, probe| found.push(probe));
-    planned.clear();
+/// The planned chunks of one range in sorted blocks: a block ends with the first plan run
+/// that brings it to `block_entries`, so it holds less than `block_entries` plus one run.
+fn planned_blocks(
+    plan: &SpooledPlan,
+    range: usize,
+    block_entries: usize,
+) -> impl Iterator<Item = Result<Vec<Entry>, VerifyError>> + '_ {
+    let mut runs = plan.runs_of_fanout(range as u8);
+    std::iter::from_fn(move || {
+        let mut block = Vec::new();
+        for run in runs.by_ref() {
+            let (location, records) = match run {
+                Ok(run) => run,
+                Err(e) => return Some(Err(e.into())),
+            };
+            block.extend(records.into_iter().map(|c| Entry { id: c.id, location }));
+            if block.len() >= block_entries {
+                break;
+            }
+        }
+        (!block.is_empty()).then(|| {
+            block.sort_unstable();
+            Ok(block)
+        })
+    })
 }
 
 /// After the deletes: referenced (id, location) pairs listed before and not after.
@@ -472,6 +487,32 @@ mod tests {
             let missing_after = check_after(&refs, &before, &after).unwrap();
             assert_eq!(sorted(missing_after), by_id(want_missing_after.clone()), "blocks of {block}");
         }
+    }
+
+    /// The plan of a range is read in bounded blocks (spec 8.1: a range's plan is never held
+    /// whole): runs of 3 in blocks of 2 give one run a block, every entry exactly once.
+    #[test]
+    fn planned_blocks_are_bounded_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = PlanSpool::create(dir.path()).unwrap();
+        let mut want = Vec::new();
+        for run in 0..10u32 {
+            let mut chunks: Vec<ListedChunk> =
+                (0..3).map(|n| ListedChunk { id: id(0x42, run * 3 + n), size: 1, last_modified_ms: 0 }).collect();
+            want.extend(chunks.iter().map(|c| Entry { id: c.id, location: run % 2 }));
+            spool.append(run % 2, &mut chunks).unwrap();
+        }
+        spool.append(0, &mut [ListedChunk { id: id(0x43, 0), size: 1, last_modified_ms: 0 }]).unwrap();
+        let plan = spool.finish().unwrap();
+        let blocks: Vec<Vec<Entry>> = planned_blocks(&plan, 0x42, 2).map(Result::unwrap).collect();
+        let sizes: Vec<usize> = blocks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3; 10], "a block ends with the run that fills it");
+        assert!(blocks.iter().all(|b| b.is_sorted()));
+        let mut got: Vec<Entry> = blocks.concat();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(planned_blocks(&plan, 0x44, 4).count(), 0, "a range with nothing planned has no block");
     }
 
     #[test]
