@@ -1,6 +1,7 @@
 //! The run's error: one variant per stage, and the one mapping to the spec's exit codes.
 
 use crate::config::ConfigError;
+use crate::execute::HeldError;
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
@@ -32,6 +33,8 @@ pub enum GcError {
     Manifest(#[from] IngestError),
     #[error(transparent)]
     Listing(#[from] ListingError),
+    #[error(transparent)]
+    Held(#[from] HeldError),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
@@ -96,7 +99,7 @@ impl GcError {
             | GcError::PlanRefused(_) => Exit::Usage,
             GcError::LiveSetRead { .. } | GcError::LiveSet(_) => Exit::LiveSet,
             GcError::Manifest(_) => Exit::Manifest,
-            GcError::Listing(_) => Exit::Listing,
+            GcError::Listing(_) | GcError::Held(_) => Exit::Listing,
             GcError::Guard { .. } => Exit::Guard,
             GcError::DeleteFailures { .. } | GcError::SpoolRead(_) => Exit::DeleteFailures,
             GcError::Verify(_) => Exit::Verify,

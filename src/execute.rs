@@ -1,9 +1,16 @@
-//! Carries out the plan in small batches (spec 4.6): the chunks of one batch have their
-//! last-modified re-read concurrently, then the ones still older than the cutoff are deleted
-//! at once with one `delete_stream` call (one bulk request on S3, and as many single
-//! requests as the backend needs elsewhere), so the window between re-read and delete stays
-//! one round trip long. A signal stops new batches, and the deletes of a batch whose
-//! re-read it interrupted.
+//! Carries out the plan in small batches (spec 4.6), each delete tied to the object judged
+//! old (spec 9.1), so a writer's refresh that lands at any moment keeps its chunk:
+//! - `file://`, `memory://`: each chunk is renamed aside (where no writer reaches it), its
+//!   last-modified read there, then deleted, or put back without replacing a copy a writer
+//!   made meanwhile ([`put_back_held`] finishes what a killed run left aside).
+//! - `gs://`: the batch's last-modified and generations are re-read concurrently, then each
+//!   still-old chunk is deleted with `x-goog-if-generation-match` on the generation read; a
+//!   failed precondition keeps it.
+//! - elsewhere (unversioned S3): the re-read, then one `delete_stream` call for the batch
+//!   (one bulk request on S3), one round trip after the re-read; reported as unconditional.
+//!
+//! A signal stops new batches, and the deletes of a batch whose re-read it interrupted; a
+//! chunk already renamed aside is always finished.
 //!
 //! `--delete-concurrency N` is the bound on requests in flight: every HEAD and every
 //! `delete_stream` call holds one of N permits. Batches hold at most N/2 chunks and two are
@@ -16,16 +23,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions, RenameTargetMode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
-use crate::locations::Location;
-use crate::store::{DeleteBatching, StoreError, Stores};
+use crate::locations::{Location, held_key, key_of_held};
+use crate::store::{DeleteBatching, DeleteCondition, GcsDeleter, GenerationDelete, StoreError, Stores};
 use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
@@ -49,6 +56,15 @@ pub struct ExecuteStats {
     pub failures: Vec<DeleteFailure>,
     /// Planned deletes never started because a signal arrived.
     pub not_started: u64,
+    pub conditions: DeleteConditions,
+}
+
+/// Keys whose delete was sent tied to the object judged old, and keys whose delete was not
+/// (spec 9.1): a retried key counts once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeleteConditions {
+    pub conditional: u64,
+    pub unconditional: u64,
 }
 
 impl ExecuteStats {
@@ -58,6 +74,8 @@ impl ExecuteStats {
         self.refreshed_kept += other.refreshed_kept;
         self.failures.extend(other.failures);
         self.not_started += other.not_started;
+        self.conditions.conditional += other.conditions.conditional;
+        self.conditions.unconditional += other.conditions.unconditional;
     }
 }
 
@@ -65,6 +83,7 @@ impl ExecuteStats {
 struct Permits {
     aimd: Aimd,
     single_deletes: bool,
+    condition: DeleteCondition,
 }
 
 impl Permits {
@@ -111,9 +130,11 @@ pub async fn execute(
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
+    let deleters = locations.iter().map(|l| stores.gcs_deleter(l.bucket())).collect::<Result<Vec<_>, _>>()?;
     let permits = Arc::new(Permits {
         aimd: Aimd::new(concurrency, stores.request_counters()),
         single_deletes: stores.delete_batching() == DeleteBatching::Single,
+        condition: stores.delete_condition(),
     });
     let cap = max_delete_rate.and_then(RateCap::new);
     let cap = cap.as_ref();
@@ -122,11 +143,12 @@ pub async fn execute(
     let outcomes = futures::stream::iter(batches(planned, size))
         .map(|(location, batch)| {
             let store = Arc::clone(&buckets[location as usize]);
+            let gcs = deleters[location as usize].as_ref();
             let location = &locations[location as usize];
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), location, &batch, reread, &permits, cap, stop).await;
+                let stats = run_batch(store.as_ref(), gcs, location, &batch, reread, &permits, cap, stop).await;
                 progress.fetch_add(n, Ordering::Relaxed);
                 stats
             }
@@ -159,8 +181,10 @@ fn batches(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_batch(
     store: &dyn ObjectStore,
+    gcs: Option<&GcsDeleter>,
     location: &Location,
     batch: &[ListedChunk],
     reread: Reread,
@@ -168,7 +192,6 @@ async fn run_batch(
     cap: Option<&RateCap>,
     stop: &CancellationToken,
 ) -> ExecuteStats {
-    let mut stats = ExecuteStats::default();
     let admitted = match cap {
         Some(cap) => tokio::select! {
             () = cap.admit(batch.len() as u64) => true,
@@ -177,28 +200,45 @@ async fn run_batch(
         None => true,
     };
     if !admitted || stop.is_cancelled() {
-        stats.not_started = batch.len() as u64;
-        return stats;
+        return ExecuteStats { not_started: batch.len() as u64, ..ExecuteStats::default() };
     }
     let keyed: Vec<(String, &ListedChunk)> =
         batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), chunk)).collect();
+    match permits.condition {
+        DeleteCondition::RenameAside => aside_batch(store, location, &keyed, reread, permits, stop).await,
+        DeleteCondition::GenerationMatch | DeleteCondition::Unconditional => {
+            reread_batch(store, gcs, location, &keyed, reread, permits, stop).await
+        }
+    }
+}
+
+/// Re-reads every chunk of the batch at once, then deletes the still-old ones: on GCS each
+/// with the precondition of the generation re-read, elsewhere with one call.
+async fn reread_batch(
+    store: &dyn ObjectStore,
+    gcs: Option<&GcsDeleter>,
+    location: &Location,
+    keyed: &[(String, &ListedChunk)],
+    reread: Reread,
+    permits: &Permits,
+    stop: &CancellationToken,
+) -> ExecuteStats {
+    let mut stats = ExecuteStats::default();
     let fail =
         |key: &str, error: String| DeleteFailure { bucket: location.bucket().to_owned(), key: key.to_owned(), error };
-
-    // Re-read every chunk of the batch at once.
     let rereads = futures::future::join_all(keyed.iter().map(|(key, _)| async move {
         let _permit = permits.acquire().await;
         store.head(&Path::from(key.as_str())).await
     }))
     .await;
-    let mut doomed: Vec<(&str, u64)> = Vec::with_capacity(keyed.len());
+    let mut doomed: Vec<(&str, u64, Option<String>)> = Vec::with_capacity(keyed.len());
     for ((key, chunk), now) in keyed.iter().zip(rereads) {
         match now {
             Ok(meta) if !reread.still_doomed(chunk, meta.last_modified.timestamp_millis()) => {
                 tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
                 stats.refreshed_kept += 1;
             }
-            Ok(_) => doomed.push((key, chunk.size)),
+            Ok(meta) => doomed.push((key, chunk.size, meta.version)),
             Err(object_store::Error::NotFound { .. }) => stats.deleted += 1,
             Err(e) => stats.failures.push(fail(key, format!("re-reading last-modified: {e}"))),
         }
@@ -210,9 +250,13 @@ async fn run_batch(
         stats.not_started += doomed.len() as u64;
         return stats;
     }
+    if let Some(gcs) = gcs {
+        delete_generations(gcs, &doomed, permits, &mut stats).await;
+        return stats;
+    }
+    stats.conditions.unconditional += doomed.len() as u64;
 
-    // Delete the still-old ones with one call.
-    let paths: Vec<Path> = doomed.iter().map(|(key, _)| Path::from(*key)).collect();
+    let paths: Vec<Path> = doomed.iter().map(|(key, _, _)| Path::from(*key)).collect();
     let results = match permits.single_deletes {
         // A store without bulk delete (GCS): object_store's `delete_stream` keeps only 10
         // deletes in flight per call, so each key gets its own call and permit, and
@@ -232,7 +276,7 @@ async fn run_batch(
             store.delete_stream(input).collect::<Vec<_>>().await
         }
     };
-    for ((key, size), outcome) in doomed.iter().zip(attribute(&paths, results)) {
+    for ((key, size, _), outcome) in doomed.iter().zip(attribute(&paths, results)) {
         match outcome {
             Deleted::Yes => {
                 stats.deleted += 1;
@@ -243,6 +287,222 @@ async fn run_batch(
         }
     }
     stats
+}
+
+/// Deletes each doomed chunk only if it is still the generation its re-read saw (spec 9.1).
+async fn delete_generations(
+    gcs: &GcsDeleter,
+    doomed: &[(&str, u64, Option<String>)],
+    permits: &Permits,
+    stats: &mut ExecuteStats,
+) {
+    let outcomes = futures::future::join_all(doomed.iter().map(|(key, _, generation)| async move {
+        // Fail closed: without the generation read, no delete is sent.
+        let generation = generation.as_deref().ok_or_else(|| format!("the re-read of {key} returned no generation"))?;
+        let _permit = permits.acquire().await;
+        gcs.delete(key, generation, None).await.map_err(|e| e.to_string())
+    }))
+    .await;
+    for ((key, size, generation), outcome) in doomed.iter().zip(outcomes) {
+        if generation.is_some() {
+            stats.conditions.conditional += 1;
+        }
+        match outcome {
+            Ok(GenerationDelete::Deleted) => {
+                stats.deleted += 1;
+                stats.deleted_bytes += size;
+            }
+            Ok(GenerationDelete::Gone) => stats.deleted += 1,
+            Ok(GenerationDelete::Changed) => {
+                tracing::info!(bucket = gcs.bucket(), key, "kept: a new generation since the re-read");
+                stats.refreshed_kept += 1;
+            }
+            Err(error) => {
+                stats.failures.push(DeleteFailure { bucket: gcs.bucket().to_owned(), key: (*key).to_owned(), error })
+            }
+        }
+    }
+}
+
+/// What became of one chunk deleted by renaming it aside.
+#[derive(Debug, PartialEq, Eq)]
+enum Aside {
+    Deleted {
+        bytes: u64,
+    },
+    /// Not at its key any more when the rename was tried: done (spec 4.6).
+    AlreadyGone,
+    /// Refreshed before the rename: put back (or a writer's new copy was there already).
+    Kept,
+    NotStarted,
+    Failed(String),
+}
+
+/// Deletes the batch's chunks one by one, each renamed aside first (spec 9.1).
+async fn aside_batch(
+    store: &dyn ObjectStore,
+    location: &Location,
+    keyed: &[(String, &ListedChunk)],
+    reread: Reread,
+    permits: &Permits,
+    stop: &CancellationToken,
+) -> ExecuteStats {
+    let outcomes = futures::future::join_all(
+        keyed.iter().map(|(key, chunk)| delete_aside(store, key, chunk, reread, permits, stop)),
+    )
+    .await;
+    let mut stats = ExecuteStats::default();
+    for ((key, _), outcome) in keyed.iter().zip(outcomes) {
+        match outcome {
+            Aside::Deleted { bytes } => {
+                stats.deleted += 1;
+                stats.deleted_bytes += bytes;
+                stats.conditions.conditional += 1;
+            }
+            Aside::AlreadyGone => stats.deleted += 1,
+            Aside::Kept => {
+                tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
+                stats.refreshed_kept += 1;
+            }
+            Aside::NotStarted => stats.not_started += 1,
+            Aside::Failed(error) => {
+                stats.failures.push(DeleteFailure { bucket: location.bucket().to_owned(), key: key.clone(), error })
+            }
+        }
+    }
+    stats
+}
+
+/// Renames the chunk at `key` aside, where no writer reaches it, reads its last-modified
+/// there, and deletes it if still old; otherwise puts it back. Once renamed, a chunk is
+/// always finished (deleted or put back), whatever signal arrives.
+async fn delete_aside(
+    store: &dyn ObjectStore,
+    key: &str,
+    chunk: &ListedChunk,
+    reread: Reread,
+    permits: &Permits,
+    stop: &CancellationToken,
+) -> Aside {
+    let _permit = permits.acquire().await;
+    if stop.is_cancelled() {
+        return Aside::NotStarted;
+    }
+    let (path, held) = (Path::from(key), Path::from(held_key(key)));
+    match store.rename_opts(&path, &held, RenameOptions::default()).await {
+        Ok(()) => {}
+        // Gone, unless a retried rename had moved it on its first attempt.
+        Err(object_store::Error::NotFound { .. }) => match store.head(&held).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Aside::AlreadyGone,
+            Err(e) => return Aside::Failed(format!("renaming aside to {held}: the chunk is not at its key, and {e}")),
+        },
+        Err(e) => return Aside::Failed(format!("renaming aside to {held}: {e}")),
+    }
+    let still_doomed = match store.head(&held).await {
+        Ok(meta) => reread.still_doomed(chunk, meta.last_modified.timestamp_millis()),
+        Err(e) => {
+            let put_back = put_back(store, &held, &path).await;
+            return Aside::Failed(format!("re-reading last-modified of {held}: {e}; {}", put_back_note(put_back)));
+        }
+    };
+    if !still_doomed {
+        return match put_back(store, &held, &path).await {
+            Ok(()) => Aside::Kept,
+            Err(e) => Aside::Failed(format!("refreshed, but {}", put_back_note(Err(e)))),
+        };
+    }
+    match store.delete(&held).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Aside::Deleted { bytes: chunk.size },
+        // Put back, so a failed delete leaves the chunk where it was.
+        Err(e) => {
+            Aside::Failed(format!("deleting {held}: {e}; {}", put_back_note(put_back(store, &held, &path).await)))
+        }
+    }
+}
+
+fn put_back_note(put_back: object_store::Result<()>) -> String {
+    match put_back {
+        Ok(()) => "put back".to_owned(),
+        Err(e) => {
+            tracing::error!(error = %e, "a chunk renamed aside could not be put back: the next --execute puts it back");
+            format!("putting it back failed ({e}): the next --execute puts it back")
+        }
+    }
+}
+
+/// Moves a held chunk back to `key` without replacing what is there: a copy a writer made
+/// meanwhile wins, and the held one is then deleted (chunks are content-addressed).
+async fn put_back(store: &dyn ObjectStore, held: &Path, key: &Path) -> object_store::Result<()> {
+    let create = RenameOptions { target_mode: RenameTargetMode::Create, ..RenameOptions::default() };
+    match store.rename_opts(held, key, create).await {
+        Err(object_store::Error::AlreadyExists { .. }) => match store.delete(held).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        },
+        // Moved back already, by the first attempt of a retried rename.
+        Err(gone @ object_store::Error::NotFound { .. }) => match store.head(key).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(gone),
+        },
+        done => done,
+    }
+}
+
+/// What a run found held by an earlier run that was killed between renaming a chunk aside
+/// and finishing it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HeldFound {
+    pub found: u64,
+    pub put_back: u64,
+}
+
+/// Puts back every chunk of `locations` an earlier, killed run left renamed aside (spec 9.1),
+/// before anything is listed; with `dry_run`, only counts them (a dry run writes nothing).
+pub async fn put_back_held(stores: &Stores, locations: &[Location], dry_run: bool) -> Result<HeldFound, HeldError> {
+    let mut found = HeldFound::default();
+    if stores.delete_condition() != DeleteCondition::RenameAside {
+        return Ok(found);
+    }
+    for location in locations {
+        let store = stores.bucket(location.bucket()).map_err(HeldError::Store)?;
+        let prefix = Path::from(location.held_prefix());
+        let held: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await.map_err(|source| HeldError::Io {
+            bucket: location.bucket().to_owned(),
+            key: prefix.to_string(),
+            source,
+        })?;
+        for meta in held {
+            found.found += 1;
+            let Some(key) = key_of_held(meta.location.as_ref()) else { continue };
+            if dry_run {
+                continue;
+            }
+            put_back(store.as_ref(), &meta.location, &Path::from(key)).await.map_err(|source| HeldError::Io {
+                bucket: location.bucket().to_owned(),
+                key: meta.location.to_string(),
+                source,
+            })?;
+            found.put_back += 1;
+        }
+    }
+    if found.found > 0 {
+        tracing::warn!(
+            found = found.found,
+            put_back = found.put_back,
+            "chunks left renamed aside by an earlier run that was stopped{}",
+            if dry_run { "; the next --execute puts them back" } else { ": put back" }
+        );
+    }
+    Ok(found)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeldError {
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("bucket {bucket} key {key}: cannot put back a chunk an earlier run left renamed aside: {source}")]
+    Io { bucket: String, key: String, source: object_store::Error },
 }
 
 #[derive(Debug, PartialEq, Eq)]

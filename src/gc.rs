@@ -13,7 +13,7 @@ use crate::bloom::RefFilter;
 use crate::config::{Config, LiveSource};
 use crate::decide::{Decider, decide_stream};
 use crate::error::{GcError, Signal};
-use crate::execute::{ExecuteStats, Reread, execute};
+use crate::execute::{ExecuteStats, HeldFound, Reread, execute, put_back_held};
 use crate::explain::ExplainSink;
 use crate::ids::{ChunkId, SnapshotId};
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
@@ -197,8 +197,8 @@ impl Referenced {
     }
 }
 
-/// The listing's task: its result and how long it took.
-type ListingTask = tokio::task::JoinHandle<Result<u64, GcError>>;
+/// The listing's task: how long it took, and the chunks an earlier run left held.
+type ListingTask = tokio::task::JoinHandle<Result<(u64, HeldFound), GcError>>;
 
 struct Run<'a> {
     stores: &'a Stores,
@@ -456,6 +456,7 @@ impl Run<'_> {
         self.stop.check()?;
         let t = Instant::now();
         self.progress.stage.set(Stage::Execute);
+        report.held_chunks = put_back_held(self.stores, &reviewed.locations, false).await?;
         let (stats, spool_error) = self.execute(&reviewed.locations, &reviewed.spool, Reread::Unchanged).await?;
         report.durations_ms.insert("execute", ms(t));
         report.record_execute(&stats);
@@ -489,13 +490,19 @@ impl Run<'_> {
         let stores = self.stores.clone();
         let concurrency = self.config.list_concurrency;
         let progress = Arc::clone(&self.progress.listed);
+        let dry_run = !self.config.execute;
         let span = info_span!("listing");
         tokio::spawn(
             async move {
                 let t = Instant::now();
-                list_stream(stores, locations, concurrency, progress, out).await?;
+                let (restored, held) = mpsc::unbounded_channel();
+                let putting_back = put_back_before_listing(&stores, locations, restored, dry_run);
+                let listing = async {
+                    list_stream(stores.clone(), held, concurrency, progress, out).await.map_err(GcError::from)
+                };
+                let (held, ()) = tokio::try_join!(putting_back, listing)?;
                 info!(elapsed_ms = ms(t), "listing done");
-                Ok(ms(t))
+                Ok((ms(t), held))
             }
             .instrument(span),
         )
@@ -604,8 +611,9 @@ impl Run<'_> {
         };
         let decided = deciding.await.map_err(|e| internal(&format!("decide task: {e}")))?;
         match (listed, decided) {
-            (Ok(listing_ms), Ok(done)) => {
+            (Ok((listing_ms, held)), Ok(done)) => {
                 report.durations_ms.insert("listing", listing_ms);
+                report.held_chunks = held;
                 Ok(done)
             }
             // The decide stage failed first and closed the channel: its error is the cause.
@@ -767,6 +775,26 @@ fn delete_failures(stats: &ExecuteStats, planned: u64) -> Option<GcError> {
         planned,
         first: format!("{}/{}: {}", first.bucket, first.key, first.error),
     })
+}
+
+/// Passes each location on to the listing once the chunks an earlier, killed run left
+/// renamed aside in it are back at their keys (only counted in a dry run).
+async fn put_back_before_listing(
+    stores: &Stores,
+    mut locations: mpsc::UnboundedReceiver<(u32, Location)>,
+    listing: mpsc::UnboundedSender<(u32, Location)>,
+    dry_run: bool,
+) -> Result<HeldFound, GcError> {
+    let mut held = HeldFound::default();
+    while let Some((index, location)) = locations.recv().await {
+        let found = put_back_held(stores, std::slice::from_ref(&location), dry_run).await?;
+        held.found += found.found;
+        held.put_back += found.put_back;
+        if listing.send((index, location)).is_err() {
+            break;
+        }
+    }
+    Ok(held)
 }
 
 fn internal(what: &str) -> GcError {

@@ -82,6 +82,12 @@ impl Location {
         if self.prefix.is_empty() { format!("{hh:02x}") } else { format!("{}/{hh:02x}", self.prefix) }
     }
 
+    /// Where a chunk of this location is held while its delete checks it (spec 9.1), and the
+    /// listing prefix of every chunk of this location held so.
+    pub fn held_prefix(&self) -> String {
+        if self.prefix.is_empty() { HELD_FOLDER.to_owned() } else { format!("{HELD_FOLDER}/{}", self.prefix) }
+    }
+
     /// Classifies a key found while listing this location: the chunk it names, or `None` for
     /// a foreign object. The key must be `<prefix>/<hh>/<hex>` with `<hh>` the first two
     /// digits of `<hex>`.
@@ -91,6 +97,21 @@ impl Location {
         let (hh, hex) = rest.split_once('/')?;
         chunk_of_fanout_entry(hh.as_bytes(), hex.as_bytes())
     }
+}
+
+/// The top-level folder of a bucket where a delete by renaming (`file://`, `memory://`) holds
+/// a chunk while it reads its last-modified (spec 9.1). `+` is outside the id alphabet, so no
+/// location's prefix reaches it and no writer writes a chunk there.
+pub const HELD_FOLDER: &str = "gc_partition+deleting";
+
+/// The key a chunk at `key` is held under while its delete checks it.
+pub fn held_key(key: &str) -> String {
+    format!("{HELD_FOLDER}/{key}")
+}
+
+/// The key a held object came from, or `None` when `held` is not under [`HELD_FOLDER`].
+pub fn key_of_held(held: &str) -> Option<&str> {
+    held.strip_prefix(HELD_FOLDER)?.strip_prefix('/').filter(|key| !key.is_empty())
 }
 
 /// Classifies the entry `name` of the fan-out directory `hh` of a location: the chunk it
@@ -143,6 +164,19 @@ mod tests {
 
     fn p(s: &str) -> PartitionId {
         PartitionId::parse(s).expect("valid partition")
+    }
+
+    #[test]
+    fn held_keys_round_trip_and_no_prefix_reaches_them() {
+        let location = Location::new("bucket1", "partitions/p1/chunks").expect("location");
+        let key = location.chunk_key(&ChunkId([0xab; 32]));
+        let held = held_key(&key);
+        assert!(held.starts_with(&location.held_prefix()), "{held}");
+        assert_eq!(key_of_held(&held), Some(key.as_str()));
+        assert_eq!(key_of_held(&key), None);
+        assert_eq!(key_of_held(HELD_FOLDER), None);
+        assert_eq!(location.chunk_of_key(&held), None, "a held chunk is not listed as a chunk of its location");
+        assert!(check_prefix(HELD_FOLDER).is_err(), "no location can be the held folder");
     }
 
     #[test]

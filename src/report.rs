@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
-use crate::execute::{DeleteFailure, ExecuteStats};
+use crate::execute::{DeleteConditions, DeleteFailure, ExecuteStats, HeldFound};
 use crate::locations::Location;
 use crate::plan::Plan;
 use crate::store::{DeleteBatching, RequestCounts};
@@ -97,6 +97,11 @@ pub struct Report {
     pub failed_deletes: Vec<DeleteFailure>,
     /// Planned deletes not started because a signal stopped the run.
     pub deletes_not_started: u64,
+    /// Keys whose delete was sent tied to the object judged old, and not (spec 9.1).
+    pub delete_conditions: DeleteConditions,
+    /// Chunks an earlier, stopped run left renamed aside (`file://`, `memory://`), and how
+    /// many this run put back (none in a dry run).
+    pub held_chunks: HeldFound,
     /// Requests the store layer repeated after a transient error.
     pub store_retries: u64,
     pub verify: Option<VerifyReport>,
@@ -177,6 +182,7 @@ impl Report {
         self.delete_failures = stats.failures.len() as u64;
         self.failed_deletes = stats.failures.clone();
         self.deletes_not_started = stats.not_started;
+        self.delete_conditions = stats.conditions;
     }
 
     /// Fills `requests` from the calls this run made; a dry run also estimates what executing
@@ -256,6 +262,26 @@ impl Report {
                 human_bytes(self.deleted_bytes),
                 n(self.delete_failures),
                 n(self.deletes_not_started)
+            );
+            let c = &self.delete_conditions;
+            let unconditional = if c.unconditional > 0 {
+                " (the store cannot tell a refresh from the object judged: see README, How deletes are issued)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  conditions   {} deletes tied to the object judged old, {} unconditional{unconditional}",
+                n(c.conditional),
+                n(c.unconditional)
+            );
+        }
+        if self.held_chunks.found > 0 {
+            let _ = writeln!(
+                s,
+                "  held         {} chunks left renamed aside by a stopped run, {} put back",
+                n(self.held_chunks.found),
+                n(self.held_chunks.put_back)
             );
         }
         if let Some(v) = &self.verify {

@@ -18,6 +18,7 @@ use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 #[cfg(feature = "test-kit")]
 mod ageing;
 mod counting;
+mod gcs_delete;
 mod generated;
 mod latency;
 mod local;
@@ -26,6 +27,7 @@ mod retry;
 #[cfg(feature = "test-kit")]
 pub use ageing::set_mtime;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
+pub use gcs_delete::{GcsDeleteError, GcsDeleter, GenerationDelete};
 pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
 pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub(crate) use local::walk;
@@ -49,6 +51,19 @@ pub enum StoreError {
     SimLatency(String),
     #[error("bucket {bucket} key {key}: cannot set last-modified on this store: {why}")]
     Backdate { bucket: String, key: String, why: String },
+}
+
+/// How a planned delete is tied to the object the collector judged old (spec 9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteCondition {
+    /// `file://`, `memory://`: the chunk is renamed aside (no writer reaches it there), its
+    /// last-modified read there, then it is deleted, or put back without replacing a copy a
+    /// writer made meanwhile.
+    RenameAside,
+    /// `gs://`: the DELETE carries `x-goog-if-generation-match` on the generation re-read.
+    GenerationMatch,
+    /// S3 without versioning, `gen://`: the re-read, then a plain delete.
+    Unconditional,
 }
 
 /// Request settings an SRE may need to tune for remote stores.
@@ -307,6 +322,20 @@ impl Stores {
         }
     }
 
+    /// How this store's deletes are tied to the object the collector judged old (spec 9.1).
+    /// A simulated remote store deletes as the remote stores it imitates do: one
+    /// conditional request after the re-read, counted as unconditional.
+    pub fn delete_condition(&self) -> DeleteCondition {
+        if self.latency.is_some() {
+            return DeleteCondition::Unconditional;
+        }
+        match self.backend {
+            Backend::Local(_) | Backend::Memory => DeleteCondition::RenameAside,
+            Backend::Gcs => DeleteCondition::GenerationMatch,
+            Backend::S3 | Backend::Generated(_) => DeleteCondition::Unconditional,
+        }
+    }
+
     /// The directory of `bucket` when the store is `file://`.
     pub fn local_dir(&self, bucket: &str) -> Option<PathBuf> {
         match &self.backend {
@@ -420,10 +449,49 @@ impl Stores {
         })
     }
 
+    /// The conditional deleter of a `gs://` bucket (spec 9.1); `None` on other stores.
+    pub fn gcs_deleter(&self, bucket: &str) -> Result<Option<GcsDeleter>, StoreError> {
+        if self.delete_condition() != DeleteCondition::GenerationMatch {
+            return Ok(None);
+        }
+        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme: "gs://", source };
+        let builder = self.env.gcs().with_bucket_name(bucket);
+        let base_url = gcs_base_url(&builder);
+        let client = builder.build().map_err(build)?;
+        let deleter = GcsDeleter::new(
+            &base_url,
+            bucket,
+            Arc::clone(client.credentials()),
+            Arc::clone(&self.requests),
+            self.options.retry_policy(&self.backend),
+            self.options.request_timeout,
+        )
+        .map_err(|e| build(object_store::Error::Generic { store: "GcsDeleter", source: Box::new(e) }))?;
+        Ok(Some(deleter))
+    }
+
     fn memory_bucket(&self, bucket: &str) -> Arc<MemoryBucket> {
         let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(memory.entry(bucket.to_owned()).or_default())
     }
+}
+
+/// The XML API base URL `object_store` resolves for `builder`: its own setting, else the
+/// service account's `gcs_base_url` (how an emulator is configured), else Google's.
+fn gcs_base_url(builder: &GoogleCloudStorageBuilder) -> String {
+    let from_account = |json: &str| {
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("gcs_base_url").and_then(|u| u.as_str()).map(str::to_owned))
+    };
+    builder
+        .get_config_value(&GoogleConfigKey::BaseUrl)
+        .or_else(|| builder.get_config_value(&GoogleConfigKey::ServiceAccountKey).and_then(|key| from_account(&key)))
+        .or_else(|| {
+            let path = builder.get_config_value(&GoogleConfigKey::ServiceAccount)?;
+            from_account(&std::fs::read_to_string(path).ok()?)
+        })
+        .unwrap_or_else(|| gcs_delete::DEFAULT_BASE_URL.to_owned())
 }
 
 #[cfg(test)]

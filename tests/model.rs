@@ -272,7 +272,11 @@ fn check_case(
     }
     let refresh_fired = refreshed.as_ref().is_some_and(|t| {
         let key = key_of(t);
-        faults.calls().iter().any(|c| c.op == Op::Head && c.key == key)
+        // The re-read: a HEAD of the chunk, or the rename aside that starts its delete.
+        faults.calls().iter().any(|c| {
+            (c.op == Op::Head && c.key == key)
+                || (c.op == Op::Rename && gc_partition::locations::key_of_held(&c.key) == Some(key.as_str()))
+        })
     });
     // Only the locations the run lists count (a location only a dead snapshot names is
     // never listed, so its garbage stays); every location a referenced chunk is in is.

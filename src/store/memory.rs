@@ -11,8 +11,8 @@ use futures::stream::{BoxStream, StreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 type Overrides = Arc<Mutex<HashMap<Path, DateTime<Utc>>>>;
@@ -96,6 +96,17 @@ impl ObjectStore for MemoryBucket {
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await?;
         self.forget(to);
+        Ok(())
+    }
+
+    /// A rename keeps the object's last-modified, as a file system's does (an `InMemory`
+    /// copy would stamp it now).
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        let last_modified = self.inner.head(from).await.map(|meta| apply(&self.overrides, meta).last_modified)?;
+        self.inner.rename_opts(from, to, options).await?;
+        let mut overrides = lock(&self.overrides);
+        overrides.remove(from);
+        overrides.insert(to.clone(), last_modified);
         Ok(())
     }
 }

@@ -350,8 +350,10 @@ impl ObjectStore for RetryStore {
         self.inner.copy_opts(from, to, options).await
     }
 
+    /// Retried like a delete: a retry after a rename that did happen answers `NotFound`
+    /// (or `AlreadyExists`), which the caller reads back (see `execute::delete_aside`).
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.inner.rename_opts(from, to, options).await
+        with_retry(self.policy, &self.retries, "rename", || self.inner.rename_opts(from, to, options.clone())).await
     }
 }
 

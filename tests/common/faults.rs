@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use gc_partition::error::Signal;
 use gc_partition::gc::Stop;
+use gc_partition::locations::key_of_held;
 use gc_partition::store::{Layer, Stores};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -198,7 +199,7 @@ impl Faults {
         };
         let plan = &self.plan;
         let mut kind = plan.fail_nth.iter().find(|(o, n, _)| *o == op && *n == nth).map(|(_, _, k)| *k);
-        if kind.is_none() && op == Op::Delete && plan.fail_delete_keys.contains(key) {
+        if kind.is_none() && op == Op::Delete && plan.fail_delete_keys.contains(chunk_key(key)) {
             kind = Some(Kind::Permanent);
         }
         if kind.is_none() && op == Op::Get {
@@ -257,6 +258,31 @@ async fn vanish(store: &dyn ObjectStore, location: &Path) {
     }
 }
 
+/// The chunk key behind `key`: itself, or the key a chunk renamed aside came from.
+fn chunk_key(key: &str) -> &str {
+    key_of_held(key).unwrap_or(key)
+}
+
+impl FaultStore {
+    /// What a test makes happen to a chunk right before the collector's re-read of it (its
+    /// HEAD, or the rename aside that starts its delete): a writer's refresh
+    /// (`on_first_head`), the chunk vanishing (`vanish_before_head`).
+    async fn before_reread(&self, location: &Path) {
+        if let Some((key, hook)) = &self.faults.plan.on_first_head
+            && key == location.as_ref()
+        {
+            let mut hooked = self.faults.hooked.lock().unwrap();
+            if !*hooked {
+                *hooked = true;
+                hook(&self.bucket, location);
+            }
+        }
+        if self.faults.plan.vanish_before_head.contains(location.as_ref()) {
+            vanish(self.inner.as_ref(), location).await;
+        }
+    }
+}
+
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     bucket: String,
@@ -295,23 +321,13 @@ impl ObjectStore for FaultStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let op = if options.head { Op::Head } else { Op::Get };
-        if op == Op::Head
-            && let Some((key, hook)) = &self.faults.plan.on_first_head
-            && key == location.as_ref()
-        {
-            let mut hooked = self.faults.hooked.lock().unwrap();
-            if !*hooked {
-                *hooked = true;
-                hook(&self.bucket, location);
-            }
+        if op == Op::Head {
+            self.before_reread(location).await;
         }
         let failure = self.faults.begin(op, &self.bucket, location.as_ref());
         self.faults.delay(op).await;
         if let Some(e) = failure {
             return Err(e);
-        }
-        if op == Op::Head && self.faults.plan.vanish_before_head.contains(location.as_ref()) {
-            vanish(self.inner.as_ref(), location).await;
         }
         self.inner.get_opts(location, options).await
     }
@@ -328,7 +344,7 @@ impl ObjectStore for FaultStore {
                     if let Some(e) = failure {
                         return Err(e);
                     }
-                    if faults.plan.vanish_before_delete.contains(location.as_ref()) {
+                    if faults.plan.vanish_before_delete.contains(chunk_key(location.as_ref())) {
                         vanish(inner.as_ref(), &location).await;
                     }
                     let once = stream::once(async move { Ok(location) }).boxed();
@@ -405,7 +421,12 @@ impl ObjectStore for FaultStore {
         self.inner.copy_opts(from, to, options).await
     }
 
+    /// A chunk renamed aside to be deleted (`file://`, `memory://`): the rename is where its
+    /// delete starts, so the re-read hooks (`on_first_head`, `vanish_before_head`) fire here.
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        if key_of_held(to.as_ref()).is_some() {
+            self.before_reread(from).await;
+        }
         if let Some(e) = self.faults.begin(Op::Rename, &self.bucket, to.as_ref()) {
             return Err(e);
         }

@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub mod faults;
+pub mod gcs_proxy;
 pub mod part;
 pub mod suite;
 
@@ -127,10 +128,10 @@ impl Backend {
 }
 
 /// Tests of one binary share the server: they take turns, each on an emptied root.
-static S3_TURN: Mutex<()> = Mutex::new(());
+pub static S3_TURN: Mutex<()> = Mutex::new(());
 
 /// Empties the server root, keeping the marker. Only called on a root that has the marker.
-fn empty_root(root: &Path) {
+pub fn empty_root(root: &Path) {
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
         if entry.file_name() == S3_ROOT_MARKER || entry.file_name() == GCS_ROOT_MARKER {

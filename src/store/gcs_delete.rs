@@ -1,0 +1,150 @@
+//! GCS deletes conditional on the generation the collector read (spec 9.1).
+//!
+//! `object_store` 0.14 has no conditional delete (its PR #610 is open), so this sends the XML
+//! API's `DELETE /<bucket>/<key>` itself, with `x-goog-if-generation-match`, through the
+//! same base URL and the same credentials as the bucket's `object_store` client (built from
+//! the same environment, so an emulator is reached the same way). `google-cloud-storage`
+//! has delete preconditions too, but it would bring a second HTTP stack, a second
+//! credential chain and a second configuration to keep in step with `object_store`'s, for
+//! one request.
+//!
+//! A failed precondition (412) is the chunk kept, not a failure. The requests are counted
+//! with the store's other requests, and retried on transient answers as the retry layer
+//! retries the others (a retried DELETE that finds the object gone counts as done).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use object_store::gcp::GcpCredentialProvider;
+use reqwest::StatusCode;
+
+use super::{RequestCounters, RetryPolicy};
+
+/// The XML API's default endpoint, as `object_store` uses it.
+pub const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
+
+/// What a conditional delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenerationDelete {
+    Deleted,
+    /// 404: already gone, which counts as done (spec 4.6).
+    Gone,
+    /// 412: the object is not the generation read any more (a writer refreshed it).
+    Changed,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("gs://{bucket}/{key}: conditional delete failed: {why}")]
+pub struct GcsDeleteError {
+    pub bucket: String,
+    pub key: String,
+    pub why: String,
+}
+
+/// Conditional deletes of one bucket.
+#[derive(Debug, Clone)]
+pub struct GcsDeleter {
+    client: reqwest::Client,
+    base_url: String,
+    bucket: String,
+    credentials: GcpCredentialProvider,
+    counters: Arc<RequestCounters>,
+    policy: RetryPolicy,
+}
+
+impl GcsDeleter {
+    pub fn new(
+        base_url: &str,
+        bucket: &str,
+        credentials: GcpCredentialProvider,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            bucket: bucket.to_owned(),
+            credentials,
+            counters,
+            policy,
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Deletes `key` only if its generation is still `generation` (and its metageneration
+    /// `metageneration`, when one was read).
+    pub async fn delete(
+        &self,
+        key: &str,
+        generation: &str,
+        metageneration: Option<&str>,
+    ) -> Result<GenerationDelete, GcsDeleteError> {
+        let fail = |why: String| GcsDeleteError { bucket: self.bucket.clone(), key: key.to_owned(), why };
+        if !key.bytes().all(|b| b == b'/' || crate::ids::is_id_byte(b)) {
+            return Err(fail("the key has characters this client does not encode".into()));
+        }
+        let url = format!("{}/{}/{key}", self.base_url, self.bucket);
+        let mut attempt = 0;
+        loop {
+            let outcome = self.send(&url, generation, metageneration).await;
+            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
+            let transient = match &outcome {
+                Ok(status) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+                Err(e) => e.transient,
+            };
+            if matches!(&outcome, Ok(s) if *s == StatusCode::TOO_MANY_REQUESTS || *s == StatusCode::SERVICE_UNAVAILABLE)
+            {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            if transient && attempt < self.policy.max_retries {
+                attempt += 1;
+                let wait =
+                    self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return match outcome {
+                Ok(StatusCode::NO_CONTENT | StatusCode::OK) => {
+                    self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                    Ok(GenerationDelete::Deleted)
+                }
+                Ok(StatusCode::NOT_FOUND) => Ok(GenerationDelete::Gone),
+                Ok(StatusCode::PRECONDITION_FAILED) => Ok(GenerationDelete::Changed),
+                Ok(status) => Err(fail(format!("HTTP {status}"))),
+                Err(e) => Err(fail(e.why)),
+            };
+        }
+    }
+
+    async fn send(&self, url: &str, generation: &str, metageneration: Option<&str>) -> Result<StatusCode, SendError> {
+        let mut request = self.client.delete(url).header("x-goog-if-generation-match", generation);
+        if let Some(metageneration) = metageneration {
+            request = request.header("x-goog-if-metageneration-match", metageneration);
+        }
+        let credential = self
+            .credentials
+            .get_credential()
+            .await
+            .map_err(|e| SendError { transient: false, why: format!("credentials: {e}") })?;
+        // An emulator configured with `disable_oauth` has an empty token: no header, as
+        // `object_store` sends it.
+        if !credential.bearer.is_empty() {
+            request = request.bearer_auth(&credential.bearer);
+        }
+        let response = request.send().await.map_err(|e| SendError {
+            transient: e.is_timeout() || e.is_connect() || e.is_request(),
+            why: e.to_string(),
+        })?;
+        Ok(response.status())
+    }
+}
+
+struct SendError {
+    transient: bool,
+    why: String,
+}

@@ -1,0 +1,177 @@
+//! An HTTP proxy in front of fake-gcs-server that enforces what the emulator ignores: the
+//! `x-goog-if-generation-match` (and `-metageneration-`) preconditions of a DELETE. It also
+//! records every DELETE with its preconditions, and every HEAD, so a test can check what the
+//! collector sent and aim writers at the chunks it just re-read.
+//!
+//! A precondition is checked against the object's generation upstream (its HEAD) while a
+//! lock is held that every mutating request through the proxy (deletes and uploads) takes:
+//! the check and the delete are atomic with respect to writers that upload through it.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// A DELETE the proxy saw.
+#[derive(Debug, Clone)]
+pub struct SeenDelete {
+    pub path: String,
+    pub if_generation_match: Option<String>,
+    pub if_metageneration_match: Option<String>,
+    /// The status the proxy answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    pub deletes: Vec<SeenDelete>,
+    /// Paths HEADed since the last [`GcsProxy::take_heads`].
+    pub heads: Vec<String>,
+    /// Every generation a HEAD of each path answered.
+    pub head_generations: HashMap<String, HashSet<String>>,
+}
+
+pub struct GcsProxy {
+    pub url: String,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+struct State {
+    upstream: String,
+    client: reqwest::Client,
+    seen: Arc<Mutex<Seen>>,
+    mutating: tokio::sync::Mutex<()>,
+}
+
+impl GcsProxy {
+    /// Starts the proxy on a free loopback port, on `runtime`, forwarding to `upstream`.
+    pub fn start(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+            seen: Arc::clone(&seen),
+            mutating: tokio::sync::Mutex::new(()),
+        });
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(Arc::clone(&state), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        GcsProxy { url, seen }
+    }
+
+    pub fn deletes(&self) -> Vec<SeenDelete> {
+        self.seen.lock().unwrap().deletes.clone()
+    }
+
+    pub fn take_heads(&self) -> Vec<String> {
+        std::mem::take(&mut self.seen.lock().unwrap().heads)
+    }
+
+    /// Whether a HEAD of `path` through the proxy ever answered `generation`.
+    pub fn head_answered(&self, path: &str, generation: &str) -> bool {
+        self.seen.lock().unwrap().head_generations.get(path).is_some_and(|g| g.contains(generation))
+    }
+}
+
+fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
+    request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if method == Method::HEAD {
+        let response = forward(&state, request).await;
+        let generation = response.headers().get("x-goog-generation").and_then(|v| v.to_str().ok());
+        let mut seen = state.seen.lock().unwrap();
+        if let Some(generation) = generation {
+            seen.head_generations.entry(path.clone()).or_default().insert(generation.to_owned());
+        }
+        seen.heads.push(path);
+        return Ok(response);
+    }
+    let mutating = method == Method::DELETE || method == Method::POST || method == Method::PUT;
+    let _lock = if mutating { Some(state.mutating.lock().await) } else { None };
+    if method == Method::DELETE {
+        let generation = header(&request, "x-goog-if-generation-match");
+        let metageneration = header(&request, "x-goog-if-metageneration-match");
+        let refused = match (&generation, &metageneration) {
+            (None, None) => None,
+            _ => precondition_failed(&state, &path, generation.as_deref(), metageneration.as_deref()).await,
+        };
+        let response = match refused {
+            Some(response) => response,
+            None => forward(&state, request).await,
+        };
+        state.seen.lock().unwrap().deletes.push(SeenDelete {
+            path,
+            if_generation_match: generation,
+            if_metageneration_match: metageneration,
+            status: response.status().as_u16(),
+        });
+        return Ok(response);
+    }
+    Ok(forward(&state, request).await)
+}
+
+/// A 412 response when the object at `path` is not the generation (or metageneration)
+/// asked for; `None` when the delete may go ahead (or the object is gone: the DELETE then
+/// answers 404 itself).
+async fn precondition_failed(
+    state: &State,
+    path: &str,
+    generation: Option<&str>,
+    metageneration: Option<&str>,
+) -> Option<Response<Full<Bytes>>> {
+    let head = state.client.head(format!("{}{path}", state.upstream)).send().await.unwrap();
+    if head.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    let now = |name: &str| head.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // fake-gcs-server's XML HEAD carries no metageneration: objects start at 1 and only
+    // metadata updates raise it, which these tests never make.
+    let now_metageneration = now("x-goog-metageneration").unwrap_or_else(|| "1".to_owned());
+    let matches = generation.is_none_or(|g| now("x-goog-generation").as_deref() == Some(g))
+        && metageneration.is_none_or(|m| m == now_metageneration);
+    (!matches).then(|| {
+        Response::builder()
+            .status(StatusCode::PRECONDITION_FAILED)
+            .body(Full::new(Bytes::from_static(
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>PreconditionFailed</Code></Error>",
+            )))
+            .unwrap()
+    })
+}
+
+async fn forward(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let target = format!("{}{}", state.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let body = body.collect().await.unwrap().to_bytes();
+    let mut headers = parts.headers;
+    headers.remove(hyper::header::HOST);
+    let upstream = state.client.request(parts.method.clone(), target).headers(headers).body(body).send().await.unwrap();
+    let mut response = Response::builder().status(upstream.status());
+    for (name, value) in upstream.headers() {
+        if name != hyper::header::TRANSFER_ENCODING && name != hyper::header::CONNECTION {
+            response = response.header(name, value);
+        }
+    }
+    let body = upstream.bytes().await.unwrap();
+    response.body(Full::new(body)).unwrap()
+}

@@ -1,0 +1,166 @@
+//! Writers racing `--execute` on `gs://` (spec 9.1), through real HTTP: fake-gcs-server
+//! behind `common::gcs_proxy`, which enforces the delete preconditions the emulator ignores.
+//! Writer tasks watch the collector's re-reads (its HEADs through the proxy) and upload the
+//! chunk again right after, the worst moment: between the re-read and the delete. Every
+//! chunk a writer committed must survive, and every DELETE must carry the precondition of a
+//! generation the collector read. Seeded, bounded; no timing asserted.
+//!
+//! Ignored unless `GC_TEST_GCS_ENDPOINT` was set at build time (`scripts/test` sets it).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{TimeDelta, Utc};
+use common::faults::unit;
+use common::gcs_proxy::GcsProxy;
+use common::{Backend, S3_TURN, empty_root, runtime};
+use gc_partition::ids::ChunkId;
+use gc_partition::locations::Location;
+use gc_partition::store::{StoreOptions, Stores};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+const CHUNKS: u64 = 300;
+const WRITERS: u64 = 4;
+
+#[test]
+#[cfg_attr(not(gc_test_gcs), ignore = "no test server: scripts/test starts fake-gcs-server")]
+fn writers_racing_execute_lose_no_chunk_on_gcs() {
+    let Backend::Gcs { endpoint, root, .. } = Backend::gcs() else { unreachable!() };
+    let _turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    empty_root(&root);
+    let rt = runtime();
+    let proxy = GcsProxy::start(&rt, &endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let account = dir.path().join("sa.json");
+    let json = serde_json::json!({
+        "gcs_base_url": proxy.url, "disable_oauth": true,
+        "client_email": "", "private_key": "", "private_key_id": "",
+    });
+    std::fs::write(&account, json.to_string()).unwrap();
+    let env = vec![
+        ("GOOGLE_SERVICE_ACCOUNT".to_owned(), account.display().to_string()),
+        ("GOOGLE_BASE_URL".to_owned(), proxy.url.clone()),
+    ];
+
+    // Old garbage, written straight to the emulator and aged there.
+    let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), env.clone()).unwrap();
+    let stores = gc_partition::fake_gcs::test_server_stores(stores, root.clone(), &endpoint);
+    stores.create_bucket("snapshots").unwrap();
+    let location = Location::new("snapshots", "partitions/p1/chunks").unwrap();
+    let seed = 22;
+    let keys: Vec<String> = (0..CHUNKS)
+        .map(|n| {
+            let id: [u8; 32] = std::array::from_fn(|i| (unit(seed, n * 32 + i as u64) * 256.0) as u8);
+            location.chunk_key(&ChunkId(id))
+        })
+        .collect();
+    let bucket = stores.bucket("snapshots").unwrap();
+    let old = Utc::now() - TimeDelta::days(3);
+    rt.block_on(async {
+        for key in &keys {
+            bucket.put(&ObjectPath::from(key.as_str()), key.clone().into()).await.unwrap();
+            stores.set_last_modified("snapshots", key, old).unwrap();
+        }
+    });
+    let live = dir.path().join("live.txt");
+    let taken_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
+
+    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
+    let child = std::process::Command::new(binary)
+        .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
+        .args(["--store", "gs://", "--execute", "--max-delete-fraction", "1", "--output", "json"])
+        .args(["--delete-concurrency", "8"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Writers: a chunk the collector just re-read is uploaded again (through the proxy,
+    // which orders it against the deletes), half the time.
+    let done = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(Mutex::new(BTreeSet::new()));
+    let uploads = Arc::new(AtomicU64::new(0));
+    let proxy = Arc::new(proxy);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|me| {
+            let (done, committed, uploads, proxy) =
+                (Arc::clone(&done), Arc::clone(&committed), Arc::clone(&uploads), Arc::clone(&proxy));
+            let client = reqwest::Client::new();
+            let chunk_folder = format!("/snapshots/{}/", location.prefix());
+            rt.spawn(async move {
+                let mut n = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let heads = proxy.take_heads();
+                    if heads.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    for path in heads {
+                        n += 1;
+                        let Some(key) = path.strip_prefix("/snapshots/") else { continue };
+                        if !path.starts_with(&chunk_folder) || unit(seed ^ me, n) < 0.5 {
+                            continue;
+                        }
+                        let url = format!("{}/upload/storage/v1/b/snapshots/o?uploadType=media&name={key}", proxy.url);
+                        let status = client.post(url).body(key.to_owned()).send().await.unwrap().status();
+                        assert!(status.is_success(), "upload {key}: {status}");
+                        uploads.fetch_add(1, Ordering::Relaxed);
+                        committed.lock().unwrap().insert(key.to_owned());
+                    }
+                }
+            })
+        })
+        .collect();
+    let output = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    for writer in writers {
+        rt.block_on(writer).unwrap();
+    }
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let committed = committed.lock().unwrap().clone();
+    let lost: Vec<&String> = committed
+        .iter()
+        .filter(|key| match rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))) {
+            Ok(_) => false,
+            Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => panic!("{key}: {e}"),
+        })
+        .collect();
+    let deletes = proxy.deletes();
+    let refused = deletes.iter().filter(|d| d.status == 412).count() as u64;
+    eprintln!(
+        "{} uploads by writers right after a re-read, {} chunks committed, {} DELETEs ({refused} refused by their precondition), report: deleted {}, refreshed_kept {}, lost {}",
+        uploads.load(Ordering::Relaxed),
+        committed.len(),
+        deletes.len(),
+        report["deleted"],
+        report["refreshed_kept"],
+        lost.len()
+    );
+    assert!(lost.is_empty(), "chunks committed by a writer were deleted: {lost:?}");
+    assert!(!deletes.is_empty(), "the collector deleted nothing");
+    for delete in &deletes {
+        let generation = delete.if_generation_match.as_deref();
+        let generation = generation.unwrap_or_else(|| panic!("DELETE {} carries no precondition", delete.path));
+        assert!(proxy.head_answered(&delete.path, generation), "DELETE {} on a generation never read", delete.path);
+    }
+    assert_eq!(report["delete_conditions"]["conditional"].as_u64(), Some(deletes.len() as u64));
+    assert_eq!(report["delete_conditions"]["unconditional"].as_u64(), Some(0));
+    assert!(report["refreshed_kept"].as_u64().unwrap() >= refused, "every refused delete is a kept chunk");
+    assert!(refused > 0, "no writer's upload landed between a re-read and its delete: the race was not run");
+    let survivors: Vec<&String> = keys
+        .iter()
+        .filter(|key| !committed.contains(*key))
+        .filter(|key| rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))).is_ok())
+        .collect();
+    assert!(survivors.is_empty(), "garbage no writer reused survived: {survivors:?}");
+}
