@@ -94,7 +94,8 @@ fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
 }
 
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = request.uri().path().to_owned();
+    // object_store sends a key's `/` as `%2F`; the collector's own DELETE sends it plain.
+    let path = request.uri().path().replace("%2F", "/").replace("%2f", "/");
     let method = request.method().clone();
     if method == Method::HEAD {
         let response = forward(&state, request).await;
