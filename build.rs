@@ -2,12 +2,18 @@
 //! `prost-build`. `bytes` fields become `bytes::Bytes` so chunk ids decode without copying.
 //!
 //! Also turns the test servers' variables into cfgs: `gc_test_s3` when `GC_TEST_S3_ENDPOINT`
-//! is set, `gc_test_gcs` when `GC_TEST_GCS_ENDPOINT` is. Tests that need a server are
+//! is set, `gc_test_gcs` when `GC_TEST_GCS_ENDPOINT` is, `gc_test_moto` when
+//! `GC_TEST_MOTO_ENDPOINT` is (moto's S3 server, which keeps versions). Tests that need a server are
 //! ignored without its cfg, so a plain `cargo test` never counts them as passed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/snapshot.proto");
-    for (var, cfg) in [("GC_TEST_S3_ENDPOINT", "gc_test_s3"), ("GC_TEST_GCS_ENDPOINT", "gc_test_gcs")] {
+    let servers = [
+        ("GC_TEST_S3_ENDPOINT", "gc_test_s3"),
+        ("GC_TEST_GCS_ENDPOINT", "gc_test_gcs"),
+        ("GC_TEST_MOTO_ENDPOINT", "gc_test_moto"),
+    ];
+    for (var, cfg) in servers {
         println!("cargo:rerun-if-env-changed={var}");
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {

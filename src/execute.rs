@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
-use crate::store::{DeleteBatching, DeleteCondition, GcsDeleter, GenerationDelete, StoreError, Stores};
+use crate::store::{
+    DeleteBatching, DeleteCondition, GcsDeleter, GenerationDelete, S3Versions, StoreError, Stores, VersionDelete,
+};
 use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
@@ -130,7 +132,7 @@ pub async fn execute(
     progress: Arc<AtomicU64>,
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let deleters = locations.iter().map(|l| stores.gcs_deleter(l.bucket())).collect::<Result<Vec<_>, _>>()?;
+    let conditionals = conditionals(stores, locations).await?;
     let permits = Arc::new(Permits {
         aimd: Aimd::new(concurrency, stores.request_counters()),
         single_deletes: stores.delete_batching() == DeleteBatching::Single,
@@ -143,12 +145,12 @@ pub async fn execute(
     let outcomes = futures::stream::iter(batches(planned, size))
         .map(|(location, batch)| {
             let store = Arc::clone(&buckets[location as usize]);
-            let gcs = deleters[location as usize].as_ref();
+            let conditional = conditionals[location as usize].as_deref();
             let location = &locations[location as usize];
             let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
             async move {
                 let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), gcs, location, &batch, reread, &permits, cap, stop).await;
+                let stats = run_batch(store.as_ref(), conditional, location, &batch, reread, &permits, cap, stop).await;
                 progress.fetch_add(n, Ordering::Relaxed);
                 stats
             }
@@ -184,7 +186,7 @@ fn batches(
 #[allow(clippy::too_many_arguments)]
 async fn run_batch(
     store: &dyn ObjectStore,
-    gcs: Option<&GcsDeleter>,
+    conditional: Option<&Conditional>,
     location: &Location,
     batch: &[ListedChunk],
     reread: Reread,
@@ -206,17 +208,18 @@ async fn run_batch(
         batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), chunk)).collect();
     match permits.condition {
         DeleteCondition::RenameAside => aside_batch(store, location, &keyed, reread, permits, stop).await,
-        DeleteCondition::GenerationMatch | DeleteCondition::Unconditional => {
-            reread_batch(store, gcs, location, &keyed, reread, permits, stop).await
+        DeleteCondition::GenerationMatch | DeleteCondition::VersionIfEnabled | DeleteCondition::Unconditional => {
+            reread_batch(store, conditional, location, &keyed, reread, permits, stop).await
         }
     }
 }
 
 /// Re-reads every chunk of the batch at once, then deletes the still-old ones: on GCS each
-/// with the precondition of the generation re-read, elsewhere with one call.
+/// with the precondition of the generation re-read, on a versioned S3 bucket each by the
+/// version re-read, elsewhere with one call.
 async fn reread_batch(
     store: &dyn ObjectStore,
-    gcs: Option<&GcsDeleter>,
+    conditional: Option<&Conditional>,
     location: &Location,
     keyed: &[(String, &ListedChunk)],
     reread: Reread,
@@ -250,8 +253,8 @@ async fn reread_batch(
         stats.not_started += doomed.len() as u64;
         return stats;
     }
-    if let Some(gcs) = gcs {
-        delete_generations(gcs, &doomed, permits, &mut stats).await;
+    if let Some(conditional) = conditional {
+        delete_conditionally(conditional, location, &doomed, permits, &mut stats).await;
         return stats;
     }
     stats.conditions.unconditional += doomed.len() as u64;
@@ -289,24 +292,62 @@ async fn reread_batch(
     stats
 }
 
-/// Deletes each doomed chunk only if it is still the generation its re-read saw (spec 9.1).
-async fn delete_generations(
-    gcs: &GcsDeleter,
+/// The conditional delete of a bucket whose store has one (spec 9.1).
+pub enum Conditional {
+    /// GCS: `x-goog-if-generation-match` on the generation re-read.
+    Generation(GcsDeleter),
+    /// S3, versioning enabled: the version re-read is the one deleted.
+    Version(S3Versions),
+}
+
+/// The conditional deleter of each location's bucket, or `None` where deletes stay plain.
+async fn conditionals(stores: &Stores, locations: &[Location]) -> Result<Vec<Option<Arc<Conditional>>>, StoreError> {
+    let mut by_bucket: HashMap<&str, Option<Arc<Conditional>>> = HashMap::new();
+    let mut out = Vec::with_capacity(locations.len());
+    for location in locations {
+        let bucket = location.bucket();
+        if !by_bucket.contains_key(bucket) {
+            let conditional = match stores.delete_condition() {
+                DeleteCondition::GenerationMatch => stores.gcs_deleter(bucket)?.map(Conditional::Generation),
+                DeleteCondition::VersionIfEnabled => stores.s3_versions(bucket).await?.map(Conditional::Version),
+                DeleteCondition::RenameAside | DeleteCondition::Unconditional => None,
+            };
+            by_bucket.insert(bucket, conditional.map(Arc::new));
+        }
+        out.push(by_bucket[bucket].clone());
+    }
+    Ok(out)
+}
+
+/// Deletes each doomed chunk only if it is still the object its re-read saw (spec 9.1).
+async fn delete_conditionally(
+    conditional: &Conditional,
+    location: &Location,
     doomed: &[(&str, u64, Option<String>)],
     permits: &Permits,
     stats: &mut ExecuteStats,
 ) {
-    let outcomes = futures::future::join_all(doomed.iter().map(|(key, _, generation)| async move {
-        // Fail closed: without the generation read, no delete is sent.
-        let generation = generation.as_deref().ok_or_else(|| format!("the re-read of {key} returned no generation"))?;
+    let outcomes = futures::future::join_all(doomed.iter().map(|(key, _, version)| async move {
         let _permit = permits.acquire().await;
-        gcs.delete(key, generation, None).await.map_err(|e| e.to_string())
+        match conditional {
+            // Fail closed: without the generation read, no delete is sent.
+            Conditional::Generation(gcs) => {
+                let generation =
+                    version.as_deref().ok_or_else(|| format!("the re-read of {key} returned no generation"))?;
+                gcs.delete(key, generation, None).await.map_err(|e| e.to_string())
+            }
+            // An object written before versioning was enabled has the version `null`, and a
+            // writer's PUT now makes a new version: deleting `null` cannot remove it.
+            Conditional::Version(s3) => match s3.delete(key, version.as_deref().unwrap_or("null")).await {
+                Ok(VersionDelete::Deleted) => Ok(GenerationDelete::Deleted),
+                Ok(VersionDelete::Gone) => Ok(GenerationDelete::Gone),
+                Err(e) => Err(e.to_string()),
+            },
+        }
     }))
     .await;
-    for ((key, size, generation), outcome) in doomed.iter().zip(outcomes) {
-        if generation.is_some() {
-            stats.conditions.conditional += 1;
-        }
+    for ((key, size, _), outcome) in doomed.iter().zip(outcomes) {
+        stats.conditions.conditional += 1;
         match outcome {
             Ok(GenerationDelete::Deleted) => {
                 stats.deleted += 1;
@@ -314,12 +355,14 @@ async fn delete_generations(
             }
             Ok(GenerationDelete::Gone) => stats.deleted += 1,
             Ok(GenerationDelete::Changed) => {
-                tracing::info!(bucket = gcs.bucket(), key, "kept: a new generation since the re-read");
+                tracing::info!(bucket = location.bucket(), key, "kept: a new generation since the re-read");
                 stats.refreshed_kept += 1;
             }
-            Err(error) => {
-                stats.failures.push(DeleteFailure { bucket: gcs.bucket().to_owned(), key: (*key).to_owned(), error })
-            }
+            Err(error) => stats.failures.push(DeleteFailure {
+                bucket: location.bucket().to_owned(),
+                key: (*key).to_owned(),
+                error,
+            }),
         }
     }
 }

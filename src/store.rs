@@ -24,6 +24,7 @@ mod latency;
 mod local;
 mod memory;
 mod retry;
+mod s3_versions;
 #[cfg(feature = "test-kit")]
 pub use ageing::set_mtime;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
@@ -34,6 +35,7 @@ pub(crate) use local::walk;
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
+pub use s3_versions::{S3VersionError, S3Versions, VersionDelete, Versioning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,7 +64,10 @@ pub enum DeleteCondition {
     RenameAside,
     /// `gs://`: the DELETE carries `x-goog-if-generation-match` on the generation re-read.
     GenerationMatch,
-    /// S3 without versioning, `gen://`: the re-read, then a plain delete.
+    /// `s3://`: on a bucket whose versioning is enabled, the delete names the version
+    /// re-read; elsewhere it is unconditional ([`Stores::s3_versions`] tells per bucket).
+    VersionIfEnabled,
+    /// `gen://`, simulated stores: the re-read, then a plain delete.
     Unconditional,
 }
 
@@ -332,7 +337,8 @@ impl Stores {
         match self.backend {
             Backend::Local(_) | Backend::Memory => DeleteCondition::RenameAside,
             Backend::Gcs => DeleteCondition::GenerationMatch,
-            Backend::S3 | Backend::Generated(_) => DeleteCondition::Unconditional,
+            Backend::S3 => DeleteCondition::VersionIfEnabled,
+            Backend::Generated(_) => DeleteCondition::Unconditional,
         }
     }
 
@@ -468,6 +474,38 @@ impl Stores {
         )
         .map_err(|e| build(object_store::Error::Generic { store: "GcsDeleter", source: Box::new(e) }))?;
         Ok(Some(deleter))
+    }
+
+    /// The version deleter of an `s3://` bucket whose versioning is enabled (spec 9.1);
+    /// `None` on other stores, and on a bucket that is unversioned or suspended, or whose
+    /// versioning cannot be read (its deletes stay unconditional, and are reported so).
+    pub async fn s3_versions(&self, bucket: &str) -> Result<Option<S3Versions>, StoreError> {
+        if self.delete_condition() != DeleteCondition::VersionIfEnabled {
+            return Ok(None);
+        }
+        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme: "s3://", source };
+        let builder = self.env.s3().with_bucket_name(bucket);
+        let client = builder.clone().build().map_err(build)?;
+        let versions = S3Versions::new(
+            &builder,
+            bucket,
+            Arc::clone(client.credentials()),
+            Arc::clone(&self.requests),
+            self.options.retry_policy(&self.backend),
+            self.options.request_timeout,
+        )
+        .map_err(|e| build(object_store::Error::Generic { store: "S3Versions", source: Box::new(e) }))?;
+        match versions.versioning().await {
+            Ok(Versioning::Enabled) => Ok(Some(versions)),
+            Ok(state) => {
+                tracing::warn!(bucket, ?state, "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)");
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(bucket, %error, "cannot read the bucket's versioning: deletes are unconditional");
+                Ok(None)
+            }
+        }
     }
 
     fn memory_bucket(&self, bucket: &str) -> Arc<MemoryBucket> {

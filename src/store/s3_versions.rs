@@ -1,0 +1,194 @@
+//! S3 deletes of the version the collector read, on a bucket whose versioning is enabled
+//! (spec 9.1). `object_store` 0.14 neither reads a bucket's versioning nor deletes a version,
+//! so these two requests are sent here, signed with `object_store`'s own SigV4 signer
+//! ([`AwsAuthorizer`]) and credentials, at the endpoint its configuration names.
+//!
+//! A delete that names a version can never remove a newer one a writer put, and it frees the
+//! data (a plain delete only adds a delete marker there). On an unversioned or suspended
+//! bucket a writer's PUT overwrites the `null` version in place, so naming it could remove the
+//! writer's copy: there the collector keeps the plain delete (counted unconditional).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use reqwest::StatusCode;
+
+use super::{RequestCounters, RetryPolicy};
+
+/// A bucket's versioning state, as GetBucketVersioning answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versioning {
+    /// Never enabled (no `<Status>`).
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+impl Versioning {
+    /// From the body of a GetBucketVersioning answer.
+    pub fn parse(body: &str) -> Versioning {
+        match body.split("<Status>").nth(1).and_then(|rest| rest.split("</Status>").next()) {
+            Some("Enabled") => Versioning::Enabled,
+            Some("Suspended") => Versioning::Suspended,
+            _ => Versioning::Unversioned,
+        }
+    }
+}
+
+/// What a version delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionDelete {
+    Deleted,
+    /// 404: the version is gone already, which counts as done (spec 4.6).
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("s3://{bucket}/{key}: {what} failed: {why}")]
+pub struct S3VersionError {
+    pub bucket: String,
+    pub key: String,
+    pub what: &'static str,
+    pub why: String,
+}
+
+/// Versioning reads and version deletes of one bucket.
+#[derive(Debug, Clone)]
+pub struct S3Versions {
+    client: reqwest::Client,
+    /// `https://bucket.s3.region.amazonaws.com`, or `ENDPOINT/bucket` (path style).
+    bucket_url: String,
+    bucket: String,
+    region: String,
+    credentials: AwsCredentialProvider,
+    counters: Arc<RequestCounters>,
+    policy: RetryPolicy,
+}
+
+impl S3Versions {
+    pub fn new(
+        builder: &AmazonS3Builder,
+        bucket: &str,
+        credentials: AwsCredentialProvider,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let config = |key| builder.get_config_value(&key);
+        let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+        let bucket_url = match config(AmazonS3ConfigKey::Endpoint) {
+            Some(endpoint) if virtual_hosted => endpoint.trim_end_matches('/').to_owned(),
+            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self { client, bucket_url, bucket: bucket.to_owned(), region, credentials, counters, policy })
+    }
+
+    /// The bucket's versioning (GetBucketVersioning).
+    pub async fn versioning(&self) -> Result<Versioning, S3VersionError> {
+        let url = format!("{}?versioning", self.bucket_url);
+        let (status, body) = self.send(http::Method::GET, &url, "", "GetBucketVersioning").await?;
+        self.counters.get.fetch_add(1, Ordering::Relaxed);
+        if status != StatusCode::OK {
+            return Err(self.error("", "GetBucketVersioning", format!("HTTP {status}: {body}")));
+        }
+        Ok(Versioning::parse(&body))
+    }
+
+    /// Deletes version `version_id` of `key` (`null` names the version an unversioned PUT made).
+    pub async fn delete(&self, key: &str, version_id: &str) -> Result<VersionDelete, S3VersionError> {
+        let safe = |s: &str, slash: bool| s.bytes().all(|b| (slash && b == b'/') || crate::ids::is_id_byte(b));
+        if !safe(key, true) || !safe(version_id, false) {
+            return Err(self.error(key, "DeleteObject", "the key or version has characters this client does not encode".into()));
+        }
+        let url = format!("{}/{key}?versionId={version_id}", self.bucket_url);
+        let (status, body) = self.send(http::Method::DELETE, &url, key, "DeleteObject").await?;
+        self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::OK => {
+                self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                Ok(VersionDelete::Deleted)
+            }
+            StatusCode::NOT_FOUND => Ok(VersionDelete::Gone),
+            _ => Err(self.error(key, "DeleteObject", format!("HTTP {status}: {body}"))),
+        }
+    }
+
+    fn error(&self, key: &str, what: &'static str, why: String) -> S3VersionError {
+        S3VersionError { bucket: self.bucket.clone(), key: key.to_owned(), what, why }
+    }
+
+    /// Sends one signed request, retried on transient answers; its status and body.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        key: &str,
+        what: &'static str,
+    ) -> Result<(StatusCode, String), S3VersionError> {
+        let mut attempt = 0;
+        loop {
+            let outcome = self.send_once(method.clone(), url).await;
+            let throttled = matches!(&outcome, Ok((s, _)) if *s == StatusCode::SERVICE_UNAVAILABLE || *s == StatusCode::TOO_MANY_REQUESTS);
+            if throttled {
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            let transient = match &outcome {
+                Ok((status, _)) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+                Err((transient, _)) => *transient,
+            };
+            if transient && attempt < self.policy.max_retries {
+                attempt += 1;
+                let wait = self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return outcome.map_err(|(_, why)| self.error(key, what, why));
+        }
+    }
+
+    async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), (bool, String)> {
+        let credential =
+            self.credentials.get_credential().await.map_err(|e| (false, format!("credentials: {e}")))?;
+        let mut request: HttpRequest = http::Request::builder()
+            .method(method.clone())
+            .uri(url)
+            .body(HttpRequestBody::empty())
+            .map_err(|e| (false, e.to_string()))?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| (false, format!("signing: {e}")))?;
+        let response = self
+            .client
+            .request(method, url)
+            .headers(request.headers().clone())
+            .send()
+            .await
+            .map_err(|e| (e.is_timeout() || e.is_connect() || e.is_request(), e.to_string()))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok((status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioning_answers_parse() {
+        let answer = |status: &str| {
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{status}</VersioningConfiguration>"#
+            )
+        };
+        assert_eq!(Versioning::parse(&answer("<Status>Enabled</Status>")), Versioning::Enabled);
+        assert_eq!(Versioning::parse(&answer("<Status>Suspended</Status>")), Versioning::Suspended);
+        assert_eq!(Versioning::parse(&answer("")), Versioning::Unversioned);
+        assert_eq!(Versioning::parse(&answer("<MfaDelete>Disabled</MfaDelete>")), Versioning::Unversioned);
+    }
+}

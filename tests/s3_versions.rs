@@ -1,0 +1,238 @@
+//! S3 deletes by version (spec 9.1) against moto's S3 server, which keeps versions (s3s-fs
+//! does not). The execute stage runs in-process on chunks listed from the server, with a
+//! writer that PUTs a chunk again right after the collector's re-read of it (a layer around
+//! the real store, below the retries): on a versioned bucket the delete names the version
+//! re-read, so the writer's new version stays current and the old one is freed, no delete
+//! marker left; on an unversioned or suspended bucket the deletes are plain, and reported so.
+//! Bucket versioning is set with boto3, the official client.
+//!
+//! Ignored unless `GC_TEST_MOTO_ENDPOINT` was set at build time (`scripts/test` sets it).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use common::faults::unit;
+use common::runtime;
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use gc_partition::execute::{Reread, execute};
+use gc_partition::ids::ChunkId;
+use gc_partition::listing::ListedChunk;
+use gc_partition::locations::Location;
+use gc_partition::store::{Layer, StoreOptions, Stores};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+
+const CHUNKS: u64 = 40;
+
+fn endpoint() -> String {
+    std::env::var("GC_TEST_MOTO_ENDPOINT").expect("GC_TEST_MOTO_ENDPOINT (scripts/test starts moto's server)")
+}
+
+fn env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT", endpoint()),
+        ("AWS_ACCESS_KEY_ID", "moto".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "moto".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Runs `python3` with boto3 against the server; its stdout.
+fn boto3(script: &str, bucket: &str) -> String {
+    let program = format!(
+        "import boto3, json, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='moto', aws_secret_access_key='moto', region_name='us-east-1')\nbucket = '{bucket}'\n{script}",
+        endpoint()
+    );
+    let output = std::process::Command::new("python3").args(["-c", &program]).output().expect("python3");
+    assert!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Every version and delete marker of the bucket, by key: (version ids, delete markers).
+fn versions(bucket: &str) -> BTreeMap<String, (usize, usize)> {
+    let json = boto3(
+        "out = {}\nfor page in s3.get_paginator('list_object_versions').paginate(Bucket=bucket):\n    for v in page.get('Versions', []): out.setdefault(v['Key'], [0, 0])[0] += 1\n    for m in page.get('DeleteMarkers', []): out.setdefault(m['Key'], [0, 0])[1] += 1\nprint(json.dumps(out))",
+        bucket,
+    );
+    let parsed: BTreeMap<String, (usize, usize)> = serde_json::from_str(&json).unwrap();
+    parsed
+}
+
+/// A writer that PUTs a chunk again right after the collector's HEAD of it.
+struct WriterAfterHead {
+    inner: Arc<dyn ObjectStore>,
+    targets: Arc<BTreeSet<String>>,
+    rewritten: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl fmt::Debug for WriterAfterHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WriterAfterHead({})", self.inner)
+    }
+}
+
+impl fmt::Display for WriterAfterHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for WriterAfterHead {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let head = options.head;
+        let result = self.inner.get_opts(location, options).await?;
+        if head && self.targets.contains(location.as_ref()) && self.rewritten.lock().unwrap().insert(location.to_string())
+        {
+            self.inner.put(location, "rewritten by a writer".into()).await?;
+        }
+        Ok(result)
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+struct Outcome {
+    stats: gc_partition::execute::ExecuteStats,
+    keys: Vec<String>,
+    rewritten: BTreeSet<String>,
+    current: BTreeSet<String>,
+}
+
+/// Writes `CHUNKS` chunks into a fresh `bucket` (versioning as `versioning` says, or never
+/// set), lists them, and executes their deletes with a writer rewriting every 4th right after
+/// its re-read.
+fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
+    boto3("s3.create_bucket(Bucket=bucket)", bucket);
+    if let Some(status) = versioning {
+        boto3(&format!("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={{'Status': '{status}'}})"), bucket);
+    }
+    let rt = runtime();
+    let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
+    let keys: Vec<String> = (0..CHUNKS)
+        .map(|n| {
+            let id: [u8; 32] = std::array::from_fn(|i| (unit(7, n * 32 + i as u64) * 256.0) as u8);
+            location.chunk_key(&ChunkId(id))
+        })
+        .collect();
+    let targets: Arc<BTreeSet<String>> = Arc::new(keys.iter().step_by(4).cloned().collect());
+    let rewritten = Arc::new(Mutex::new(BTreeSet::new()));
+    let plain = Stores::from_url_and_env("s3://", StoreOptions::default(), env()).unwrap();
+    let layer: Layer = {
+        let (targets, rewritten) = (Arc::clone(&targets), Arc::clone(&rewritten));
+        Arc::new(move |_bucket: &str, inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(WriterAfterHead { inner, targets: Arc::clone(&targets), rewritten: Arc::clone(&rewritten) })
+        })
+    };
+    let stores = plain.layered(layer);
+    let store = plain.bucket(bucket).unwrap();
+    let (stats, current) = rt.block_on(async {
+        for key in &keys {
+            store.put(&Path::from(key.as_str()), key.clone().into()).await.unwrap();
+        }
+        let listed: Vec<ObjectMeta> = store.list(Some(&Path::from(location.prefix()))).try_collect().await.unwrap();
+        assert_eq!(listed.len(), keys.len());
+        let planned = listed.iter().map(|meta| {
+            let id = location.chunk_of_key(meta.location.as_ref()).unwrap();
+            (0, ListedChunk { id: id.0, size: meta.size, last_modified_ms: meta.last_modified.timestamp_millis() })
+        });
+        // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
+        let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stats = execute(
+            &stores,
+            std::slice::from_ref(&location),
+            planned.collect::<Vec<_>>().into_iter(),
+            Reread::OlderThan { cutoff_ms },
+            8,
+            None,
+            &stop,
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await
+        .unwrap();
+        let current: BTreeSet<String> =
+            store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+        (stats, current)
+    });
+    let rewritten = rewritten.lock().unwrap().clone();
+    Outcome { stats, keys, rewritten, current }
+}
+
+#[test]
+#[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
+fn a_versioned_bucket_deletes_the_version_read_and_keeps_a_writers_new_one() {
+    let bucket = "gc-versioned";
+    let out = run(bucket, Some("Enabled"));
+    assert_eq!(out.rewritten.len(), out.keys.len().div_ceil(4), "the writer rewrote every 4th chunk");
+    assert!(out.stats.failures.is_empty(), "{:?}", out.stats.failures);
+    assert_eq!(out.stats.conditions.conditional, CHUNKS, "every delete names its version");
+    assert_eq!(out.stats.conditions.unconditional, 0);
+    assert_eq!(out.stats.deleted, CHUNKS);
+    // The rewritten chunks are current (the writer's version); the others are gone.
+    assert_eq!(out.current, out.rewritten, "exactly the writer's chunks survive");
+    // Every version the collector deleted is gone, with no delete marker: the data is freed.
+    let versions = versions(bucket);
+    for key in &out.keys {
+        let (kept, markers) = versions.get(key).copied().unwrap_or((0, 0));
+        let expected = usize::from(out.rewritten.contains(key));
+        assert_eq!((kept, markers), (expected, 0), "{key}: versions and delete markers left");
+    }
+}
+
+#[test]
+#[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
+fn unversioned_and_suspended_buckets_delete_unconditionally_and_say_so() {
+    for (bucket, versioning) in [("gc-unversioned", None), ("gc-suspended", Some("Suspended"))] {
+        let out = run(bucket, versioning);
+        assert!(out.stats.failures.is_empty(), "{bucket}: {:?}", out.stats.failures);
+        assert_eq!(out.stats.conditions.unconditional, CHUNKS, "{bucket}");
+        assert_eq!(out.stats.conditions.conditional, 0, "{bucket}");
+        // The plain delete cannot see the writer's refresh: the chunks it rewrote after the
+        // re-read are deleted too. This is the loss README's "How deletes are issued" names.
+        assert!(out.current.is_empty(), "{bucket}: {:?}", out.current);
+    }
+}
