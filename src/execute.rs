@@ -1,23 +1,20 @@
-//! Carries out the plan in small batches (spec 4.6), each delete tied to the object judged
-//! old (spec 9.1), so a writer's refresh that lands at any moment keeps its chunk:
+//! Carries out the plan (spec 4.6), each delete tied to the object judged old where the store
+//! allows it (spec 9.1), so a writer's refresh that lands at any moment keeps its chunk:
 //! - `file://`, `memory://`: each chunk is renamed aside (where no writer reaches it), its
 //!   last-modified read there, then deleted, or put back without replacing a copy a writer
 //!   made meanwhile ([`put_back_held`] finishes what a killed run left aside).
-//! - `gs://`: the batch's last-modified and generations are re-read concurrently, then each
-//!   still-old chunk is deleted with `x-goog-if-generation-match` on the generation read; a
-//!   failed precondition keeps it.
-//! - elsewhere (unversioned S3): the re-read, then one `delete_stream` call for the batch
-//!   (one bulk request on S3), one round trip after the re-read; reported as unconditional.
+//! - `gs://`: each chunk's last-modified and generation are re-read, then it is deleted with
+//!   `x-goog-if-generation-match` on the generation read; a failed precondition keeps it.
+//! - `s3://` with versioning enabled: the delete names the version re-read.
+//! - elsewhere (unversioned S3): the re-read, then a bulk delete of the still-old chunks of a
+//!   location (`DeleteObjects`), reported as unconditional.
 //!
-//! A signal stops new batches, and the deletes of a batch whose re-read it interrupted; a
-//! chunk already renamed aside is always finished.
-//!
-//! `--delete-concurrency N` is the bound on requests in flight: every HEAD and every
-//! `delete_stream` call holds one of N permits. Batches hold at most N/2 chunks and two are
-//! in flight, so one batch's delete never queues behind the other's re-reads. The permits
-//! shrink while the store throttles and grow back after ([`crate::throttle::Aimd`]), and
-//! `--max-delete-rate` admits each batch's keys before its re-reads, so the re-read and the
-//! delete stay one round trip apart.
+//! The chunks flow through a pipeline of `--delete-concurrency` chunks at once; every HEAD,
+//! rename and delete request holds one of that many permits, so the flag is the bound on
+//! requests in flight and every permit stays busy. The permits shrink while the store
+//! throttles and grow back after ([`crate::throttle::Aimd`]); `--max-delete-rate` admits each
+//! chunk before its re-read. A signal stops new chunks, and the deletes of chunks whose
+//! re-read it interrupted; a chunk already renamed aside is always finished.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +36,8 @@ use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
 const MAX_BATCH: usize = 1000;
-/// Batches in flight: one re-reading while the other deletes.
+/// A bulk delete gathers at most `--delete-concurrency / 2` keys, so the re-reads that fill
+/// the next one keep running beside it.
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A delete that did not happen, named in the report.
@@ -120,6 +118,11 @@ impl Reread {
 
 /// Deletes every planned chunk, given in plan order with its location's index, unless the
 /// re-read right before its delete shows it was refreshed since it was planned.
+///
+/// The chunks flow through a pipeline of `concurrency` chunks at once, each taking a permit
+/// for each of its requests, so every permit stays busy: its re-read, then (per-key stores)
+/// its delete. On a store that deletes in bulk (unversioned S3) the still-old chunks of a
+/// location are gathered into bulk requests of [`batch_size`] keys, each holding one permit.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
     stores: &Stores,
@@ -133,163 +136,231 @@ pub async fn execute(
 ) -> Result<ExecuteStats, StoreError> {
     let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
     let conditionals = conditionals(stores, locations).await?;
-    let permits = Arc::new(Permits {
+    let permits = Permits {
         aimd: Aimd::new(concurrency, stores.request_counters()),
         single_deletes: stores.delete_batching() == DeleteBatching::Single,
         condition: stores.delete_condition(),
-    });
+    };
     let cap = max_delete_rate.and_then(RateCap::new);
-    let cap = cap.as_ref();
-    let size = batch_size(concurrency);
-    let in_flight = if concurrency <= 1 { 1 } else { BATCHES_IN_FLIGHT };
-    let outcomes = futures::stream::iter(batches(planned, size))
-        .map(|(location, batch)| {
-            let store = Arc::clone(&buckets[location as usize]);
-            let conditional = conditionals[location as usize].as_deref();
-            let location = &locations[location as usize];
-            let (permits, progress) = (Arc::clone(&permits), Arc::clone(&progress));
+    let bulk_size = batch_size(concurrency);
+    let context = |location: u32| Chunk {
+        store: buckets[location as usize].as_ref(),
+        conditional: conditionals[location as usize].as_deref(),
+        location: &locations[location as usize],
+        reread,
+        permits: &permits,
+        stop,
+    };
+    let judged = futures::stream::iter(planned)
+        .map(|(location, chunk)| {
+            let (context, cap, progress) = (context(location), cap.as_ref(), &progress);
             async move {
-                let n = batch.len() as u64;
-                let stats = run_batch(store.as_ref(), conditional, location, &batch, reread, &permits, cap, stop).await;
-                progress.fetch_add(n, Ordering::Relaxed);
-                stats
+                let judged = context.judge(&chunk, cap).await;
+                progress.fetch_add(1, Ordering::Relaxed);
+                (location, judged)
             }
         })
-        .buffer_unordered(in_flight);
+        .buffer_unordered(concurrency.max(1));
+    futures::pin_mut!(judged);
+
     let mut stats = ExecuteStats::default();
-    futures::pin_mut!(outcomes);
-    while let Some(batch) = outcomes.next().await {
-        stats.merge(batch);
+    let mut gathered: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
+    let mut bulk = futures::stream::FuturesUnordered::new();
+    let mut judging = true;
+    while judging || !bulk.is_empty() {
+        tokio::select! {
+            next = judged.next(), if judging => match next {
+                Some((_, Judged::Done(done))) => stats.merge(done),
+                Some((location, Judged::Doomed { key, size })) => {
+                    let keys = gathered.entry(location).or_default();
+                    keys.push((key, size));
+                    if keys.len() >= bulk_size {
+                        bulk.push(context(location).delete_bulk(std::mem::take(keys)));
+                    }
+                }
+                None => {
+                    judging = false;
+                    for (location, keys) in gathered.drain().filter(|(_, keys)| !keys.is_empty()) {
+                        bulk.push(context(location).delete_bulk(keys));
+                    }
+                }
+            },
+            Some(done) = bulk.next(), if !bulk.is_empty() => stats.merge(done),
+        }
     }
     Ok(stats)
 }
 
-/// Consecutive chunks of one location, at most `size` each (the plan is ordered by location).
-fn batches(
-    planned: impl Iterator<Item = (u32, ListedChunk)>,
-    size: usize,
-) -> impl Iterator<Item = (u32, Vec<ListedChunk>)> {
-    let mut planned = planned.peekable();
-    std::iter::from_fn(move || {
-        let (location, first) = planned.next()?;
-        let mut batch = vec![first];
-        while batch.len() < size {
-            match planned.next_if(|(l, _)| *l == location) {
-                Some((_, chunk)) => batch.push(chunk),
-                None => break,
-            }
-        }
-        Some((location, batch))
-    })
+/// What the pipeline made of one chunk.
+enum Judged {
+    /// Finished: deleted, kept, failed or not started.
+    Done(ExecuteStats),
+    /// Still old at its re-read, waiting for a bulk delete.
+    Doomed { key: String, size: u64 },
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_batch(
-    store: &dyn ObjectStore,
-    conditional: Option<&Conditional>,
-    location: &Location,
-    batch: &[ListedChunk],
-    reread: Reread,
-    permits: &Permits,
-    cap: Option<&RateCap>,
-    stop: &CancellationToken,
-) -> ExecuteStats {
-    let admitted = match cap {
-        Some(cap) => tokio::select! {
-            () = cap.admit(batch.len() as u64) => true,
-            () = stop.cancelled() => false,
-        },
-        None => true,
-    };
-    if !admitted || stop.is_cancelled() {
-        return ExecuteStats { not_started: batch.len() as u64, ..ExecuteStats::default() };
-    }
-    let keyed: Vec<(String, &ListedChunk)> =
-        batch.iter().map(|chunk| (location.chunk_key(&ChunkId(chunk.id)), chunk)).collect();
-    match permits.condition {
-        DeleteCondition::RenameAside => aside_batch(store, location, &keyed, reread, permits, stop).await,
-        DeleteCondition::GenerationMatch | DeleteCondition::VersionIfEnabled | DeleteCondition::Unconditional => {
-            reread_batch(store, conditional, location, &keyed, reread, permits, stop).await
-        }
+impl Judged {
+    fn done(f: impl FnOnce(&mut ExecuteStats)) -> Judged {
+        let mut stats = ExecuteStats::default();
+        f(&mut stats);
+        Judged::Done(stats)
     }
 }
 
-/// Re-reads every chunk of the batch at once, then deletes the still-old ones: on GCS each
-/// with the precondition of the generation re-read, on a versioned S3 bucket each by the
-/// version re-read, elsewhere with one call.
-async fn reread_batch(
-    store: &dyn ObjectStore,
-    conditional: Option<&Conditional>,
-    location: &Location,
-    keyed: &[(String, &ListedChunk)],
+/// What a chunk's delete needs: its location's store and conditional deleter, the run's
+/// re-read rule, permits and stop.
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    store: &'a dyn ObjectStore,
+    conditional: Option<&'a Conditional>,
+    location: &'a Location,
     reread: Reread,
-    permits: &Permits,
-    stop: &CancellationToken,
-) -> ExecuteStats {
-    let mut stats = ExecuteStats::default();
-    let fail =
-        |key: &str, error: String| DeleteFailure { bucket: location.bucket().to_owned(), key: key.to_owned(), error };
-    let rereads = futures::future::join_all(keyed.iter().map(|(key, _)| async move {
-        let _permit = permits.acquire().await;
-        store.head(&Path::from(key.as_str())).await
-    }))
-    .await;
-    let mut doomed: Vec<(&str, u64, Option<String>)> = Vec::with_capacity(keyed.len());
-    for ((key, chunk), now) in keyed.iter().zip(rereads) {
-        match now {
-            Ok(meta) if !reread.still_doomed(chunk, meta.last_modified.timestamp_millis()) => {
-                tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
-                stats.refreshed_kept += 1;
-            }
-            Ok(meta) => doomed.push((key, chunk.size, meta.version)),
-            Err(object_store::Error::NotFound { .. }) => stats.deleted += 1,
-            Err(e) => stats.failures.push(fail(key, format!("re-reading last-modified: {e}"))),
-        }
-    }
-    if doomed.is_empty() {
-        return stats;
-    }
-    if stop.is_cancelled() {
-        stats.not_started += doomed.len() as u64;
-        return stats;
-    }
-    if let Some(conditional) = conditional {
-        delete_conditionally(conditional, location, &doomed, permits, &mut stats).await;
-        return stats;
-    }
-    stats.conditions.unconditional += doomed.len() as u64;
+    permits: &'a Permits,
+    stop: &'a CancellationToken,
+}
 
-    let paths: Vec<Path> = doomed.iter().map(|(key, _, _)| Path::from(*key)).collect();
-    let results = match permits.single_deletes {
-        // A store without bulk delete (GCS): object_store's `delete_stream` keeps only 10
-        // deletes in flight per call, so each key gets its own call and permit, and
-        // `--delete-concurrency` stays the bound on requests in flight.
-        true => futures::future::join_all(paths.iter().map(|path| async move {
-            let _permit = permits.acquire().await;
-            let input = futures::stream::iter([Ok(path.clone())]).boxed();
-            store.delete_stream(input).collect::<Vec<_>>().await
-        }))
-        .await
-        .into_iter()
-        .flatten()
-        .collect(),
-        false => {
-            let _permit = permits.acquire().await;
-            let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
-            store.delete_stream(input).collect::<Vec<_>>().await
+impl Chunk<'_> {
+    fn failure(&self, key: &str, error: String) -> DeleteFailure {
+        DeleteFailure { bucket: self.location.bucket().to_owned(), key: key.to_owned(), error }
+    }
+
+    /// Re-reads the chunk and deletes it if still old (or leaves that to a bulk delete).
+    async fn judge(&self, chunk: &ListedChunk, cap: Option<&RateCap>) -> Judged {
+        let admitted = match cap {
+            Some(cap) => tokio::select! {
+                () = cap.admit(1) => true,
+                () = self.stop.cancelled() => false,
+            },
+            None => true,
+        };
+        if !admitted || self.stop.is_cancelled() {
+            return Judged::done(|s| s.not_started = 1);
         }
-    };
-    for ((key, size, _), outcome) in doomed.iter().zip(attribute(&paths, results)) {
+        let key = self.location.chunk_key(&ChunkId(chunk.id));
+        if self.permits.condition == DeleteCondition::RenameAside {
+            let outcome = delete_aside(self.store, &key, chunk, self.reread, self.permits, self.stop).await;
+            return Judged::Done(self.aside_stats(&key, outcome));
+        }
+        let now = {
+            let _permit = self.permits.acquire().await;
+            if self.stop.is_cancelled() {
+                return Judged::done(|s| s.not_started = 1);
+            }
+            self.store.head(&Path::from(key.as_str())).await
+        };
+        let version = match now {
+            Ok(meta) if !self.reread.still_doomed(chunk, meta.last_modified.timestamp_millis()) => {
+                tracing::info!(bucket = self.location.bucket(), key, "kept: refreshed since the listing");
+                return Judged::done(|s| s.refreshed_kept = 1);
+            }
+            Ok(meta) => meta.version,
+            Err(object_store::Error::NotFound { .. }) => return Judged::done(|s| s.deleted = 1),
+            Err(e) => {
+                let failure = self.failure(&key, format!("re-reading last-modified: {e}"));
+                return Judged::done(|s| s.failures.push(failure));
+            }
+        };
+        if self.stop.is_cancelled() {
+            return Judged::done(|s| s.not_started = 1);
+        }
+        match self.conditional {
+            Some(conditional) => Judged::Done(self.delete_conditionally(conditional, &key, chunk.size, version).await),
+            None if self.permits.single_deletes => Judged::Done(self.delete_plain(vec![(key, chunk.size)]).await),
+            None => Judged::Doomed { key, size: chunk.size },
+        }
+    }
+
+    fn aside_stats(&self, key: &str, outcome: Aside) -> ExecuteStats {
+        let mut stats = ExecuteStats::default();
         match outcome {
-            Deleted::Yes => {
-                stats.deleted += 1;
-                stats.deleted_bytes += size;
+            Aside::Deleted { bytes } => {
+                stats.deleted = 1;
+                stats.deleted_bytes = bytes;
+                stats.conditions.conditional = 1;
             }
-            Deleted::AlreadyGone => stats.deleted += 1,
-            Deleted::No(error) => stats.failures.push(fail(key, error)),
+            Aside::AlreadyGone => stats.deleted = 1,
+            Aside::Kept => {
+                tracing::info!(bucket = self.location.bucket(), key, "kept: refreshed since the listing");
+                stats.refreshed_kept = 1;
+            }
+            Aside::NotStarted => stats.not_started = 1,
+            Aside::Failed(error) => stats.failures.push(self.failure(key, error)),
         }
+        stats
     }
-    stats
+
+    /// One bulk delete of still-old chunks (unconditional), unless a stop came first.
+    async fn delete_bulk(self, keys: Vec<(String, u64)>) -> ExecuteStats {
+        if self.stop.is_cancelled() {
+            return ExecuteStats { not_started: keys.len() as u64, ..ExecuteStats::default() };
+        }
+        self.delete_plain(keys).await
+    }
+
+    /// Deletes `keys` with one `delete_stream` call (one bulk request on S3).
+    async fn delete_plain(&self, keys: Vec<(String, u64)>) -> ExecuteStats {
+        let mut stats = ExecuteStats::default();
+        stats.conditions.unconditional = keys.len() as u64;
+        let paths: Vec<Path> = keys.iter().map(|(key, _)| Path::from(key.as_str())).collect();
+        let results = {
+            let _permit = self.permits.acquire().await;
+            let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+            self.store.delete_stream(input).collect::<Vec<_>>().await
+        };
+        for ((key, size), outcome) in keys.iter().zip(attribute(&paths, results)) {
+            match outcome {
+                Deleted::Yes => {
+                    stats.deleted += 1;
+                    stats.deleted_bytes += size;
+                }
+                Deleted::AlreadyGone => stats.deleted += 1,
+                Deleted::No(error) => stats.failures.push(self.failure(key, error)),
+            }
+        }
+        stats
+    }
+
+    /// Deletes the chunk only if it is still the object its re-read saw (spec 9.1).
+    async fn delete_conditionally(
+        &self,
+        conditional: &Conditional,
+        key: &str,
+        size: u64,
+        version: Option<String>,
+    ) -> ExecuteStats {
+        let mut stats = ExecuteStats::default();
+        let outcome = {
+            let _permit = self.permits.acquire().await;
+            match conditional {
+                // Fail closed: without the generation read, no delete is sent.
+                Conditional::Generation(gcs) => match version.as_deref() {
+                    Some(generation) => gcs.delete(key, generation, None).await.map_err(|e| e.to_string()),
+                    None => Err(format!("the re-read of {key} returned no generation: not deleted")),
+                },
+                // An object written before versioning was enabled has the version `null`, and
+                // a writer's PUT now makes a new version: deleting `null` cannot remove it.
+                Conditional::Version(s3) => match s3.delete(key, version.as_deref().unwrap_or("null")).await {
+                    Ok(VersionDelete::Deleted) => Ok(GenerationDelete::Deleted),
+                    Ok(VersionDelete::Gone) => Ok(GenerationDelete::Gone),
+                    Err(e) => Err(e.to_string()),
+                },
+            }
+        };
+        stats.conditions.conditional = 1;
+        match outcome {
+            Ok(GenerationDelete::Deleted) => {
+                stats.deleted = 1;
+                stats.deleted_bytes = size;
+            }
+            Ok(GenerationDelete::Gone) => stats.deleted = 1,
+            Ok(GenerationDelete::Changed) => {
+                tracing::info!(bucket = self.location.bucket(), key, "kept: a new generation since the re-read");
+                stats.refreshed_kept = 1;
+            }
+            Err(error) => stats.failures.push(self.failure(key, error)),
+        }
+        stats
+    }
 }
 
 /// The conditional delete of a bucket whose store has one (spec 9.1).
@@ -319,54 +390,6 @@ async fn conditionals(stores: &Stores, locations: &[Location]) -> Result<Vec<Opt
     Ok(out)
 }
 
-/// Deletes each doomed chunk only if it is still the object its re-read saw (spec 9.1).
-async fn delete_conditionally(
-    conditional: &Conditional,
-    location: &Location,
-    doomed: &[(&str, u64, Option<String>)],
-    permits: &Permits,
-    stats: &mut ExecuteStats,
-) {
-    let outcomes = futures::future::join_all(doomed.iter().map(|(key, _, version)| async move {
-        let _permit = permits.acquire().await;
-        match conditional {
-            // Fail closed: without the generation read, no delete is sent.
-            Conditional::Generation(gcs) => {
-                let generation =
-                    version.as_deref().ok_or_else(|| format!("the re-read of {key} returned no generation"))?;
-                gcs.delete(key, generation, None).await.map_err(|e| e.to_string())
-            }
-            // An object written before versioning was enabled has the version `null`, and a
-            // writer's PUT now makes a new version: deleting `null` cannot remove it.
-            Conditional::Version(s3) => match s3.delete(key, version.as_deref().unwrap_or("null")).await {
-                Ok(VersionDelete::Deleted) => Ok(GenerationDelete::Deleted),
-                Ok(VersionDelete::Gone) => Ok(GenerationDelete::Gone),
-                Err(e) => Err(e.to_string()),
-            },
-        }
-    }))
-    .await;
-    for ((key, size, _), outcome) in doomed.iter().zip(outcomes) {
-        stats.conditions.conditional += 1;
-        match outcome {
-            Ok(GenerationDelete::Deleted) => {
-                stats.deleted += 1;
-                stats.deleted_bytes += size;
-            }
-            Ok(GenerationDelete::Gone) => stats.deleted += 1,
-            Ok(GenerationDelete::Changed) => {
-                tracing::info!(bucket = location.bucket(), key, "kept: a new generation since the re-read");
-                stats.refreshed_kept += 1;
-            }
-            Err(error) => stats.failures.push(DeleteFailure {
-                bucket: location.bucket().to_owned(),
-                key: (*key).to_owned(),
-                error,
-            }),
-        }
-    }
-}
-
 /// What became of one chunk deleted by renaming it aside.
 #[derive(Debug, PartialEq, Eq)]
 enum Aside {
@@ -379,41 +402,6 @@ enum Aside {
     Kept,
     NotStarted,
     Failed(String),
-}
-
-/// Deletes the batch's chunks one by one, each renamed aside first (spec 9.1).
-async fn aside_batch(
-    store: &dyn ObjectStore,
-    location: &Location,
-    keyed: &[(String, &ListedChunk)],
-    reread: Reread,
-    permits: &Permits,
-    stop: &CancellationToken,
-) -> ExecuteStats {
-    let outcomes = futures::future::join_all(
-        keyed.iter().map(|(key, chunk)| delete_aside(store, key, chunk, reread, permits, stop)),
-    )
-    .await;
-    let mut stats = ExecuteStats::default();
-    for ((key, _), outcome) in keyed.iter().zip(outcomes) {
-        match outcome {
-            Aside::Deleted { bytes } => {
-                stats.deleted += 1;
-                stats.deleted_bytes += bytes;
-                stats.conditions.conditional += 1;
-            }
-            Aside::AlreadyGone => stats.deleted += 1,
-            Aside::Kept => {
-                tracing::info!(bucket = location.bucket(), key, "kept: refreshed since the listing");
-                stats.refreshed_kept += 1;
-            }
-            Aside::NotStarted => stats.not_started += 1,
-            Aside::Failed(error) => {
-                stats.failures.push(DeleteFailure { bucket: location.bucket().to_owned(), key: key.clone(), error })
-            }
-        }
-    }
-    stats
 }
 
 /// Renames the chunk at `key` aside, where no writer reaches it, reads its last-modified
@@ -631,17 +619,6 @@ mod tests {
         assert_eq!(batch_size(1), 1);
         assert_eq!(batch_size(32), 16);
         assert_eq!(batch_size(100_000), 1000);
-    }
-
-    #[test]
-    fn batches_never_mix_locations_or_exceed_the_size() {
-        let chunk = |location, n: u8| (location, ListedChunk { id: [n; 32], size: 1, last_modified_ms: 0 });
-        let chunks: Vec<(u32, ListedChunk)> = (0..5).map(|n| chunk(0, n)).chain((0..3).map(|n| chunk(1, n))).collect();
-        let sizes: Vec<(u32, usize)> = batches(chunks.iter().copied(), 2).map(|(l, b)| (l, b.len())).collect();
-        assert_eq!(sizes, [(0, 2), (0, 2), (0, 1), (1, 2), (1, 1)]);
-        let ids: Vec<u8> = batches(chunks.iter().copied(), 2).flat_map(|(_, b)| b).map(|c| c.id[0]).collect();
-        assert_eq!(ids, [0, 1, 2, 3, 4, 0, 1, 2], "plan order kept");
-        assert_eq!(batches(chunks.iter().copied(), 1000).count(), 2);
     }
 
     #[test]

@@ -498,7 +498,11 @@ impl Stores {
         match versions.versioning().await {
             Ok(Versioning::Enabled) => Ok(Some(versions)),
             Ok(state) => {
-                tracing::warn!(bucket, ?state, "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)");
+                tracing::warn!(
+                    bucket,
+                    ?state,
+                    "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)"
+                );
                 Ok(None)
             }
             Err(error) => {

@@ -50,6 +50,12 @@ fn env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// A bucket name no earlier run used: the server keeps its buckets for its whole life.
+fn fresh_bucket(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
 /// Runs `python3` with boto3 against the server; its stdout.
 fn boto3(script: &str, bucket: &str) -> String {
     let program = format!(
@@ -103,7 +109,9 @@ impl ObjectStore for WriterAfterHead {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let head = options.head;
         let result = self.inner.get_opts(location, options).await?;
-        if head && self.targets.contains(location.as_ref()) && self.rewritten.lock().unwrap().insert(location.to_string())
+        if head
+            && self.targets.contains(location.as_ref())
+            && self.rewritten.lock().unwrap().insert(location.to_string())
         {
             self.inner.put(location, "rewritten by a writer".into()).await?;
         }
@@ -148,7 +156,10 @@ struct Outcome {
 fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
     boto3("s3.create_bucket(Bucket=bucket)", bucket);
     if let Some(status) = versioning {
-        boto3(&format!("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={{'Status': '{status}'}})"), bucket);
+        boto3(
+            &format!("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={{'Status': '{status}'}})"),
+            bucket,
+        );
     }
     let rt = runtime();
     let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
@@ -205,7 +216,7 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
 #[test]
 #[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
 fn a_versioned_bucket_deletes_the_version_read_and_keeps_a_writers_new_one() {
-    let bucket = "gc-versioned";
+    let bucket = &fresh_bucket("gc-versioned");
     let out = run(bucket, Some("Enabled"));
     assert_eq!(out.rewritten.len(), out.keys.len().div_ceil(4), "the writer rewrote every 4th chunk");
     assert!(out.stats.failures.is_empty(), "{:?}", out.stats.failures);
@@ -227,6 +238,7 @@ fn a_versioned_bucket_deletes_the_version_read_and_keeps_a_writers_new_one() {
 #[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
 fn unversioned_and_suspended_buckets_delete_unconditionally_and_say_so() {
     for (bucket, versioning) in [("gc-unversioned", None), ("gc-suspended", Some("Suspended"))] {
+        let bucket = &fresh_bucket(bucket);
         let out = run(bucket, versioning);
         assert!(out.stats.failures.is_empty(), "{bucket}: {:?}", out.stats.failures);
         assert_eq!(out.stats.conditions.unconditional, CHUNKS, "{bucket}");

@@ -103,7 +103,11 @@ impl S3Versions {
     pub async fn delete(&self, key: &str, version_id: &str) -> Result<VersionDelete, S3VersionError> {
         let safe = |s: &str, slash: bool| s.bytes().all(|b| (slash && b == b'/') || crate::ids::is_id_byte(b));
         if !safe(key, true) || !safe(version_id, false) {
-            return Err(self.error(key, "DeleteObject", "the key or version has characters this client does not encode".into()));
+            return Err(self.error(
+                key,
+                "DeleteObject",
+                "the key or version has characters this client does not encode".into(),
+            ));
         }
         let url = format!("{}/{key}?versionId={version_id}", self.bucket_url);
         let (status, body) = self.send(http::Method::DELETE, &url, key, "DeleteObject").await?;
@@ -143,7 +147,8 @@ impl S3Versions {
             };
             if transient && attempt < self.policy.max_retries {
                 attempt += 1;
-                let wait = self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
+                let wait =
+                    self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -152,8 +157,7 @@ impl S3Versions {
     }
 
     async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), (bool, String)> {
-        let credential =
-            self.credentials.get_credential().await.map_err(|e| (false, format!("credentials: {e}")))?;
+        let credential = self.credentials.get_credential().await.map_err(|e| (false, format!("credentials: {e}")))?;
         let mut request: HttpRequest = http::Request::builder()
             .method(method.clone())
             .uri(url)
