@@ -18,6 +18,7 @@ use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 #[cfg(feature = "test-kit")]
 mod ageing;
 mod counting;
+mod direct;
 mod gcs_delete;
 mod generated;
 mod latency;

@@ -124,7 +124,7 @@ fn upload(file: &Path, content: &[u8], tag: u64) {
 }
 
 fn writer(race: &Race, writes: &Writes, done: &AtomicBool, seed: u64, me: u64) {
-    let how = if me % 2 == 0 { Refresh::Touch } else { Refresh::Rewrite };
+    let how = if me.is_multiple_of(2) { Refresh::Touch } else { Refresh::Rewrite };
     let mut n = 0u64;
     let mut refreshed = 0u64;
     while !done.load(Ordering::Relaxed) && refreshed < MAX_REFRESHES {

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use object_store::gcp::GcpCredentialProvider;
 use reqwest::StatusCode;
 
+use super::direct::{SendError, with_retry};
 use super::{RequestCounters, RetryPolicy};
 
 /// The XML API's default endpoint, as `object_store` uses it.
@@ -89,35 +90,20 @@ impl GcsDeleter {
             return Err(fail("the key has characters this client does not encode".into()));
         }
         let url = format!("{}/{}/{key}", self.base_url, self.bucket);
-        let mut attempt = 0;
-        loop {
-            let outcome = self.send(&url, generation, metageneration).await;
+        let (status, ()) = with_retry(self.policy, &self.counters, || async {
             self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            let transient = match &outcome {
-                Ok(status) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
-                Err(e) => e.transient,
-            };
-            if matches!(&outcome, Ok(s) if *s == StatusCode::TOO_MANY_REQUESTS || *s == StatusCode::SERVICE_UNAVAILABLE)
-            {
-                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            Ok((self.send(&url, generation, metageneration).await?, ()))
+        })
+        .await
+        .map_err(fail)?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::OK => {
+                self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                Ok(GenerationDelete::Deleted)
             }
-            if transient && attempt < self.policy.max_retries {
-                attempt += 1;
-                let wait =
-                    self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return match outcome {
-                Ok(StatusCode::NO_CONTENT | StatusCode::OK) => {
-                    self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
-                    Ok(GenerationDelete::Deleted)
-                }
-                Ok(StatusCode::NOT_FOUND) => Ok(GenerationDelete::Gone),
-                Ok(StatusCode::PRECONDITION_FAILED) => Ok(GenerationDelete::Changed),
-                Ok(status) => Err(fail(format!("HTTP {status}"))),
-                Err(e) => Err(fail(e.why)),
-            };
+            StatusCode::NOT_FOUND => Ok(GenerationDelete::Gone),
+            StatusCode::PRECONDITION_FAILED => Ok(GenerationDelete::Changed),
+            status => Err(fail(format!("HTTP {status}"))),
         }
     }
 
@@ -126,25 +112,14 @@ impl GcsDeleter {
         if let Some(metageneration) = metageneration {
             request = request.header("x-goog-if-metageneration-match", metageneration);
         }
-        let credential = self
-            .credentials
-            .get_credential()
-            .await
-            .map_err(|e| SendError { transient: false, why: format!("credentials: {e}") })?;
+        let credential =
+            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
         // An emulator configured with `disable_oauth` has an empty token: no header, as
         // `object_store` sends it.
         if !credential.bearer.is_empty() {
             request = request.bearer_auth(&credential.bearer);
         }
-        let response = request.send().await.map_err(|e| SendError {
-            transient: e.is_timeout() || e.is_connect() || e.is_request(),
-            why: e.to_string(),
-        })?;
+        let response = request.send().await.map_err(|e| SendError::from_reqwest(&e))?;
         Ok(response.status())
     }
-}
-
-struct SendError {
-    transient: bool,
-    why: String,
 }

@@ -51,7 +51,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait before retry number `retry` (0-based), with up to 50% jitter added.
-    fn backoff(&self, retry: usize) -> Duration {
+    pub(crate) fn backoff(&self, retry: usize) -> Duration {
         let base = self.initial_backoff.saturating_mul(1u32 << retry.min(20)).min(self.max_backoff);
         let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
         (base + jitter).min(self.max_backoff)

@@ -9,12 +9,13 @@
 //! writer's copy: there the collector keeps the plain delete (counted unconditional).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use reqwest::StatusCode;
 
+use super::direct::{SendError, with_retry};
 use super::{RequestCounters, RetryPolicy};
 
 /// A bucket's versioning state, as GetBucketVersioning answers it.
@@ -91,8 +92,7 @@ impl S3Versions {
     /// The bucket's versioning (GetBucketVersioning).
     pub async fn versioning(&self) -> Result<Versioning, S3VersionError> {
         let url = format!("{}?versioning", self.bucket_url);
-        let (status, body) = self.send(http::Method::GET, &url, "", "GetBucketVersioning").await?;
-        self.counters.get.fetch_add(1, Ordering::Relaxed);
+        let (status, body) = self.send(http::Method::GET, &url, "", "GetBucketVersioning", &self.counters.get).await?;
         if status != StatusCode::OK {
             return Err(self.error("", "GetBucketVersioning", format!("HTTP {status}: {body}")));
         }
@@ -110,8 +110,8 @@ impl S3Versions {
             ));
         }
         let url = format!("{}/{key}?versionId={version_id}", self.bucket_url);
-        let (status, body) = self.send(http::Method::DELETE, &url, key, "DeleteObject").await?;
-        self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
+        let (status, body) =
+            self.send(http::Method::DELETE, &url, key, "DeleteObject", &self.counters.delete_calls).await?;
         match status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
                 self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
@@ -133,46 +133,34 @@ impl S3Versions {
         url: &str,
         key: &str,
         what: &'static str,
+        counter: &AtomicU64,
     ) -> Result<(StatusCode, String), S3VersionError> {
-        let mut attempt = 0;
-        loop {
-            let outcome = self.send_once(method.clone(), url).await;
-            let throttled = matches!(&outcome, Ok((s, _)) if *s == StatusCode::SERVICE_UNAVAILABLE || *s == StatusCode::TOO_MANY_REQUESTS);
-            if throttled {
-                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            }
-            let transient = match &outcome {
-                Ok((status, _)) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
-                Err((transient, _)) => *transient,
-            };
-            if transient && attempt < self.policy.max_retries {
-                attempt += 1;
-                let wait =
-                    self.policy.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.policy.max_backoff);
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return outcome.map_err(|(_, why)| self.error(key, what, why));
-        }
+        with_retry(self.policy, &self.counters, || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.send_once(method.clone(), url)
+        })
+        .await
+        .map_err(|why| self.error(key, what, why))
     }
 
-    async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), (bool, String)> {
-        let credential = self.credentials.get_credential().await.map_err(|e| (false, format!("credentials: {e}")))?;
+    async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), SendError> {
+        let credential =
+            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
         let mut request: HttpRequest = http::Request::builder()
             .method(method.clone())
             .uri(url)
             .body(HttpRequestBody::empty())
-            .map_err(|e| (false, e.to_string()))?;
+            .map_err(|e| SendError::permanent(e.to_string()))?;
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
-            .map_err(|e| (false, format!("signing: {e}")))?;
+            .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
         let response = self
             .client
             .request(method, url)
             .headers(request.headers().clone())
             .send()
             .await
-            .map_err(|e| (e.is_timeout() || e.is_connect() || e.is_request(), e.to_string()))?;
+            .map_err(|e| SendError::from_reqwest(&e))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         Ok((status, body))
