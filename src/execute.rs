@@ -444,7 +444,9 @@ async fn delete_aside(
         };
     }
     match store.delete(&held).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Aside::Deleted { bytes: chunk.size },
+        Ok(()) => Aside::Deleted { bytes: chunk.size },
+        // Someone else deleted it meanwhile: done, but not freed by this run.
+        Err(object_store::Error::NotFound { .. }) => Aside::AlreadyGone,
         // Put back, so a failed delete leaves the chunk where it was.
         Err(e) => {
             Aside::Failed(format!("deleting {held}: {e}; {}", put_back_note(put_back(store, &held, &path).await)))
