@@ -101,15 +101,10 @@ impl S3Versions {
 
     /// Deletes version `version_id` of `key` (`null` names the version an unversioned PUT made).
     pub async fn delete(&self, key: &str, version_id: &str) -> Result<VersionDelete, S3VersionError> {
-        let safe = |s: &str, slash: bool| s.bytes().all(|b| (slash && b == b'/') || crate::ids::is_id_byte(b));
-        if !safe(key, true) || !safe(version_id, false) {
-            return Err(self.error(
-                key,
-                "DeleteObject",
-                "the key or version has characters this client does not encode".into(),
-            ));
+        if !key.bytes().all(|b| b == b'/' || crate::ids::is_id_byte(b)) {
+            return Err(self.error(key, "DeleteObject", "the key has characters this client does not encode".into()));
         }
-        let url = format!("{}/{key}?versionId={version_id}", self.bucket_url);
+        let url = format!("{}/{key}?versionId={}", self.bucket_url, encode_query_value(version_id));
         let (status, body) =
             self.send(http::Method::DELETE, &url, key, "DeleteObject", &self.counters.delete_calls).await?;
         match status {
@@ -167,9 +162,29 @@ impl S3Versions {
     }
 }
 
+/// SigV4's encoding of a query value (everything but `A-Za-z0-9-_.~`), which the signer's
+/// canonical query reproduces: AWS version ids hold `+`, `/` and `=`.
+fn encode_query_value(value: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_ids_are_encoded_as_the_signer_canonicalizes_them() {
+        // A version id of the form AWS documents, and moto's (a UUID).
+        let aws = "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo=";
+        assert_eq!(
+            encode_query_value(aws),
+            "3%2FL4kqtJlcpXroDTDmJ%2BrmSpXd3dIbrHY%2BMTRCxf3vjVBH40Nr8X8gdRQBpUMLUo%3D"
+        );
+        assert_eq!(encode_query_value("0e2f-4a1b_c.d~"), "0e2f-4a1b_c.d~");
+        assert_eq!(encode_query_value("null"), "null");
+    }
 
     #[test]
     fn versioning_answers_parse() {
