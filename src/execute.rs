@@ -29,9 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
-use crate::store::{
-    DeleteBatching, DeleteCondition, GcsDeleter, GenerationDelete, S3Versions, StoreError, Stores, VersionDelete,
-};
+use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores};
 use crate::throttle::{Aimd, RateCap};
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
@@ -339,21 +337,19 @@ impl Chunk<'_> {
                 },
                 // An object written before versioning was enabled has the version `null`, and
                 // a writer's PUT now makes a new version: deleting `null` cannot remove it.
-                Conditional::Version(s3) => match s3.delete(key, version.as_deref().unwrap_or("null")).await {
-                    Ok(VersionDelete::Deleted) => Ok(GenerationDelete::Deleted),
-                    Ok(VersionDelete::Gone) => Ok(GenerationDelete::Gone),
-                    Err(e) => Err(e.to_string()),
-                },
+                Conditional::Version(s3) => {
+                    s3.delete(key, version.as_deref().unwrap_or("null")).await.map_err(|e| e.to_string())
+                }
             }
         };
         stats.conditions.conditional = 1;
         match outcome {
-            Ok(GenerationDelete::Deleted) => {
+            Ok(ConditionalDelete::Deleted) => {
                 stats.deleted = 1;
                 stats.deleted_bytes = size;
             }
-            Ok(GenerationDelete::Gone) => stats.deleted = 1,
-            Ok(GenerationDelete::Changed) => {
+            Ok(ConditionalDelete::Gone) => stats.deleted = 1,
+            Ok(ConditionalDelete::Changed) => {
                 tracing::info!(bucket = self.location.bucket(), key, "kept: a new generation since the re-read");
                 stats.refreshed_kept = 1;
             }

@@ -29,14 +29,15 @@ mod s3_versions;
 #[cfg(feature = "test-kit")]
 pub use ageing::set_mtime;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
-pub use gcs_delete::{GcsDeleteError, GcsDeleter, GenerationDelete};
+pub use direct::ConditionalDelete;
+pub use gcs_delete::{GcsDeleteError, GcsDeleter};
 pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
 pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub(crate) use local::walk;
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
 pub use retry::{RetryPolicy, RetryStore, is_transient};
-pub use s3_versions::{S3VersionError, S3Versions, VersionDelete, Versioning};
+pub use s3_versions::{S3VersionError, S3Versions, Versioning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

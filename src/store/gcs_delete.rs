@@ -18,21 +18,11 @@ use std::sync::atomic::Ordering;
 use object_store::gcp::GcpCredentialProvider;
 use reqwest::StatusCode;
 
-use super::direct::{SendError, with_retry};
+use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
 use super::{RequestCounters, RetryPolicy};
 
 /// The XML API's default endpoint, as `object_store` uses it.
 pub const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
-
-/// What a conditional delete did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GenerationDelete {
-    Deleted,
-    /// 404: already gone, which counts as done (spec 4.6).
-    Gone,
-    /// 412: the object is not the generation read any more (a writer refreshed it).
-    Changed,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("gs://{bucket}/{key}: conditional delete failed: {why}")]
@@ -84,9 +74,9 @@ impl GcsDeleter {
         key: &str,
         generation: &str,
         metageneration: Option<&str>,
-    ) -> Result<GenerationDelete, GcsDeleteError> {
+    ) -> Result<ConditionalDelete, GcsDeleteError> {
         let fail = |why: String| GcsDeleteError { bucket: self.bucket.clone(), key: key.to_owned(), why };
-        if !key.bytes().all(|b| b == b'/' || crate::ids::is_id_byte(b)) {
+        if !plain_key(key) {
             return Err(fail("the key has characters this client does not encode".into()));
         }
         let url = format!("{}/{}/{key}", self.base_url, self.bucket);
@@ -99,10 +89,11 @@ impl GcsDeleter {
         match status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
                 self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
-                Ok(GenerationDelete::Deleted)
+                Ok(ConditionalDelete::Deleted)
             }
-            StatusCode::NOT_FOUND => Ok(GenerationDelete::Gone),
-            StatusCode::PRECONDITION_FAILED => Ok(GenerationDelete::Changed),
+            StatusCode::NOT_FOUND => Ok(ConditionalDelete::Gone),
+            // A new generation since the re-read (a writer refreshed it).
+            StatusCode::PRECONDITION_FAILED => Ok(ConditionalDelete::Changed),
             status => Err(fail(format!("HTTP {status}"))),
         }
     }

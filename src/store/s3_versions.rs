@@ -15,7 +15,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCr
 use object_store::client::{HttpRequest, HttpRequestBody};
 use reqwest::StatusCode;
 
-use super::direct::{SendError, with_retry};
+use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
 use super::{RequestCounters, RetryPolicy};
 
 /// A bucket's versioning state, as GetBucketVersioning answers it.
@@ -36,14 +36,6 @@ impl Versioning {
             _ => Versioning::Unversioned,
         }
     }
-}
-
-/// What a version delete did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VersionDelete {
-    Deleted,
-    /// 404: the version is gone already, which counts as done (spec 4.6).
-    Gone,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +92,9 @@ impl S3Versions {
     }
 
     /// Deletes version `version_id` of `key` (`null` names the version an unversioned PUT made).
-    pub async fn delete(&self, key: &str, version_id: &str) -> Result<VersionDelete, S3VersionError> {
-        if !key.bytes().all(|b| b == b'/' || crate::ids::is_id_byte(b)) {
+    /// A version delete is never `Changed`: the version named is the one read.
+    pub async fn delete(&self, key: &str, version_id: &str) -> Result<ConditionalDelete, S3VersionError> {
+        if !plain_key(key) {
             return Err(self.error(key, "DeleteObject", "the key has characters this client does not encode".into()));
         }
         let url = format!("{}/{key}?versionId={}", self.bucket_url, encode_query_value(version_id));
@@ -110,9 +103,9 @@ impl S3Versions {
         match status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
                 self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
-                Ok(VersionDelete::Deleted)
+                Ok(ConditionalDelete::Deleted)
             }
-            StatusCode::NOT_FOUND => Ok(VersionDelete::Gone),
+            StatusCode::NOT_FOUND => Ok(ConditionalDelete::Gone),
             _ => Err(self.error(key, "DeleteObject", format!("HTTP {status}: {body}"))),
         }
     }
