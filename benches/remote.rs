@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use gc_partition::execute::{ExecuteStats, Reread, batch_size, execute};
+use gc_partition::execute::{ExecuteStats, Executor, Reread, batch_size};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::{ListedChunk, list_all};
 use gc_partition::locations::Location;
@@ -93,18 +93,13 @@ async fn delete_planned(
     rate: Option<f64>,
 ) -> ExecuteStats {
     let cutoff_ms = chrono::Utc::now().timestamp_millis() + 86_400_000;
-    execute(
-        stores,
-        std::slice::from_ref(location),
-        chunks.iter().copied(),
-        Reread::OlderThan { cutoff_ms },
-        concurrency,
-        rate,
-        &CancellationToken::new(),
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await
-    .unwrap()
+    let stop = CancellationToken::new();
+    let executor =
+        Executor { stores, concurrency, max_delete_rate: rate, stop: &stop, progress: Arc::new(AtomicU64::new(0)) };
+    executor
+        .execute(std::slice::from_ref(location), chunks.iter().copied(), Reread::OlderThan { cutoff_ms })
+        .await
+        .unwrap()
 }
 
 async fn delete_point(spec: &str, keys: u64, concurrency: usize, rate: Option<f64>) -> (f64, RequestCounts) {

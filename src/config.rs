@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::cli::{Args, OutputFormat};
-use crate::ids::{IdError, PartitionId};
+use crate::ids::{ChunkId, IdError, PartitionId};
 use crate::locations::{Location, LocationError, check_bucket};
 use crate::store::StoreOptions;
 
@@ -56,6 +57,76 @@ impl LiveSource {
     }
 }
 
+/// What a run does: one value, matched once at the top of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Plans and reports; deletes nothing.
+    DryRun,
+    /// `--execute`: plans, then deletes the plan.
+    Execute,
+    /// `--apply-plan`: deletes a reviewed plan (its header gave the cutoff).
+    Apply(PathBuf),
+    /// `--explain`: why each chunk id is kept or would be deleted. Read-only, whatever other
+    /// flags say.
+    Explain(Vec<ChunkId>),
+}
+
+/// The mode as the report, the plan header and the metrics name it (spec 6, 8.3): an
+/// `--explain` run is a dry run there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeName {
+    #[default]
+    DryRun,
+    Execute,
+    Apply,
+}
+
+impl ModeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeName::DryRun => "dry-run",
+            ModeName::Execute => "execute",
+            ModeName::Apply => "apply",
+        }
+    }
+}
+
+impl std::fmt::Display for ModeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Mode {
+    fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        if !args.explain.is_empty() {
+            let ids = args.explain.iter().map(|hex| {
+                ChunkId::from_hex(&hex.to_ascii_lowercase()).ok_or_else(|| ConfigError::Explain { value: hex.clone() })
+            });
+            return Ok(Mode::Explain(ids.collect::<Result<_, _>>()?));
+        }
+        Ok(match (&args.apply_plan, args.execute) {
+            (Some(plan), _) => Mode::Apply(plan.clone()),
+            (None, true) => Mode::Execute,
+            (None, false) => Mode::DryRun,
+        })
+    }
+
+    pub fn name(&self) -> ModeName {
+        match self {
+            Mode::DryRun | Mode::Explain(_) => ModeName::DryRun,
+            Mode::Execute => ModeName::Execute,
+            Mode::Apply(_) => ModeName::Apply,
+        }
+    }
+
+    /// Whether the run deletes (`--execute`, `--apply-plan`).
+    pub fn deletes(&self) -> bool {
+        matches!(self, Mode::Execute | Mode::Apply(_))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub partition: PartitionId,
@@ -64,12 +135,8 @@ pub struct Config {
     pub meta_bucket: String,
     pub extra_locations: Vec<Location>,
     pub verify: bool,
-    pub execute: bool,
-    /// `--apply-plan`: the reviewed plan to delete (its header gave the cutoff).
-    pub apply_plan: Option<PathBuf>,
+    pub mode: Mode,
     pub max_plan_age: chrono::TimeDelta,
-    /// `--explain`: chunk ids to explain; the run is then read-only.
-    pub explain: Vec<crate::ids::ChunkId>,
     pub plan_out: Option<PathBuf>,
     pub report_out: Option<PathBuf>,
     pub metrics_out: Option<PathBuf>,
@@ -146,17 +213,8 @@ impl Config {
             meta_bucket: args.meta_bucket.clone(),
             extra_locations,
             verify: args.verify,
-            execute: args.execute && args.explain.is_empty(),
-            apply_plan: args.apply_plan.clone().filter(|_| args.explain.is_empty()),
+            mode: Mode::from_args(args)?,
             max_plan_age: max_plan_age(&args.max_plan_age)?,
-            explain: args
-                .explain
-                .iter()
-                .map(|hex| {
-                    crate::ids::ChunkId::from_hex(&hex.to_ascii_lowercase())
-                        .ok_or_else(|| ConfigError::Explain { value: hex.clone() })
-                })
-                .collect::<Result<_, _>>()?,
             plan_out: args.plan_out.clone(),
             report_out: args.report_out.clone(),
             metrics_out: args.metrics_out.clone(),
@@ -176,16 +234,6 @@ impl Config {
             #[cfg(feature = "test-kit")]
             filter_omits: Vec::new(),
         })
-    }
-
-    pub fn mode(&self) -> &'static str {
-        if self.apply_plan.is_some() {
-            "apply"
-        } else if self.execute {
-            "execute"
-        } else {
-            "dry-run"
-        }
     }
 
     /// The grace rule: the cutoff is at least 24 h before the live set was taken.
@@ -339,8 +387,12 @@ mod tests {
         assert!(Config::from_args(&args(&["--max-plan-age", "23h"]), now).is_ok());
         assert!(Config::from_args(&args(&["--explain", "abc"]), now).is_err());
         let explain = Config::from_args(&args(&["--explain", &"AB".repeat(32), "--execute"]), now).unwrap();
-        assert!(!explain.execute && explain.apply_plan.is_none(), "--explain is read-only whatever other flags say");
-        assert_eq!(explain.mode(), "dry-run");
+        assert!(matches!(explain.mode, Mode::Explain(_)), "--explain is read-only whatever other flags say");
+        assert!(!explain.mode.deletes());
+        assert_eq!(explain.mode.name(), ModeName::DryRun, "the report names an --explain run a dry run");
+        assert_eq!(Config::from_args(&args(&["--execute"]), now).unwrap().mode, Mode::Execute);
+        assert_eq!(Config::from_args(&args(&[]), now).unwrap().mode, Mode::DryRun);
+        assert_eq!(serde_json::to_string(&ModeName::DryRun).unwrap(), "\"dry-run\"");
         assert!(Config::from_args(&args(&["--work-dir", "/etc/hostname"]), now).is_err(), "a file is no work dir");
         let mut bad = args(&[]);
         bad.partition = "../x".into();

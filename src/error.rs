@@ -1,14 +1,15 @@
 //! The run's error: one variant per stage, and the one mapping to the spec's exit codes.
 
+use crate::bug::Bug;
 use crate::config::ConfigError;
-use crate::execute::HeldError;
+use crate::execute::{DeleteFailures, HeldError};
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
 use crate::manifest_fetch::IngestError;
-use crate::plan::PlanError;
+use crate::plan::{GuardTripped, PlanError, PlanRefused};
 use crate::store::StoreError;
-use crate::verify::VerifyError;
+use crate::verify::{RelistError, VerifyError, VerifyFailure};
 
 /// The signal that stopped a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,21 +40,22 @@ pub enum GcError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Spill(#[from] VerifyError),
-    #[error("--apply-plan refused, nothing deleted: {0}")]
-    PlanRefused(String),
+    #[error(transparent)]
+    PlanRefused(#[from] PlanRefused),
     #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
     SpoolRead(PlanError),
-    #[error(
-        "--max-delete-fraction guard: the plan deletes {planned} of {old} chunks older than the cutoff ({:.1}%), more than {:.1}%; nothing deleted",
-        fraction * 100.0, max * 100.0
-    )]
-    Guard { planned: u64, old: u64, fraction: f64, max: f64 },
-    #[error("{failed} of {planned} deletes failed (listed in the report); first: {first}")]
-    DeleteFailures { failed: u64, planned: u64, first: String },
+    #[error(transparent)]
+    Guard(#[from] GuardTripped),
+    #[error(transparent)]
+    DeleteFailures(#[from] DeleteFailures),
     #[error("verify failed: {0}")]
-    Verify(String),
+    Verify(#[from] VerifyFailure),
+    #[error(transparent)]
+    Relist(#[from] RelistError),
     #[error("stopped by {0:?}: no new deletes were started")]
     Interrupted(Signal),
+    #[error(transparent)]
+    Internal(#[from] Bug),
 }
 
 /// Every way a run ends, and its exit code (spec section 7): the one place codes are made.
@@ -68,6 +70,7 @@ pub enum Exit {
     Guard = 6,
     DeleteFailures = 7,
     Verify = 8,
+    Internal = 9,
     Interrupted = 130,
     Terminated = 143,
 }
@@ -75,6 +78,27 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// What to do after a run that ended this way, when the error says no more (the
+    /// summary's `next` line). A successful run's advice depends on its mode: see the report.
+    pub fn next_step(self) -> &'static str {
+        match self {
+            Exit::Done => "nothing: the partition is collected",
+            Exit::Usage => "fix the flags (see --help); nothing was changed",
+            Exit::LiveSet => "fix or re-export the live set; nothing was changed",
+            Exit::Manifest => {
+                "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed"
+            }
+            Exit::Listing => "check the store and credentials, then rerun; nothing was changed",
+            Exit::Guard => "check the live set is complete; raise --max-delete-fraction only if the plan is right",
+            Exit::DeleteFailures => "rerun to retry the failed deletes listed in the report",
+            Exit::Verify => "stop: do not run GC on this partition again until the verify failure is understood",
+            Exit::Internal => {
+                "a bug in gc_partition: file a bug report with this run's report (--report-out) attached; no further delete was started"
+            }
+            Exit::Interrupted | Exit::Terminated => "rerun to finish the job",
+        }
     }
 }
 
@@ -96,14 +120,41 @@ impl GcError {
             | GcError::Location(_)
             | GcError::Plan(_)
             | GcError::Spill(_)
+            | GcError::Manifest(IngestError::Spill(_))
+            | GcError::Relist(RelistError::Spill(_))
             | GcError::PlanRefused(_) => Exit::Usage,
             GcError::LiveSetRead { .. } | GcError::LiveSet(_) => Exit::LiveSet,
+            GcError::Manifest(IngestError::Task(_) | IngestError::Bug(_))
+            | GcError::Listing(ListingError::Task(_))
+            | GcError::Relist(RelistError::Bug(_) | RelistError::Listing(ListingError::Task(_)))
+            | GcError::SpoolRead(_)
+            | GcError::Internal(_) => Exit::Internal,
             GcError::Manifest(_) => Exit::Manifest,
-            GcError::Listing(_) | GcError::Held(_) => Exit::Listing,
-            GcError::Guard { .. } => Exit::Guard,
-            GcError::DeleteFailures { .. } | GcError::SpoolRead(_) => Exit::DeleteFailures,
+            GcError::Listing(_) | GcError::Held(_) | GcError::Relist(RelistError::Listing(_)) => Exit::Listing,
+            GcError::Guard(_) => Exit::Guard,
+            GcError::DeleteFailures(_) => Exit::DeleteFailures,
             GcError::Verify(_) => Exit::Verify,
             GcError::Interrupted(signal) => Exit::from(*signal),
+        }
+    }
+
+    /// What to do next: the advice of the run's exit, unless this error knows better.
+    pub fn next_step(&self) -> &'static str {
+        if self.store_directory_missing() {
+            return "check --store: the bucket directory named in the error does not exist under it; nothing was changed";
+        }
+        self.exit().next_step()
+    }
+
+    /// A `file://` store whose bucket directory is not there: a wrong `--store`, not a bad
+    /// manifest or a failing store.
+    fn store_directory_missing(&self) -> bool {
+        let missing = |e: &StoreError| matches!(e, StoreError::NoSuchBucket { .. });
+        match self {
+            GcError::Store(e) | GcError::Listing(ListingError::Store(e)) => missing(e),
+            GcError::Manifest(IngestError::Bucket { source, .. }) => missing(source.as_ref()),
+            GcError::Relist(RelistError::Listing(ListingError::Store(e))) => missing(e),
+            _ => false,
         }
     }
 
@@ -127,6 +178,7 @@ mod tests {
             (Exit::Guard, 6),
             (Exit::DeleteFailures, 7),
             (Exit::Verify, 8),
+            (Exit::Internal, 9),
             (Exit::Interrupted, 130),
             (Exit::Terminated, 143),
         ];
@@ -134,6 +186,40 @@ mod tests {
             assert_eq!(exit.code(), code, "{exit:?}");
         }
         assert_eq!(GcError::Interrupted(Signal::Terminate).exit_code(), 143);
-        assert_eq!(GcError::Verify("x".into()).exit_code(), 8);
+        assert_eq!(GcError::Verify(VerifyFailure::GoneAfter { count: 1 }).exit_code(), 8);
+    }
+
+    #[test]
+    fn bugs_exit_9_whatever_stage_they_surface_in() {
+        let bugs = [
+            GcError::Internal(Bug::new("an invariant")),
+            GcError::Manifest(IngestError::Task("worker panicked".into())),
+            GcError::Manifest(IngestError::Bug(Bug::new("spill still shared"))),
+            GcError::Listing(ListingError::Task("panicked".into())),
+            GcError::Relist(RelistError::Bug(Bug::new("spill task"))),
+            GcError::SpoolRead(PlanError::Spool { dir: "/w".into(), source: std::io::ErrorKind::NotFound.into() }),
+        ];
+        for bug in bugs {
+            assert_eq!(bug.exit(), Exit::Internal, "{bug}");
+            assert!(bug.next_step().contains("bug report"), "{bug}");
+        }
+        let listing = GcError::Listing(ListingError::Closed);
+        assert_eq!(listing.exit(), Exit::Listing, "a listing failure is not a bug");
+    }
+
+    #[test]
+    fn a_missing_store_directory_names_the_flag() {
+        let missing = || StoreError::NoSuchBucket { bucket: "snapshots".into(), path: "/nope/snapshots".into() };
+        let in_manifests = GcError::Manifest(IngestError::Bucket {
+            bucket: "snapshots".into(),
+            prefix: "p/".into(),
+            source: Box::new(missing()),
+        });
+        assert_eq!(in_manifests.exit(), Exit::Manifest, "the exit code is the stage's");
+        for error in [in_manifests, GcError::Listing(ListingError::Store(missing())), GcError::Store(missing())] {
+            assert!(error.next_step().starts_with("check --store"), "{error}");
+        }
+        let manifest = GcError::Manifest(IngestError::Task("x".into()));
+        assert!(!manifest.next_step().contains("--store"));
     }
 }

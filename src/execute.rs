@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
+pub use crate::plan::Reread;
+use crate::plan::{PlanError, SpooledPlan};
 use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores};
 use crate::throttle::{Aimd, RateCap};
 
@@ -95,98 +97,134 @@ pub fn batch_size(concurrency: usize) -> usize {
     (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
-/// What the re-read of a chunk's last-modified right before its delete must still show for
-/// the delete to go ahead; anything else keeps the chunk (`refreshed_kept`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reread {
-    /// A run's own plan (spec 4.6): still older than the cutoff.
-    OlderThan { cutoff_ms: i64 },
-    /// A reviewed plan (spec 8.3): exactly the last-modified the plan recorded.
-    Unchanged,
+/// How a run deletes: the store, the bounds on requests in flight and on the delete rate, the
+/// stop to watch and the progress counter to advance.
+pub struct Executor<'a> {
+    pub stores: &'a Stores,
+    pub concurrency: usize,
+    pub max_delete_rate: Option<f64>,
+    pub stop: &'a CancellationToken,
+    pub progress: Arc<AtomicU64>,
 }
 
-impl Reread {
-    fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
-        match self {
-            Reread::OlderThan { cutoff_ms } => now_last_modified_ms < cutoff_ms,
-            Reread::Unchanged => now_last_modified_ms == planned.last_modified_ms,
-        }
-    }
+/// A run that ended with delete failures (exit 7), naming the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{failed} of {planned} deletes failed (listed in the report); first: {first}")]
+pub struct DeleteFailures {
+    pub failed: u64,
+    pub planned: u64,
+    pub first: String,
 }
 
-/// Deletes every planned chunk, given in plan order with its location's index, unless the
-/// re-read right before its delete shows it was refreshed since it was planned.
-///
-/// The chunks flow through a pipeline of `concurrency` chunks at once, each taking a permit
-/// for each of its requests, so every permit stays busy: its re-read, then (per-key stores)
-/// its delete. On a store that deletes in bulk (unversioned S3) the still-old chunks of a
-/// location are gathered into bulk requests of [`batch_size`] keys, each holding one permit.
-#[allow(clippy::too_many_arguments)]
-pub async fn execute(
-    stores: &Stores,
-    locations: &[Location],
-    planned: impl Iterator<Item = (u32, ListedChunk)>,
-    reread: Reread,
-    concurrency: usize,
-    max_delete_rate: Option<f64>,
-    stop: &CancellationToken,
-    progress: Arc<AtomicU64>,
-) -> Result<ExecuteStats, StoreError> {
-    let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
-    let conditionals = conditionals(stores, locations).await?;
-    let permits = Permits {
-        aimd: Aimd::new(concurrency, stores.request_counters()),
-        single_deletes: stores.delete_batching() == DeleteBatching::Single,
-        condition: stores.delete_condition(),
-    };
-    let cap = max_delete_rate.and_then(RateCap::new);
-    let bulk_size = batch_size(concurrency);
-    let context = |location: u32| Chunk {
-        store: buckets[location as usize].as_ref(),
-        conditional: conditionals[location as usize].as_deref(),
-        location: &locations[location as usize],
-        reread,
-        permits: &permits,
-        stop,
-    };
-    let judged = futures::stream::iter(planned)
-        .map(|(location, chunk)| {
-            let (context, cap, progress) = (context(location), cap.as_ref(), &progress);
-            async move {
-                let judged = context.judge(&chunk, cap).await;
-                progress.fetch_add(1, Ordering::Relaxed);
-                (location, judged)
-            }
+impl ExecuteStats {
+    /// Whether every started delete is done or kept as refreshed.
+    pub fn all_done(&self, planned: u64) -> Result<(), DeleteFailures> {
+        let Some(first) = self.failures.first() else {
+            return Ok(());
+        };
+        Err(DeleteFailures {
+            failed: self.failures.len() as u64,
+            planned,
+            first: format!("{}/{}: {}", first.bucket, first.key, first.error),
         })
-        .buffer_unordered(concurrency.max(1));
-    futures::pin_mut!(judged);
-
-    let mut stats = ExecuteStats::default();
-    let mut gathered: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
-    let mut bulk = futures::stream::FuturesUnordered::new();
-    let mut judging = true;
-    while judging || !bulk.is_empty() {
-        tokio::select! {
-            next = judged.next(), if judging => match next {
-                Some((_, Judged::Done(done))) => stats.merge(done),
-                Some((location, Judged::Doomed { key, size })) => {
-                    let keys = gathered.entry(location).or_default();
-                    keys.push((key, size));
-                    if keys.len() >= bulk_size {
-                        bulk.push(context(location).delete_bulk(std::mem::take(keys)));
-                    }
-                }
-                None => {
-                    judging = false;
-                    for (location, keys) in gathered.drain().filter(|(_, keys)| !keys.is_empty()) {
-                        bulk.push(context(location).delete_bulk(keys));
-                    }
-                }
-            },
-            Some(done) = bulk.next(), if !bulk.is_empty() => stats.merge(done),
-        }
     }
-    Ok(stats)
+}
+
+impl Executor<'_> {
+    /// Deletes a spooled plan in plan order; also returns the error that stopped reading the
+    /// spool, if any (the rest of the plan is then not deleted).
+    pub async fn execute_spool(
+        &self,
+        locations: &[Location],
+        spool: &SpooledPlan,
+        reread: Reread,
+    ) -> Result<(ExecuteStats, Option<PlanError>), StoreError> {
+        let mut spool_error = None;
+        let planned = spool
+            .runs()
+            .map_while(|run| run.map_err(|e| spool_error = Some(e)).ok())
+            .flat_map(|(location, records)| records.into_iter().map(move |chunk| (location, chunk)));
+        let stats = self.execute(locations, planned, reread).await?;
+        tracing::info!(
+            deleted = stats.deleted,
+            refreshed_kept = stats.refreshed_kept,
+            failed = stats.failures.len(),
+            "execute done"
+        );
+        Ok((stats, spool_error))
+    }
+
+    /// Deletes every planned chunk, given in plan order with its location's index, unless the
+    /// re-read right before its delete shows it was refreshed since it was planned.
+    ///
+    /// The chunks flow through a pipeline of `concurrency` chunks at once, each taking a
+    /// permit for each of its requests, so every permit stays busy: its re-read, then
+    /// (per-key stores) its delete. On a store that deletes in bulk (unversioned S3) the
+    /// still-old chunks of a location are gathered into bulk requests of [`batch_size`]
+    /// keys, each holding one permit.
+    pub async fn execute(
+        &self,
+        locations: &[Location],
+        planned: impl Iterator<Item = (u32, ListedChunk)>,
+        reread: Reread,
+    ) -> Result<ExecuteStats, StoreError> {
+        let Executor { stores, concurrency, max_delete_rate, stop, ref progress } = *self;
+        let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
+        let conditionals = conditionals(stores, locations).await?;
+        let permits = Permits {
+            aimd: Aimd::new(concurrency, stores.request_counters()),
+            single_deletes: stores.delete_batching() == DeleteBatching::Single,
+            condition: stores.delete_condition(),
+        };
+        let cap = max_delete_rate.and_then(RateCap::new);
+        let bulk_size = batch_size(concurrency);
+        let context = |location: u32| Chunk {
+            store: buckets[location as usize].as_ref(),
+            conditional: conditionals[location as usize].as_deref(),
+            location: &locations[location as usize],
+            reread,
+            permits: &permits,
+            stop,
+        };
+        let judged = futures::stream::iter(planned)
+            .map(|(location, chunk)| {
+                let (context, cap, progress) = (context(location), cap.as_ref(), &progress);
+                async move {
+                    let judged = context.judge(&chunk, cap).await;
+                    progress.fetch_add(1, Ordering::Relaxed);
+                    (location, judged)
+                }
+            })
+            .buffer_unordered(concurrency.max(1));
+        futures::pin_mut!(judged);
+
+        let mut stats = ExecuteStats::default();
+        let mut gathered: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
+        let mut bulk = futures::stream::FuturesUnordered::new();
+        let mut judging = true;
+        while judging || !bulk.is_empty() {
+            tokio::select! {
+                next = judged.next(), if judging => match next {
+                    Some((_, Judged::Done(done))) => stats.merge(done),
+                    Some((location, Judged::Doomed { key, size })) => {
+                        let keys = gathered.entry(location).or_default();
+                        keys.push((key, size));
+                        if keys.len() >= bulk_size {
+                            bulk.push(context(location).delete_bulk(std::mem::take(keys)));
+                        }
+                    }
+                    None => {
+                        judging = false;
+                        for (location, keys) in gathered.drain().filter(|(_, keys)| !keys.is_empty()) {
+                            bulk.push(context(location).delete_bulk(keys));
+                        }
+                    }
+                },
+                Some(done) = bulk.next(), if !bulk.is_empty() => stats.merge(done),
+            }
+        }
+        Ok(stats)
+    }
 }
 
 /// What the pipeline made of one chunk.
@@ -484,6 +522,26 @@ async fn put_back(store: &dyn ObjectStore, held: &Path, key: &Path) -> object_st
 pub struct HeldFound {
     pub found: u64,
     pub put_back: u64,
+}
+
+/// Passes each location on to the listing once the chunks an earlier, killed run left
+/// renamed aside in it are back at their keys (only counted in a dry run).
+pub async fn put_back_before_listing(
+    stores: &Stores,
+    mut locations: tokio::sync::mpsc::UnboundedReceiver<(u32, Location)>,
+    listing: tokio::sync::mpsc::UnboundedSender<(u32, Location)>,
+    dry_run: bool,
+) -> Result<HeldFound, HeldError> {
+    let mut held = HeldFound::default();
+    while let Some((index, location)) = locations.recv().await {
+        let found = put_back_held(stores, std::slice::from_ref(&location), dry_run).await?;
+        held.found += found.found;
+        held.put_back += found.put_back;
+        if listing.send((index, location)).is_err() {
+            break;
+        }
+    }
+    Ok(held)
 }
 
 /// Puts back every chunk of `locations` an earlier, killed run left renamed aside (spec 9.1),

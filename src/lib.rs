@@ -7,6 +7,7 @@
 
 pub mod bill;
 pub mod bloom;
+pub mod bug;
 pub mod cli;
 pub mod config;
 pub mod decide;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod stop;
 pub mod store;
 #[cfg(feature = "test-kit")]
 pub mod synth;

@@ -5,6 +5,9 @@ use std::fmt;
 
 use crate::ids::{ChunkId, PartitionId};
 
+mod table;
+pub use table::{LocationTable, ToListing};
+
 /// Why a bucket name or prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {

@@ -41,14 +41,8 @@ fn run(args: &Args, bars: MultiProgress) -> Result<u8, (u8, String)> {
         }
         Err(message) => {
             eprintln!("gc_partition: error: {message}");
-            let code = Exit::Usage.code();
-            let report = Report {
-                partition: config.partition.to_string(),
-                mode: config.mode(),
-                exit_code: code,
-                error: Some(message),
-                ..Report::default()
-            };
+            let report = Report::usage_error(&config, message);
+            let code = report.exit_code;
             write_metrics(&config, &report, code);
             return Ok(code);
         }

@@ -14,9 +14,12 @@ use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
-use crate::locations::{Location, LocationError};
+use crate::locations::{LocationError, LocationTable};
 use crate::manifest::{self, ManifestError, ManifestErrorKind, legacy, unified};
 use crate::store::Stores;
+
+mod stage;
+pub use stage::{ManifestCounts, Referenced, Wanted, read_manifests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -26,8 +29,14 @@ pub enum IngestError {
     ForeignLocation { snapshot: String, object: String, source: LocationError },
     #[error("listing manifests of bucket {bucket} prefix {prefix}: {why}")]
     Inventory { bucket: String, prefix: String, why: String },
+    #[error("listing manifests of bucket {bucket} prefix {prefix}: {source}")]
+    Bucket { bucket: String, prefix: String, source: Box<crate::store::StoreError> },
     #[error("manifest worker failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Spill(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Bug(#[from] crate::bug::Bug),
 }
 
 /// Which manifest objects each live snapshot has, from one listing of the snapshots folder.
@@ -64,10 +73,6 @@ pub trait RefSink: Send + Sync {
     fn add(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]);
 }
 
-/// Where the stage sends each location a unified manifest names: returns its index in the
-/// run's location table (starting its listing if it is new).
-pub type RegisterLocation = Arc<dyn Fn(&Location) -> u32 + Send + Sync>;
-
 /// Shared inputs of the manifest workers.
 #[derive(Clone)]
 pub struct Ingest {
@@ -76,7 +81,8 @@ pub struct Ingest {
     pub partition: PartitionId,
     pub legacy_location: u32,
     pub sink: Arc<dyn RefSink>,
-    pub register: RegisterLocation,
+    /// Where each location a unified manifest names is registered (and its listing started).
+    pub locations: LocationTable,
     pub stats: Arc<IngestStats>,
 }
 
@@ -101,7 +107,11 @@ pub async fn inventory(
         |why: String| IngestError::Inventory { bucket: meta_bucket.to_owned(), prefix: dir.clone(), why };
     let mut sizes: HashMap<String, u64> = HashMap::new();
     if !live.snapshots.is_empty() {
-        let store = stores.bucket(meta_bucket).map_err(|e| inventory_err(e.to_string()))?;
+        let store = stores.bucket(meta_bucket).map_err(|source| IngestError::Bucket {
+            bucket: meta_bucket.to_owned(),
+            prefix: dir.clone(),
+            source: Box::new(source),
+        })?;
         let mut listing = store.list(Some(&Path::from(dir.as_str())));
         while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
             sizes.insert(meta.location.to_string(), meta.size);
@@ -318,7 +328,7 @@ impl Ingest {
                 object: object.to_owned(),
                 source,
             })?;
-            indexes.push((ingest.register)(location));
+            indexes.push(ingest.locations.register(location));
         }
         let mut out_of_range = None;
         reader.for_each_group(|group| match indexes.get(group.location as usize) {

@@ -49,7 +49,7 @@ fn count(value: u64) -> Count {
 /// The metrics of a run that ended with `exit_code` (the process's, which may differ from
 /// the report's when writing the report failed) at `ended_at`.
 pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result<String, MetricsError> {
-    let labels = [("partition", report.partition.clone()), ("mode", report.mode.to_owned())]
+    let labels = [("partition", report.partition.clone()), ("mode", report.mode.as_str().to_owned())]
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()));
     let mut registry = Registry::with_prefix_and_labels("gc_partition", labels);
@@ -135,6 +135,8 @@ pub fn write(path: &Path, report: &Report, exit_code: u8, ended_at: DateTime<Utc
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::config::ModeName;
+
     use super::*;
 
     /// One sample: name, labels, value.
@@ -176,7 +178,7 @@ mod tests {
     fn the_text_parses_back_to_the_report() {
         let mut report = Report {
             partition: "p1".into(),
-            mode: "execute",
+            mode: ModeName::Execute,
             listed_objects: 1_000,
             foreign_objects: 3,
             referenced_kept: 600,
@@ -245,7 +247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gc.prom");
         std::fs::write(&path, "old").unwrap();
-        let report = Report { partition: "p1".into(), mode: "dry-run", ..Report::default() };
+        let report = Report { partition: "p1".into(), mode: ModeName::DryRun, ..Report::default() };
         write(&path, &report, 0, Utc::now()).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(one(&parse(&text), "gc_partition_exit_code", None), 0.0);

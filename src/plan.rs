@@ -20,6 +20,11 @@ use crate::ids::ChunkId;
 use crate::listing::{ListedChunk, LocationCounts};
 use crate::locations::Location;
 
+mod guard;
+mod review;
+pub use guard::{Guard, GuardTripped};
+pub use review::PlanRefused;
+
 pub const PLAN_VERSION: u32 = 2;
 /// Bytes of one spooled record: id, size, last-modified.
 const RECORD_LEN: usize = 48;
@@ -181,6 +186,74 @@ impl Plan {
         let mut total = LocationTally::default();
         self.per_location.iter().for_each(|t| total.add(t));
         total
+    }
+}
+
+/// What the re-read of a chunk's last-modified right before its delete must still show for
+/// the delete to go ahead; anything else keeps the chunk (`refreshed_kept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// A run's own plan (spec 4.6): still older than the cutoff.
+    OlderThan { cutoff_ms: i64 },
+    /// A reviewed plan (spec 8.3): exactly the last-modified the plan recorded.
+    Unchanged,
+}
+
+impl Reread {
+    pub fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
+        match self {
+            Reread::OlderThan { cutoff_ms } => now_last_modified_ms < cutoff_ms,
+            Reread::Unchanged => now_last_modified_ms == planned.last_modified_ms,
+        }
+    }
+}
+
+/// What planning gives the rest of the run, made from this run's own listing or from a
+/// reviewed plan (`--apply-plan`): the deletes, their guard verdict and what each chunk's
+/// re-read must still show. One execute path serves both.
+pub struct Planned {
+    pub locations: Vec<Location>,
+    /// The decide stage's counts per location (none for a reviewed plan).
+    pub per_location: Vec<LocationTally>,
+    /// In total; a reviewed plan knows its planned deletes, bytes and old chunks only.
+    pub totals: LocationTally,
+    /// The records, when something reads them (`--execute`, `--plan-out`, `--verify`).
+    pub spool: Option<SpooledPlan>,
+    pub guard: Guard,
+    pub reread: Reread,
+}
+
+impl Planned {
+    /// This run's plan, as the decide stage left it.
+    pub fn decided(plan: Plan, locations: Vec<Location>, max_delete_fraction: f64, cutoff_ms: i64) -> Self {
+        let totals = plan.totals();
+        Planned {
+            guard: Guard::judge(max_delete_fraction, totals.old, totals.planned),
+            locations,
+            per_location: plan.per_location,
+            totals,
+            spool: plan.spool,
+            reread: Reread::OlderThan { cutoff_ms },
+        }
+    }
+
+    /// A reviewed plan, judged by its own footer; each delete needs the plan's last-modified.
+    pub fn reviewed(plan: ReviewedPlan, max_delete_fraction: f64) -> Self {
+        let footer = &plan.footer;
+        let totals = LocationTally {
+            planned: footer.count,
+            planned_bytes: footer.bytes,
+            old: footer.old_chunks,
+            ..LocationTally::default()
+        };
+        Planned {
+            guard: Guard::judge(max_delete_fraction, footer.old_chunks, footer.count),
+            locations: plan.locations,
+            per_location: Vec::new(),
+            totals,
+            spool: Some(plan.spool),
+            reread: Reread::Unchanged,
+        }
     }
 }
 

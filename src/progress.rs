@@ -1,18 +1,29 @@
 //! Progress of a run (spec 8.5): bars per stage on a terminal, otherwise a structured
 //! `progress` event every `--progress-interval`. Both read the live counters of
-//! [`crate::gc::Progress`]; the stage orchestrator only sets the current [`Stage`].
+//! [`Progress`]; the stage orchestrator only sets the current [`Stage`].
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
-use crate::gc::Progress;
+use crate::manifest_fetch::IngestStats;
 
 /// The tracing target of the `progress` events.
 pub const EVENT_TARGET: &str = "gc_partition::progress";
+
+/// Live progress counters, written by the stages and read by the display and the events.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub listed: Arc<AtomicU64>,
+    pub planned: Arc<AtomicU64>,
+    pub deleted: Arc<AtomicU64>,
+    pub ingest: Arc<IngestStats>,
+    pub stage: StageCell,
+    pub verify_listed: Arc<AtomicU64>,
+}
 
 /// The stage a run is in, in the order a run goes through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

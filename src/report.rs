@@ -4,14 +4,70 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
+use crate::config::{Config, Mode, ModeName};
+use crate::error::{Exit, GcError};
 use crate::execute::{DeleteConditions, DeleteFailure, ExecuteStats, HeldFound};
+use crate::explain::Explanation;
 use crate::locations::Location;
-use crate::plan::Plan;
+use crate::manifest_fetch::ManifestCounts as ManifestTotals;
+use crate::plan::{Guard, LocationTally, Planned, rfc3339};
 use crate::store::{DeleteBatching, RequestCounts};
 use crate::verify::VerifyReport;
+
+/// What the stages of one run returned, kept as each finishes. The report is built from it
+/// once, when the run ends; nothing reads it to decide anything.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The live set's snapshot count and `taken_at`.
+    pub live: Option<(u64, DateTime<Utc>)>,
+    pub manifests: Option<ManifestTotals>,
+    /// Candidate locations (an `--explain` run knows them without a plan).
+    pub locations: u64,
+    pub plan: Option<PlanCounts>,
+    /// Distinct (id, location) references; known only under `--verify`.
+    pub referenced_distinct: Option<u64>,
+    pub held: HeldFound,
+    pub executed: Option<ExecuteStats>,
+    pub verify: Option<VerifyReport>,
+    pub explain: Option<Vec<Explanation>>,
+    pub durations: BTreeMap<&'static str, u64>,
+}
+
+/// A plan's counts, as the report shows them.
+#[derive(Debug, Clone, Default)]
+pub struct PlanCounts {
+    pub locations: Vec<Location>,
+    pub per_location: Vec<LocationTally>,
+    pub totals: LocationTally,
+    pub guard: Guard,
+    pub expected_false_positives: f64,
+}
+
+impl PlanCounts {
+    pub fn of(planned: &Planned, expected_false_positives: f64) -> Self {
+        PlanCounts {
+            locations: planned.locations.clone(),
+            per_location: planned.per_location.clone(),
+            totals: planned.totals.clone(),
+            guard: planned.guard.clone(),
+            expected_false_positives,
+        }
+    }
+}
+
+/// What the run asked of the store, for the report's bill (spec 8.6).
+#[derive(Debug, Clone)]
+pub struct StoreUsage {
+    pub requests: RequestCounts,
+    pub retries: u64,
+    pub prices: Option<Prices>,
+    pub delete_batch: usize,
+    pub batching: DeleteBatching,
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ManifestCounts {
@@ -34,26 +90,6 @@ pub struct LocationReport {
     pub planned_bytes: u64,
 }
 
-/// The `--max-delete-fraction` guard's verdict.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GuardReport {
-    pub max_delete_fraction: f64,
-    /// Chunks last modified before the cutoff: the guard's denominator.
-    pub old_chunks: u64,
-    pub fraction: f64,
-    pub tripped: bool,
-}
-
-impl GuardReport {
-    /// The verdict: tripped when the plan deletes more than the allowed share of the
-    /// chunks older than the cutoff (strictly more: exactly the limit passes).
-    pub fn judge(&mut self, old_chunks: u64, planned: u64) {
-        self.old_chunks = old_chunks;
-        self.fraction = if old_chunks == 0 { 0.0 } else { planned as f64 / old_chunks as f64 };
-        self.tripped = self.fraction > self.max_delete_fraction;
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BloomReport {
     pub fpr: f64,
@@ -66,7 +102,7 @@ pub struct BloomReport {
 pub struct Report {
     pub version: u32,
     pub partition: String,
-    pub mode: &'static str,
+    pub mode: ModeName,
     pub store: String,
     pub cutoff: String,
     pub taken_at: Option<String>,
@@ -88,7 +124,7 @@ pub struct Report {
     pub planned_deletes: u64,
     pub planned_bytes: u64,
     pub expected_false_positives: f64,
-    pub guard: GuardReport,
+    pub guard: Guard,
     pub bloom: BloomReport,
     pub plan_out: Option<String>,
     pub deleted: u64,
@@ -113,6 +149,9 @@ pub struct Report {
     pub durations_ms: BTreeMap<&'static str, u64>,
     /// Store calls by kind and their estimated cost (spec 8.6).
     pub requests: Option<RequestBill>,
+    /// The summary's `next` line: what to do after this run.
+    #[serde(skip)]
+    pub next_step: &'static str,
 }
 
 /// Bytes in binary units, e.g. `1.5 GiB`.
@@ -140,11 +179,72 @@ fn thousands(n: u64) -> String {
 }
 
 impl Report {
-    /// Fills the listing and decision counts, per location and in total, from the plan's
-    /// counters.
-    pub fn record_plan(&mut self, plan: &Plan, locations: &[Location]) {
-        self.locations = locations.len() as u64;
-        self.per_location = locations
+    /// The report of a run, built once from what its stages returned and how it ended.
+    pub fn build(config: &Config, outcome: Outcome, error: Option<&GcError>, usage: StoreUsage) -> Self {
+        let mut report = Report {
+            version: 1,
+            partition: config.partition.to_string(),
+            mode: config.mode.name(),
+            store: config.store_url.clone(),
+            cutoff: rfc3339(config.cutoff),
+            bloom: BloomReport { fpr: config.bloom_fpr, seed: config.bloom_seed, ..BloomReport::default() },
+            guard: Guard::unjudged(config.max_delete_fraction),
+            plan_out: config.plan_out.as_ref().map(|p| p.display().to_string()),
+            locations: outcome.locations,
+            referenced_distinct: outcome.referenced_distinct,
+            held_chunks: outcome.held,
+            verify: outcome.verify,
+            explain: outcome.explain,
+            durations_ms: outcome.durations,
+            store_retries: usage.retries,
+            ..Report::default()
+        };
+        if let Some((snapshots, taken_at)) = outcome.live {
+            report.live_snapshots = snapshots;
+            report.taken_at = Some(rfc3339(taken_at));
+        }
+        if let Some(m) = outcome.manifests {
+            report.manifests = ManifestCounts { legacy: m.legacy, unified: m.unified };
+            report.referenced_ids = m.referenced_ids;
+            report.bloom.bits = m.bloom_bits;
+            report.bloom.expected_fpr = m.bloom_expected_fpr;
+        }
+        if let Some(plan) = outcome.plan {
+            report.record_plan(plan);
+        }
+        if let Some(stats) = outcome.executed {
+            report.record_execute(stats);
+        }
+        report.fill_requests(usage);
+        match error {
+            Some(error) => {
+                report.exit_code = error.exit_code();
+                report.error = Some(error.to_string());
+                report.next_step = error.next_step();
+            }
+            None => report.next_step = success_next_step(&config.mode, &report.guard),
+        }
+        report
+    }
+
+    /// The report of a run that could not start (exit 2): the flags were valid, the rest
+    /// was not.
+    pub fn usage_error(config: &Config, message: String) -> Self {
+        Report {
+            partition: config.partition.to_string(),
+            mode: config.mode.name(),
+            exit_code: Exit::Usage.code(),
+            error: Some(message),
+            next_step: Exit::Usage.next_step(),
+            ..Report::default()
+        }
+    }
+
+    /// The listing and decision counts, per location and in total.
+    fn record_plan(&mut self, plan: PlanCounts) {
+        self.locations = plan.locations.len() as u64;
+        self.per_location = plan
+            .locations
             .iter()
             .zip(&plan.per_location)
             .map(|(location, t)| {
@@ -165,7 +265,7 @@ impl Report {
                 }
             })
             .collect();
-        let total = plan.totals();
+        let total = plan.totals;
         self.listed_objects = total.listing.listed_objects;
         self.chunks_scanned = total.listing.chunks;
         self.foreign_objects = total.listing.foreign_objects;
@@ -173,31 +273,27 @@ impl Report {
         self.referenced_kept = total.referenced_kept;
         self.planned_deletes = total.planned;
         self.planned_bytes = total.planned_bytes;
+        self.expected_false_positives = plan.expected_false_positives;
+        self.guard = plan.guard;
     }
 
-    pub fn record_execute(&mut self, stats: &ExecuteStats) {
+    fn record_execute(&mut self, stats: ExecuteStats) {
         self.deleted = stats.deleted;
         self.deleted_bytes = stats.deleted_bytes;
         self.refreshed_kept = stats.refreshed_kept;
         self.delete_failures = stats.failures.len() as u64;
-        self.failed_deletes = stats.failures.clone();
+        self.failed_deletes = stats.failures;
         self.deletes_not_started = stats.not_started;
         self.delete_conditions = stats.conditions;
     }
 
     /// Fills `requests` from the calls this run made; a dry run also estimates what executing
-    /// its plan in batches of `delete_batch` would ask for.
-    pub fn fill_requests(
-        &mut self,
-        counts: RequestCounts,
-        prices: Option<Prices>,
-        delete_batch: usize,
-        batching: DeleteBatching,
-    ) {
-        let mut bill = RequestBill::new(counts, prices);
-        if self.mode == "dry-run" {
+    /// its plan would ask for.
+    fn fill_requests(&mut self, usage: StoreUsage) {
+        let mut bill = RequestBill::new(usage.requests, usage.prices);
+        if self.mode == ModeName::DryRun {
             let planned: Vec<u64> = self.per_location.iter().map(|l| l.planned_deletes).collect();
-            bill = bill.with_execute_estimate(&planned, delete_batch as u64, batching);
+            bill = bill.with_execute_estimate(&planned, usage.delete_batch as u64, usage.batching);
         }
         self.requests = Some(bill);
     }
@@ -254,7 +350,7 @@ impl Report {
             n(guard.old_chunks),
             guard.max_delete_fraction * 100.0
         );
-        if self.mode == "execute" || self.mode == "apply" {
+        if matches!(self.mode, ModeName::Execute | ModeName::Apply) {
             let _ = writeln!(
                 s,
                 "  deleted      {} chunks, {}; {} failed; {} not started",
@@ -290,7 +386,7 @@ impl Report {
                 "  verify       {}: {} planned but referenced, {} referenced missing{}",
                 match v {
                     v if v.ok => "ok",
-                    v if self.mode == "execute" && !v.after_checked && v.planned_but_referenced == 0 => {
+                    v if self.mode == ModeName::Execute && !v.after_checked && v.planned_but_referenced == 0 => {
                         "not finished (stopped before the check after the deletes)"
                     }
                     _ => "FAILED",
@@ -319,28 +415,20 @@ impl Report {
         }
         let stages: Vec<String> = self.durations_ms.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
         let _ = writeln!(s, "  durations    {}", stages.join(", "));
-        let _ = writeln!(s, "  next         {}", self.next_step());
+        let _ = writeln!(s, "  next         {}", self.next_step);
         s
     }
+}
 
-    fn next_step(&self) -> &'static str {
-        match self.exit_code {
-            0 if self.mode == "dry-run" && self.guard.tripped => {
-                "the guard would stop --execute: check the live set is complete before raising --max-delete-fraction"
-            }
-            0 if self.mode == "dry-run" => "review the plan (--plan-out), then rerun with --execute --verify",
-            0 => "nothing: the partition is collected",
-            2 => "fix the flags (see --help); nothing was changed",
-            3 => "fix or re-export the live set; nothing was changed",
-            4 => {
-                "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed"
-            }
-            5 => "check the store and credentials, then rerun; nothing was changed",
-            6 => "check the live set is complete; raise --max-delete-fraction only if the plan is right",
-            7 => "rerun to retry the failed deletes listed in the report",
-            8 => "stop: do not run GC on this partition again until the verify failure is understood",
-            _ => "rerun to finish the job",
+/// What to do after a run that ended with exit 0.
+fn success_next_step(mode: &Mode, guard: &Guard) -> &'static str {
+    match mode {
+        Mode::Explain(_) => "nothing: --explain changes nothing",
+        Mode::DryRun if guard.tripped => {
+            "the guard would stop --execute: check the live set is complete before raising --max-delete-fraction"
         }
+        Mode::DryRun => "review the plan (--plan-out), then rerun with --execute --verify",
+        Mode::Execute | Mode::Apply(_) => Exit::Done.next_step(),
     }
 }
 
@@ -358,20 +446,14 @@ mod tests {
     }
 
     #[test]
-    fn guard_trips_strictly_above_the_limit() {
-        let mut guard = GuardReport { max_delete_fraction: 0.5, ..GuardReport::default() };
-        guard.judge(10, 5);
-        assert!(!guard.tripped, "exactly the limit passes");
-        guard.judge(10, 6);
-        assert!(guard.tripped);
-        assert_eq!(guard.old_chunks, 10, "the denominator is the chunks older than the cutoff");
-        guard.judge(0, 0);
-        assert!(!guard.tripped && guard.fraction == 0.0);
-    }
-
-    #[test]
     fn summary_names_the_verdicts() {
-        let report = Report { mode: "dry-run", planned_deletes: 1200, planned_bytes: 2048, ..Report::default() };
+        let report = Report {
+            mode: ModeName::DryRun,
+            planned_deletes: 1200,
+            planned_bytes: 2048,
+            next_step: success_next_step(&Mode::DryRun, &Guard::unjudged(0.5)),
+            ..Report::default()
+        };
         let text = report.human();
         assert!(text.contains("1,200 deletes, 2.0 KiB"), "{text}");
         assert!(text.contains("rerun with --execute --verify"), "{text}");

@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use serde::Serialize;
-
 use crate::bloom::RefFilter;
 use crate::listing::Listed;
 use crate::plan::{PlanError, SpooledPlan};
+
+mod relist;
+mod verdict;
+pub use relist::{RelistError, relist};
+pub use verdict::{VerifyFailure, VerifyReport};
 
 /// Id ranges: one per value of an id's first byte.
 pub const RANGES: usize = 256;
@@ -338,24 +341,6 @@ pub fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<
         }
     }
     Ok(missing_after)
-}
-
-/// The `verify` object of the report.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    pub ok: bool,
-    pub missing_before: u64,
-    pub missing_after: u64,
-    pub planned_but_referenced: u64,
-    /// Whether the store was listed again after the deletes (`--execute` only; skipped when
-    /// a signal stopped the run, which must exit promptly).
-    pub after_checked: bool,
-    /// Bytes the exact checks spilled under `--work-dir`.
-    pub spill_bytes: u64,
-    /// Up to [`SAMPLE`] `bucket/key` names for each of the three counts.
-    pub missing_before_keys: Vec<String>,
-    pub missing_after_keys: Vec<String>,
-    pub planned_but_referenced_keys: Vec<String>,
 }
 
 #[cfg(test)]

@@ -339,6 +339,41 @@ fn a_stop_during_execute_starts_no_new_delete_and_a_rerun_finishes() {
     }
 }
 
+/// Spec 9.3: a panic is a bug. It ends the run with exit 9 and a report saying so (never a
+/// listing, manifest or delete failure), no delete starts after it, and a rerun finishes.
+#[test]
+fn a_panic_exits_9_starts_no_further_delete_and_a_rerun_finishes() {
+    for backend in BACKENDS {
+        // In each stage: the manifests' reads, the listing's tasks, the deletes.
+        let panics = [(Op::Get, 2, "manifests"), (Op::List, 1, "listing"), (Op::Head, 15, "execute")];
+        for (op, nth, stage) in panics {
+            let p = part(backend, 21, |c| c.garbage_chunks = 120);
+            let faults = Faults::new(FaultPlan { panic_at: Some((op, nth)), ..FaultPlan::default() });
+            let report = p.run(&faults, &["--execute", "--delete-concurrency", "4"]);
+            let context = format!("{backend:?}, panic in the {stage} stage");
+            assert_eq!(report.exit_code, 9, "{context}: {:?}", report.error);
+            let error = report.error.clone().unwrap_or_default();
+            assert!(error.starts_with("internal error (a bug)"), "{context}: {error}");
+            assert!(error.contains("injected panic"), "{context}: the panic's message is kept: {error}");
+            assert!(report.human().contains("file a bug report"), "{context}");
+
+            let calls = faults.calls();
+            let panicked = calls.iter().filter(|c| c.op == op).nth(nth as usize - 1).expect("the panicking call");
+            let later: Vec<_> = calls.iter().filter(|c| c.op.mutates() && c.seq > panicked.seq).collect();
+            assert!(later.is_empty(), "{context}: {} mutating calls started after the panic: {later:?}", later.len());
+            if stage != "execute" {
+                assert!(faults.mutations().is_empty(), "{context}: nothing is deleted before the plan is done");
+            }
+            p.assert_nothing_lost(&context);
+
+            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+            assert_eq!(again.exit_code, 0, "{context}, rerun: {:?}", again.error);
+            assert_eq!(p.garbage_left(), 0, "{context}: the rerun did not finish the job");
+            p.assert_nothing_lost(&format!("{context}, rerun"));
+        }
+    }
+}
+
 #[test]
 fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
     for backend in BACKENDS {

@@ -20,7 +20,7 @@ use common::faults::unit;
 use common::runtime;
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
-use gc_partition::execute::{Reread, execute};
+use gc_partition::execute::{Executor, Reread};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::ListedChunk;
 use gc_partition::locations::Location;
@@ -193,18 +193,16 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
         // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
         let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
         let stop = tokio_util::sync::CancellationToken::new();
-        let stats = execute(
-            &stores,
-            std::slice::from_ref(&location),
-            planned.collect::<Vec<_>>().into_iter(),
-            Reread::OlderThan { cutoff_ms },
-            8,
-            None,
-            &stop,
-            Arc::new(AtomicU64::new(0)),
-        )
-        .await
-        .unwrap();
+        let executor = Executor {
+            stores: &stores,
+            concurrency: 8,
+            max_delete_rate: None,
+            stop: &stop,
+            progress: Arc::new(AtomicU64::new(0)),
+        };
+        let planned = planned.collect::<Vec<_>>().into_iter();
+        let stats =
+            executor.execute(std::slice::from_ref(&location), planned, Reread::OlderThan { cutoff_ms }).await.unwrap();
         let current: BTreeSet<String> =
             store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
         (stats, current)

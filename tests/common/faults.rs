@@ -14,7 +14,8 @@
 //!   recorded;
 //! - run a hook on the first `head` of a chosen key (a writer refreshing a chunk);
 //! - make chosen keys vanish (another deleter) right before their `head` or their delete
-//!   reaches the store.
+//!   reaches the store;
+//! - panic at the Nth call of a kind (a bug in a layer, spec 9.3).
 //!
 //! Every call is logged (`Call`) with whether a `Stop` had been triggered when it started.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -104,6 +105,8 @@ pub struct FaultPlan {
     pub vanish_before_head: HashSet<String>,
     /// These keys are deleted from the store right before their delete reaches it.
     pub vanish_before_delete: HashSet<String>,
+    /// The Nth call of this kind panics before it reaches the store (a bug in a layer).
+    pub panic_at: Option<(Op, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +220,9 @@ impl Faults {
         }
         let call = Call { seq, op, bucket: bucket.to_owned(), key: key.to_owned(), after_stop, injected };
         self.calls.lock().unwrap().push(call);
+        if plan.panic_at == Some((op, nth)) {
+            panic!("injected panic at {op:?} call {nth} (seq {seq})");
+        }
         kind.map(|k| error(k, op, key))
     }
 
