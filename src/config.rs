@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::cli::{Args, OutputFormat};
 use crate::ids::{ChunkId, IdError, PartitionId};
 use crate::locations::{Location, LocationError, check_bucket};
+pub use crate::mode::{Mode, ModeName};
+use crate::plan::Binding;
 use crate::store::StoreOptions;
 
 /// How far before the live set's `taken_at` the cutoff must be (spec 4, safety rules).
@@ -57,74 +58,19 @@ impl LiveSource {
     }
 }
 
-/// What a run does: one value, matched once at the top of the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Plans and reports; deletes nothing.
-    DryRun,
-    /// `--execute`: plans, then deletes the plan.
-    Execute,
-    /// `--apply-plan`: deletes a reviewed plan (its header gave the cutoff).
-    Apply(PathBuf),
-    /// `--explain`: why each chunk id is kept or would be deleted. Read-only, whatever other
-    /// flags say.
-    Explain(Vec<ChunkId>),
-}
-
-/// The mode as the report, the plan header and the metrics name it (spec 6, 8.3): an
-/// `--explain` run is a dry run there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeName {
-    #[default]
-    DryRun,
-    Execute,
-    Apply,
-}
-
-impl ModeName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModeName::DryRun => "dry-run",
-            ModeName::Execute => "execute",
-            ModeName::Apply => "apply",
-        }
+/// The mode the flags ask for: `--explain` wins, whatever else is given (it never deletes).
+fn mode_from_args(args: &Args) -> Result<Mode, ConfigError> {
+    if !args.explain.is_empty() {
+        let ids = args.explain.iter().map(|hex| {
+            ChunkId::from_hex(&hex.to_ascii_lowercase()).ok_or_else(|| ConfigError::Explain { value: hex.clone() })
+        });
+        return Ok(Mode::Explain(ids.collect::<Result<_, _>>()?));
     }
-}
-
-impl std::fmt::Display for ModeName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Mode {
-    fn from_args(args: &Args) -> Result<Self, ConfigError> {
-        if !args.explain.is_empty() {
-            let ids = args.explain.iter().map(|hex| {
-                ChunkId::from_hex(&hex.to_ascii_lowercase()).ok_or_else(|| ConfigError::Explain { value: hex.clone() })
-            });
-            return Ok(Mode::Explain(ids.collect::<Result<_, _>>()?));
-        }
-        Ok(match (&args.apply_plan, args.execute) {
-            (Some(plan), _) => Mode::Apply(plan.clone()),
-            (None, true) => Mode::Execute,
-            (None, false) => Mode::DryRun,
-        })
-    }
-
-    pub fn name(&self) -> ModeName {
-        match self {
-            Mode::DryRun | Mode::Explain(_) => ModeName::DryRun,
-            Mode::Execute => ModeName::Execute,
-            Mode::Apply(_) => ModeName::Apply,
-        }
-    }
-
-    /// Whether the run deletes (`--execute`, `--apply-plan`).
-    pub fn deletes(&self) -> bool {
-        matches!(self, Mode::Execute | Mode::Apply(_))
-    }
+    Ok(match (&args.apply_plan, args.execute) {
+        (Some(plan), _) => Mode::Apply(plan.clone()),
+        (None, true) => Mode::Execute,
+        (None, false) => Mode::DryRun,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -213,7 +159,7 @@ impl Config {
             meta_bucket: args.meta_bucket.clone(),
             extra_locations,
             verify: args.verify,
-            mode: Mode::from_args(args)?,
+            mode: mode_from_args(args)?,
             max_plan_age: max_plan_age(&args.max_plan_age)?,
             plan_out: args.plan_out.clone(),
             report_out: args.report_out.clone(),
@@ -234,6 +180,21 @@ impl Config {
             #[cfg(feature = "test-kit")]
             filter_omits: Vec::new(),
         })
+    }
+
+    /// What this run's plan is bound to, and what a reviewed plan must match (spec 8.2, 8.3).
+    pub fn binding(&self) -> Binding<'_> {
+        Binding {
+            partition: self.partition.as_str(),
+            store: &self.store_url,
+            mode: self.mode.name(),
+            cutoff: self.cutoff,
+            now: self.now,
+            max_plan_age: self.max_plan_age,
+            max_delete_fraction: self.max_delete_fraction,
+            bloom_fpr: self.bloom_fpr,
+            bloom_seed: self.bloom_seed,
+        }
     }
 
     /// The grace rule: the cutoff is at least 24 h before the live set was taken.

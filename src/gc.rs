@@ -294,7 +294,7 @@ impl Run<'_> {
             return Ok(());
         };
         let t = Instant::now();
-        let header = PlanHeader::for_run(self.config, live, &planned.locations);
+        let header = PlanHeader::for_run(&self.config.binding(), live, &planned.locations);
         write_plan(path, &header, &planned.locations, spool, planned.totals.old)?;
         outcome.durations.insert("plan", ms(t));
         Ok(())
@@ -311,7 +311,7 @@ impl Run<'_> {
         let config = self.config;
         let t = Instant::now();
         let reviewed = read_plan(path, &config.work_dir).map_err(|e| PlanRefused(e.to_string()))?;
-        reviewed.check(config, live)?;
+        reviewed.check(&config.binding(), live)?;
         outcome.durations.insert("plan", ms(t));
         let planned = Planned::reviewed(reviewed, config.max_delete_fraction);
         outcome.plan = Some(PlanCounts::of(&planned, 0.0));
@@ -404,7 +404,8 @@ impl Run<'_> {
         let config = self.config;
         let (table, legacy_location) = self.quiet_table(&[])?;
         let sink = Arc::new(ExplainSink::new(ids));
-        let wanted = Wanted { explain: Some(Arc::clone(&sink)), ..Wanted::default() };
+        let wanted =
+            Wanted { explain: Some(Arc::clone(&sink) as Arc<dyn crate::manifest_fetch::RefSink>), ..Wanted::default() };
         self.manifests(live, &table, legacy_location, wanted, outcome).await?;
         let locations = table.close();
         outcome.locations = locations.len() as u64;

@@ -25,6 +25,7 @@ pub mod locations;
 pub mod manifest;
 pub mod manifest_fetch;
 pub mod metrics;
+pub mod mode;
 pub mod plan;
 pub mod progress;
 pub mod report;

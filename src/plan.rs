@@ -23,7 +23,7 @@ use crate::locations::Location;
 mod guard;
 mod review;
 pub use guard::{Guard, GuardTripped};
-pub use review::PlanRefused;
+pub use review::{Binding, PlanRefused};
 
 pub const PLAN_VERSION: u32 = 2;
 /// Bytes of one spooled record: id, size, last-modified.

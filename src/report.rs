@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
-use crate::config::{Config, Mode, ModeName};
+use crate::config::Config;
 use crate::error::{Exit, GcError};
 use crate::execute::{DeleteConditions, DeleteFailure, ExecuteStats, HeldFound};
 use crate::explain::Explanation;
 use crate::locations::Location;
 use crate::manifest_fetch::ManifestCounts as ManifestTotals;
+use crate::mode::{Mode, ModeName};
 use crate::plan::{Guard, LocationTally, Planned, rfc3339};
 use crate::store::{DeleteBatching, RequestCounts};
 use crate::verify::VerifyReport;

@@ -10,7 +10,6 @@ use tracing::{Instrument, info, info_span};
 use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::Config;
-use crate::explain::ExplainSink;
 use crate::ids::SnapshotId;
 use crate::live_set::LiveSet;
 use crate::locations::LocationTable;
@@ -26,8 +25,8 @@ pub struct Wanted {
     pub filter: bool,
     /// The exact references, spilled by id range (`--verify`, `--apply-plan`).
     pub spill: bool,
-    /// `--explain`'s lookups.
-    pub explain: Option<Arc<ExplainSink>>,
+    /// Any other sink (`--explain`'s lookups).
+    pub explain: Option<Arc<dyn RefSink>>,
 }
 
 /// What the stage leaves: the complete filter, the exact references spilled, its counts.
@@ -54,7 +53,7 @@ pub struct ManifestCounts {
 struct Refs {
     filter: Option<Arc<RefFilter>>,
     spill: Option<Arc<RangeSpill>>,
-    explain: Option<Arc<ExplainSink>>,
+    explain: Option<Arc<dyn RefSink>>,
     /// Test kit only: ids the filter is not given (`Config::filter_omits`).
     #[cfg(feature = "test-kit")]
     filter_omits: Vec<[u8; 32]>,

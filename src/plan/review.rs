@@ -2,9 +2,11 @@
 //! for another partition or store, too old, made from another live set, or made by
 //! `--execute`.
 
-use crate::config::{Config, ModeName};
+use chrono::{DateTime, TimeDelta, Utc};
+
 use crate::live_set::{LiveSet, MAX_CLOCK_SKEW};
 use crate::locations::Location;
+use crate::mode::ModeName;
 
 use super::{PLAN_VERSION, PlanHeader, ReviewedPlan, rfc3339};
 
@@ -13,23 +15,38 @@ use super::{PLAN_VERSION, PlanHeader, ReviewedPlan, rfc3339};
 #[error("--apply-plan refused, nothing deleted: {0}")]
 pub struct PlanRefused(pub String);
 
+/// What a plan is bound to (spec 8.2): the run's partition, store, mode, clock and limits.
+#[derive(Debug, Clone)]
+pub struct Binding<'a> {
+    pub partition: &'a str,
+    pub store: &'a str,
+    pub mode: ModeName,
+    pub cutoff: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    /// `--max-plan-age`: how old a reviewed plan may be.
+    pub max_plan_age: TimeDelta,
+    pub max_delete_fraction: f64,
+    pub bloom_fpr: f64,
+    pub bloom_seed: u64,
+}
+
 impl PlanHeader {
     /// The header binding this run's plan to its inputs.
-    pub fn for_run(config: &Config, live: &LiveSet, locations: &[Location]) -> Self {
+    pub fn for_run(run: &Binding<'_>, live: &LiveSet, locations: &[Location]) -> Self {
         PlanHeader {
             kind: "header".into(),
             version: PLAN_VERSION,
-            partition: config.partition.to_string(),
-            store: config.store_url.clone(),
-            mode: config.mode.name().to_string(),
-            cutoff: rfc3339(config.cutoff),
-            created_at: rfc3339(config.now),
+            partition: run.partition.to_owned(),
+            store: run.store.to_owned(),
+            mode: run.mode.to_string(),
+            cutoff: rfc3339(run.cutoff),
+            created_at: rfc3339(run.now),
             taken_at: rfc3339(live.taken_at),
             live_snapshots: live.snapshots.len() as u64,
             live_set_sha256: live.sha256(),
-            max_delete_fraction: config.max_delete_fraction,
-            bloom_fpr: config.bloom_fpr,
-            bloom_seed: config.bloom_seed,
+            max_delete_fraction: run.max_delete_fraction,
+            bloom_fpr: run.bloom_fpr,
+            bloom_seed: run.bloom_seed,
             locations: locations.iter().map(Location::to_string).collect(),
         }
     }
@@ -37,29 +54,25 @@ impl PlanHeader {
 
 impl ReviewedPlan {
     /// Spec 8.3: whether this plan may be applied by this run.
-    pub fn check(&self, config: &Config, live: &LiveSet) -> Result<(), PlanRefused> {
-        check_header(&self.header, config, live)
+    pub fn check(&self, run: &Binding<'_>, live: &LiveSet) -> Result<(), PlanRefused> {
+        check_header(&self.header, run, live)
     }
 }
 
-fn check_header(h: &PlanHeader, config: &Config, live: &LiveSet) -> Result<(), PlanRefused> {
+fn check_header(h: &PlanHeader, config: &Binding<'_>, live: &LiveSet) -> Result<(), PlanRefused> {
     let refuse = |why: String| Err(PlanRefused(why));
     if h.mode != ModeName::DryRun.as_str() {
         return refuse(format!("it was made by a {} run; only a dry-run plan can be applied", h.mode));
     }
-    if h.partition != config.partition.as_str() {
-        return refuse(format!(
-            "it is for partition {:?}, this run is for {:?}",
-            h.partition,
-            config.partition.as_str()
-        ));
+    if h.partition != config.partition {
+        return refuse(format!("it is for partition {:?}, this run is for {:?}", h.partition, config.partition));
     }
-    if h.store != config.store_url {
-        return refuse(format!("it is for store {:?}, this run is on {:?}", h.store, config.store_url));
+    if h.store != config.store {
+        return refuse(format!("it is for store {:?}, this run is on {:?}", h.store, config.store));
     }
     let created = chrono::DateTime::parse_from_rfc3339(&h.created_at)
         .map_err(|e| PlanRefused(format!("header created_at {:?}: {e}", h.created_at)))?
-        .with_timezone(&chrono::Utc);
+        .with_timezone(&Utc);
     let age = config.now - created;
     if age > config.max_plan_age || age < -MAX_CLOCK_SKEW {
         return refuse(format!(
@@ -82,48 +95,43 @@ fn check_header(h: &PlanHeader, config: &Config, live: &LiveSet) -> Result<(), P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Args;
     use crate::ids::SnapshotId;
-    use chrono::{TimeDelta, Utc};
-    use clap::Parser;
 
-    fn config(now: chrono::DateTime<Utc>) -> Config {
-        let args = Args::parse_from([
-            "gc_partition",
-            "--store",
-            "file:///tmp/store",
-            "--partition",
-            "p1",
-            "--live-snapshots",
-            "live.txt",
-            "--cutoff",
-            "48h",
-        ]);
-        Config::from_args(&args, now).unwrap()
+    fn binding(now: DateTime<Utc>) -> Binding<'static> {
+        Binding {
+            partition: "p1",
+            store: "file:///tmp/store",
+            mode: ModeName::DryRun,
+            cutoff: now - TimeDelta::hours(48),
+            now,
+            max_plan_age: TimeDelta::hours(12),
+            max_delete_fraction: 0.5,
+            bloom_fpr: 0.01,
+            bloom_seed: 7,
+        }
     }
 
     fn live_set(ids: &[&str]) -> LiveSet {
         LiveSet { snapshots: ids.iter().map(|id| SnapshotId::parse(id).unwrap()).collect(), taken_at: Utc::now() }
     }
 
-    fn refusal(h: &PlanHeader, config: &Config, live: &LiveSet) -> String {
-        check_header(h, config, live).unwrap_err().0
+    fn refusal(h: &PlanHeader, run: &Binding<'_>, live: &LiveSet) -> String {
+        check_header(h, run, live).unwrap_err().0
     }
 
     #[test]
     fn a_header_for_this_run_passes() {
-        let now = Utc::now();
-        let (config, live) = (config(now), live_set(&["s1", "s2"]));
-        let header = PlanHeader::for_run(&config, &live, &[]);
+        let (run, live) = (binding(Utc::now()), live_set(&["s1", "s2"]));
+        let header = PlanHeader::for_run(&run, &live, &[]);
         assert_eq!(header.mode, "dry-run");
-        assert!(check_header(&header, &config, &live).is_ok());
+        assert!(check_header(&header, &run, &live).is_ok());
     }
 
     #[test]
     fn each_binding_refuses() {
         let now = Utc::now();
-        let (config, live) = (config(now), live_set(&["s1", "s2"]));
-        let good = PlanHeader::for_run(&config, &live, &[]);
+        let (run, live) = (binding(now), live_set(&["s1", "s2"]));
+        let good = PlanHeader::for_run(&run, &live, &[]);
         let with = |edit: &dyn Fn(&mut PlanHeader)| {
             let mut h = good.clone();
             edit(&mut h);
@@ -138,10 +146,9 @@ mod tests {
             (with(&|h| h.created_at = rfc3339(now + TimeDelta::hours(1))), "--max-plan-age allows"),
         ];
         for (header, why) in cases {
-            let said = refusal(&header, &config, &live);
+            let said = refusal(&header, &run, &live);
             assert!(said.contains(why), "{said:?} should contain {why:?}");
         }
-        let other_live = live_set(&["s1"]);
-        assert!(refusal(&good, &config, &other_live).contains("another live set"));
+        assert!(refusal(&good, &run, &live_set(&["s1"])).contains("another live set"));
     }
 }
