@@ -255,6 +255,7 @@ fn plan(c: &mut Criterion) {
         taken_at: "2026-01-08T00:00:00.000Z".into(),
         live_snapshots: 1,
         live_set_sha256: "00".repeat(32),
+        deleting_set_sha256: None,
         max_delete_fraction: 0.5,
         bloom_fpr: 0.001,
         bloom_seed: 1,

@@ -30,6 +30,11 @@ pub struct Args {
     /// The complete live set: one snapshot id per line and the `# end` trailer; `-` = stdin.
     #[arg(long, value_name = "PATH")]
     pub live_snapshots: String,
+    /// The partition's snapshots being deleted (and deleted ones whose manifests may remain),
+    /// in the live set's format, taken within 5 min of it. Turns on the cross-check of the
+    /// snapshots folder, the per-snapshot accounting and the reclaim of their manifests.
+    #[arg(long, value_name = "PATH")]
+    pub deleting_snapshots: Option<PathBuf>,
     /// Chunks modified at or after this are kept: RFC 3339, or a duration before now (36h,
     /// 7d). Must be at least 24 h before the live set's taken_at. Not with --apply-plan,
     /// which takes the plan's.

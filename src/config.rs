@@ -35,6 +35,8 @@ pub enum ConfigError {
     PlanAge { value: String, why: &'static str },
     #[error("--apply-plan {path}: {why}")]
     ApplyPlan { path: PathBuf, why: String },
+    #[error("--deleting-snapshots -: the deleting set is read from a file, not stdin (stdin may hold the live set)")]
+    DeletingFromStdin,
     #[error("--explain {value:?}: not a chunk id (64 hex digits)")]
     Explain { value: String },
     #[error("--progress-interval {0:?} is not a duration like 10s, or 0")]
@@ -77,6 +79,8 @@ fn mode_from_args(args: &Args) -> Result<Mode, ConfigError> {
 pub struct Config {
     pub partition: PartitionId,
     pub live_snapshots: LiveSource,
+    /// `--deleting-snapshots` (spec 9.2): a file, never stdin.
+    pub deleting_snapshots: Option<PathBuf>,
     pub cutoff: DateTime<Utc>,
     pub meta_bucket: String,
     pub extra_locations: Vec<Location>,
@@ -147,6 +151,10 @@ impl Config {
             .map_err(|_| ConfigError::Timeout(args.request_timeout.clone()))?;
         Ok(Self {
             partition,
+            deleting_snapshots: match &args.deleting_snapshots {
+                Some(path) if path.as_os_str() == "-" => return Err(ConfigError::DeletingFromStdin),
+                path => path.clone(),
+            },
             live_snapshots: match args.live_snapshots.as_str() {
                 "-" => LiveSource::Stdin,
                 path => LiveSource::File(PathBuf::from(path)),
@@ -347,6 +355,12 @@ mod tests {
         assert!(Config::from_args(&args(&["--max-plan-age", "24h"]), now).is_err(), "longer than the grace");
         assert!(Config::from_args(&args(&["--max-plan-age", "23h"]), now).is_ok());
         assert!(Config::from_args(&args(&["--explain", "abc"]), now).is_err());
+        assert!(matches!(
+            Config::from_args(&args(&["--deleting-snapshots", "-"]), now),
+            Err(ConfigError::DeletingFromStdin)
+        ));
+        let deleting = Config::from_args(&args(&["--deleting-snapshots", "deleting.txt"]), now).unwrap();
+        assert_eq!(deleting.deleting_snapshots, Some(PathBuf::from("deleting.txt")));
         let explain = Config::from_args(&args(&["--explain", &"AB".repeat(32), "--execute"]), now).unwrap();
         assert!(matches!(explain.mode, Mode::Explain(_)), "--explain is read-only whatever other flags say");
         assert!(!explain.mode.deletes());

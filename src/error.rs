@@ -2,6 +2,7 @@
 
 use crate::bug::Bug;
 use crate::config::ConfigError;
+use crate::deleting::DeletingError;
 use crate::execute::{DeleteFailures, HeldError};
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
@@ -30,6 +31,8 @@ pub enum GcError {
     LiveSetRead { path: String, source: std::io::Error },
     #[error(transparent)]
     LiveSet(#[from] LiveSetError),
+    #[error(transparent)]
+    Deleting(#[from] DeletingError),
     #[error(transparent)]
     Manifest(#[from] IngestError),
     #[error(transparent)]
@@ -123,7 +126,7 @@ impl GcError {
             | GcError::Manifest(IngestError::Spill(_))
             | GcError::Relist(RelistError::Spill(_))
             | GcError::PlanRefused(_) => Exit::Usage,
-            GcError::LiveSetRead { .. } | GcError::LiveSet(_) => Exit::LiveSet,
+            GcError::LiveSetRead { .. } | GcError::LiveSet(_) | GcError::Deleting(_) => Exit::LiveSet,
             GcError::Manifest(IngestError::Task(_) | IngestError::Bug(_))
             | GcError::Listing(ListingError::Task(_))
             | GcError::Relist(RelistError::Bug(_) | RelistError::Listing(ListingError::Task(_)))
@@ -140,6 +143,9 @@ impl GcError {
 
     /// What to do next: the advice of the run's exit, unless this error knows better.
     pub fn next_step(&self) -> &'static str {
+        if let GcError::Deleting(DeletingError::Unknown { .. }) = self {
+            return "check that the live set and --deleting-snapshots are complete: each snapshot named has manifests but is in neither; nothing was changed";
+        }
         if self.store_directory_missing() {
             return "check --store: the bucket directory named in the error does not exist under it; nothing was changed";
         }

@@ -16,6 +16,7 @@ use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::{Config, LiveSource, Mode};
 use crate::decide::{Decider, decide_stream};
+use crate::deleting::{self, ManifestObject, SnapshotCensus};
 use crate::error::GcError;
 use crate::execute::{Executor, HeldFound, put_back_before_listing, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
@@ -23,7 +24,8 @@ use crate::ids::ChunkId;
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
-use crate::manifest_fetch::{Referenced, Wanted, read_manifests};
+use crate::manifest::snapshots_dir;
+use crate::manifest_fetch::{Referenced, Wanted, inventory, read_manifests};
 use crate::plan::{Plan, PlanHeader, PlanRefused, PlanSpool, Planned, Reread, read_plan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
@@ -65,6 +67,12 @@ fn ms(since: Instant) -> u64 {
 /// The listing's task: how long it took, and the chunks an earlier run left held.
 type ListingTask = AbortOnDropHandle<Result<(u64, HeldFound), GcError>>;
 
+/// The two sets the control plane gave: live, and (`--deleting-snapshots`) being deleted.
+struct Sets {
+    live: LiveSet,
+    deleting: Option<LiveSet>,
+}
+
 /// What the listing and the decide stage leave together.
 struct Decided {
     plan: Plan,
@@ -93,6 +101,16 @@ impl Run<'_> {
         let live = self.live_set()?;
         outcome.live = Some((live.snapshots.len() as u64, live.taken_at));
         self.config.check_cutoff(live.taken_at)?;
+        let deleting = self.config.deleting_snapshots.as_deref();
+        let deleting = deleting.map(|path| deleting::read(path, &live, self.config.now)).transpose()?;
+        let counted = |set: &LiveSet| set.snapshots.len() as u64;
+        let census = SnapshotCensus {
+            live: counted(&live),
+            deleting: deleting.as_ref().map_or(0, counted),
+            ..Default::default()
+        };
+        outcome.snapshots = Some(census);
+        let live = Sets { live, deleting };
         outcome.durations.insert("live_set", ms(t));
         self.stop.check()?;
         match &self.config.mode {
@@ -134,27 +152,50 @@ impl Run<'_> {
     }
 
     /// The manifests stage, stopped by a signal.
+    /// The manifests stage, stopped by a signal: the snapshots folder listed once and
+    /// cross-checked against the two sets, then every live manifest read.
     async fn manifests(
         &self,
-        live: &LiveSet,
+        sets: &Sets,
         table: &LocationTable,
         legacy_location: u32,
         wanted: Wanted,
         outcome: &mut Outcome,
     ) -> Result<Referenced, GcError> {
+        let (config, live) = (self.config, &sets.live);
         self.progress.stage.set(Stage::Manifests);
+        let t = Instant::now();
+        let listing = inventory(self.stores, &config.meta_bucket, &config.partition, live);
+        let inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
+        outcome.snapshots = Some(self.cross_check(sets, &inventory.not_live)?);
         let reading =
-            read_manifests(self.stores, self.config, live, table, legacy_location, wanted, &self.progress.ingest);
+            read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
         let referenced = self.stop.unless_stopped(async { Ok(reading.await?) }).await?;
         outcome.manifests = Some(referenced.counts);
-        outcome.durations.insert("manifests", referenced.elapsed_ms);
+        outcome.durations.insert("manifests", ms(t));
         Ok(referenced)
+    }
+
+    /// Spec 9.2's cross-check of the snapshots folder: refuses the run when a snapshot that
+    /// is neither live nor being deleted has an old manifest.
+    fn cross_check(&self, sets: &Sets, not_live: &[ManifestObject]) -> Result<SnapshotCensus, GcError> {
+        let config = self.config;
+        let folder = format!("{}/{}", config.meta_bucket, snapshots_dir(&config.partition));
+        let cutoff_ms = config.cutoff.timestamp_millis();
+        let census = deleting::cross_check(&sets.live, sets.deleting.as_ref(), not_live, cutoff_ms, &folder)?;
+        if sets.deleting.is_none() && census.unclassified > 0 {
+            warn!(
+                unclassified = census.unclassified,
+                "snapshots with manifests that are not live: the cross-check is off without --deleting-snapshots"
+            );
+        }
+        Ok(census)
     }
 
     /// A run's own plan: manifests into the filter while every location is listed, each
     /// listed part decided as it arrives, then under `--verify` the exact checks before any
     /// delete, and the plan file.
-    async fn plan(&self, live: &LiveSet, outcome: &mut Outcome) -> Result<(Planned, Option<AfterCheck>), GcError> {
+    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<(Planned, Option<AfterCheck>), GcError> {
         let config = self.config;
         let (to_listing, from_table) = mpsc::unbounded_channel();
         let table = LocationTable::new(Some(to_listing));
@@ -289,12 +330,13 @@ impl Run<'_> {
         }
     }
 
-    fn write_plan(&self, live: &LiveSet, planned: &Planned, outcome: &mut Outcome) -> Result<(), GcError> {
+    fn write_plan(&self, sets: &Sets, planned: &Planned, outcome: &mut Outcome) -> Result<(), GcError> {
         let (Some(path), Some(spool)) = (&self.config.plan_out, &planned.spool) else {
             return Ok(());
         };
         let t = Instant::now();
-        let header = PlanHeader::for_run(&self.config.binding(), live, &planned.locations);
+        let header =
+            PlanHeader::for_run(&self.config.binding(), &sets.live, sets.deleting.as_ref(), &planned.locations);
         write_plan(path, &header, &planned.locations, spool, planned.totals.old)?;
         outcome.durations.insert("plan", ms(t));
         Ok(())
@@ -302,16 +344,11 @@ impl Run<'_> {
 
     /// `--apply-plan` (spec 8.3): the reviewed plan checked against this run, every live
     /// manifest read again, and every planned chunk checked against the exact references.
-    async fn reviewed(
-        &self,
-        path: &std::path::Path,
-        live: &LiveSet,
-        outcome: &mut Outcome,
-    ) -> Result<Planned, GcError> {
+    async fn reviewed(&self, path: &std::path::Path, live: &Sets, outcome: &mut Outcome) -> Result<Planned, GcError> {
         let config = self.config;
         let t = Instant::now();
         let reviewed = read_plan(path, &config.work_dir).map_err(|e| PlanRefused(e.to_string()))?;
-        reviewed.check(&config.binding(), live)?;
+        reviewed.check(&config.binding(), &live.live, live.deleting.as_ref())?;
         outcome.durations.insert("plan", ms(t));
         let planned = Planned::reviewed(reviewed, config.max_delete_fraction);
         outcome.plan = Some(PlanCounts::of(&planned, 0.0));
@@ -400,7 +437,7 @@ impl Run<'_> {
 
     /// `--explain`: the manifests read exactly for the explained ids, then one HEAD per id and
     /// candidate location. Never lists, never deletes.
-    async fn explain(&self, live: &LiveSet, ids: &[ChunkId], outcome: &mut Outcome) -> Result<(), GcError> {
+    async fn explain(&self, live: &Sets, ids: &[ChunkId], outcome: &mut Outcome) -> Result<(), GcError> {
         let config = self.config;
         let (table, legacy_location) = self.quiet_table(&[])?;
         let sink = Arc::new(ExplainSink::new(ids));

@@ -11,6 +11,7 @@ pub mod bug;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod deleting;
 pub mod error;
 pub mod execute;
 pub mod explain;

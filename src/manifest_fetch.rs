@@ -3,7 +3,7 @@
 //! under `--verify`) as soon as its file is checked. Every manifest is read through the bucket's
 //! store; on `file://` the store hands over the open file, and index files are memory-mapped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
 
+use crate::deleting::ManifestObject;
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
 use crate::locations::{LocationError, LocationTable};
@@ -43,6 +44,8 @@ pub enum IngestError {
 #[derive(Debug)]
 pub struct Inventory {
     jobs: Vec<SnapshotJob>,
+    /// The manifest objects of every snapshot that is not live: spec 9.2's cross-check.
+    pub not_live: Vec<ManifestObject>,
     /// An upper bound on the ids the manifests hold, from the objects' sizes: sizes the filter.
     pub id_bound: u64,
 }
@@ -95,7 +98,8 @@ fn manifest_err(snapshot: &SnapshotId, object: String, kind: ManifestErrorKind) 
 }
 
 /// Lists the snapshots folder once and checks every live snapshot has its manifests: a
-/// `.snap`, or a whole legacy pair, or both.
+/// `.snap`, or a whole legacy pair, or both. Also keeps the manifest objects of the snapshots
+/// that are not live, for the cross-check.
 pub async fn inventory(
     stores: &Stores,
     meta_bucket: &str,
@@ -106,7 +110,9 @@ pub async fn inventory(
     let inventory_err =
         |why: String| IngestError::Inventory { bucket: meta_bucket.to_owned(), prefix: dir.clone(), why };
     let mut sizes: HashMap<String, u64> = HashMap::new();
-    if !live.snapshots.is_empty() {
+    let live_ids: HashSet<&SnapshotId> = live.snapshots.iter().collect();
+    let mut not_live = Vec::new();
+    {
         let store = stores.bucket(meta_bucket).map_err(|source| IngestError::Bucket {
             bucket: meta_bucket.to_owned(),
             prefix: dir.clone(),
@@ -114,7 +120,12 @@ pub async fn inventory(
         })?;
         let mut listing = store.list(Some(&Path::from(dir.as_str())));
         while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
-            sizes.insert(meta.location.to_string(), meta.size);
+            let key = meta.location.to_string();
+            if let Some(snapshot) = manifest::snapshot_of_key(&dir, &key).filter(|s| !live_ids.contains(s)) {
+                let last_modified_ms = meta.last_modified.timestamp_millis();
+                not_live.push(ManifestObject { snapshot, key: key.clone(), last_modified_ms });
+            }
+            sizes.insert(key, meta.size);
         }
     }
     let mut jobs = Vec::with_capacity(live.snapshots.len());
@@ -142,7 +153,7 @@ pub async fn inventory(
         id_bound += snap.map_or(0, |size| size / 32);
         jobs.push(SnapshotJob { snapshot: snapshot.clone(), legacy: text.is_some(), unified: snap.is_some() });
     }
-    Ok(Inventory { jobs, id_bound })
+    Ok(Inventory { jobs, not_live, id_bound })
 }
 
 /// Fetches, checks and ingests every manifest of the inventory, `concurrency` at a time.

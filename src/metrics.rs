@@ -33,6 +33,11 @@ struct OpLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -89,6 +94,18 @@ pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result
     );
     registry.register("deleted_bytes", "Bytes of the chunks the last run deleted", count(report.deleted_bytes));
 
+    let snapshots = Family::<StateLabel, Count>::default();
+    let census = &report.snapshots;
+    for (state, value) in [
+        ("live", census.live),
+        ("deleting", census.deleting),
+        ("being_written", census.being_written),
+        ("unclassified", census.unclassified),
+    ] {
+        snapshots.get_or_create(&StateLabel { state: state.to_owned() }).set(value);
+    }
+    registry.register("snapshots", "Snapshots of the last run by state (spec 9.2)", snapshots);
+
     if let Some(bill) = &report.requests {
         let requests = Family::<OpLabel, Count>::default();
         let c = &bill.counts;
@@ -136,6 +153,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::config::ModeName;
+    use crate::deleting::SnapshotCensus;
 
     use super::*;
 
@@ -179,6 +197,7 @@ mod tests {
         let mut report = Report {
             partition: "p1".into(),
             mode: ModeName::Execute,
+            snapshots: SnapshotCensus { live: 6, deleting: 2, being_written: 1, unclassified: 0 },
             listed_objects: 1_000,
             foreign_objects: 3,
             referenced_kept: 600,
@@ -234,7 +253,10 @@ mod tests {
         ] {
             assert_eq!(one(&samples, "gc_partition_requests_total", Some(("op", op))), f64::from(value), "{op}");
         }
-        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 6);
+        for (state, value) in [("live", 6), ("deleting", 2), ("being_written", 1), ("unclassified", 0)] {
+            assert_eq!(one(&samples, "gc_partition_snapshots", Some(("state", state))), f64::from(value), "{state}");
+        }
+        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 4 + 6);
         for (name, labels, _) in &samples {
             assert_eq!(labels.get("partition").map(String::as_str), Some("p1"), "{name}");
             assert_eq!(labels.get("mode").map(String::as_str), Some("execute"), "{name}");

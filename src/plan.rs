@@ -270,6 +270,9 @@ pub struct PlanHeader {
     pub taken_at: String,
     pub live_snapshots: u64,
     pub live_set_sha256: String,
+    /// Spec 9.2: the deleting set's digest (as `live_set_sha256`), `null` without it.
+    #[serde(default)]
+    pub deleting_set_sha256: Option<String>,
     pub max_delete_fraction: f64,
     pub bloom_fpr: f64,
     pub bloom_seed: u64,
@@ -524,6 +527,7 @@ mod tests {
             taken_at: "2026-01-03T00:00:00.000Z".into(),
             live_snapshots: 2,
             live_set_sha256: "00".repeat(32),
+            deleting_set_sha256: None,
             max_delete_fraction: 0.5,
             bloom_fpr: 0.001,
             bloom_seed: 9,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
 use crate::config::Config;
+use crate::deleting::SnapshotCensus;
 use crate::error::{Exit, GcError};
 use crate::execute::{DeleteConditions, DeleteFailure, ExecuteStats, HeldFound};
 use crate::explain::Explanation;
@@ -26,6 +27,8 @@ pub struct Outcome {
     /// The live set's snapshot count and `taken_at`.
     pub live: Option<(u64, DateTime<Utc>)>,
     pub manifests: Option<ManifestTotals>,
+    /// The cross-check's census of the snapshots folder (spec 9.2).
+    pub snapshots: Option<SnapshotCensus>,
     /// Candidate locations (an `--explain` run knows them without a plan).
     pub locations: u64,
     pub plan: Option<PlanCounts>,
@@ -108,6 +111,8 @@ pub struct Report {
     pub cutoff: String,
     pub taken_at: Option<String>,
     pub live_snapshots: u64,
+    /// Live, deleting, being written, unclassified (spec 9.2).
+    pub snapshots: SnapshotCensus,
     pub manifests: ManifestCounts,
     /// Ids inserted into the filter, duplicates across snapshots included.
     pub referenced_ids: u64,
@@ -202,7 +207,11 @@ impl Report {
         };
         if let Some((snapshots, taken_at)) = outcome.live {
             report.live_snapshots = snapshots;
+            report.snapshots.live = snapshots;
             report.taken_at = Some(rfc3339(taken_at));
+        }
+        if let Some(census) = outcome.snapshots {
+            report.snapshots = census;
         }
         if let Some(m) = outcome.manifests {
             report.manifests = ManifestCounts { legacy: m.legacy, unified: m.unified };
@@ -312,6 +321,17 @@ impl Report {
             "  live set     {} snapshots, taken at {}",
             n(self.live_snapshots),
             self.taken_at.as_deref().unwrap_or("?")
+        );
+        let c = &self.snapshots;
+        let cross_check =
+            if c.unclassified > 0 { " (not live: no cross-check without --deleting-snapshots)" } else { "" };
+        let _ = writeln!(
+            s,
+            "  snapshots    {} live, {} deleting, {} being written, {} unclassified{cross_check}",
+            n(c.live),
+            n(c.deleting),
+            n(c.being_written),
+            n(c.unclassified)
         );
         let _ = writeln!(
             s,

@@ -27,6 +27,18 @@ pub fn unified_key(partition: &PartitionId, snapshot: &SnapshotId) -> String {
     format!("partitions/{partition}/snapshots/{snapshot}.snap")
 }
 
+/// The snapshot a manifest object belongs to (spec 9.2): a name `<snapshot>.manifest`,
+/// `.index` or `.snap` with a valid snapshot id directly in `dir` (the snapshots folder).
+/// Nothing else there is a snapshot: a nested name, another extension, an invalid id.
+pub fn snapshot_of_key(dir: &str, key: &str) -> Option<SnapshotId> {
+    let name = key.strip_prefix(dir)?;
+    let (id, extension) = name.rsplit_once('.')?;
+    if !matches!(extension, "manifest" | "index" | "snap") || id.contains('/') {
+        return None;
+    }
+    SnapshotId::parse(id).ok()
+}
+
 /// A live snapshot's manifest could not be used: which snapshot, which object, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("snapshot {snapshot}: {object}: {kind}")]
@@ -146,5 +158,30 @@ pub(crate) mod tests {
         let e =
             ManifestError::new("snap-0007", "snap-0007.index", ManifestErrorKind::IndexLength { len: 1000, count: 40 });
         assert_eq!(e.to_string(), "snapshot snap-0007: snap-0007.index: length 1000 is not 24 + 32 x 40");
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_three_names_directly_in_the_folder_are_snapshots() {
+        let dir = "partitions/p1/snapshots/";
+        let snap = |key: &str| snapshot_of_key(dir, key).map(|s| s.to_string());
+        assert_eq!(snap("partitions/p1/snapshots/snap-1.manifest").as_deref(), Some("snap-1"));
+        assert_eq!(snap("partitions/p1/snapshots/snap-1.index").as_deref(), Some("snap-1"));
+        assert_eq!(snap("partitions/p1/snapshots/snap-1.snap").as_deref(), Some("snap-1"));
+        for not_one in [
+            "partitions/p1/snapshots/snap-1.txt",
+            "partitions/p1/snapshots/sub/snap-1.snap",
+            "partitions/p1/snapshots/.snap",
+            "partitions/p1/snapshots/snap 1.snap",
+            "partitions/p1/snapshots/snap-1.snap/",
+            "partitions/p2/snapshots/snap-1.snap",
+            "partitions/p1/snapshots/snap-1",
+        ] {
+            assert_eq!(snap(not_one), None, "{not_one:?}");
+        }
     }
 }

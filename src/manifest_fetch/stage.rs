@@ -16,7 +16,7 @@ use crate::locations::LocationTable;
 use crate::store::Stores;
 use crate::verify::RangeSpill;
 
-use super::{Ingest, IngestError, IngestStats, RefSink, ingest_all, inventory};
+use super::{Ingest, IngestError, IngestStats, Inventory, RefSink, ingest_all};
 
 /// Which sinks a run's manifests feed.
 #[derive(Clone, Default)]
@@ -88,12 +88,15 @@ impl RefSink for Refs {
     }
 }
 
-/// Reads every live snapshot's manifests into the sinks `wanted` asks for; the locations
-/// unified manifests name are registered in `locations` (which starts their listing).
+/// Reads every live snapshot's manifests the inventory found into the sinks `wanted` asks
+/// for; the locations unified manifests name are registered in `locations` (which starts
+/// their listing).
+#[allow(clippy::too_many_arguments)]
 pub async fn read_manifests(
     stores: &Stores,
     config: &Config,
     live: &LiveSet,
+    inventory: Inventory,
     locations: &LocationTable,
     legacy_location: u32,
     wanted: Wanted,
@@ -101,7 +104,6 @@ pub async fn read_manifests(
 ) -> Result<Referenced, IngestError> {
     let t = Instant::now();
     let span = info_span!("manifests", snapshots = live.snapshots.len());
-    let inventory = inventory(stores, &config.meta_bucket, &config.partition, live).instrument(span.clone()).await?;
     let filter =
         wanted.filter.then(|| Arc::new(RefFilter::for_run(inventory.id_bound, config.bloom_fpr, config.bloom_seed)));
     let spill = wanted.spill.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);

@@ -32,7 +32,7 @@ pub struct Binding<'a> {
 
 impl PlanHeader {
     /// The header binding this run's plan to its inputs.
-    pub fn for_run(run: &Binding<'_>, live: &LiveSet, locations: &[Location]) -> Self {
+    pub fn for_run(run: &Binding<'_>, live: &LiveSet, deleting: Option<&LiveSet>, locations: &[Location]) -> Self {
         PlanHeader {
             kind: "header".into(),
             version: PLAN_VERSION,
@@ -44,6 +44,7 @@ impl PlanHeader {
             taken_at: rfc3339(live.taken_at),
             live_snapshots: live.snapshots.len() as u64,
             live_set_sha256: live.sha256(),
+            deleting_set_sha256: deleting.map(LiveSet::sha256),
             max_delete_fraction: run.max_delete_fraction,
             bloom_fpr: run.bloom_fpr,
             bloom_seed: run.bloom_seed,
@@ -54,8 +55,9 @@ impl PlanHeader {
 
 impl ReviewedPlan {
     /// Spec 8.3: whether this plan may be applied by this run.
-    pub fn check(&self, run: &Binding<'_>, live: &LiveSet) -> Result<(), PlanRefused> {
-        check_header(&self.header, run, live)
+    pub fn check(&self, run: &Binding<'_>, live: &LiveSet, deleting: Option<&LiveSet>) -> Result<(), PlanRefused> {
+        check_header(&self.header, run, live)?;
+        check_deleting_set(&self.header, deleting)
     }
 }
 
@@ -92,6 +94,23 @@ fn check_header(h: &PlanHeader, config: &Binding<'_>, live: &LiveSet) -> Result<
     Ok(())
 }
 
+/// Spec 9.2: the same deleting set as the plan, or neither.
+fn check_deleting_set(h: &PlanHeader, deleting: Option<&LiveSet>) -> Result<(), PlanRefused> {
+    let now = deleting.map(LiveSet::sha256);
+    let refuse = |why: String| Err(PlanRefused(why));
+    match (&h.deleting_set_sha256, &now) {
+        (planned, now) if planned == now => Ok(()),
+        (None, Some(_)) => {
+            refuse("it was made without --deleting-snapshots; apply it without the flag, or plan again".into())
+        }
+        (Some(_), None) => refuse("it was made with --deleting-snapshots; apply it with the same deleting set".into()),
+        (Some(planned), Some(now)) => refuse(format!(
+            "it was made from another deleting set (deleting_set_sha256 {planned} in the plan, {now} now)"
+        )),
+        (None, None) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +141,7 @@ mod tests {
     #[test]
     fn a_header_for_this_run_passes() {
         let (run, live) = (binding(Utc::now()), live_set(&["s1", "s2"]));
-        let header = PlanHeader::for_run(&run, &live, &[]);
+        let header = PlanHeader::for_run(&run, &live, None, &[]);
         assert_eq!(header.mode, "dry-run");
         assert!(check_header(&header, &run, &live).is_ok());
     }
@@ -131,7 +150,7 @@ mod tests {
     fn each_binding_refuses() {
         let now = Utc::now();
         let (run, live) = (binding(now), live_set(&["s1", "s2"]));
-        let good = PlanHeader::for_run(&run, &live, &[]);
+        let good = PlanHeader::for_run(&run, &live, None, &[]);
         let with = |edit: &dyn Fn(&mut PlanHeader)| {
             let mut h = good.clone();
             edit(&mut h);
@@ -150,5 +169,23 @@ mod tests {
             assert!(said.contains(why), "{said:?} should contain {why:?}");
         }
         assert!(refusal(&good, &run, &live_set(&["s1"])).contains("another live set"));
+    }
+
+    #[test]
+    fn the_deleting_set_binds_the_plan() {
+        let run = binding(Utc::now());
+        let live = live_set(&["s1"]);
+        let (gone, other) = (live_set(&["g1"]), live_set(&["g2"]));
+        let with = PlanHeader::for_run(&run, &live, Some(&gone), &[]);
+        assert_eq!(with.deleting_set_sha256, Some(gone.sha256()));
+        assert!(check_deleting_set(&with, Some(&gone)).is_ok());
+        assert!(check_deleting_set(&with, Some(&other)).unwrap_err().0.contains("another deleting set"));
+        assert!(check_deleting_set(&with, None).unwrap_err().0.contains("made with --deleting-snapshots"));
+        let without = PlanHeader::for_run(&run, &live, None, &[]);
+        assert_eq!(without.deleting_set_sha256, None);
+        assert!(check_deleting_set(&without, None).is_ok());
+        assert!(check_deleting_set(&without, Some(&gone)).unwrap_err().0.contains("without --deleting-snapshots"));
+        let json = serde_json::to_value(&without).unwrap();
+        assert!(json["deleting_set_sha256"].is_null(), "null without the flag: {json}");
     }
 }

@@ -1,0 +1,198 @@
+//! Snapshots being deleted (spec 9.2), end to end on `file://` through the binary: the
+//! deleting set's checks, the cross-check of the snapshots folder (an unknown snapshot with
+//! an old manifest stops the run before any delete, one being written is counted), the
+//! census without the flag, and the plan bound to its deleting set.
+
+mod common;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::*;
+use gc_partition::ids::{PartitionId, SnapshotId};
+use gc_partition::manifest::{snapshot_of_key, snapshots_dir};
+use object_store::path::Path as ObjectPath;
+
+fn fixture(seed: u64) -> Fixture {
+    partition(&Backend::File, |c| {
+        c.seed = seed;
+        c.dead_snapshots = 3;
+    })
+}
+
+/// A set file in the live set's format, taken `skew` after the live set.
+fn write_set(fx: &Fixture, name: &str, ids: &[&SnapshotId], skew: TimeDelta) -> String {
+    let taken_at = (fx.summary.taken_at + skew).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    text.push_str(&format!("# end count={} taken_at={taken_at}\n", ids.len()));
+    let path = fx.path(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Every manifest object of `snapshot`, last modified `when`.
+fn backdate_manifests(fx: &Fixture, snapshot: &SnapshotId, when: DateTime<Utc>) -> usize {
+    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
+    let store = fx.stores.bucket(&fx.meta_bucket).unwrap();
+    let keys: Vec<String> = runtime().block_on(async {
+        use futures::TryStreamExt;
+        let listed: Vec<_> = store.list(Some(&ObjectPath::from(dir.as_str()))).try_collect().await.unwrap();
+        listed.into_iter().map(|m| m.location.to_string()).collect()
+    });
+    let mine: Vec<_> = keys.iter().filter(|k| snapshot_of_key(&dir, k).as_ref() == Some(snapshot)).collect();
+    for key in &mine {
+        fx.stores.set_last_modified(&fx.meta_bucket, key, when).unwrap();
+    }
+    mine.len()
+}
+
+fn month_ago() -> DateTime<Utc> {
+    Utc::now() - TimeDelta::days(30)
+}
+
+fn report(out: &std::process::Output) -> serde_json::Value {
+    json_stdout(out)
+}
+
+#[test]
+fn an_unknown_snapshot_with_an_old_manifest_stops_the_run_before_any_delete() {
+    let fx = fixture(1);
+    let dead = &fx.summary.dead_snapshots;
+    assert!(backdate_manifests(&fx, &dead[0], month_ago()) > 0);
+    // The deleting set lost dead[0]: its old manifests are the signature of an incomplete set.
+    let deleting = write_set(&fx, "deleting.txt", &[&dead[1], &dead[2]], TimeDelta::zero());
+    let before = fx.fingerprint();
+    for mode in [&[][..], &["--execute"][..], &["--execute", "--verify"][..]] {
+        let mut args = vec!["--deleting-snapshots", deleting.as_str(), "--output", "json"];
+        args.extend_from_slice(mode);
+        let out = fx.gc(&args);
+        assert_eq!(code(&out), 3, "{mode:?}: {}", stderr(&out));
+        let error = stderr(&out);
+        assert!(error.contains("neither live nor being deleted"), "{error}");
+        assert!(error.contains(&format!("{} (", dead[0])), "the refusal names the snapshot: {error}");
+        let json = report(&out);
+        assert!(json["error"].as_str().unwrap().contains(dead[0].as_str()));
+        assert_eq!(json["snapshots"]["deleting"], 2);
+        assert_eq!(json["deleted"], 0);
+        assert_eq!(fx.fingerprint(), before, "{mode:?}: the store changed");
+    }
+    // The same run with the complete deleting set goes through.
+    let complete = write_set(&fx, "complete.txt", &[&dead[0], &dead[1], &dead[2]], TimeDelta::zero());
+    let out = fx.gc(&["--deleting-snapshots", &complete, "--execute", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = report(&out);
+    let snapshots = &json["snapshots"];
+    assert_eq!((snapshots["live"].as_u64(), snapshots["deleting"].as_u64()), (Some(6), Some(3)));
+    assert_eq!((snapshots["being_written"].as_u64(), snapshots["unclassified"].as_u64()), (Some(0), Some(0)));
+    assert!(json["deleted"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_live_snapshot_missing_from_the_live_set_is_caught() {
+    // The incident class: the live set lost a committed snapshot. Its manifests are old.
+    let fx = fixture(2);
+    let lost = fx.summary.snapshots[0].clone();
+    backdate_manifests(&fx, &lost, month_ago());
+    let rest: Vec<&SnapshotId> = fx.summary.snapshots.iter().skip(1).collect();
+    let live = write_set(&fx, "live-short.txt", &rest, TimeDelta::zero());
+    let dead: Vec<&SnapshotId> = fx.summary.dead_snapshots.iter().collect();
+    let deleting = write_set(&fx, "deleting.txt", &dead, TimeDelta::zero());
+    let before = fx.fingerprint();
+    let args = [
+        "--partition",
+        &fx.partition,
+        "--live-snapshots",
+        &live,
+        "--cutoff",
+        "7d",
+        "--deleting-snapshots",
+        &deleting,
+        "--execute",
+        "--max-delete-fraction",
+        "1",
+    ];
+    let out = fx.gc_raw(&args, None);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains(lost.as_str()), "{}", stderr(&out));
+    assert_eq!(fx.fingerprint(), before, "a chunk of the lost snapshot was deleted");
+}
+
+#[test]
+fn a_snapshot_being_written_is_counted_and_the_others_unclassified_without_the_flag() {
+    let fx = fixture(3);
+    let dead = &fx.summary.dead_snapshots;
+    // dead[2] is not in the deleting set, but its manifests are all younger than the cutoff.
+    let deleting = write_set(&fx, "deleting.txt", &[&dead[0], &dead[1]], TimeDelta::minutes(-4));
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let snapshots = report(&out)["snapshots"].clone();
+    assert_eq!(snapshots["being_written"], 1, "{snapshots}");
+    assert_eq!(snapshots["deleting"], 2, "{snapshots}");
+
+    let out = fx.gc(&["--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let snapshots = report(&out)["snapshots"].clone();
+    assert_eq!(snapshots["unclassified"], 3, "{snapshots}");
+    assert_eq!(snapshots["deleting"], 0, "{snapshots}");
+    let summary = String::from_utf8_lossy(&fx.gc(&[]).stdout).into_owned();
+    assert!(summary.contains("3 unclassified (not live: no cross-check without --deleting-snapshots)"), "{summary}");
+}
+
+#[test]
+fn a_deleting_set_that_is_wrong_exits_3_and_stdin_is_a_usage_error() {
+    let fx = fixture(4);
+    let dead = &fx.summary.dead_snapshots;
+    let live_one = &fx.summary.snapshots[2];
+    let before = fx.fingerprint();
+    let cases = [
+        (write_set(&fx, "overlap.txt", &[&dead[0], live_one], TimeDelta::zero()), "is in both the live set"),
+        (write_set(&fx, "late.txt", &[&dead[0]], TimeDelta::minutes(6)), "more than 5 minutes"),
+        (write_set(&fx, "early.txt", &[&dead[0]], TimeDelta::minutes(-6)), "more than 5 minutes"),
+        (fx.path("missing.txt").to_str().unwrap().to_owned(), "cannot read the deleting set"),
+    ];
+    for (path, why) in &cases {
+        let out = fx.gc(&["--deleting-snapshots", path, "--execute"]);
+        assert_eq!(code(&out), 3, "{why}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+    }
+    std::fs::write(fx.path("truncated.txt"), format!("{}\n", dead[0])).unwrap();
+    let out = fx.gc(&["--deleting-snapshots", fx.path("truncated.txt").to_str().unwrap(), "--execute"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("truncated.txt"), "the error names the file: {}", stderr(&out));
+    let out = fx.gc(&["--deleting-snapshots", "-", "--execute"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(fx.fingerprint(), before);
+}
+
+#[test]
+fn a_reviewed_plan_is_bound_to_its_deleting_set() {
+    let fx = fixture(5);
+    let dead = &fx.summary.dead_snapshots;
+    let all: Vec<&SnapshotId> = dead.iter().collect();
+    let deleting = write_set(&fx, "deleting.txt", &all, TimeDelta::zero());
+    let other = write_set(&fx, "other.txt", &all[..2], TimeDelta::zero());
+    let plan = fx.path("plan.jsonl");
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--plan-out", plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let header: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&plan).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(header["deleting_set_sha256"].as_str().map(str::len), Some(64), "{header}");
+
+    let live = fx.live_path.to_str().unwrap();
+    let apply = |extra: &[&str]| {
+        let mut args =
+            vec!["--partition", &fx.partition, "--live-snapshots", live, "--apply-plan", plan.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        fx.gc_raw(&args, None)
+    };
+    let before = fx.fingerprint();
+    for (extra, why) in [
+        (&[][..], "made with --deleting-snapshots"),
+        (&["--deleting-snapshots", other.as_str()][..], "another deleting set"),
+    ] {
+        let out = apply(extra);
+        assert_eq!(code(&out), 2, "{why}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+        assert_eq!(fx.fingerprint(), before);
+    }
+    let out = apply(&["--deleting-snapshots", &deleting]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
