@@ -123,6 +123,32 @@ pub fn cross_check(
     Err(DeletingError::Unknown { count: unknown_old.len(), folder: folder.to_owned(), named })
 }
 
+/// A deleting snapshot whose manifest objects may all be deleted: each is older than the
+/// cutoff (a snapshot with none left qualifies, with nothing to delete).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaim {
+    pub snapshot: SnapshotId,
+    pub objects: Vec<ManifestObject>,
+}
+
+/// The deleting snapshots an execute ending with exit 0 reclaims (spec 9.2): those with no
+/// manifest object at or after the cutoff; if any of a snapshot's objects is younger, none
+/// of them is deleted and the snapshot is not listed.
+pub fn reclaimable(deleting: &LiveSet, not_live: &[ManifestObject], cutoff_ms: i64) -> Vec<Reclaim> {
+    let mut by_snapshot: BTreeMap<&SnapshotId, Vec<ManifestObject>> =
+        deleting.snapshots.iter().map(|s| (s, Vec::new())).collect();
+    for object in not_live {
+        if let Some(objects) = by_snapshot.get_mut(&object.snapshot) {
+            objects.push(object.clone());
+        }
+    }
+    by_snapshot
+        .into_iter()
+        .filter(|(_, objects)| objects.iter().all(|o| o.last_modified_ms < cutoff_ms))
+        .map(|(snapshot, objects)| Reclaim { snapshot: snapshot.clone(), objects })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +239,20 @@ mod tests {
         assert!(matches!(invalid, DeletingError::Invalid(_)) && invalid.to_string().contains("truncated"), "{invalid}");
         let missing = read(&dir.path().join("nope"), &live, now).unwrap_err();
         assert!(matches!(missing, DeletingError::Read { .. }));
+    }
+
+    #[test]
+    fn a_snapshot_is_reclaimed_whole_or_not_at_all() {
+        let deleting = set(&["gone-1", "gone-2", "gone-3"], Utc::now());
+        let folder = [
+            object("gone-1", "manifest", 0),
+            object("gone-1", "index", CUTOFF - 1),
+            object("gone-2", "snap", 0),
+            object("gone-2", "manifest", CUTOFF),
+            object("other", "snap", 0),
+        ];
+        let reclaim = reclaimable(&deleting, &folder, CUTOFF);
+        let names: Vec<(&str, usize)> = reclaim.iter().map(|r| (r.snapshot.as_str(), r.objects.len())).collect();
+        assert_eq!(names, [("gone-1", 2), ("gone-3", 0)], "gone-2 has a young object; gone-3 has none left");
     }
 }

@@ -131,6 +131,41 @@ impl ExecuteStats {
 }
 
 impl Executor<'_> {
+    /// Deletes objects that are not chunks (a deleting snapshot's manifest objects, spec
+    /// 9.2), each exactly as a planned chunk: re-read right before its delete, kept unless
+    /// still older than the cutoff, deleted tied to the object re-read (spec 9.1). Returns
+    /// what became of each, in order.
+    pub async fn delete_objects(
+        &self,
+        location: &Location,
+        objects: &[(String, ListedChunk)],
+        cutoff_ms: i64,
+    ) -> Result<Vec<ExecuteStats>, StoreError> {
+        let store = self.stores.bucket(location.bucket())?;
+        let conditional = conditionals(self.stores, std::slice::from_ref(location)).await?.pop().flatten();
+        let permits = Permits {
+            aimd: Aimd::new(self.concurrency, self.stores.request_counters()),
+            single_deletes: true,
+            condition: self.stores.delete_condition(),
+        };
+        let context = Chunk {
+            store: store.as_ref(),
+            conditional: conditional.as_deref(),
+            location,
+            reread: Reread::OlderThan { cutoff_ms },
+            permits: &permits,
+            stop: self.stop,
+        };
+        let mut done = Vec::with_capacity(objects.len());
+        for (key, object) in objects {
+            done.push(match context.judge_key(key.clone(), object, None).await {
+                Judged::Done(stats) => stats,
+                Judged::Doomed { key, size } => context.delete_plain(vec![(key, size)]).await,
+            });
+        }
+        Ok(done)
+    }
+
     /// Deletes a spooled plan in plan order; also returns the error that stopped reading the
     /// spool, if any (the rest of the plan is then not deleted).
     pub async fn execute_spool(
@@ -262,6 +297,11 @@ impl Chunk<'_> {
 
     /// Re-reads the chunk and deletes it if still old (or leaves that to a bulk delete).
     async fn judge(&self, chunk: &ListedChunk, cap: Option<&RateCap>) -> Judged {
+        self.judge_key(self.location.chunk_key(&ChunkId(chunk.id)), chunk, cap).await
+    }
+
+    /// [`Self::judge`] for the object at `key`, whose size and last-modified `chunk` holds.
+    async fn judge_key(&self, key: String, chunk: &ListedChunk, cap: Option<&RateCap>) -> Judged {
         let admitted = match cap {
             Some(cap) => tokio::select! {
                 () = cap.admit(1) => true,
@@ -272,7 +312,6 @@ impl Chunk<'_> {
         if !admitted || self.stop.is_cancelled() {
             return Judged::done(|s| s.not_started = 1);
         }
-        let key = self.location.chunk_key(&ChunkId(chunk.id));
         if self.permits.condition == DeleteCondition::RenameAside {
             let outcome = delete_aside(self.store, &key, chunk, self.reread, self.permits, self.stop).await;
             return Judged::Done(self.aside_stats(&key, outcome));

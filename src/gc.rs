@@ -16,12 +16,12 @@ use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::{Config, LiveSource, Mode};
 use crate::decide::{Decider, decide_stream};
-use crate::deleting::{self, ManifestObject, SnapshotCensus};
+use crate::deleting::{self, ManifestObject, Reclaim, SnapshotCensus};
 use crate::error::GcError;
-use crate::execute::{Executor, HeldFound, put_back_before_listing, put_back_held};
+use crate::execute::{DeleteFailures, ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
-use crate::listing::{Listed, ListingError, PartSender, list_stream};
+use crate::listing::{Listed, ListedChunk, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_dir;
@@ -73,6 +73,9 @@ struct Sets {
     deleting: Option<LiveSet>,
 }
 
+/// The manifest objects of the snapshots that are not live, from the inventory's listing.
+type Folder = Vec<ManifestObject>;
+
 /// What the listing and the decide stage leave together.
 struct Decided {
     plan: Plan,
@@ -110,28 +113,98 @@ impl Run<'_> {
             ..Default::default()
         };
         outcome.snapshots = Some(census);
-        let live = Sets { live, deleting };
+        let sets = Sets { live, deleting };
         outcome.durations.insert("live_set", ms(t));
         self.stop.check()?;
         match &self.config.mode {
-            Mode::Explain(ids) => self.explain(&live, ids, outcome).await,
+            Mode::Explain(ids) => self.explain(&sets, ids, outcome).await,
             Mode::DryRun => {
-                let (_, after) = self.plan(&live, outcome).await?;
-                let Some(AfterCheck { mut verify, .. }) = after else {
-                    return Ok(());
-                };
-                let verdict = verify.conclude_dry_run();
-                outcome.verify = Some(verify);
-                Ok(verdict?)
+                let (planned, after, folder) = self.plan(&sets, outcome).await?;
+                if let Some(AfterCheck { mut verify, .. }) = after {
+                    let verdict = verify.conclude_dry_run();
+                    outcome.verify = Some(verify);
+                    verdict?;
+                }
+                if !planned.guard.tripped {
+                    let reclaimable = self.reclaimable(&sets, &folder).into_iter();
+                    outcome.reclaimable = Some(reclaimable.map(|r| r.snapshot.to_string()).collect());
+                }
+                Ok(())
             }
             Mode::Execute => {
-                let (planned, after) = self.plan(&live, outcome).await?;
-                self.execute(&planned, after, outcome).await
+                let (planned, after, folder) = self.plan(&sets, outcome).await?;
+                self.execute(&planned, after, outcome).await?;
+                self.reclaim(&sets, &folder, outcome).await
             }
             Mode::Apply(path) => {
-                let planned = self.reviewed(path, &live, outcome).await?;
-                self.execute(&planned, None, outcome).await
+                let (planned, folder) = self.reviewed(path, &sets, outcome).await?;
+                self.execute(&planned, None, outcome).await?;
+                self.reclaim(&sets, &folder, outcome).await
             }
+        }
+    }
+
+    /// The deleting snapshots whose manifests a run ending with exit 0 reclaims.
+    fn reclaimable(&self, sets: &Sets, folder: &[ManifestObject]) -> Vec<Reclaim> {
+        let Some(deleting) = &sets.deleting else {
+            return Vec::new();
+        };
+        deleting::reclaimable(deleting, folder, self.config.cutoff.timestamp_millis())
+    }
+
+    /// Spec 9.2's reclaim, after every planned delete is done (or kept as refreshed) and
+    /// verify passed: the deleting snapshots' manifest objects deleted as chunks are (re-read,
+    /// still old, tied to the object read), and the snapshots whose objects are all gone
+    /// listed as reclaimed.
+    async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject], outcome: &mut Outcome) -> Result<(), GcError> {
+        let candidates = self.reclaimable(sets, folder);
+        if sets.deleting.is_none() {
+            return Ok(());
+        }
+        self.stop.check()?;
+        let t = Instant::now();
+        let objects: Vec<(String, ListedChunk)> = candidates
+            .iter()
+            .flat_map(|r| &r.objects)
+            .map(|o| (o.key.clone(), ListedChunk { id: [0; 32], size: 0, last_modified_ms: o.last_modified_ms }))
+            .collect();
+        let cutoff_ms = self.config.cutoff.timestamp_millis();
+        let done = self.executor().delete_objects(&self.snapshots_folder()?, &objects, cutoff_ms).await?;
+        let (mut done, mut reclaimed, mut failures) = (done.into_iter(), Vec::new(), Vec::new());
+        for candidate in &candidates {
+            let outcomes: Vec<ExecuteStats> = done.by_ref().take(candidate.objects.len()).collect();
+            if outcomes.iter().all(|o| o.deleted == 1) {
+                reclaimed.push(candidate.snapshot.to_string());
+            }
+            failures.extend(outcomes.into_iter().flat_map(|o| o.failures));
+        }
+        info!(reclaimed = reclaimed.len(), objects = objects.len(), failed = failures.len(), "manifests reclaimed");
+        outcome.reclaimed = Some(reclaimed);
+        outcome.durations.insert("reclaim", ms(t));
+        if let Some(first) = failures.first() {
+            let first = format!("{}/{}: {}", first.bucket, first.key, first.error);
+            let failed = DeleteFailures { failed: failures.len() as u64, planned: objects.len() as u64, first };
+            if let Some(executed) = outcome.executed.as_mut() {
+                executed.failures.extend(failures);
+            }
+            return Err(failed.into());
+        }
+        self.stop.check()
+    }
+
+    /// The snapshots folder as a location: where manifests are deleted (and held aside).
+    fn snapshots_folder(&self) -> Result<Location, GcError> {
+        let dir = snapshots_dir(&self.config.partition);
+        Ok(Location::new(&self.config.meta_bucket, dir.trim_end_matches('/'))?)
+    }
+
+    fn executor(&self) -> Executor<'_> {
+        Executor {
+            stores: self.stores,
+            concurrency: self.config.delete_concurrency,
+            max_delete_rate: self.config.max_delete_rate,
+            stop: self.stop.token(),
+            progress: Arc::clone(&self.progress.deleted),
         }
     }
 
@@ -161,19 +234,26 @@ impl Run<'_> {
         legacy_location: u32,
         wanted: Wanted,
         outcome: &mut Outcome,
-    ) -> Result<Referenced, GcError> {
+    ) -> Result<(Referenced, Folder), GcError> {
         let (config, live) = (self.config, &sets.live);
         self.progress.stage.set(Stage::Manifests);
         let t = Instant::now();
+        if sets.deleting.is_some() {
+            // Manifests a stopped reclaim left renamed aside go back before the folder is read.
+            let held = put_back_held(self.stores, &[self.snapshots_folder()?], !config.mode.deletes()).await?;
+            outcome.held.found += held.found;
+            outcome.held.put_back += held.put_back;
+        }
         let listing = inventory(self.stores, &config.meta_bucket, &config.partition, live);
         let inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
         outcome.snapshots = Some(self.cross_check(sets, &inventory.not_live)?);
+        let folder = inventory.not_live.clone();
         let reading =
             read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
         let referenced = self.stop.unless_stopped(async { Ok(reading.await?) }).await?;
         outcome.manifests = Some(referenced.counts);
         outcome.durations.insert("manifests", ms(t));
-        Ok(referenced)
+        Ok((referenced, folder))
     }
 
     /// Spec 9.2's cross-check of the snapshots folder: refuses the run when a snapshot that
@@ -195,7 +275,7 @@ impl Run<'_> {
     /// A run's own plan: manifests into the filter while every location is listed, each
     /// listed part decided as it arrives, then under `--verify` the exact checks before any
     /// delete, and the plan file.
-    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<(Planned, Option<AfterCheck>), GcError> {
+    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<(Planned, Option<AfterCheck>, Folder), GcError> {
         let config = self.config;
         let (to_listing, from_table) = mpsc::unbounded_channel();
         let table = LocationTable::new(Some(to_listing));
@@ -206,7 +286,7 @@ impl Run<'_> {
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
         let listing = self.start_listing(from_table, parts_out);
         let wanted = Wanted { filter: true, spill: config.verify, explain: None };
-        let referenced = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+        let (referenced, folder) = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
         let locations = table.close();
 
         self.progress.stage.set(Stage::Listing);
@@ -254,7 +334,7 @@ impl Run<'_> {
         if let Some(after) = &after {
             after.verify.allows_deletes()?;
         }
-        Ok((planned, after))
+        Ok((planned, after, folder))
     }
 
     fn start_listing(&self, locations: mpsc::UnboundedReceiver<(u32, Location)>, out: PartSender) -> ListingTask {
@@ -344,7 +424,12 @@ impl Run<'_> {
 
     /// `--apply-plan` (spec 8.3): the reviewed plan checked against this run, every live
     /// manifest read again, and every planned chunk checked against the exact references.
-    async fn reviewed(&self, path: &std::path::Path, live: &Sets, outcome: &mut Outcome) -> Result<Planned, GcError> {
+    async fn reviewed(
+        &self,
+        path: &std::path::Path,
+        live: &Sets,
+        outcome: &mut Outcome,
+    ) -> Result<(Planned, Folder), GcError> {
         let config = self.config;
         let t = Instant::now();
         let reviewed = read_plan(path, &config.work_dir).map_err(|e| PlanRefused(e.to_string()))?;
@@ -356,7 +441,7 @@ impl Run<'_> {
 
         let (table, legacy_location) = self.quiet_table(&planned.locations)?;
         let wanted = Wanted { spill: true, ..Wanted::default() };
-        let referenced = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+        let (referenced, folder) = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
@@ -367,7 +452,7 @@ impl Run<'_> {
         let verdict = verify.allows_applying();
         outcome.verify = Some(verify);
         verdict?;
-        Ok(planned)
+        Ok((planned, folder))
     }
 
     /// Deletes a plan, this run's own or a reviewed one, then (`--verify`) checks that no
@@ -387,13 +472,7 @@ impl Run<'_> {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
             outcome.held = put_back_held(self.stores, &planned.locations, false).await?;
         }
-        let executor = Executor {
-            stores: self.stores,
-            concurrency: self.config.delete_concurrency,
-            max_delete_rate: self.config.max_delete_rate,
-            stop: self.stop.token(),
-            progress: Arc::clone(&self.progress.deleted),
-        };
+        let executor = self.executor();
         let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
         let (stats, spool_error) = executing.instrument(info_span!("execute")).await?;
         outcome.durations.insert("execute", ms(t));

@@ -105,6 +105,11 @@ pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result
         snapshots.get_or_create(&StateLabel { state: state.to_owned() }).set(value);
     }
     registry.register("snapshots", "Snapshots of the last run by state (spec 9.2)", snapshots);
+    registry.register(
+        "reclaimed_snapshots",
+        "Deleting snapshots whose manifests the last run deleted",
+        count(report.reclaimed_snapshots.len() as u64),
+    );
 
     if let Some(bill) = &report.requests {
         let requests = Family::<OpLabel, Count>::default();
@@ -198,6 +203,7 @@ mod tests {
             partition: "p1".into(),
             mode: ModeName::Execute,
             snapshots: SnapshotCensus { live: 6, deleting: 2, being_written: 1, unclassified: 0 },
+            reclaimed_snapshots: vec!["gone-1".into()],
             listed_objects: 1_000,
             foreign_objects: 3,
             referenced_kept: 600,
@@ -256,7 +262,8 @@ mod tests {
         for (state, value) in [("live", 6), ("deleting", 2), ("being_written", 1), ("unclassified", 0)] {
             assert_eq!(one(&samples, "gc_partition_snapshots", Some(("state", state))), f64::from(value), "{state}");
         }
-        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 4 + 6);
+        assert_eq!(one(&samples, "gc_partition_reclaimed_snapshots", None), 1.0);
+        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 4 + 1 + 6);
         for (name, labels, _) in &samples {
             assert_eq!(labels.get("partition").map(String::as_str), Some("p1"), "{name}");
             assert_eq!(labels.get("mode").map(String::as_str), Some("execute"), "{name}");

@@ -38,6 +38,9 @@ pub struct Outcome {
     pub executed: Option<ExecuteStats>,
     pub verify: Option<VerifyReport>,
     pub explain: Option<Vec<Explanation>>,
+    /// Deleting snapshots whose manifests an execute reclaimed, or a dry run would.
+    pub reclaimed: Option<Vec<String>>,
+    pub reclaimable: Option<Vec<String>>,
     pub durations: BTreeMap<&'static str, u64>,
 }
 
@@ -155,6 +158,11 @@ pub struct Report {
     pub durations_ms: BTreeMap<&'static str, u64>,
     /// Store calls by kind and their estimated cost (spec 8.6).
     pub requests: Option<RequestBill>,
+    /// Deleting snapshots whose manifest objects this run deleted (spec 9.2): the control
+    /// plane may mark them deleted when the run exits 0.
+    pub reclaimed_snapshots: Vec<String>,
+    /// What an execute would reclaim (a dry run; empty when the guard would trip).
+    pub reclaimable_snapshots: Vec<String>,
     /// The summary's `next` line: what to do after this run.
     #[serde(skip)]
     pub next_step: &'static str,
@@ -201,6 +209,8 @@ impl Report {
             held_chunks: outcome.held,
             verify: outcome.verify,
             explain: outcome.explain,
+            reclaimed_snapshots: outcome.reclaimed.unwrap_or_default(),
+            reclaimable_snapshots: outcome.reclaimable.unwrap_or_default(),
             durations_ms: outcome.durations,
             store_retries: usage.retries,
             ..Report::default()
@@ -391,6 +401,14 @@ impl Report {
                 "  conditions   {} deletes tied to the object judged old, {} unconditional{unconditional}",
                 n(c.conditional),
                 n(c.unconditional)
+            );
+        }
+        if !self.reclaimed_snapshots.is_empty() || !self.reclaimable_snapshots.is_empty() {
+            let (done, would) = (self.reclaimed_snapshots.len(), self.reclaimable_snapshots.len());
+            let _ = writeln!(
+                s,
+                "  reclaimed    {done} deleting snapshots' manifests{}",
+                if would > 0 { format!(" ({would} would be, by --execute)") } else { String::new() }
             );
         }
         if self.held_chunks.found > 0 {

@@ -196,3 +196,104 @@ fn a_reviewed_plan_is_bound_to_its_deleting_set() {
     let out = apply(&["--deleting-snapshots", &deleting]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// The manifest keys of the snapshots folder.
+fn manifest_keys(fx: &Fixture) -> Vec<String> {
+    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
+    let store = fx.stores.bucket(&fx.meta_bucket).unwrap();
+    runtime().block_on(async {
+        use futures::TryStreamExt;
+        let listed: Vec<_> = store.list(Some(&ObjectPath::from(dir.as_str()))).try_collect().await.unwrap();
+        listed.into_iter().map(|m| m.location.to_string()).collect()
+    })
+}
+
+fn manifests_of(fx: &Fixture, snapshot: &SnapshotId) -> usize {
+    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
+    manifest_keys(fx).iter().filter(|k| snapshot_of_key(&dir, k).as_ref() == Some(snapshot)).count()
+}
+
+fn listed(json: &serde_json::Value, field: &str) -> Vec<String> {
+    json[field].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn an_execute_that_ends_with_exit_0_reclaims_the_deleting_snapshots_manifests() {
+    let fx = fixture(6);
+    let dead = &fx.summary.dead_snapshots;
+    backdate_manifests(&fx, &dead[0], month_ago());
+    backdate_manifests(&fx, &dead[1], month_ago());
+    // dead[2]'s manifests are younger than the cutoff: kept, and the snapshot not listed.
+    let never_written = SnapshotId::parse("gone-without-manifests").unwrap();
+    let deleting = write_set(&fx, "deleting.txt", &[&dead[0], &dead[1], &dead[2], &never_written], TimeDelta::zero());
+    let mut expected = vec![dead[0].to_string(), dead[1].to_string(), never_written.to_string()];
+    expected.sort();
+    let live_manifests: usize = fx.summary.snapshots.iter().map(|s| manifests_of(&fx, s)).sum();
+
+    let before = fx.fingerprint();
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = report(&out);
+    assert_eq!(listed(&json, "reclaimable_snapshots"), expected, "a dry run lists what an execute reclaims");
+    assert!(listed(&json, "reclaimed_snapshots").is_empty(), "a dry run reclaims nothing");
+    assert_eq!(fx.fingerprint(), before, "a dry run changed the store");
+    let tripped = fx.gc(&["--deleting-snapshots", &deleting, "--output", "json", "--max-delete-fraction", "0"]);
+    assert_eq!(code(&tripped), 0, "{}", stderr(&tripped));
+    assert!(
+        listed(&report(&tripped), "reclaimable_snapshots").is_empty(),
+        "the guard would trip: nothing is reclaimable"
+    );
+
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--execute", "--verify", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = report(&out);
+    assert_eq!(listed(&json, "reclaimed_snapshots"), expected);
+    assert_eq!((manifests_of(&fx, &dead[0]), manifests_of(&fx, &dead[1])), (0, 0), "reclaimed manifests are gone");
+    assert!(manifests_of(&fx, &dead[2]) > 0, "a young manifest is kept");
+    let still_live: usize = fx.summary.snapshots.iter().map(|s| manifests_of(&fx, s)).sum();
+    assert_eq!(still_live, live_manifests, "a live manifest was deleted");
+    let summary = String::from_utf8_lossy(&fx.gc(&["--deleting-snapshots", &deleting]).stdout).into_owned();
+    assert!(summary.contains("3 would be, by --execute"), "{summary}");
+
+    // A rerun (the control plane did not mark them yet) lists them again: nothing left to delete.
+    let again = fx.gc(&["--deleting-snapshots", &deleting, "--execute", "--output", "json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(listed(&report(&again), "reclaimed_snapshots"), expected);
+}
+
+#[test]
+fn no_manifest_is_reclaimed_when_the_run_stops_short() {
+    let fx = fixture(7);
+    let dead = &fx.summary.dead_snapshots;
+    for snapshot in dead {
+        backdate_manifests(&fx, snapshot, month_ago());
+    }
+    let all: Vec<&SnapshotId> = dead.iter().collect();
+    let deleting = write_set(&fx, "deleting.txt", &all, TimeDelta::zero());
+    let partial = write_set(&fx, "partial.txt", &all[1..], TimeDelta::zero());
+    let dead_manifests = || dead.iter().map(|s| manifests_of(&fx, s)).sum::<usize>();
+    let before = dead_manifests();
+    assert!(before > 0);
+    // Exit 6: the guard; exit 3: the cross-check (dead[0] is in neither set).
+    for (args, exit) in [
+        (vec!["--deleting-snapshots", deleting.as_str(), "--execute", "--max-delete-fraction", "0"], 6),
+        (vec!["--deleting-snapshots", partial.as_str(), "--execute"], 3),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--output", "json"]);
+        let out = fx.gc(&args);
+        assert_eq!(code(&out), exit, "{}", stderr(&out));
+        assert!(listed(&report(&out), "reclaimed_snapshots").is_empty());
+        assert_eq!(dead_manifests(), before, "exit {exit}: a manifest was reclaimed");
+    }
+    // Exit 4: a live snapshot's manifest is corrupt.
+    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
+    let live_key = manifest_keys(&fx)
+        .into_iter()
+        .find(|k| snapshot_of_key(&dir, k).as_ref() == Some(&fx.summary.snapshots[0]))
+        .unwrap();
+    fx.write(&fx.meta_bucket, &live_key, b"not a manifest".to_vec());
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--execute", "--output", "json"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(dead_manifests(), before, "exit 4: a manifest was reclaimed");
+}

@@ -374,6 +374,86 @@ fn a_panic_exits_9_starts_no_further_delete_and_a_rerun_finishes() {
     }
 }
 
+/// The dead snapshots of `p` as a deleting set (a file beside the live set, same
+/// `taken_at`), their manifests made older than the cutoff: returns the file and the
+/// manifests' `bucket/key` names.
+fn deleting_set(p: &Part) -> (std::path::PathBuf, Vec<String>, Vec<String>) {
+    use gc_partition::ids::SnapshotId;
+    use gc_partition::manifest::snapshot_of_key;
+    let live_text = std::fs::read_to_string(&p.live).unwrap();
+    let live: HashSet<&str> = live_text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    let trailer = live_text.lines().find(|l| l.starts_with("# end")).unwrap();
+    let taken_at = trailer.split("taken_at=").nth(1).unwrap();
+    let dir = "partitions/p1/snapshots/";
+    let (mut dead, mut manifests): (Vec<SnapshotId>, Vec<String>) = (Vec::new(), Vec::new());
+    for name in p.objects() {
+        let Some(key) = name.strip_prefix("snapshots/") else { continue };
+        let Some(snapshot) = snapshot_of_key(dir, key).filter(|s| !live.contains(s.as_str())) else { continue };
+        p.stores.set_last_modified("snapshots", key, chrono::Utc::now() - chrono::TimeDelta::days(30)).unwrap();
+        manifests.push(name.clone());
+        dead.push(snapshot);
+    }
+    dead.sort();
+    dead.dedup();
+    assert!(!dead.is_empty() && !manifests.is_empty());
+    let mut text: String = dead.iter().map(|s| format!("{s}\n")).collect();
+    text.push_str(&format!("# end count={} taken_at={taken_at}\n", dead.len()));
+    let path = p.live.with_file_name("deleting.txt");
+    std::fs::write(&path, text).unwrap();
+    (path, manifests, dead.iter().map(ToString::to_string).collect())
+}
+
+/// Spec 9.2: a deleting snapshot's manifests are reclaimed only by a run that ends with exit
+/// 0; a listing failure (5), delete failures (7), a bug (9) or a signal (130, 143) leaves
+/// every one of them, so a rerun still sees them. The rerun that ends with exit 0 reclaims.
+#[test]
+fn the_reclaim_waits_for_a_run_that_ends_with_exit_0() {
+    for backend in BACKENDS {
+        let p = part(backend, 23, |c| c.garbage_chunks = 200);
+        let (deleting, manifests, dead) = deleting_set(&p);
+        let flag = deleting.to_str().unwrap();
+        let a_garbage_key = p.garbage()[7].split_once('/').unwrap().1.to_owned();
+        let locations = p.locations();
+        let slow = Some((Duration::from_millis(5), vec![Op::Delete, Op::Head]));
+        let cases = [
+            (
+                FaultPlan {
+                    break_listings_of: Some((locations[0].bucket().to_owned(), locations[0].prefix().to_owned())),
+                    break_listing_share: 1.0,
+                    break_listing_kind: Some(Kind::Permanent),
+                    ..FaultPlan::default()
+                },
+                5,
+            ),
+            (FaultPlan { panic_at: Some((Op::Head, 3)), ..FaultPlan::default() }, 9),
+            (
+                FaultPlan { delay: slow.clone(), stop_at_delete: Some((6, Signal::Interrupt)), ..FaultPlan::default() },
+                130,
+            ),
+            (FaultPlan { delay: slow, stop_at_delete: Some((6, Signal::Terminate)), ..FaultPlan::default() }, 143),
+            // Last: it deletes every garbage chunk but one.
+            (FaultPlan { fail_delete_keys: HashSet::from([a_garbage_key]), ..FaultPlan::default() }, 7),
+        ];
+        for (plan, exit) in cases {
+            let faults = Faults::new(plan);
+            let args =
+                ["--execute", "--deleting-snapshots", flag, "--delete-concurrency", "4", "--max-delete-fraction", "1"];
+            let report = p.run(&faults, &args);
+            assert_eq!(report.exit_code, exit, "{backend:?}: {:?}", report.error);
+            assert!(report.reclaimed_snapshots.is_empty(), "{backend:?}, exit {exit}");
+            let objects = p.objects();
+            let gone: Vec<_> = manifests.iter().filter(|m| !objects.contains(*m)).collect();
+            assert!(gone.is_empty(), "{backend:?}, exit {exit}: manifests reclaimed: {gone:?}");
+        }
+        let report = p.run_clean(&["--execute", "--deleting-snapshots", flag, "--max-delete-fraction", "1"]);
+        assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
+        assert_eq!(report.reclaimed_snapshots, dead, "{backend:?}");
+        let objects = p.objects();
+        assert!(manifests.iter().all(|m| !objects.contains(m)), "{backend:?}: a reclaimed manifest is still there");
+        p.assert_nothing_lost(&format!("{backend:?}: after the reclaim"));
+    }
+}
+
 #[test]
 fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
     for backend in BACKENDS {
