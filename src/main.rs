@@ -151,11 +151,8 @@ fn watch_signals(stop: Stop) {
     });
 }
 
-/// Writes the report next to its final name, then renames it: a reader never sees half.
+/// Writes the report through a hidden temporary file renamed over it: a reader never sees half.
 fn write_report(path: &Path, report: &Report) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
+    gc_partition::atomic_file::write(path, "gc_partition-report", &json)
 }

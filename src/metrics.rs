@@ -2,7 +2,6 @@
 //! for node_exporter's textfile collector. Built from the report, written to a temporary
 //! name in the same directory and renamed, so the collector never reads half a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
@@ -136,21 +135,8 @@ pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result
 /// over it: a hidden `.tmp` name the textfile collector (which reads `*.prom`) skips.
 pub fn write(path: &Path, report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result<(), MetricsError> {
     let text = render(report, exit_code, ended_at)?;
-    let write_err = |source| MetricsError::Write { path: path.to_owned(), source };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".gc_partition-metrics-")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(write_err)?;
-    tmp.write_all(text.as_bytes()).map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
-    Ok(())
+    crate::atomic_file::write(path, "gc_partition-metrics", text.as_bytes())
+        .map_err(|source| MetricsError::Write { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
