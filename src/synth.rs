@@ -174,6 +174,10 @@ pub struct SynthConfig {
     pub old_age: Duration,
     pub young_age: Duration,
     pub live_set_path: Option<PathBuf>,
+    /// Where to write the dead snapshots as a deleting set (`--deleting-snapshots`, spec 9.2),
+    /// with the live set's `taken_at`; their manifests are then aged `old_age`, so a run
+    /// reclaims them (and one without the set would stop at the cross-check).
+    pub deleting_set_path: Option<PathBuf>,
     /// Snapshots whose manifests are in the store but not in the live set.
     pub dead_snapshots: usize,
     /// Keep the exact sets of written objects in the summary (tests; not for huge runs).
@@ -207,6 +211,7 @@ impl Default for SynthConfig {
             old_age: Duration::from_secs(30 * 86_400),
             young_age: Duration::from_secs(3_600),
             live_set_path: None,
+            deleting_set_path: None,
             dead_snapshots: 2,
             record_sets: false,
             write_threads: 0,
@@ -295,6 +300,10 @@ pub async fn synthesize(stores: &Stores, cfg: &SynthConfig) -> Result<SynthSumma
     let live_set = layout.live_set_text();
     if let Some(path) = &cfg.live_set_path {
         std::fs::write(path, &live_set).map_err(io_err(path))?;
+    }
+    if let Some(path) = &cfg.deleting_set_path {
+        age_dead_manifests(stores, &layout, cfg)?;
+        std::fs::write(path, layout.deleting_set_text()).map_err(io_err(path))?;
     }
     let sets = cfg.record_sets.then(|| layout.sets());
     Ok(layout.summary(tally, live_set, started.elapsed(), sets))
@@ -558,6 +567,11 @@ impl Layout {
         (loc, key)
     }
 
+    fn deleting_set_text(&self) -> String {
+        let ids: Vec<SnapshotId> = self.dead.iter().map(|s| s.id.clone()).collect();
+        formats::live_set(&ids, self.now)
+    }
+
     fn live_set_text(&self) -> String {
         let ids: Vec<SnapshotId> = self.live.iter().map(|s| s.id.clone()).collect();
         formats::live_set(&ids, self.now)
@@ -807,6 +821,28 @@ fn create_buckets(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
 
 /// Fails before writing anything when the store cannot age objects (gs://, s3:// without a
 /// backdate root).
+/// Ages the dead snapshots' manifest objects to `old_age`: deleted long enough ago.
+fn age_dead_manifests(stores: &Stores, layout: &Layout, cfg: &SynthConfig) -> Result<(), SynthError> {
+    if cfg.unaged {
+        return Ok(());
+    }
+    let when = layout.now - chrono::TimeDelta::from_std(cfg.old_age).unwrap_or(chrono::TimeDelta::days(30));
+    for dead in &layout.dead {
+        let mut keys = Vec::new();
+        if dead.format != SnapshotFormat::Unified {
+            keys.push(crate::manifest::legacy_manifest_key(&layout.partition, &dead.id));
+            keys.push(crate::manifest::legacy_index_key(&layout.partition, &dead.id));
+        }
+        if dead.format != SnapshotFormat::Legacy {
+            keys.push(crate::manifest::unified_key(&layout.partition, &dead.id));
+        }
+        for key in keys {
+            stores.set_last_modified(&layout.meta_bucket, &key, when)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_backdating(stores: &Stores, layout: &Layout) -> Result<(), SynthError> {
     if stores.can_backdate() {
         return Ok(());

@@ -297,3 +297,24 @@ fn no_manifest_is_reclaimed_when_the_run_stops_short() {
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert_eq!(dead_manifests(), before, "exit 4: a manifest was reclaimed");
 }
+
+#[test]
+fn the_synthesizer_writes_a_deleting_set_a_run_reclaims() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let path = out_dir.path().join("deleting.txt");
+    let fx = partition(&Backend::File, |c| {
+        c.seed = 8;
+        c.dead_snapshots = 3;
+        c.deleting_set_path = Some(path.clone());
+    });
+    let deleting = path.to_str().unwrap();
+    let mut dead: Vec<String> = fx.summary.dead_snapshots.iter().map(ToString::to_string).collect();
+    dead.sort();
+    // Without the set, the dead snapshots' old manifests are what the cross-check is for.
+    let out = fx.gc(&["--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["snapshots"]["unclassified"], 3);
+    let out = fx.gc(&["--deleting-snapshots", deleting, "--execute", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(listed(&report(&out), "reclaimed_snapshots"), dead);
+}

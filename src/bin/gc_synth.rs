@@ -67,6 +67,10 @@ struct Cli {
     /// Where to write the live-set file.
     #[arg(long)]
     live_set_out: Option<PathBuf>,
+    /// Where to write the dead snapshots as a deleting set (`--deleting-snapshots`); their
+    /// manifests are then aged --old-age, so a run reclaims them.
+    #[arg(long)]
+    deleting_set_out: Option<PathBuf>,
     /// Age of referenced, garbage and foreign objects.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     old_age: Duration,
@@ -106,6 +110,7 @@ impl Cli {
             old_age: self.old_age,
             young_age: self.young_age,
             live_set_path: self.live_set_out.clone(),
+            deleting_set_path: self.deleting_set_out.clone(),
             dead_snapshots: self.dead_snapshots,
             record_sets: false,
             write_threads: self.threads,
