@@ -99,12 +99,23 @@ pub async fn inventory(
     let dir = manifest::snapshots_dir(partition);
     let inventory_err =
         |why: String| IngestError::Inventory { bucket: meta_bucket.to_owned(), prefix: dir.clone(), why };
-    let mut sizes: HashMap<String, u64> = HashMap::new();
+    // Every name of the folder, exactly as listed, with its size when the store gave one.
+    // Only the exact keys of live snapshots are looked up below: any other name (a folder
+    // placeholder, a control character, a stray `.` segment) is never read as a snapshot.
+    let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
     if !live.snapshots.is_empty() {
         let store = stores.bucket(meta_bucket).map_err(|e| inventory_err(e.to_string()))?;
-        let mut listing = store.list(Some(&Path::from(dir.as_str())));
-        while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
-            sizes.insert(meta.location.to_string(), meta.size);
+        // S3 and GCS: raw pages, so an odd name cannot fail the listing (store/raw_list.rs).
+        if let Some(lister) = stores.raw_lister(meta_bucket).map_err(|e| inventory_err(e.to_string()))? {
+            let mut pages = lister.pages(&dir, false);
+            while let Some(page) = pages.next().await.map_err(|e| inventory_err(e.to_string()))? {
+                sizes.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+            }
+        } else {
+            let mut listing = store.list(Some(&Path::from(dir.as_str())));
+            while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
+                sizes.insert(meta.location.to_string(), Some(meta.size));
+            }
         }
     }
     let mut jobs = Vec::with_capacity(live.snapshots.len());
@@ -115,7 +126,10 @@ pub async fn inventory(
             manifest::legacy_manifest_key(partition, snapshot),
             manifest::legacy_index_key(partition, snapshot),
         ];
-        let [snap, text, index] = keys.each_ref().map(|key| sizes.get(key).copied());
+        if let Some(key) = keys.iter().find(|key| sizes.get(*key).is_some_and(Option::is_none)) {
+            return Err(inventory_err(format!("{key}: the listing gave no usable size")));
+        }
+        let [snap, text, index] = keys.each_ref().map(|key| sizes.get(key).copied().flatten());
         match (text, index) {
             (Some(_), None) | (None, Some(_)) => {
                 let missing = if text.is_none() { &keys[1] } else { &keys[2] };
