@@ -27,6 +27,37 @@ pub fn unified_key(partition: &PartitionId, snapshot: &SnapshotId) -> String {
     format!("partitions/{partition}/snapshots/{snapshot}.snap")
 }
 
+/// Which manifest object a name of the snapshots folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    LegacyManifest,
+    LegacyIndex,
+    Unified,
+}
+
+/// Classifies a name listed in the snapshots folder (spec 9.2, "Precisely"): the snapshot and
+/// the manifest object it is, only for exactly `partitions/<p>/snapshots/<s>.manifest`,
+/// `.index` or `.snap` with `<s>` a valid snapshot id. Anything else there (a folder
+/// placeholder, a control character, a deeper name, a stray `.` segment) is no snapshot's.
+pub fn manifest_of_key(partition: &PartitionId, key: &str) -> Option<(SnapshotId, ManifestKind)> {
+    let name = key.strip_prefix(snapshots_dir(partition).as_str())?;
+    let (stem, kind) = if let Some(stem) = name.strip_suffix(".manifest") {
+        (stem, ManifestKind::LegacyManifest)
+    } else if let Some(stem) = name.strip_suffix(".index") {
+        (stem, ManifestKind::LegacyIndex)
+    } else {
+        (name.strip_suffix(".snap")?, ManifestKind::Unified)
+    };
+    // An id has no `/` (its alphabet is [A-Za-z0-9._-]): the name is directly in the folder.
+    let snapshot = SnapshotId::parse(stem).ok()?;
+    let rendered = match kind {
+        ManifestKind::LegacyManifest => legacy_manifest_key(partition, &snapshot),
+        ManifestKind::LegacyIndex => legacy_index_key(partition, &snapshot),
+        ManifestKind::Unified => unified_key(partition, &snapshot),
+    };
+    (rendered == key).then_some((snapshot, kind))
+}
+
 /// A live snapshot's manifest could not be used: which snapshot, which object, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("snapshot {snapshot}: {object}: {kind}")]
@@ -146,5 +177,64 @@ pub(crate) mod tests {
         let e =
             ManifestError::new("snap-0007", "snap-0007.index", ManifestErrorKind::IndexLength { len: 1000, count: 40 });
         assert_eq!(e.to_string(), "snapshot snap-0007: snap-0007.index: length 1000 is not 24 + 32 x 40");
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    fn p1() -> PartitionId {
+        PartitionId::parse("p1").expect("valid")
+    }
+
+    #[test]
+    fn only_exact_manifest_names_are_manifests() {
+        let p = p1();
+        let s = SnapshotId::parse("snap-1").expect("valid");
+        for (key, kind) in [
+            (legacy_manifest_key(&p, &s), ManifestKind::LegacyManifest),
+            (legacy_index_key(&p, &s), ManifestKind::LegacyIndex),
+            (unified_key(&p, &s), ManifestKind::Unified),
+        ] {
+            assert_eq!(manifest_of_key(&p, &key), Some((s.clone(), kind)), "{key}");
+        }
+        let dir = "partitions/p1/snapshots";
+        for odd in [
+            format!("{dir}/snap-1.snap/"),
+            format!("{dir}/"),
+            format!("{dir}//snap-1.snap"),
+            format!("{dir}/./snap-1.snap"),
+            format!("{dir}/../snapshots/snap-1.snap"),
+            format!("{dir}/x/snap-1.snap"),
+            format!("{dir}/\tsnap-1.snap"),
+            format!("{dir}/snap-1\u{7f}.snap"),
+            format!("{dir}/snap-1.snap\r"),
+            format!("{dir}/snap-1.snap.tmp"),
+            format!("{dir}/.snap"),
+            format!("{dir}/...snap"),
+            format!("{dir}/snap 1.snap"),
+            "partitions/p2/snapshots/snap-1.snap".to_owned(),
+            "partitions/p1/snapshots".to_owned(),
+        ] {
+            assert_eq!(manifest_of_key(&p, &odd), None, "{odd:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any name: a manifest only when it is exactly the key rendered for it.
+        #[test]
+        fn names_are_manifests_only_when_exact(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let p = p1();
+            let key = format!("partitions/p1/snapshots/{}", String::from_utf8_lossy(&tail));
+            if let Some((s, kind)) = manifest_of_key(&p, &key) {
+                let rendered = match kind {
+                    ManifestKind::LegacyManifest => legacy_manifest_key(&p, &s),
+                    ManifestKind::LegacyIndex => legacy_index_key(&p, &s),
+                    ManifestKind::Unified => unified_key(&p, &s),
+                };
+                proptest::prop_assert_eq!(rendered, key);
+            }
+        }
     }
 }
