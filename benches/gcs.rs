@@ -140,6 +140,36 @@ async fn list_floor(server: &Server, summary: &SynthSummary) -> usize {
             .sum::<usize>()
 }
 
+/// The same listing requests as [`list_floor`], as raw JSON-API pages (`Stores::raw_lister`,
+/// the listing the collector uses since issue 22).
+async fn list_raw(server: &Server, summary: &SynthSummary) -> usize {
+    let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), server.env.clone()).unwrap();
+    let mut groups = Vec::new();
+    let mut listed = 0;
+    for location in &summary.locations {
+        let lister = stores.raw_lister(location.bucket()).unwrap().unwrap();
+        let mut pages = lister.pages(&format!("{}/", location.prefix()), true);
+        while let Some(page) = pages.next().await.unwrap() {
+            listed += page.objects.len();
+            groups.extend(page.common_prefixes.into_iter().map(|group| (lister.clone(), group)));
+        }
+    }
+    let listings = groups.into_iter().map(|(lister, group)| async move {
+        let (mut pages, mut n) = (lister.pages(&group, false), 0);
+        while let Some(page) = pages.next().await.unwrap() {
+            n += page.objects.len();
+        }
+        n
+    });
+    listed
+        + futures::stream::iter(listings)
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .sum::<usize>()
+}
+
 /// The floor of an execute: a HEAD then a DELETE of every garbage chunk, 32 in flight, one
 /// client per bucket.
 async fn delete_floor(server: &Server, summary: &SynthSummary) -> usize {
@@ -176,6 +206,11 @@ fn bench_gcs(c: &mut Criterion) {
     group.bench_function(format!("dry_run_{chunks}_chunks"), |b| b.iter(|| run_gc(&rt, &server, &live, &[])));
     group.bench_function(format!("floor_list_{chunks}_chunks"), |b| {
         b.iter(|| assert!(rt.block_on(list_floor(&server, &summary)) as u64 >= chunks))
+    });
+    let floor = rt.block_on(list_floor(&server, &summary));
+    assert_eq!(rt.block_on(list_raw(&server, &summary)), floor, "both listings see the same objects");
+    group.bench_function(format!("raw_list_{chunks}_chunks"), |b| {
+        b.iter(|| assert_eq!(rt.block_on(list_raw(&server, &summary)), floor))
     });
 
     // Deleting: each sample gets a fresh partition (untimed) and times only the execute

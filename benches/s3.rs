@@ -88,6 +88,41 @@ fn run_gc(rt: &tokio::runtime::Runtime, server: &Server, live: &Path, extra: &[&
     report
 }
 
+const LISTED: &str = "partitions/p1/chunks";
+
+async fn list_via_object_store(stores: &Stores) -> usize {
+    use futures::{StreamExt, TryStreamExt};
+    let store = stores.bucket("snapshots").unwrap();
+    let top = store.list_with_delimiter(Some(&object_store::path::Path::from(LISTED))).await.unwrap();
+    let dirs = top.common_prefixes.into_iter().map(|dir| {
+        let store = std::sync::Arc::clone(&store);
+        async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await.unwrap().len() }
+    });
+    top.objects.len() + futures::stream::iter(dirs).buffer_unordered(16).collect::<Vec<_>>().await.iter().sum::<usize>()
+}
+
+async fn list_raw(stores: &Stores) -> usize {
+    use futures::StreamExt;
+    let lister = stores.raw_lister("snapshots").unwrap().unwrap();
+    let (mut objects, mut groups) = (0, Vec::new());
+    let mut pages = lister.pages(&format!("{LISTED}/"), true);
+    while let Some(page) = pages.next().await.unwrap() {
+        objects += page.objects.len();
+        groups.extend(page.common_prefixes);
+    }
+    let dirs = groups.into_iter().map(|group| {
+        let lister = lister.clone();
+        async move {
+            let (mut pages, mut n) = (lister.pages(&group, false), 0);
+            while let Some(page) = pages.next().await.unwrap() {
+                n += page.objects.len();
+            }
+            n
+        }
+    });
+    objects + futures::stream::iter(dirs).buffer_unordered(16).collect::<Vec<_>>().await.iter().sum::<usize>()
+}
+
 fn bench_s3(c: &mut Criterion) {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs each bench once, small.
     let full = std::env::args().any(|a| a == "--bench");
@@ -103,6 +138,18 @@ fn bench_s3(c: &mut Criterion) {
     synth(&rt, &server, &live, referenced, garbage);
     let name = format!("dry_run_list_and_decide_{}_chunks", referenced + garbage + referenced / 20);
     group.bench_function(name, |b| b.iter(|| run_gc(&rt, &server, &live, &[])));
+
+    // The listing alone, both ways over the same loop (issue 22): the legacy location's
+    // top level, then its fan-out directories 16 at a time, counting objects; through the
+    // bucket's `object_store` client (the listing before issue 22) and through the raw S3
+    // pages the listing uses now.
+    let stores = stores(&server);
+    let expected = rt.block_on(list_via_object_store(&stores));
+    assert_eq!(rt.block_on(list_raw(&stores)), expected, "both listings see the same objects");
+    group.bench_function(format!("list_object_store_{expected}_objects"), |b| {
+        b.iter(|| rt.block_on(list_via_object_store(&stores)))
+    });
+    group.bench_function(format!("list_raw_pages_{expected}_objects"), |b| b.iter(|| rt.block_on(list_raw(&stores))));
 
     // Deleting: each sample gets a fresh partition (untimed) and times only the execute
     // stage (batched re-reads and bulk deletes) as the report measures it.

@@ -9,7 +9,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::ids::{ChunkId, PartitionId, SnapshotId};
 use crate::live_set;
+use crate::locations::Location;
 use crate::manifest::{legacy, unified};
+use crate::store::{parse_gcs_page, parse_s3_page};
 
 /// The partition every fixture and corpus file is written for.
 pub const PARTITION: &str = "p1";
@@ -70,4 +72,30 @@ pub fn fuzz_unified_manifest(data: &[u8]) {
         let again = unified::parse(Bytes::from(unified::render(&m)), "again", &s, &p);
         assert_eq!(again.as_ref().ok(), Some(&m), "{again:?}");
     }
+}
+
+/// The location list pages are classified for: a prefix of several segments.
+pub fn location() -> Location {
+    Location::new("bucket-1", "partitions/p1/chunks").unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+/// The chunk-key rule over any name: a name is a chunk only when it is exactly the key
+/// [`Location::chunk_key`] renders for that chunk (`<prefix>/<hh>/<hex>`).
+pub fn check_chunk_rule(location: &Location, name: &str) {
+    if let Some(id) = location.chunk_of_key(name) {
+        assert_eq!(location.chunk_key(&id), name, "{name:?} read as chunk {id:?}");
+    }
+}
+
+/// An S3 `ListObjectsV2` or GCS `objects.list` answer (store/raw_list.rs): whatever a page
+/// parses to, every name in it obeys the chunk-key rule; the input itself, read as one
+/// name, too.
+pub fn fuzz_list_page(data: &[u8]) {
+    let location = location();
+    for page in [parse_s3_page(data), parse_gcs_page(data)].into_iter().flatten() {
+        for name in page.objects.iter().map(|o| o.key.as_str()).chain(page.common_prefixes.iter().map(String::as_str)) {
+            check_chunk_rule(&location, name);
+        }
+    }
+    check_chunk_rule(&location, &String::from_utf8_lossy(data));
 }

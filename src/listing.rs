@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::locations::Location;
-use crate::store::{SYMLINK_ETAG, StoreError, Stores};
+use crate::store::{RawListError, SYMLINK_ETAG, StoreError, Stores};
 use crate::throttle::Aimd;
 
 mod local;
+mod remote;
 
 /// How many foreign object names are kept per location for the log.
 const FOREIGN_SAMPLE: usize = 5;
@@ -41,6 +42,10 @@ pub enum ListingError {
     Local { bucket: String, prefix: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Raw(#[from] RawListError),
+    #[error("bucket {bucket} key {key:?}: the listing gave no usable size or last-modified for this chunk")]
+    ChunkMetadata { bucket: String, key: String },
     #[error("listing task failed: {0}")]
     Task(String),
     #[error("listing stopped: its consumer is gone")]
@@ -131,6 +136,9 @@ pub async fn list_stream(
                     let (progress, out) = (Arc::clone(&progress), out.clone());
                     if let Some(dir) = stores.unlayered_local_dir(location.bucket()) {
                         tasks.spawn_blocking(move || local::list_location(&dir, &location, index, &progress, &out));
+                    } else if let Some(lister) = stores.raw_lister(location.bucket())? {
+                        let permits = Arc::clone(&permits);
+                        tasks.spawn(remote::list_location(lister, location, index, permits, progress, out));
                     } else {
                         tasks.spawn(list_location(store, location, index, Arc::clone(&permits), progress, out));
                     }
@@ -267,12 +275,22 @@ impl LocationCounts {
         self.foreign_with(|| key.to_owned());
     }
 
-    /// Counts a foreign object; its name is only built while the sample has room.
+    /// Counts a foreign object; its name is only built while the sample has room, and kept
+    /// with its control characters escaped (a sample goes to logs and terminals).
     fn foreign_with(&mut self, key: impl FnOnce() -> String) {
         self.listed_objects += 1;
         self.foreign_objects += 1;
         if self.foreign_sample.len() < FOREIGN_SAMPLE {
-            self.foreign_sample.push(key());
+            self.foreign_sample.push(escape_controls(key()));
         }
     }
+}
+
+/// `name` with every control character written as its Rust escape (`\t`, `\r`, `\u{7f}`);
+/// the rest as it is.
+pub fn escape_controls(name: String) -> String {
+    if !name.chars().any(char::is_control) {
+        return name;
+    }
+    name.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
 }

@@ -203,6 +203,78 @@ mod tests {
         assert!(loc.chunk_of_key(&format!("x/p1{hex}")).is_none());
         assert!(loc.chunk_of_key(&format!("x/p12/ab/{hex}")).is_none());
         assert!(loc.chunk_of_key(&format!("x/p1/ab/{}", hex.to_uppercase())).is_none());
+        // Issue 22: names object_store could not represent, and folder placeholders.
+        for odd in [
+            format!("x/p1/ab/{hex}/"),
+            format!("x/p1/ab//{hex}"),
+            format!("x/p1/ab/./{hex}"),
+            format!("x/p1/ab/../ab/{hex}"),
+            format!("x/p1//ab/{hex}"),
+            format!("x/p1/./ab/{hex}"),
+            format!("x/p1/ab/\t{hex}"),
+            format!("x/p1/ab/{hex}\t"),
+            format!("x/p1/ab/{hex}\r"),
+            format!("x/p1/ab/{hex}\u{7f}"),
+            format!("x/p1/ab/{hex} "),
+            format!("/x/p1/ab/{hex}"),
+        ] {
+            assert!(loc.chunk_of_key(&odd).is_none(), "{odd:?}");
+        }
+    }
+
+    /// A name is a chunk only when it is exactly the key `chunk_key` renders for it.
+    fn exact_or_foreign(loc: &Location, name: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        if let Some(id) = loc.chunk_of_key(name) {
+            proptest::prop_assert_eq!(loc.chunk_key(&id), name);
+        }
+        Ok(())
+    }
+
+    fn prop_locations() -> [Location; 2] {
+        [Location::new("b-1", "").expect("valid"), Location::new("b-1", "x/p1").expect("valid")]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        /// Any byte string, read as a name the way a listing may deliver it.
+        #[test]
+        fn arbitrary_names_are_chunks_only_when_exact(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..160)) {
+            for loc in prop_locations() {
+                exact_or_foreign(&loc, &String::from_utf8_lossy(&bytes))?;
+            }
+        }
+
+        /// A chunk key with one edit (a byte replaced, inserted or removed; any character,
+        /// control characters, `/` and `.` included): never a chunk unless the edit left it
+        /// exactly a chunk key.
+        #[test]
+        fn edited_chunk_keys_are_chunks_only_when_exact(
+            id in proptest::array::uniform32(proptest::num::u8::ANY),
+            at in 0usize..200,
+            edit in 0u8..3,
+            c in proptest::prop_oneof![
+                proptest::char::range('\0', '\u{7f}'),
+                proptest::sample::select(vec!['/', '.', 'a', '0', '\t', '\r', '\u{7f}', ' ', 'é']),
+            ],
+        ) {
+            for loc in prop_locations() {
+                let key = loc.chunk_key(&ChunkId(id));
+                let mut chars: Vec<char> = key.chars().collect();
+                let at = at % (chars.len() + 1);
+                match edit {
+                    0 if at < chars.len() => chars[at] = c,
+                    1 => chars.insert(at, c),
+                    _ if at < chars.len() => { chars.remove(at); }
+                    _ => chars.push(c),
+                }
+                let edited: String = chars.into_iter().collect();
+                exact_or_foreign(&loc, &edited)?;
+                if edited != key {
+                    proptest::prop_assert_ne!(loc.chunk_of_key(&edited), Some(ChunkId(id)), "{:?}", edited);
+                }
+            }
+        }
     }
 
     #[test]

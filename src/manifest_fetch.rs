@@ -109,23 +109,36 @@ pub async fn inventory(
     let dir = manifest::snapshots_dir(partition);
     let inventory_err =
         |why: String| IngestError::Inventory { bucket: meta_bucket.to_owned(), prefix: dir.clone(), why };
-    let mut sizes: HashMap<String, u64> = HashMap::new();
+    // Every name of the folder, exactly as listed, with its size when the store gave one.
+    // Only the exact keys of live snapshots are looked up below: any other name (a folder
+    // placeholder, a control character, a stray `.` segment) is never read as a snapshot.
+    // The manifest objects of snapshots that are not live are kept for the cross-check (an
+    // object whose last-modified the listing did not give counts as old: the strict side).
+    let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
     let live_ids: HashSet<&SnapshotId> = live.snapshots.iter().collect();
     let mut not_live = Vec::new();
-    {
-        let store = stores.bucket(meta_bucket).map_err(|source| IngestError::Bucket {
-            bucket: meta_bucket.to_owned(),
-            prefix: dir.clone(),
-            source: Box::new(source),
-        })?;
+    let mut keep = |key: String, size: Option<u64>, last_modified_ms: Option<i64>| {
+        if let Some((snapshot, _)) = manifest::manifest_of_key(partition, &key).filter(|(s, _)| !live_ids.contains(s)) {
+            let last_modified_ms = last_modified_ms.unwrap_or(i64::MIN);
+            not_live.push(ManifestObject { snapshot, key: key.clone(), last_modified_ms });
+        }
+        sizes.insert(key, size);
+    };
+    let store = stores.bucket(meta_bucket).map_err(|source| IngestError::Bucket {
+        bucket: meta_bucket.to_owned(),
+        prefix: dir.clone(),
+        source: Box::new(source),
+    })?;
+    // S3 and GCS: raw pages, so an odd name cannot fail the listing (store/raw_list.rs).
+    if let Some(lister) = stores.raw_lister(meta_bucket).map_err(|e| inventory_err(e.to_string()))? {
+        let mut pages = lister.pages(&dir, false);
+        while let Some(page) = pages.next().await.map_err(|e| inventory_err(e.to_string()))? {
+            page.objects.into_iter().for_each(|o| keep(o.key, o.size, o.last_modified_ms));
+        }
+    } else {
         let mut listing = store.list(Some(&Path::from(dir.as_str())));
         while let Some(meta) = listing.try_next().await.map_err(|e| inventory_err(e.to_string()))? {
-            let key = meta.location.to_string();
-            if let Some(snapshot) = manifest::snapshot_of_key(&dir, &key).filter(|s| !live_ids.contains(s)) {
-                let last_modified_ms = meta.last_modified.timestamp_millis();
-                not_live.push(ManifestObject { snapshot, key: key.clone(), last_modified_ms });
-            }
-            sizes.insert(key, meta.size);
+            keep(meta.location.to_string(), Some(meta.size), Some(meta.last_modified.timestamp_millis()));
         }
     }
     let mut jobs = Vec::with_capacity(live.snapshots.len());
@@ -136,7 +149,10 @@ pub async fn inventory(
             manifest::legacy_manifest_key(partition, snapshot),
             manifest::legacy_index_key(partition, snapshot),
         ];
-        let [snap, text, index] = keys.each_ref().map(|key| sizes.get(key).copied());
+        if let Some(key) = keys.iter().find(|key| sizes.get(*key).is_some_and(Option::is_none)) {
+            return Err(inventory_err(format!("{key}: the listing gave no usable size")));
+        }
+        let [snap, text, index] = keys.each_ref().map(|key| sizes.get(key).copied().flatten());
         match (text, index) {
             (Some(_), None) | (None, Some(_)) => {
                 let missing = if text.is_none() { &keys[1] } else { &keys[2] };

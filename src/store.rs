@@ -24,6 +24,7 @@ mod generated;
 mod latency;
 mod local;
 mod memory;
+mod raw_list;
 mod retry;
 mod s3_versions;
 #[cfg(feature = "test-kit")]
@@ -36,6 +37,7 @@ pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestW
 pub(crate) use local::walk;
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
+pub use raw_list::{Pages, RawListError, RawLister, RawObject, RawPage, parse_gcs_page, parse_s3_page};
 pub use retry::{RetryPolicy, RetryStore, is_transient};
 pub use s3_versions::{S3VersionError, S3Versions, Versioning};
 
@@ -198,6 +200,8 @@ pub struct Stores {
     backdate_root: Option<PathBuf>,
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
+    /// The raw listings of remote buckets ([`Stores::raw_lister`]), one per bucket.
+    listers: Arc<Mutex<HashMap<String, RawLister>>>,
     layer: Option<Layer>,
     /// Retries made by the [`RetryStore`]s, for the report.
     retries: Arc<AtomicU64>,
@@ -282,6 +286,7 @@ impl Stores {
             backdate_root: None,
             buckets: Arc::default(),
             memory: Arc::default(),
+            listers: Arc::default(),
             layer: None,
             retries: Arc::default(),
             requests: Arc::default(),
@@ -455,6 +460,40 @@ impl Stores {
                     .build()?,
             ),
         })
+    }
+
+    /// How `bucket` is listed when the store is `s3://` or `gs://`: pages fetched and parsed
+    /// here, every name kept as the store sent it (`object_store` fails a page on a name it
+    /// cannot make a `Path` of; see `store/raw_list.rs`). `None` on other stores, and under a
+    /// simulated latency (benches), whose listings go through the bucket's `ObjectStore`.
+    /// These requests are counted and retried like the others; a test [`Layer`] does not
+    /// see them.
+    pub fn raw_lister(&self, bucket: &str) -> Result<Option<RawLister>, StoreError> {
+        if self.latency.is_some() || !matches!(self.backend, Backend::S3 | Backend::Gcs) {
+            return Ok(None);
+        }
+        let mut listers = self.listers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lister) = listers.get(bucket) {
+            return Ok(Some(lister.clone()));
+        }
+        let scheme = self.backend.scheme();
+        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme, source };
+        let generic = |e: reqwest::Error| object_store::Error::Generic { store: "RawLister", source: Box::new(e) };
+        let (counters, policy) = (Arc::clone(&self.requests), self.options.retry_policy(&self.backend));
+        let timeout = self.options.request_timeout;
+        let lister = if matches!(self.backend, Backend::Gcs) {
+            let builder = self.env.gcs().with_bucket_name(bucket);
+            let base_url = gcs_base_url(&builder);
+            let client = builder.build().map_err(build)?;
+            RawLister::gcs(&base_url, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+        } else {
+            let builder = self.env.s3().with_bucket_name(bucket);
+            let client = builder.clone().build().map_err(build)?;
+            RawLister::s3(&builder, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+        }
+        .map_err(|e| build(generic(e)))?;
+        listers.insert(bucket.to_owned(), lister.clone());
+        Ok(Some(lister))
     }
 
     /// The conditional deleter of a `gs://` bucket (spec 9.1); `None` on other stores.

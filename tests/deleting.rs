@@ -8,7 +8,12 @@ mod common;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use gc_partition::ids::{PartitionId, SnapshotId};
-use gc_partition::manifest::{snapshot_of_key, snapshots_dir};
+use gc_partition::manifest::{manifest_of_key, snapshots_dir};
+
+/// The snapshot whose manifest object `key` is, if any.
+fn snapshot_of(fx: &Fixture, key: &str) -> Option<SnapshotId> {
+    manifest_of_key(&PartitionId::parse(&fx.partition).unwrap(), key).map(|(snapshot, _)| snapshot)
+}
 use object_store::path::Path as ObjectPath;
 
 fn fixture(seed: u64) -> Fixture {
@@ -37,7 +42,7 @@ fn backdate_manifests(fx: &Fixture, snapshot: &SnapshotId, when: DateTime<Utc>) 
         let listed: Vec<_> = store.list(Some(&ObjectPath::from(dir.as_str()))).try_collect().await.unwrap();
         listed.into_iter().map(|m| m.location.to_string()).collect()
     });
-    let mine: Vec<_> = keys.iter().filter(|k| snapshot_of_key(&dir, k).as_ref() == Some(snapshot)).collect();
+    let mine: Vec<_> = keys.iter().filter(|k| snapshot_of(fx, k).as_ref() == Some(snapshot)).collect();
     for key in &mine {
         fx.stores.set_last_modified(&fx.meta_bucket, key, when).unwrap();
     }
@@ -209,8 +214,7 @@ fn manifest_keys(fx: &Fixture) -> Vec<String> {
 }
 
 fn manifests_of(fx: &Fixture, snapshot: &SnapshotId) -> usize {
-    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
-    manifest_keys(fx).iter().filter(|k| snapshot_of_key(&dir, k).as_ref() == Some(snapshot)).count()
+    manifest_keys(fx).iter().filter(|k| snapshot_of(fx, k).as_ref() == Some(snapshot)).count()
 }
 
 fn listed(json: &serde_json::Value, field: &str) -> Vec<String> {
@@ -287,10 +291,9 @@ fn no_manifest_is_reclaimed_when_the_run_stops_short() {
         assert_eq!(dead_manifests(), before, "exit {exit}: a manifest was reclaimed");
     }
     // Exit 4: a live snapshot's manifest is corrupt.
-    let dir = snapshots_dir(&PartitionId::parse(&fx.partition).unwrap());
     let live_key = manifest_keys(&fx)
         .into_iter()
-        .find(|k| snapshot_of_key(&dir, k).as_ref() == Some(&fx.summary.snapshots[0]))
+        .find(|k| snapshot_of(&fx, k).as_ref() == Some(&fx.summary.snapshots[0]))
         .unwrap();
     fx.write(&fx.meta_bucket, &live_key, b"not a manifest".to_vec());
     let out = fx.gc(&["--deleting-snapshots", &deleting, "--execute", "--output", "json"]);

@@ -378,17 +378,19 @@ fn a_panic_exits_9_starts_no_further_delete_and_a_rerun_finishes() {
 /// `taken_at`), their manifests made older than the cutoff: returns the file and the
 /// manifests' `bucket/key` names.
 fn deleting_set(p: &Part) -> (std::path::PathBuf, Vec<String>, Vec<String>) {
+    use gc_partition::ids::PartitionId;
     use gc_partition::ids::SnapshotId;
-    use gc_partition::manifest::snapshot_of_key;
+    use gc_partition::manifest::manifest_of_key;
     let live_text = std::fs::read_to_string(&p.live).unwrap();
     let live: HashSet<&str> = live_text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
     let trailer = live_text.lines().find(|l| l.starts_with("# end")).unwrap();
     let taken_at = trailer.split("taken_at=").nth(1).unwrap();
-    let dir = "partitions/p1/snapshots/";
+    let partition = PartitionId::parse("p1").unwrap();
     let (mut dead, mut manifests): (Vec<SnapshotId>, Vec<String>) = (Vec::new(), Vec::new());
     for name in p.objects() {
         let Some(key) = name.strip_prefix("snapshots/") else { continue };
-        let Some(snapshot) = snapshot_of_key(dir, key).filter(|s| !live.contains(s.as_str())) else { continue };
+        let found = manifest_of_key(&partition, key).map(|(snapshot, _)| snapshot);
+        let Some(snapshot) = found.filter(|s| !live.contains(s.as_str())) else { continue };
         p.stores.set_last_modified("snapshots", key, chrono::Utc::now() - chrono::TimeDelta::days(30)).unwrap();
         manifests.push(name.clone());
         dead.push(snapshot);

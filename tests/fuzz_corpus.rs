@@ -43,6 +43,11 @@ fn unified_manifest() {
 }
 
 #[test]
+fn list_page() {
+    replay("list_page", fuzzing::fuzz_list_page);
+}
+
+#[test]
 fn every_target_has_a_corpus() {
     let targets = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets")).unwrap();
     for target in targets {

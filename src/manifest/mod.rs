@@ -27,16 +27,35 @@ pub fn unified_key(partition: &PartitionId, snapshot: &SnapshotId) -> String {
     format!("partitions/{partition}/snapshots/{snapshot}.snap")
 }
 
-/// The snapshot a manifest object belongs to (spec 9.2): a name `<snapshot>.manifest`,
-/// `.index` or `.snap` with a valid snapshot id directly in `dir` (the snapshots folder).
-/// Nothing else there is a snapshot: a nested name, another extension, an invalid id.
-pub fn snapshot_of_key(dir: &str, key: &str) -> Option<SnapshotId> {
-    let name = key.strip_prefix(dir)?;
-    let (id, extension) = name.rsplit_once('.')?;
-    if !matches!(extension, "manifest" | "index" | "snap") || id.contains('/') {
-        return None;
-    }
-    SnapshotId::parse(id).ok()
+/// Which manifest object a name of the snapshots folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    LegacyManifest,
+    LegacyIndex,
+    Unified,
+}
+
+/// Classifies a name listed in the snapshots folder (spec 9.2, "Precisely"): the snapshot and
+/// the manifest object it is, only for exactly `partitions/<p>/snapshots/<s>.manifest`,
+/// `.index` or `.snap` with `<s>` a valid snapshot id. Anything else there (a folder
+/// placeholder, a control character, a deeper name, a stray `.` segment) is no snapshot's.
+pub fn manifest_of_key(partition: &PartitionId, key: &str) -> Option<(SnapshotId, ManifestKind)> {
+    let name = key.strip_prefix(snapshots_dir(partition).as_str())?;
+    let (stem, kind) = if let Some(stem) = name.strip_suffix(".manifest") {
+        (stem, ManifestKind::LegacyManifest)
+    } else if let Some(stem) = name.strip_suffix(".index") {
+        (stem, ManifestKind::LegacyIndex)
+    } else {
+        (name.strip_suffix(".snap")?, ManifestKind::Unified)
+    };
+    // An id has no `/` (its alphabet is [A-Za-z0-9._-]): the name is directly in the folder.
+    let snapshot = SnapshotId::parse(stem).ok()?;
+    let rendered = match kind {
+        ManifestKind::LegacyManifest => legacy_manifest_key(partition, &snapshot),
+        ManifestKind::LegacyIndex => legacy_index_key(partition, &snapshot),
+        ManifestKind::Unified => unified_key(partition, &snapshot),
+    };
+    (rendered == key).then_some((snapshot, kind))
 }
 
 /// A live snapshot's manifest could not be used: which snapshot, which object, and why.
@@ -165,23 +184,57 @@ pub(crate) mod tests {
 mod key_tests {
     use super::*;
 
+    fn p1() -> PartitionId {
+        PartitionId::parse("p1").expect("valid")
+    }
+
     #[test]
-    fn only_the_three_names_directly_in_the_folder_are_snapshots() {
-        let dir = "partitions/p1/snapshots/";
-        let snap = |key: &str| snapshot_of_key(dir, key).map(|s| s.to_string());
-        assert_eq!(snap("partitions/p1/snapshots/snap-1.manifest").as_deref(), Some("snap-1"));
-        assert_eq!(snap("partitions/p1/snapshots/snap-1.index").as_deref(), Some("snap-1"));
-        assert_eq!(snap("partitions/p1/snapshots/snap-1.snap").as_deref(), Some("snap-1"));
-        for not_one in [
-            "partitions/p1/snapshots/snap-1.txt",
-            "partitions/p1/snapshots/sub/snap-1.snap",
-            "partitions/p1/snapshots/.snap",
-            "partitions/p1/snapshots/snap 1.snap",
-            "partitions/p1/snapshots/snap-1.snap/",
-            "partitions/p2/snapshots/snap-1.snap",
-            "partitions/p1/snapshots/snap-1",
+    fn only_exact_manifest_names_are_manifests() {
+        let p = p1();
+        let s = SnapshotId::parse("snap-1").expect("valid");
+        for (key, kind) in [
+            (legacy_manifest_key(&p, &s), ManifestKind::LegacyManifest),
+            (legacy_index_key(&p, &s), ManifestKind::LegacyIndex),
+            (unified_key(&p, &s), ManifestKind::Unified),
         ] {
-            assert_eq!(snap(not_one), None, "{not_one:?}");
+            assert_eq!(manifest_of_key(&p, &key), Some((s.clone(), kind)), "{key}");
+        }
+        let dir = "partitions/p1/snapshots";
+        for odd in [
+            format!("{dir}/snap-1.snap/"),
+            format!("{dir}/"),
+            format!("{dir}//snap-1.snap"),
+            format!("{dir}/./snap-1.snap"),
+            format!("{dir}/../snapshots/snap-1.snap"),
+            format!("{dir}/x/snap-1.snap"),
+            format!("{dir}/\tsnap-1.snap"),
+            format!("{dir}/snap-1\u{7f}.snap"),
+            format!("{dir}/snap-1.snap\r"),
+            format!("{dir}/snap-1.snap.tmp"),
+            format!("{dir}/.snap"),
+            format!("{dir}/...snap"),
+            format!("{dir}/snap 1.snap"),
+            "partitions/p2/snapshots/snap-1.snap".to_owned(),
+            "partitions/p1/snapshots".to_owned(),
+        ] {
+            assert_eq!(manifest_of_key(&p, &odd), None, "{odd:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any name: a manifest only when it is exactly the key rendered for it.
+        #[test]
+        fn names_are_manifests_only_when_exact(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let p = p1();
+            let key = format!("partitions/p1/snapshots/{}", String::from_utf8_lossy(&tail));
+            if let Some((s, kind)) = manifest_of_key(&p, &key) {
+                let rendered = match kind {
+                    ManifestKind::LegacyManifest => legacy_manifest_key(&p, &s),
+                    ManifestKind::LegacyIndex => legacy_index_key(&p, &s),
+                    ManifestKind::Unified => unified_key(&p, &s),
+                };
+                proptest::prop_assert_eq!(rendered, key);
+            }
         }
     }
 }

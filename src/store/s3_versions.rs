@@ -69,14 +69,7 @@ impl S3Versions {
         policy: RetryPolicy,
         timeout: std::time::Duration,
     ) -> Result<Self, reqwest::Error> {
-        let config = |key| builder.get_config_value(&key);
-        let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
-        let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
-        let bucket_url = match config(AmazonS3ConfigKey::Endpoint) {
-            Some(endpoint) if virtual_hosted => endpoint.trim_end_matches('/').to_owned(),
-            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-        };
+        let (bucket_url, region) = s3_bucket_url(builder, bucket);
         let client = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Self { client, bucket_url, bucket: bucket.to_owned(), region, credentials, counters, policy })
     }
@@ -132,32 +125,52 @@ impl S3Versions {
     }
 
     async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), SendError> {
-        let credential =
-            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-        let mut request: HttpRequest = http::Request::builder()
-            .method(method.clone())
-            .uri(url)
-            .body(HttpRequestBody::empty())
-            .map_err(|e| SendError::permanent(e.to_string()))?;
-        AwsAuthorizer::new(&credential, "s3", &self.region)
-            .try_authorize(&mut request, None)
-            .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
-        let response = self
-            .client
-            .request(method, url)
-            .headers(request.headers().clone())
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
+        let headers = sign_s3(&self.credentials, &self.region, method.clone(), url).await?;
+        let response =
+            self.client.request(method, url).headers(headers).send().await.map_err(|e| SendError::from_reqwest(&e))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         Ok((status, body))
     }
 }
 
+/// The URL of `bucket` as `object_store` reaches it (`https://bucket.s3.region.amazonaws.com`,
+/// or `ENDPOINT/bucket` path style, or `ENDPOINT` virtual-hosted) and its region.
+pub(super) fn s3_bucket_url(builder: &AmazonS3Builder, bucket: &str) -> (String, String) {
+    let config = |key| builder.get_config_value(&key);
+    let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+    let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
+    let bucket_url = match config(AmazonS3ConfigKey::Endpoint) {
+        Some(endpoint) if virtual_hosted => endpoint.trim_end_matches('/').to_owned(),
+        Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+    };
+    (bucket_url, region)
+}
+
+/// The headers of a bodiless request to `url`, signed with `object_store`'s SigV4 signer.
+pub(super) async fn sign_s3(
+    credentials: &AwsCredentialProvider,
+    region: &str,
+    method: http::Method,
+    url: &str,
+) -> Result<http::HeaderMap, SendError> {
+    let credential =
+        credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
+    let mut request: HttpRequest = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(HttpRequestBody::empty())
+        .map_err(|e| SendError::permanent(e.to_string()))?;
+    AwsAuthorizer::new(&credential, "s3", region)
+        .try_authorize(&mut request, None)
+        .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
+    Ok(request.headers().clone())
+}
+
 /// SigV4's encoding of a query value (everything but `A-Za-z0-9-_.~`), which the signer's
 /// canonical query reproduces: AWS version ids hold `+`, `/` and `=`.
-fn encode_query_value(value: &str) -> String {
+pub(super) fn encode_query_value(value: &str) -> String {
     const UNRESERVED: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
     percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()

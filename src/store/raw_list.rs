@@ -1,0 +1,532 @@
+//! Listings of `s3://` and `gs://` buckets fetched and parsed here, so that no object name
+//! can fail a page (issue 22, spec 2 and 9.4).
+//!
+//! `object_store` 0.14 parses every key of a list page into a `Path` and fails the whole
+//! page on a name it will not represent (a control character, an empty, `.` or `..`
+//! segment), and it strips a trailing `/`, so a folder placeholder `<hh>/<hex>/` reads as the
+//! chunk `<hh>/<hex>` (upstream: apache/arrow-rs-object-store#341 and #384, both open). These
+//! pages keep every name exactly as the store sent it, as a `String`; the listing decides
+//! what is a chunk ([`crate::locations::Location::chunk_of_key`]) and counts everything else
+//! as foreign.
+//!
+//! - S3: `ListObjectsV2` (XML) signed with `object_store`'s own SigV4 signer and credentials,
+//!   at the endpoint its configuration names (as [`super::S3Versions`] does). No
+//!   `encoding-type=url`: a server may echo it without encoding (s3s-fs does), and decoding a
+//!   name that was never encoded changes it. The XML is read event by event with
+//!   `quick-xml` (already in `object_store`'s tree), text neither trimmed nor end-of-line
+//!   normalized, so a name keeps its blanks and control characters.
+//! - GCS: the JSON API's `objects.list` (`storage/v1/b/<bucket>/o`), with the bearer token of
+//!   `object_store`'s credential provider; JSON escapes every character, so names arrive
+//!   exactly.
+//!
+//! Each page is one request, retried on transient answers by [`super::direct::with_retry`]
+//! (so a retry repeats the page, never the listing) and counted in `list_pages`. A listing
+//! that hands back a continuation token it already gave is refused, never followed round.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use object_store::aws::{AmazonS3Builder, AwsCredentialProvider};
+use object_store::gcp::GcpCredentialProvider;
+use quick_xml::events::Event;
+use reqwest::StatusCode;
+
+use super::direct::{SendError, with_retry};
+use super::s3_versions::{encode_query_value, s3_bucket_url, sign_s3};
+use super::{RequestCounters, RetryPolicy};
+
+/// One object of a list page, its name as the store sent it. Size and last-modified are
+/// `None` when the store sent none or one that does not parse: the listing refuses such a
+/// chunk (it cannot be judged), and ignores it on a foreign object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawObject {
+    pub key: String,
+    pub size: Option<u64>,
+    pub last_modified_ms: Option<i64>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawPage {
+    pub objects: Vec<RawObject>,
+    /// With a delimiter: the names up to and including the next `/`, as the store sent them.
+    pub common_prefixes: Vec<String>,
+    /// The token of the next page, `None` on the last.
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("listing {scheme}{bucket} prefix {prefix:?}: {why}")]
+pub struct RawListError {
+    pub scheme: &'static str,
+    pub bucket: String,
+    pub prefix: String,
+    pub why: String,
+}
+
+/// The raw listings of one remote bucket. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RawLister {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    bucket: String,
+    api: Api,
+    counters: Arc<RequestCounters>,
+    policy: RetryPolicy,
+}
+
+enum Api {
+    S3 { bucket_url: String, region: String, credentials: AwsCredentialProvider },
+    Gcs { list_url: String, credentials: GcpCredentialProvider },
+}
+
+/// Names the bucket only: the credentials inside are never printed.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.api {
+            Api::S3 { .. } => "s3://",
+            Api::Gcs { .. } => "gs://",
+        };
+        write!(f, "RawLister({scheme}{})", self.bucket)
+    }
+}
+
+impl RawLister {
+    pub fn s3(
+        builder: &AmazonS3Builder,
+        bucket: &str,
+        credentials: AwsCredentialProvider,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let (bucket_url, region) = s3_bucket_url(builder, bucket);
+        let api = Api::S3 { bucket_url, region, credentials };
+        Self::new(bucket, api, counters, policy, timeout)
+    }
+
+    /// `base_url` is the store's base URL (the JSON API is served from the same host).
+    pub fn gcs(
+        base_url: &str,
+        bucket: &str,
+        credentials: GcpCredentialProvider,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let list_url = format!("{}/storage/v1/b/{bucket}/o", base_url.trim_end_matches('/'));
+        Self::new(bucket, Api::Gcs { list_url, credentials }, counters, policy, timeout)
+    }
+
+    fn new(
+        bucket: &str,
+        api: Api,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Self { inner: Arc::new(Inner { client, bucket: bucket.to_owned(), api, counters, policy }) })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        match self.inner.api {
+            Api::S3 { .. } => "s3://",
+            Api::Gcs { .. } => "gs://",
+        }
+    }
+
+    /// The pages of the listing of every name starting with `prefix` (a plain string match,
+    /// as the stores define it), grouped at the next `/` when `delimited`.
+    pub fn pages(&self, prefix: &str, delimited: bool) -> Pages {
+        Pages {
+            lister: self.clone(),
+            prefix: prefix.to_owned(),
+            delimited,
+            token: None,
+            seen: HashSet::new(),
+            done: false,
+        }
+    }
+
+    fn error(&self, prefix: &str, why: String) -> RawListError {
+        RawListError { scheme: self.scheme(), bucket: self.inner.bucket.clone(), prefix: prefix.to_owned(), why }
+    }
+
+    /// Fetches and parses one page.
+    async fn page(&self, prefix: &str, delimited: bool, token: Option<&str>) -> Result<RawPage, RawListError> {
+        let inner = &self.inner;
+        let url = match &inner.api {
+            Api::S3 { bucket_url, .. } => {
+                let mut url = format!("{bucket_url}?list-type=2&prefix={}", encode_query_value(prefix));
+                if delimited {
+                    url.push_str("&delimiter=%2F");
+                }
+                if let Some(token) = token {
+                    url.push_str("&continuation-token=");
+                    url.push_str(&encode_query_value(token));
+                }
+                url
+            }
+            Api::Gcs { list_url, .. } => {
+                let mut url = format!(
+                    "{list_url}?prefix={}&fields=items(name%2Csize%2Cupdated)%2Cprefixes%2CnextPageToken",
+                    encode_query_value(prefix)
+                );
+                if delimited {
+                    url.push_str("&delimiter=%2F");
+                }
+                if let Some(token) = token {
+                    url.push_str("&pageToken=");
+                    url.push_str(&encode_query_value(token));
+                }
+                url
+            }
+        };
+        let (status, body) = with_retry(inner.policy, &inner.counters, || {
+            inner.counters.list_pages.fetch_add(1, Ordering::Relaxed);
+            self.send(&url)
+        })
+        .await
+        .map_err(|why| self.error(prefix, why))?;
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            return Err(self.error(prefix, format!("HTTP {status}: {text}")));
+        }
+        let parsed = match inner.api {
+            Api::S3 { .. } => parse_s3_page(&body),
+            Api::Gcs { .. } => parse_gcs_page(&body),
+        };
+        parsed.map_err(|why| self.error(prefix, why))
+    }
+
+    async fn send(&self, url: &str) -> Result<(StatusCode, bytes::Bytes), SendError> {
+        let inner = &self.inner;
+        let mut request = inner.client.get(url);
+        match &inner.api {
+            Api::S3 { region, credentials, .. } => {
+                request = request.headers(sign_s3(credentials, region, http::Method::GET, url).await?);
+            }
+            Api::Gcs { credentials, .. } => {
+                let credential = credentials
+                    .get_credential()
+                    .await
+                    .map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
+                // An emulator configured with `disable_oauth` has an empty token: no header.
+                if !credential.bearer.is_empty() {
+                    request = request.bearer_auth(&credential.bearer);
+                }
+            }
+        }
+        let response = request.send().await.map_err(|e| SendError::from_reqwest(&e))?;
+        let status = response.status();
+        // A body cut short is worth asking for again, like a failed send.
+        let body = response.bytes().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
+        Ok((status, body))
+    }
+}
+
+/// A listing in progress: call [`Pages::next`] until it answers `None`.
+pub struct Pages {
+    lister: RawLister,
+    prefix: String,
+    delimited: bool,
+    token: Option<String>,
+    seen: HashSet<String>,
+    done: bool,
+}
+
+impl Pages {
+    pub async fn next(&mut self) -> Result<Option<RawPage>, RawListError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.lister.page(&self.prefix, self.delimited, self.token.as_deref()).await?;
+        self.advance(page.next_token.as_deref()).map_err(|why| self.lister.error(&self.prefix, why))?;
+        Ok(Some(page))
+    }
+
+    /// Moves to the page `next` names, or past the last page. A token the listing already
+    /// gave would list the same pages again, for ever: refused.
+    fn advance(&mut self, next: Option<&str>) -> Result<(), String> {
+        match next {
+            Some(token) if !self.seen.insert(token.to_owned()) => {
+                self.done = true;
+                Err(format!("the store sent page token {token:?} twice"))
+            }
+            Some(token) => {
+                self.token = Some(token.to_owned());
+                Ok(())
+            }
+            None => {
+                self.done = true;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time, as both stores write them.
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
+}
+
+/// Parses a `ListObjectsV2` answer (`ListBucketResult`). Names keep every character the
+/// XML carries: text is not trimmed nor its line ends normalized, and character and the
+/// five predefined entity references are resolved. Anything else malformed fails the page.
+pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let mut page = RawPage::default();
+    let mut object: Option<RawObject> = None;
+    let mut truncated = false;
+    let mut token = None;
+    loop {
+        let event = reader.read_event().map_err(|e| format!("malformed XML: {e}"))?;
+        let (start, end) = match &event {
+            Event::Start(e) => (Some(e.local_name().as_ref().to_vec()), false),
+            Event::Empty(e) => (Some(e.local_name().as_ref().to_vec()), true),
+            Event::End(_) => (None, true),
+            Event::Text(t) => {
+                text.push_str(&t.decode().map_err(|e| format!("XML text: {e}"))?);
+                continue;
+            }
+            Event::CData(c) => {
+                text.push_str(&c.decode().map_err(|e| format!("XML CDATA: {e}"))?);
+                continue;
+            }
+            Event::GeneralRef(r) => {
+                text.push(resolve_ref(r)?);
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        if let Some(name) = start {
+            stack.push(name);
+            text.clear();
+            if stack_is(&stack, &[b"ListBucketResult", b"Contents"]) {
+                object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None });
+            }
+        }
+        if !end {
+            continue;
+        }
+        let value = std::mem::take(&mut text);
+        if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"Key"]) {
+            if let Some(o) = object.as_mut() {
+                o.key = value;
+            }
+        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"Size"]) {
+            if let Some(o) = object.as_mut() {
+                o.size = value.trim().parse().ok();
+            }
+        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"LastModified"]) {
+            if let Some(o) = object.as_mut() {
+                o.last_modified_ms = rfc3339_ms(&value);
+            }
+        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents"]) {
+            page.objects.extend(object.take());
+        } else if stack_is(&stack, &[b"ListBucketResult", b"CommonPrefixes", b"Prefix"]) {
+            page.common_prefixes.push(value);
+        } else if stack_is(&stack, &[b"ListBucketResult", b"NextContinuationToken"]) {
+            token = Some(value);
+        } else if stack_is(&stack, &[b"ListBucketResult", b"IsTruncated"]) {
+            truncated = value.trim() == "true";
+        }
+        stack.pop();
+    }
+    if !stack.is_empty() {
+        return Err("truncated XML".into());
+    }
+    if truncated {
+        match token {
+            Some(t) if !t.is_empty() => page.next_token = Some(t),
+            _ => return Err("a truncated page without a continuation token".into()),
+        }
+    }
+    Ok(page)
+}
+
+fn stack_is(stack: &[Vec<u8>], path: &[&[u8]]) -> bool {
+    stack.len() == path.len() && stack.iter().zip(path).all(|(a, b)| a.as_slice() == *b)
+}
+
+fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) | Err(_) => Err(format!("bad XML character reference &{};", String::from_utf8_lossy(r))),
+        };
+    }
+    match r.as_ref() {
+        b"amp" => Ok('&'),
+        b"lt" => Ok('<'),
+        b"gt" => Ok('>'),
+        b"apos" => Ok('\''),
+        b"quot" => Ok('"'),
+        other => Err(format!("unknown XML entity &{};", String::from_utf8_lossy(other))),
+    }
+}
+
+/// Parses an `objects.list` answer of the GCS JSON API.
+pub fn parse_gcs_page(body: &[u8]) -> Result<RawPage, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        #[serde(default)]
+        items: Vec<Item>,
+        #[serde(default)]
+        prefixes: Vec<String>,
+        next_page_token: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        name: String,
+        // A decimal string in the API ("uint64 as string"); a number is read too.
+        size: Option<serde_json::Value>,
+        updated: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let objects = answer
+        .items
+        .into_iter()
+        .map(|item| RawObject {
+            key: item.name,
+            size: item.size.and_then(|v| match v {
+                serde_json::Value::String(s) => s.parse().ok(),
+                v => v.as_u64(),
+            }),
+            last_modified_ms: item.updated.as_deref().and_then(rfc3339_ms),
+        })
+        .collect();
+    let next_token = answer.next_page_token.filter(|t| !t.is_empty());
+    Ok(RawPage { objects, common_prefixes: answer.prefixes, next_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_page(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>{inner}</ListBucketResult>"#
+        )
+    }
+
+    fn contents(key: &str) -> String {
+        format!(
+            "<Contents><Key>{key}</Key><LastModified>2026-01-02T03:04:05.678Z</LastModified><Size>7</Size></Contents>"
+        )
+    }
+
+    #[test]
+    fn s3_names_keep_every_character() {
+        let body = s3_page(
+            &[
+                contents("p/ab/\tx"),
+                contents("p/ab/x\r"),
+                contents("p/ab/x&#13;y"),
+                contents("p/ab/x\u{7f}"),
+                contents(" p/ab//x "),
+                contents("p/ab/a&amp;b&lt;&#x9;"),
+                contents("p/ab/<![CDATA[c]]>d"),
+                contents("p/ab/x/"),
+            ]
+            .concat(),
+        );
+        let page = parse_s3_page(body.as_bytes()).expect("page");
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["p/ab/\tx", "p/ab/x\r", "p/ab/x\ry", "p/ab/x\u{7f}", " p/ab//x ", "p/ab/a&b<\t", "p/ab/cd", "p/ab/x/"]
+        );
+        assert!(page.objects.iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_678)));
+        assert_eq!(page.next_token, None);
+    }
+
+    #[test]
+    fn s3_prefixes_and_tokens() {
+        let body = s3_page(
+            "<IsTruncated>true</IsTruncated><NextContinuationToken>t/1 2</NextContinuationToken>\
+             <CommonPrefixes><Prefix>p/ab/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>p//</Prefix></CommonPrefixes>",
+        );
+        let page = parse_s3_page(body.as_bytes()).expect("page");
+        assert_eq!(page.common_prefixes, ["p/ab/", "p//"]);
+        assert_eq!(page.next_token.as_deref(), Some("t/1 2"));
+        let truncated_without_token = s3_page("<IsTruncated>true</IsTruncated>");
+        assert!(parse_s3_page(truncated_without_token.as_bytes()).is_err());
+        // A token on the last page is not followed.
+        let last = s3_page("<IsTruncated>false</IsTruncated><NextContinuationToken>t</NextContinuationToken>");
+        assert_eq!(parse_s3_page(last.as_bytes()).expect("page").next_token, None);
+    }
+
+    #[test]
+    fn s3_bad_metadata_is_none_and_bad_xml_fails() {
+        let body = s3_page("<Contents><Key>k</Key><Size>-1</Size><LastModified>yesterday</LastModified></Contents>");
+        let page = parse_s3_page(body.as_bytes()).expect("page");
+        assert_eq!(page.objects, [RawObject { key: "k".into(), size: None, last_modified_ms: None }]);
+        for bad in [&s3_page("<Contents><Key>a&bogus;</Key></Contents>")[..], "<ListBucketResult><Contents>", "<a></b>"]
+        {
+            assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_page_token_stops_the_listing() {
+        let counters = Arc::new(RequestCounters::default());
+        let lister = RawLister::gcs(
+            "http://127.0.0.1:1",
+            "bucket-1",
+            Arc::new(object_store::StaticCredentialProvider::new(object_store::gcp::GcpCredential {
+                bearer: String::new(),
+            })),
+            counters,
+            RetryPolicy::default(),
+            std::time::Duration::from_secs(1),
+        )
+        .expect("client");
+        let mut pages = lister.pages("p/", false);
+        assert_eq!(pages.advance(Some("a")), Ok(()));
+        assert_eq!(pages.advance(Some("b")), Ok(()));
+        assert_eq!(pages.token.as_deref(), Some("b"));
+        assert!(pages.advance(Some("a")).is_err(), "a token seen before");
+        assert!(pages.done, "and the listing is over");
+        let mut pages = lister.pages("p/", false);
+        assert_eq!(pages.advance(None), Ok(()));
+        assert!(pages.done);
+    }
+
+    #[test]
+    fn gcs_pages_parse() {
+        let body = br#"{"kind":"storage#objects","prefixes":["p/ab/"],"nextPageToken":"n1",
+            "items":[{"name":"p/ab/\tx\u007f","size":"12","updated":"2026-01-02T03:04:05.678Z"},
+                     {"name":"p/ab/x/","size":3},{"name":"q"}]}"#;
+        let page = parse_gcs_page(body).expect("page");
+        assert_eq!(page.common_prefixes, ["p/ab/"]);
+        assert_eq!(page.next_token.as_deref(), Some("n1"));
+        assert_eq!(
+            page.objects,
+            [
+                RawObject { key: "p/ab/\tx\u{7f}".into(), size: Some(12), last_modified_ms: Some(1_767_323_045_678) },
+                RawObject { key: "p/ab/x/".into(), size: Some(3), last_modified_ms: None },
+                RawObject { key: "q".into(), size: None, last_modified_ms: None },
+            ]
+        );
+        assert_eq!(parse_gcs_page(b"{}").expect("empty"), RawPage::default());
+        assert!(parse_gcs_page(b"{\"items\":[{}]}").is_err());
+    }
+}
