@@ -375,6 +375,7 @@ macro_rules! whole_suite {
             a_manifest_naming_another_partitions_location_exits_4,
             a_location_named_only_by_a_manifest_is_listed_and_collected,
             the_gc_synth_binary_makes_a_partition_gc_can_collect,
+            the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims,
         );
     };
 }

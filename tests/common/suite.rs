@@ -364,3 +364,54 @@ pub fn the_gc_synth_binary_makes_a_partition_gc_can_collect(backend: &Backend) {
     assert_eq!(n("chunks_scanned"), 410, "300 referenced + 100 garbage + 10 young");
     assert_eq!(n("young_kept") + n("referenced_kept") + n("deleted"), 410);
 }
+
+/// Spec 9.2 on every store: a deleting set missing a snapshot whose manifests are old stops
+/// the run before any delete (exit 3); with the complete set an execute reclaims the deleting
+/// snapshots' manifests, through the store's compare-and-delete, and nothing else.
+pub fn the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims(backend: &Backend) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let deleting = out_dir.path().join("deleting.txt");
+    let fx = partition(backend, |c| {
+        c.dead_snapshots = 2;
+        c.deleting_set_path = Some(deleting.clone());
+    });
+    let text = std::fs::read_to_string(&deleting).unwrap();
+    let ids: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert_eq!(ids.len(), 2);
+    let trailer = text.lines().find(|l| l.starts_with("# end")).unwrap();
+    let partial = fx.path("partial.txt");
+    std::fs::write(&partial, format!("{}\n{}\n", ids[1], trailer.replace("count=2", "count=1"))).unwrap();
+
+    let before = fx.fingerprint();
+    let out = fx.gc(&["--deleting-snapshots", partial.to_str().unwrap(), "--execute", "--max-delete-fraction", "1"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{} (", ids[0])), "{}", stderr(&out));
+    assert_eq!(fx.fingerprint(), before, "the cross-check's refusal changed the store");
+
+    let partition_id = gc_partition::ids::PartitionId::parse(&fx.partition).unwrap();
+    let manifests = |fx: &Fixture| -> Vec<(String, String)> {
+        let store = fx.stores.bucket(&fx.meta_bucket).unwrap();
+        let dir = gc_partition::manifest::snapshots_dir(&partition_id);
+        let listed: Vec<_> = runtime().block_on(async {
+            use futures::TryStreamExt;
+            store.list(Some(&ObjectPath::from(dir.as_str()))).try_collect::<Vec<_>>().await.unwrap()
+        });
+        listed
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.to_string();
+                gc_partition::manifest::manifest_of_key(&partition_id, &key).map(|(s, _)| (s.to_string(), key))
+            })
+            .collect()
+    };
+    let live_before: Vec<_> = manifests(&fx).into_iter().filter(|(s, _)| !ids.contains(&s.as_str())).collect();
+    let out = fx.gc(&["--deleting-snapshots", deleting.to_str().unwrap(), "--execute", "--verify", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    let mut expected: Vec<&str> = ids.clone();
+    expected.sort_unstable();
+    assert_eq!(json["reclaimed_snapshots"], serde_json::json!(expected));
+    let after = manifests(&fx);
+    assert!(after.iter().all(|(s, _)| !ids.contains(&s.as_str())), "a reclaimed manifest is still there: {after:?}");
+    assert_eq!(after, live_before, "a live snapshot's manifest changed");
+}
