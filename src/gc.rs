@@ -18,7 +18,7 @@ use crate::config::{Config, LiveSource, Mode};
 use crate::decide::{Decider, decide_stream};
 use crate::deleting::{self, ManifestObject, Reclaim, SnapshotCensus};
 use crate::error::GcError;
-use crate::execute::{DeleteFailures, ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
+use crate::execute::{ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
 use crate::listing::{Listed, ListedChunk, ListingError, PartSender, list_stream};
@@ -157,11 +157,11 @@ impl Run<'_> {
     /// still old, tied to the object read), and the snapshots whose objects are all gone
     /// listed as reclaimed.
     async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject], outcome: &mut Outcome) -> Result<(), GcError> {
-        let candidates = self.reclaimable(sets, folder);
         if sets.deleting.is_none() {
             return Ok(());
         }
         self.stop.check()?;
+        let candidates = self.reclaimable(sets, folder);
         let t = Instant::now();
         let objects: Vec<(String, ListedChunk)> = candidates
             .iter()
@@ -170,25 +170,23 @@ impl Run<'_> {
             .collect();
         let cutoff_ms = self.config.cutoff.timestamp_millis();
         let done = self.executor().delete_objects(&self.snapshots_folder()?, &objects, cutoff_ms).await?;
-        let (mut done, mut reclaimed, mut failures) = (done.into_iter(), Vec::new(), Vec::new());
+        let (mut done, mut reclaimed, mut failed) = (done.into_iter(), Vec::new(), ExecuteStats::default());
         for candidate in &candidates {
             let outcomes: Vec<ExecuteStats> = done.by_ref().take(candidate.objects.len()).collect();
             if outcomes.iter().all(|o| o.deleted == 1) {
                 reclaimed.push(candidate.snapshot.to_string());
             }
-            failures.extend(outcomes.into_iter().flat_map(|o| o.failures));
+            failed.failures.extend(outcomes.into_iter().flat_map(|o| o.failures));
         }
-        info!(reclaimed = reclaimed.len(), objects = objects.len(), failed = failures.len(), "manifests reclaimed");
+        let failures = failed.failures.len();
+        info!(reclaimed = reclaimed.len(), objects = objects.len(), failed = failures, "manifests reclaimed");
         outcome.reclaimed = Some(reclaimed);
         outcome.durations.insert("reclaim", ms(t));
-        if let Some(first) = failures.first() {
-            let first = format!("{}/{}: {}", first.bucket, first.key, first.error);
-            let failed = DeleteFailures { failed: failures.len() as u64, planned: objects.len() as u64, first };
-            if let Some(executed) = outcome.executed.as_mut() {
-                executed.failures.extend(failures);
-            }
-            return Err(failed.into());
+        let all_done = failed.all_done(objects.len() as u64);
+        if let Some(executed) = outcome.executed.as_mut() {
+            executed.failures.append(&mut failed.failures);
         }
+        all_done?;
         self.stop.check()
     }
 
@@ -224,7 +222,6 @@ impl Run<'_> {
         Ok(live)
     }
 
-    /// The manifests stage, stopped by a signal.
     /// The manifests stage, stopped by a signal: the snapshots folder listed once and
     /// cross-checked against the two sets, then every live manifest read.
     async fn manifests(
@@ -245,9 +242,9 @@ impl Run<'_> {
             outcome.held.put_back += held.put_back;
         }
         let listing = inventory(self.stores, &config.meta_bucket, &config.partition, live);
-        let inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
+        let mut inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
         outcome.snapshots = Some(self.cross_check(sets, &inventory.not_live)?);
-        let folder = inventory.not_live.clone();
+        let folder = std::mem::take(&mut inventory.not_live);
         let reading =
             read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
         let referenced = self.stop.unless_stopped(async { Ok(reading.await?) }).await?;

@@ -214,8 +214,7 @@ async fn list_location(
     for object in &top.objects {
         part.counts.foreign(object.location.as_ref());
     }
-    progress.fetch_add(top.objects.len() as u64, Ordering::Relaxed);
-    out.send(part).await.map_err(|_| ListingError::Closed)?;
+    send_part(&mut part, &progress, &out).await?;
     let location = Arc::new(location);
     let mut dirs = JoinSet::new();
     for dir in top.common_prefixes {
@@ -230,10 +229,21 @@ async fn list_location(
         );
         dirs.spawn(job);
     }
+    join_dirs(dirs).await
+}
+
+/// Waits for every directory's task; the first error (or failed task) is the listing's.
+async fn join_dirs(mut dirs: JoinSet<Result<(), ListingError>>) -> Result<(), ListingError> {
     while let Some(done) = dirs.join_next().await {
         done.map_err(|e| ListingError::Task(e.to_string()))??;
     }
     Ok(())
+}
+
+/// Sends the part on (leaving an empty one of the same location) and counts its objects.
+async fn send_part(part: &mut Listed, progress: &AtomicU64, out: &PartSender) -> Result<(), ListingError> {
+    progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
+    out.send(part.take()).await.map_err(|_| ListingError::Closed)
 }
 
 async fn list_dir(
@@ -261,13 +271,10 @@ async fn list_dir(
             None => part.counts.foreign(key),
         }
         if part.is_full() {
-            progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-            out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
+            send_part(&mut part, &progress, &out).await?;
         }
     }
-    progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-    out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
-    Ok(())
+    send_part(&mut part, &progress, &out).await
 }
 
 impl LocationCounts {

@@ -4,11 +4,11 @@
 //! folder placeholder ending in `/`, ...) is foreign: counted, sampled, never read further.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use tokio::task::JoinSet;
 
-use super::{Listed, ListingError, PartSender};
+use super::{Listed, ListingError, PartSender, join_dirs, send_part};
 use crate::locations::Location;
 use crate::store::RawLister;
 use crate::throttle::Aimd;
@@ -36,8 +36,7 @@ pub(super) async fn list_location(
             groups.extend(page.common_prefixes);
         }
     }
-    progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-    out.send(part).await.map_err(|_| ListingError::Closed)?;
+    send_part(&mut part, &progress, &out).await?;
     let location = Arc::new(location);
     let mut dirs = JoinSet::new();
     for group in groups {
@@ -52,10 +51,7 @@ pub(super) async fn list_location(
         );
         dirs.spawn(job);
     }
-    while let Some(done) = dirs.join_next().await {
-        done.map_err(|e| ListingError::Task(e.to_string()))??;
-    }
-    Ok(())
+    join_dirs(dirs).await
 }
 
 /// Lists every name starting with `group` (a common prefix of the top level, `/` included).
@@ -83,12 +79,9 @@ async fn list_group(
             };
             part.chunk(id.0, size, last_modified_ms);
             if part.is_full() {
-                progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-                out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
+                send_part(&mut part, &progress, &out).await?;
             }
         }
     }
-    progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
-    out.send(part.take()).await.map_err(|_| ListingError::Closed)?;
-    Ok(())
+    send_part(&mut part, &progress, &out).await
 }
