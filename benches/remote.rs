@@ -94,8 +94,14 @@ async fn delete_planned(
 ) -> ExecuteStats {
     let cutoff_ms = chrono::Utc::now().timestamp_millis() + 86_400_000;
     let stop = CancellationToken::new();
-    let executor =
-        Executor { stores, concurrency, max_delete_rate: rate, stop: &stop, progress: Arc::new(AtomicU64::new(0)) };
+    let executor = Executor {
+        stores,
+        concurrency,
+        max_delete_rate: rate,
+        stop: &stop,
+        progress: Arc::new(AtomicU64::new(0)),
+        deleted: None,
+    };
     executor
         .execute(std::slice::from_ref(location), chunks.iter().copied(), Reread::OlderThan { cutoff_ms })
         .await

@@ -14,6 +14,9 @@ use crate::ids::SnapshotId;
 use crate::live_set::{self, LiveSet, LiveSetError};
 use crate::plan::ms_to_rfc3339;
 
+mod accounting;
+pub use accounting::{DeletingSnapshot, Ledger, account};
+
 /// How far apart the live set's and the deleting set's `taken_at` may be.
 pub const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);
 /// Unknown snapshots the refusal names, at most.
@@ -58,6 +61,8 @@ pub struct ManifestObject {
     pub snapshot: SnapshotId,
     pub key: String,
     pub last_modified_ms: i64,
+    /// As listed: bounds the ids a manifest can name (sizes the deleting ids' filter).
+    pub size: Option<u64>,
 }
 
 /// The report's `snapshots`: what the snapshots folder and the two sets hold.
@@ -164,6 +169,7 @@ mod tests {
             snapshot: SnapshotId::parse(snapshot).unwrap(),
             key: format!("partitions/p1/snapshots/{snapshot}.{extension}"),
             last_modified_ms,
+            size: Some(0),
         }
     }
 

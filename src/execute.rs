@@ -26,6 +26,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions, Renam
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::bloom::RefFilter;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
@@ -33,6 +34,7 @@ pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
 use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores};
 use crate::throttle::{Aimd, RateCap};
+use crate::verify::RangeSpill;
 
 /// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
 const MAX_BATCH: usize = 1000;
@@ -105,6 +107,15 @@ pub struct Executor<'a> {
     pub max_delete_rate: Option<f64>,
     pub stop: &'a CancellationToken,
     pub progress: Arc<AtomicU64>,
+    /// Where deleted chunks are noted for spec 9.2's accounting, if it runs.
+    pub deleted: Option<&'a DeletedWatch>,
+}
+
+/// The deleted chunks the accounting asks about (spec 9.2): those a filter of the deleting
+/// snapshots' ids holds, spilled by id range as (id, location index).
+pub struct DeletedWatch {
+    pub named: Arc<RefFilter>,
+    pub spill: RangeSpill,
 }
 
 /// A run that ended with delete failures (exit 7), naming the first.
@@ -152,6 +163,8 @@ impl Executor<'_> {
             store: store.as_ref(),
             conditional: conditional.as_deref(),
             location,
+            index: 0,
+            deleted: None,
             reread: Reread::OlderThan { cutoff_ms },
             permits: &permits,
             stop: self.stop,
@@ -203,7 +216,7 @@ impl Executor<'_> {
         planned: impl Iterator<Item = (u32, ListedChunk)>,
         reread: Reread,
     ) -> Result<ExecuteStats, StoreError> {
-        let Executor { stores, concurrency, max_delete_rate, stop, ref progress } = *self;
+        let Executor { stores, concurrency, max_delete_rate, stop, ref progress, deleted } = *self;
         let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
         let conditionals = conditionals(stores, locations).await?;
         let permits = Permits {
@@ -217,6 +230,8 @@ impl Executor<'_> {
             store: buckets[location as usize].as_ref(),
             conditional: conditionals[location as usize].as_deref(),
             location: &locations[location as usize],
+            index: location,
+            deleted,
             reread,
             permits: &permits,
             stop,
@@ -285,12 +300,24 @@ struct Chunk<'a> {
     store: &'a dyn ObjectStore,
     conditional: Option<&'a Conditional>,
     location: &'a Location,
+    /// The location's index in the plan.
+    index: u32,
+    deleted: Option<&'a DeletedWatch>,
     reread: Reread,
     permits: &'a Permits,
     stop: &'a CancellationToken,
 }
 
 impl Chunk<'_> {
+    /// Every place a chunk counts as deleted notes it here.
+    fn note_deleted(&self, key: &str) {
+        if let Some(watch) = self.deleted
+            && let Some(id) = self.location.chunk_of_key(key)
+        {
+            watch.spill.add_held(self.index, &[id.0], &watch.named);
+        }
+    }
+
     fn failure(&self, key: &str, error: String) -> DeleteFailure {
         DeleteFailure { bucket: self.location.bucket().to_owned(), key: key.to_owned(), error }
     }
@@ -329,7 +356,10 @@ impl Chunk<'_> {
                 return Judged::done(|s| s.refreshed_kept = 1);
             }
             Ok(meta) => meta.version,
-            Err(object_store::Error::NotFound { .. }) => return Judged::done(|s| s.deleted = 1),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.note_deleted(&key);
+                return Judged::done(|s| s.deleted = 1);
+            }
             Err(e) => {
                 let failure = self.failure(&key, format!("re-reading last-modified: {e}"));
                 return Judged::done(|s| s.failures.push(failure));
@@ -349,11 +379,15 @@ impl Chunk<'_> {
         let mut stats = ExecuteStats::default();
         match outcome {
             Aside::Deleted { bytes } => {
+                self.note_deleted(key);
                 stats.deleted = 1;
                 stats.deleted_bytes = bytes;
                 stats.conditions.conditional = 1;
             }
-            Aside::AlreadyGone => stats.deleted = 1,
+            Aside::AlreadyGone => {
+                self.note_deleted(key);
+                stats.deleted = 1;
+            }
             Aside::Kept => {
                 tracing::info!(bucket = self.location.bucket(), key, "kept: refreshed since the listing");
                 stats.refreshed_kept = 1;
@@ -385,10 +419,14 @@ impl Chunk<'_> {
         for ((key, size), outcome) in keys.iter().zip(attribute(&paths, results)) {
             match outcome {
                 Deleted::Yes => {
+                    self.note_deleted(key);
                     stats.deleted += 1;
                     stats.deleted_bytes += size;
                 }
-                Deleted::AlreadyGone => stats.deleted += 1,
+                Deleted::AlreadyGone => {
+                    self.note_deleted(key);
+                    stats.deleted += 1;
+                }
                 Deleted::No(error) => stats.failures.push(self.failure(key, error)),
             }
         }
@@ -422,10 +460,14 @@ impl Chunk<'_> {
         stats.conditions.conditional = 1;
         match outcome {
             Ok(ConditionalDelete::Deleted) => {
+                self.note_deleted(key);
                 stats.deleted = 1;
                 stats.deleted_bytes = size;
             }
-            Ok(ConditionalDelete::Gone) => stats.deleted = 1,
+            Ok(ConditionalDelete::Gone) => {
+                self.note_deleted(key);
+                stats.deleted = 1;
+            }
             Ok(ConditionalDelete::Changed) => {
                 tracing::info!(bucket = self.location.bucket(), key, "kept: a new generation since the re-read");
                 stats.refreshed_kept = 1;

@@ -16,16 +16,16 @@ use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::{Config, LiveSource, Mode};
 use crate::decide::{Decider, decide_stream};
-use crate::deleting::{self, ManifestObject, Reclaim, SnapshotCensus};
+use crate::deleting::{self, DeletingSnapshot, Ledger, ManifestObject, Reclaim, SnapshotCensus};
 use crate::error::GcError;
-use crate::execute::{ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
+use crate::execute::{DeletedWatch, ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
 use crate::listing::{Listed, ListedChunk, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_dir;
-use crate::manifest_fetch::{Referenced, Wanted, inventory, read_manifests};
+use crate::manifest_fetch::{Named, Referenced, Wanted, inventory, read_deleting, read_manifests};
 use crate::plan::{Plan, PlanHeader, PlanRefused, PlanSpool, Planned, Reread, read_plan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
@@ -76,10 +76,41 @@ struct Sets {
 /// The manifest objects of the snapshots that are not live, from the inventory's listing.
 type Folder = Vec<ManifestObject>;
 
+/// What the manifests stage leaves: the live references, the snapshots folder's other
+/// manifest objects, and what the deleting snapshots name.
+struct ManifestsRead {
+    referenced: Referenced,
+    folder: Folder,
+    named: Option<Named>,
+}
+
+/// What the decide stage watches the listing for, besides planning: `--verify`'s listing,
+/// and the listed chunks the deleting snapshots name.
+struct Watched {
+    verify: Option<RangeSpill>,
+    named: Option<(Arc<RefFilter>, RangeSpill)>,
+}
+
 /// What the listing and the decide stage leave together.
 struct Decided {
     plan: Plan,
-    listed_spill: Option<RangeSpill>,
+    watched: Watched,
+}
+
+/// Spec 9.2's accounting, as far as planning took it: what the deleting snapshots name, the
+/// live references and (when this run listed) the listed chunks among those ids.
+struct Accounting {
+    named: Named,
+    shared: Spilled,
+    listed: Option<Spilled>,
+}
+
+/// What planning leaves for the rest of the run.
+struct Planning {
+    planned: Planned,
+    after: Option<AfterCheck>,
+    folder: Folder,
+    accounting: Option<Accounting>,
 }
 
 /// What `--verify` needs after the deletes: the exact references, the listing before them,
@@ -119,7 +150,10 @@ impl Run<'_> {
         match &self.config.mode {
             Mode::Explain(ids) => self.explain(&sets, ids, outcome).await,
             Mode::DryRun => {
-                let (planned, after, folder) = self.plan(&sets, outcome).await?;
+                let Planning { planned, after, folder, accounting } = self.plan(&sets, outcome).await?;
+                if let Some(accounting) = &accounting {
+                    outcome.deleting = Some(self.account(accounting, &planned, None, outcome)?);
+                }
                 if let Some(AfterCheck { mut verify, .. }) = after {
                     let verdict = verify.conclude_dry_run();
                     outcome.verify = Some(verify);
@@ -132,13 +166,13 @@ impl Run<'_> {
                 Ok(())
             }
             Mode::Execute => {
-                let (planned, after, folder) = self.plan(&sets, outcome).await?;
-                self.execute(&planned, after, outcome).await?;
+                let Planning { planned, after, folder, accounting } = self.plan(&sets, outcome).await?;
+                self.execute(&planned, after, accounting.as_ref(), outcome).await?;
                 self.reclaim(&sets, &folder, outcome).await
             }
             Mode::Apply(path) => {
-                let (planned, folder) = self.reviewed(path, &sets, outcome).await?;
-                self.execute(&planned, None, outcome).await?;
+                let (planned, folder, accounting) = self.reviewed(path, &sets, outcome).await?;
+                self.execute(&planned, None, accounting.as_ref(), outcome).await?;
                 self.reclaim(&sets, &folder, outcome).await
             }
         }
@@ -169,7 +203,7 @@ impl Run<'_> {
             .map(|o| (o.key.clone(), ListedChunk { id: [0; 32], size: 0, last_modified_ms: o.last_modified_ms }))
             .collect();
         let cutoff_ms = self.config.cutoff.timestamp_millis();
-        let done = self.executor().delete_objects(&self.snapshots_folder()?, &objects, cutoff_ms).await?;
+        let done = self.executor(None).delete_objects(&self.snapshots_folder()?, &objects, cutoff_ms).await?;
         let (mut done, mut reclaimed, mut failed) = (done.into_iter(), Vec::new(), ExecuteStats::default());
         for candidate in &candidates {
             let outcomes: Vec<ExecuteStats> = done.by_ref().take(candidate.objects.len()).collect();
@@ -196,8 +230,36 @@ impl Run<'_> {
         Ok(Location::new(&self.config.meta_bucket, dir.trim_end_matches('/'))?)
     }
 
-    fn executor(&self) -> Executor<'_> {
+    /// Spec 9.2's accounting over this run's plan, and after deletes over what they deleted.
+    fn account(
+        &self,
+        accounting: &Accounting,
+        planned: &Planned,
+        deleted: Option<&Spilled>,
+        outcome: &mut Outcome,
+    ) -> Result<Vec<DeletingSnapshot>, GcError> {
+        let t = Instant::now();
+        let plan = planned.spool.as_ref().ok_or_else(|| Bug::new("the accounting has no plan spool"))?;
+        let Accounting { named, shared, listed } = accounting;
+        let ledger = Ledger {
+            snapshots: &named.snapshots,
+            errors: &named.errors,
+            named: &named.refs,
+            shared,
+            listed: listed.as_ref(),
+            plan,
+            deleted,
+        };
+        let counts = info_span!("accounting").in_scope(|| deleting::account(&ledger))?;
+        let freed: u64 = counts.iter().map(|c| c.freed_chunks).sum();
+        info!(snapshots = counts.len(), freed_chunks = freed, elapsed_ms = ms(t), "deleting snapshots accounted");
+        outcome.durations.insert("accounting", ms(t));
+        Ok(counts)
+    }
+
+    fn executor<'e>(&'e self, deleted: Option<&'e DeletedWatch>) -> Executor<'e> {
         Executor {
+            deleted,
             stores: self.stores,
             concurrency: self.config.delete_concurrency,
             max_delete_rate: self.config.max_delete_rate,
@@ -231,7 +293,7 @@ impl Run<'_> {
         legacy_location: u32,
         wanted: Wanted,
         outcome: &mut Outcome,
-    ) -> Result<(Referenced, Folder), GcError> {
+    ) -> Result<ManifestsRead, GcError> {
         let (config, live) = (self.config, &sets.live);
         self.progress.stage.set(Stage::Manifests);
         let t = Instant::now();
@@ -245,12 +307,22 @@ impl Run<'_> {
         let mut inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
         outcome.snapshots = Some(self.cross_check(sets, &inventory.not_live)?);
         let folder = std::mem::take(&mut inventory.not_live);
+        // The deleting snapshots' manifests first: the live ones are then spilled only where
+        // they name the same ids.
+        let named = match &sets.deleting {
+            Some(deleting) => {
+                let reading = read_deleting(self.stores, config, deleting, &folder);
+                Some(self.stop.unless_stopped(async { Ok(reading.await?) }).await?)
+            }
+            None => None,
+        };
+        let wanted = Wanted { named: named.as_ref().map(|n| Arc::clone(&n.filter)), ..wanted };
         let reading =
             read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
         let referenced = self.stop.unless_stopped(async { Ok(reading.await?) }).await?;
         outcome.manifests = Some(referenced.counts);
         outcome.durations.insert("manifests", ms(t));
-        Ok((referenced, folder))
+        Ok(ManifestsRead { referenced, folder, named })
     }
 
     /// Spec 9.2's cross-check of the snapshots folder: refuses the run when a snapshot that
@@ -272,7 +344,7 @@ impl Run<'_> {
     /// A run's own plan: manifests into the filter while every location is listed, each
     /// listed part decided as it arrives, then under `--verify` the exact checks before any
     /// delete, and the plan file.
-    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<(Planned, Option<AfterCheck>, Folder), GcError> {
+    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<Planning, GcError> {
         let config = self.config;
         let (to_listing, from_table) = mpsc::unbounded_channel();
         let table = LocationTable::new(Some(to_listing));
@@ -282,15 +354,22 @@ impl Run<'_> {
         });
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
         let listing = self.start_listing(from_table, parts_out);
-        let wanted = Wanted { filter: true, spill: config.verify, explain: None };
-        let (referenced, folder) = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+        let wanted = Wanted { filter: true, spill: config.verify, ..Wanted::default() };
+        let ManifestsRead { referenced, folder, named } =
+            self.manifests(live, &table, legacy_location, wanted, outcome).await?;
         let locations = table.close();
 
         self.progress.stage.set(Stage::Listing);
         let t = Instant::now();
         let filter = referenced.filter.clone().ok_or_else(|| Bug::new("no filter was built"))?;
-        let listed_spill = config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?;
-        let decided = self.decide(listing, parts_in, &filter, listed_spill, locations.len(), outcome).await?;
+        let watched = Watched {
+            verify: config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?,
+            named: match &named {
+                Some(named) => Some((Arc::clone(&named.filter), RangeSpill::create(&config.work_dir)?)),
+                None => None,
+            },
+        };
+        let decided = self.decide(listing, parts_in, &filter, watched, locations.len(), outcome).await?;
         let cutoff_ms = config.cutoff.timestamp_millis();
         let planned = Planned::decided(decided.plan, locations, config.max_delete_fraction, cutoff_ms);
         let expected_false_positives = expected_false_positives(&filter, planned.totals.planned);
@@ -312,8 +391,16 @@ impl Run<'_> {
         self.stop.check()?;
 
         self.progress.stage.set(Stage::Plan);
+        let accounting = match named {
+            Some(named) => Some(Accounting {
+                named,
+                shared: referenced.shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?,
+                listed: decided.watched.named.map(|(_, spill)| spill.finish()).transpose()?,
+            }),
+            None => None,
+        };
         let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
-        let listed_before = decided.listed_spill.map(RangeSpill::finish).transpose()?;
+        let listed_before = decided.watched.verify.map(RangeSpill::finish).transpose()?;
         let after = match (refs, listed_before, &planned.spool) {
             (Some(refs), Some(before), Some(spool)) => {
                 let t = Instant::now();
@@ -331,7 +418,7 @@ impl Run<'_> {
         if let Some(after) = &after {
             after.verify.allows_deletes()?;
         }
-        Ok((planned, after, folder))
+        Ok(Planning { planned, after, folder, accounting })
     }
 
     fn start_listing(&self, locations: mpsc::UnboundedReceiver<(u32, Location)>, out: PartSender) -> ListingTask {
@@ -365,12 +452,13 @@ impl Run<'_> {
         listing: ListingTask,
         mut parts: mpsc::Receiver<Listed>,
         filter: &Arc<RefFilter>,
-        listed_spill: Option<RangeSpill>,
+        watched: Watched,
         n_locations: usize,
         outcome: &mut Outcome,
     ) -> Result<Decided, GcError> {
         let config = self.config;
-        let needs_records = config.mode.deletes() || config.plan_out.is_some() || config.verify;
+        let needs_records =
+            config.mode.deletes() || config.plan_out.is_some() || config.verify || config.deleting_snapshots.is_some();
         let spool = needs_records.then(|| PlanSpool::create(&config.work_dir)).transpose()?;
         let (filter, stop, planned) = (Arc::clone(filter), self.stop.clone(), Arc::clone(&self.progress.planned));
         let cutoff_ms = config.cutoff.timestamp_millis();
@@ -379,15 +467,18 @@ impl Run<'_> {
             let _entered = span.enter();
             let mut decider = Decider::new(&filter, cutoff_ms, spool);
             let mut observe = |part: &Listed| {
-                if let Some(spill) = &listed_spill {
+                if let Some(spill) = &watched.verify {
                     spill.add_listed(part, &filter);
+                }
+                if let Some((named, spill)) = &watched.named {
+                    spill.add_listed(part, named);
                 }
             };
             let stopped = || stop.signal().is_some();
             let result = decide_stream(&mut parts, &mut decider, &mut observe, &planned, &stopped);
             // Dropped now, so a listing still sending stops at once.
             drop(parts);
-            result.and_then(|()| decider.finish(n_locations)).map(|plan| Decided { plan, listed_spill })
+            result.and_then(|()| decider.finish(n_locations)).map(|plan| Decided { plan, watched })
         });
         // On a stop the listing is aborted (dropped); the decide stage stops at its next part
         // and drops the channel, which ends a `file://` walk still sending.
@@ -426,7 +517,7 @@ impl Run<'_> {
         path: &std::path::Path,
         live: &Sets,
         outcome: &mut Outcome,
-    ) -> Result<(Planned, Folder), GcError> {
+    ) -> Result<(Planned, Folder, Option<Accounting>), GcError> {
         let config = self.config;
         let t = Instant::now();
         let reviewed = read_plan(path, &config.work_dir).map_err(|e| PlanRefused(e.to_string()))?;
@@ -438,7 +529,16 @@ impl Run<'_> {
 
         let (table, legacy_location) = self.quiet_table(&planned.locations)?;
         let wanted = Wanted { spill: true, ..Wanted::default() };
-        let (referenced, folder) = self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+        let ManifestsRead { referenced, folder, named } =
+            self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+        let accounting = match named {
+            Some(named) => Some(Accounting {
+                named,
+                shared: referenced.shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?,
+                listed: None,
+            }),
+            None => None,
+        };
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
@@ -449,7 +549,7 @@ impl Run<'_> {
         let verdict = verify.allows_applying();
         outcome.verify = Some(verify);
         verdict?;
-        Ok((planned, folder))
+        Ok((planned, folder, accounting))
     }
 
     /// Deletes a plan, this run's own or a reviewed one, then (`--verify`) checks that no
@@ -458,6 +558,7 @@ impl Run<'_> {
         &self,
         planned: &Planned,
         after: Option<AfterCheck>,
+        accounting: Option<&Accounting>,
         outcome: &mut Outcome,
     ) -> Result<(), GcError> {
         planned.guard.allows_deletes()?;
@@ -469,7 +570,14 @@ impl Run<'_> {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
             outcome.held = put_back_held(self.stores, &planned.locations, false).await?;
         }
-        let executor = self.executor();
+        let watch = match accounting {
+            Some(a) => Some(DeletedWatch {
+                named: Arc::clone(&a.named.filter),
+                spill: RangeSpill::create(&self.config.work_dir)?,
+            }),
+            None => None,
+        };
+        let executor = self.executor(watch.as_ref());
         let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
         let (stats, spool_error) = executing.instrument(info_span!("execute")).await?;
         outcome.durations.insert("execute", ms(t));
@@ -485,6 +593,10 @@ impl Run<'_> {
                 warn!("verify after the deletes skipped: stopped by a signal");
             }
             return Err(GcError::Interrupted(signal));
+        }
+        if let (Some(accounting), Some(watch)) = (accounting, watch) {
+            let deleted = watch.spill.finish()?;
+            outcome.deleting = Some(self.account(accounting, planned, Some(&deleted), outcome)?);
         }
         if let Some(after) = after {
             self.verify_after(planned, after, outcome).await?;

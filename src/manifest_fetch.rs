@@ -19,7 +19,9 @@ use crate::locations::{LocationError, LocationTable};
 use crate::manifest::{self, ManifestError, ManifestErrorKind, legacy, unified};
 use crate::store::Stores;
 
+mod deleting;
 mod stage;
+pub use deleting::{Named, read_deleting};
 pub use stage::{ManifestCounts, Referenced, Wanted, read_manifests};
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +122,7 @@ pub async fn inventory(
     let mut keep = |key: String, size: Option<u64>, last_modified_ms: Option<i64>| {
         if let Some((snapshot, _)) = manifest::manifest_of_key(partition, &key).filter(|(s, _)| !live_ids.contains(s)) {
             let last_modified_ms = last_modified_ms.unwrap_or(i64::MIN);
-            not_live.push(ManifestObject { snapshot, key: key.clone(), last_modified_ms });
+            not_live.push(ManifestObject { snapshot, key: key.clone(), last_modified_ms, size });
         }
         sizes.insert(key, size);
     };

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
 use crate::config::Config;
-use crate::deleting::SnapshotCensus;
+use crate::deleting::{DeletingSnapshot, SnapshotCensus};
 use crate::error::{Exit, GcError};
 use crate::execute::{DeleteConditions, DeleteFailure, ExecuteStats, HeldFound};
 use crate::explain::Explanation;
@@ -41,6 +41,8 @@ pub struct Outcome {
     /// Deleting snapshots whose manifests an execute reclaimed, or a dry run would.
     pub reclaimed: Option<Vec<String>>,
     pub reclaimable: Option<Vec<String>>,
+    /// What each deleting snapshot named and freed (spec 9.2's accounting).
+    pub deleting: Option<Vec<DeletingSnapshot>>,
     pub durations: BTreeMap<&'static str, u64>,
 }
 
@@ -158,6 +160,9 @@ pub struct Report {
     pub durations_ms: BTreeMap<&'static str, u64>,
     /// Store calls by kind and their estimated cost (spec 8.6).
     pub requests: Option<RequestBill>,
+    /// Per deleting snapshot: the chunks its manifests name, shared with a live snapshot,
+    /// freed (planned in a dry run, deleted by an execute) and not found (spec 9.2).
+    pub deleting_snapshots: Vec<DeletingSnapshot>,
     /// Deleting snapshots whose manifest objects this run deleted (spec 9.2): the control
     /// plane may mark them deleted when the run exits 0.
     pub reclaimed_snapshots: Vec<String>,
@@ -209,6 +214,7 @@ impl Report {
             held_chunks: outcome.held,
             verify: outcome.verify,
             explain: outcome.explain,
+            deleting_snapshots: outcome.deleting.unwrap_or_default(),
             reclaimed_snapshots: outcome.reclaimed.unwrap_or_default(),
             reclaimable_snapshots: outcome.reclaimable.unwrap_or_default(),
             durations_ms: outcome.durations,
@@ -401,6 +407,28 @@ impl Report {
                 "  conditions   {} deletes tied to the object judged old, {} unconditional{unconditional}",
                 n(c.conditional),
                 n(c.unconditional)
+            );
+        }
+        if !self.deleting_snapshots.is_empty() {
+            let d = &self.deleting_snapshots;
+            let sum = |f: fn(&DeletingSnapshot) -> u64| d.iter().map(f).sum::<u64>();
+            let unreadable = d.iter().filter(|s| s.error.is_some()).count();
+            let not_found = d.iter().filter_map(|s| s.not_found).sum::<u64>();
+            let _ = writeln!(
+                s,
+                "  deleting     {} snapshots name {} chunks: {} {} ({}), {} shared with live snapshots, {} not found{}",
+                n(d.len() as u64),
+                n(sum(|s| s.chunks)),
+                n(sum(|s| s.freed_chunks)),
+                if self.mode == ModeName::DryRun { "would be freed" } else { "freed" },
+                human_bytes(sum(|s| s.freed_bytes)),
+                n(sum(|s| s.shared_kept)),
+                n(not_found),
+                if unreadable > 0 {
+                    format!("; {unreadable} with unreadable manifests (see the report)")
+                } else {
+                    String::new()
+                }
             );
         }
         if !self.reclaimed_snapshots.is_empty() || !self.reclaimable_snapshots.is_empty() {

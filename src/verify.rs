@@ -118,6 +118,15 @@ impl RangeSpill {
         self.add_entries(&mut entries);
     }
 
+    /// Adds (id, location) for the ids `filter` holds: what concerns the deleting snapshots.
+    pub fn add_held(&self, location: u32, ids: &[[u8; 32]], filter: &RefFilter) {
+        let mut entries: Vec<Entry> =
+            ids.iter().filter(|id| filter.contains(id)).map(|&id| Entry { id, location }).collect();
+        if !entries.is_empty() {
+            self.add_entries(&mut entries);
+        }
+    }
+
     fn fail(&self, error: io::Error) {
         self.failed.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
     }
@@ -155,7 +164,7 @@ pub struct Spilled {
 
 impl Spilled {
     #[cfg(test)]
-    fn in_blocks_of(self, block_entries: usize) -> Self {
+    pub(crate) fn in_blocks_of(self, block_entries: usize) -> Self {
         Self { block_entries, ..self }
     }
 
@@ -166,6 +175,16 @@ impl Spilled {
 
     /// Every entry of `range`, in blocks of at most `block_entries`, each sorted.
     fn blocks(&self, range: usize) -> impl Iterator<Item = Result<Vec<Entry>, VerifyError>> + '_ {
+        self.unsorted_blocks(range).map(|block| {
+            block.map(|mut entries| {
+                entries.sort_unstable();
+                entries
+            })
+        })
+    }
+
+    /// Every entry of `range`, in blocks of at most `block_entries`, in spill order.
+    pub(crate) fn unsorted_blocks(&self, range: usize) -> impl Iterator<Item = Result<Vec<Entry>, VerifyError>> + '_ {
         let file = &self.files[range];
         let (len, unreadable) = match file.metadata() {
             Ok(meta) => (meta.len(), None),
@@ -177,14 +196,12 @@ impl Spilled {
             let mut bytes = vec![0u8; (len - offset).min(block_bytes) as usize];
             file.read_exact_at(&mut bytes, offset)
                 .map_err(|source| VerifyError::Spill { dir: self.dir.clone(), source })?;
-            let mut entries: Vec<Entry> = bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect();
-            entries.sort_unstable();
-            Ok(entries)
+            Ok(bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect())
         }))
     }
 
     /// The whole range, sorted and deduplicated.
-    fn sorted_range(&self, range: usize) -> Result<Vec<Entry>, VerifyError> {
+    pub(crate) fn sorted_range(&self, range: usize) -> Result<Vec<Entry>, VerifyError> {
         let mut all = Vec::new();
         for block in self.blocks(range) {
             all.extend(block?);

@@ -14,7 +14,7 @@ use common::faults::{FaultPlan, Faults, Kind, Op};
 use common::part::{IN_PROCESS as BACKENDS, InProcess as Backend, Part};
 use futures::TryStreamExt;
 use gc_partition::error::Signal;
-use gc_partition::gc::{Progress, Stop};
+use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::StoreOptions;
 use gc_partition::synth::SynthConfig;
@@ -406,8 +406,8 @@ fn deleting_set(p: &Part) -> (std::path::PathBuf, Vec<String>, Vec<String>) {
 }
 
 /// Spec 9.2: a deleting snapshot's manifests are reclaimed only by a run that ends with exit
-/// 0; a listing failure (5), delete failures (7), a bug (9) or a signal (130, 143) leaves
-/// every one of them, so a rerun still sees them. The rerun that ends with exit 0 reclaims.
+/// 0; a listing failure (5), delete failures (7), a verify failure (8), a bug (9) or a signal
+/// (130, 143) leaves every one of them, so a rerun still sees them. The rerun that ends with exit 0 reclaims.
 #[test]
 fn the_reclaim_waits_for_a_run_that_ends_with_exit_0() {
     for backend in BACKENDS {
@@ -447,6 +447,15 @@ fn the_reclaim_waits_for_a_run_that_ends_with_exit_0() {
             let gone: Vec<_> = manifests.iter().filter(|m| !objects.contains(*m)).collect();
             assert!(gone.is_empty(), "{backend:?}, exit {exit}: manifests reclaimed: {gone:?}");
         }
+        // Exit 8: `--verify` finds a referenced chunk planned (the filter made to miss it).
+        let mut config =
+            p.config(&["--execute", "--verify", "--deleting-snapshots", flag, "--max-delete-fraction", "1"]);
+        config.filter_omits = vec![p.sets.referenced[0].1.0];
+        let report = p.rt.block_on(gc::run(&p.stores, &config, &Stop::default(), &Progress::default()));
+        assert_eq!(report.exit_code, 8, "{backend:?}: {:?}", report.error);
+        assert!(report.reclaimed_snapshots.is_empty(), "{backend:?}, exit 8");
+        let objects = p.objects();
+        assert!(manifests.iter().all(|m| objects.contains(m)), "{backend:?}, exit 8: a manifest was reclaimed");
         let report = p.run_clean(&["--execute", "--deleting-snapshots", flag, "--max-delete-fraction", "1"]);
         assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
         assert_eq!(report.reclaimed_snapshots, dead, "{backend:?}");

@@ -199,6 +199,7 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
             max_delete_rate: None,
             stop: &stop,
             progress: Arc::new(AtomicU64::new(0)),
+            deleted: None,
         };
         let planned = planned.collect::<Vec<_>>().into_iter();
         let stats =

@@ -27,12 +27,17 @@ pub struct Wanted {
     pub spill: bool,
     /// Any other sink (`--explain`'s lookups).
     pub explain: Option<Arc<dyn RefSink>>,
+    /// The deleting snapshots' ids (spec 9.2's accounting): the live references this filter
+    /// holds are spilled, to tell which of their chunks are shared with a live snapshot.
+    pub named: Option<Arc<RefFilter>>,
 }
 
 /// What the stage leaves: the complete filter, the exact references spilled, its counts.
 pub struct Referenced {
     pub filter: Option<Arc<RefFilter>>,
     pub spill: Option<RangeSpill>,
+    /// The live references that [`Wanted::named`] holds.
+    pub shared: Option<RangeSpill>,
     pub counts: ManifestCounts,
     pub elapsed_ms: u64,
 }
@@ -54,6 +59,7 @@ struct Refs {
     filter: Option<Arc<RefFilter>>,
     spill: Option<Arc<RangeSpill>>,
     explain: Option<Arc<dyn RefSink>>,
+    shared: Option<(Arc<RefFilter>, Arc<RangeSpill>)>,
     /// Test kit only: ids the filter is not given (`Config::filter_omits`).
     #[cfg(feature = "test-kit")]
     filter_omits: Vec<[u8; 32]>,
@@ -85,6 +91,9 @@ impl RefSink for Refs {
         if let Some(explain) = &self.explain {
             explain.add(snapshot, location, ids);
         }
+        if let Some((named, spill)) = &self.shared {
+            spill.add_held(location, ids, named);
+        }
     }
 }
 
@@ -107,6 +116,10 @@ pub async fn read_manifests(
     let filter =
         wanted.filter.then(|| Arc::new(RefFilter::for_run(inventory.id_bound, config.bloom_fpr, config.bloom_seed)));
     let spill = wanted.spill.then(|| RangeSpill::create(&config.work_dir)).transpose()?.map(Arc::new);
+    let shared = match wanted.named {
+        Some(named) => Some((named, Arc::new(RangeSpill::create(&config.work_dir)?))),
+        None => None,
+    };
     let ingest = Ingest {
         stores: stores.clone(),
         meta_bucket: config.meta_bucket.clone(),
@@ -116,6 +129,7 @@ pub async fn read_manifests(
             filter: filter.clone(),
             spill: spill.clone(),
             explain: wanted.explain,
+            shared: shared.clone(),
             #[cfg(feature = "test-kit")]
             filter_omits: config.filter_omits.clone(),
         }),
@@ -139,7 +153,10 @@ pub async fn read_manifests(
         elapsed_ms,
         "manifests ingested"
     );
-    // Every worker is done, so the sink's clone of the spill is the only other one left.
-    let spill = spill.map(|spill| Arc::try_unwrap(spill).map_err(|_| Bug::new("the reference spill is still shared")));
-    Ok(Referenced { filter, spill: spill.transpose()?, counts, elapsed_ms })
+    // Every worker is done and the sink dropped: these are the last clones of the spills.
+    let unshared =
+        |spill: Arc<RangeSpill>| Arc::try_unwrap(spill).map_err(|_| Bug::new("a reference spill is still shared"));
+    let spill = spill.map(unshared).transpose()?;
+    let shared = shared.map(|(_, spill)| unshared(spill)).transpose()?;
+    Ok(Referenced { filter, spill, shared, counts, elapsed_ms })
 }
