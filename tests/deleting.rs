@@ -474,6 +474,13 @@ fn accounted_exactly(seed: u64, apply: bool) {
         sum < w["chunks"].as_u64().unwrap()
     });
     assert!(young_named, "the young chunk is named, and neither freed nor not found");
+    let summary = String::from_utf8_lossy(&fx.gc(&["--deleting-snapshots", &deleting]).stdout).into_owned();
+    let line = format!(
+        "  deleting     4 snapshots name {} chunks: {} would be freed",
+        counts("chunks"),
+        counts("freed_chunks")
+    );
+    assert!(summary.contains(&line), "{summary}");
 
     let out = if apply {
         // A writer refreshes one copy of the chunk stored twice after the review.

@@ -405,12 +405,27 @@ pub fn the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims(backend: 
             .collect()
     };
     let live_before: Vec<_> = manifests(&fx).into_iter().filter(|(s, _)| !ids.contains(&s.as_str())).collect();
-    let out = fx.gc(&["--deleting-snapshots", deleting.to_str().unwrap(), "--execute", "--verify", "--output", "json"]);
+    // A bloom false positive would keep a garbage chunk (neither freed nor lost): made rare.
+    let flags = ["--execute", "--verify", "--bloom-fpr", "0.000001", "--output", "json"];
+    let out = fx.gc(&[&["--deleting-snapshots", deleting.to_str().unwrap()][..], &flags].concat());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
     let mut expected: Vec<&str> = ids.clone();
     expected.sort_unstable();
     assert_eq!(json["reclaimed_snapshots"], serde_json::json!(expected));
+    // The accounting against the synthesizer's layout: a dead snapshot names live ids (shared)
+    // and garbage it owns alone (old, so deleted): nothing else, nothing missing.
+    let accounted = json["deleting_snapshots"].as_array().unwrap();
+    assert_eq!(accounted.len(), 2);
+    let sum = |field: &str| accounted.iter().map(|a| a[field].as_u64().unwrap()).sum::<u64>();
+    let counts = ["planned_deletes", "deleted", "refreshed_kept", "delete_failures", "young_kept"].map(|k| &json[k]);
+    assert_eq!(sum("freed_chunks"), fx.summary.dead_exclusive_ids, "{accounted:?} {counts:?}");
+    assert!(sum("shared_kept") > 0 && sum("not_found") == 0, "{accounted:?}");
+    for a in accounted {
+        assert_eq!(a["error"], serde_json::Value::Null, "{a}");
+        let (chunks, shared, freed) = (a["chunks"].as_u64(), a["shared_kept"].as_u64(), a["freed_chunks"].as_u64());
+        assert_eq!(chunks, Some(shared.unwrap() + freed.unwrap()), "{a}");
+    }
     let after = manifests(&fx);
     assert!(after.iter().all(|(s, _)| !ids.contains(&s.as_str())), "a reclaimed manifest is still there: {after:?}");
     assert_eq!(after, live_before, "a live snapshot's manifest changed");
