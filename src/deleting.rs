@@ -15,7 +15,9 @@ use crate::live_set::{self, LiveSet, LiveSetError};
 use crate::plan::ms_to_rfc3339;
 
 mod accounting;
-pub use accounting::{DeletingSnapshot, Ledger, account};
+mod reclaim;
+pub use accounting::{Accounting, DeletingSnapshot, Ledger, Named, account};
+pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
 pub const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);
@@ -126,32 +128,6 @@ pub fn cross_check(
     let more = unknown_old.len().saturating_sub(NAMED);
     let named = if more > 0 { format!("{} and {more} more", named.join("; ")) } else { named.join("; ") };
     Err(DeletingError::Unknown { count: unknown_old.len(), folder: folder.to_owned(), named })
-}
-
-/// A deleting snapshot whose manifest objects may all be deleted: each is older than the
-/// cutoff (a snapshot with none left qualifies, with nothing to delete).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reclaim {
-    pub snapshot: SnapshotId,
-    pub objects: Vec<ManifestObject>,
-}
-
-/// The deleting snapshots an execute ending with exit 0 reclaims (spec 9.2): those with no
-/// manifest object at or after the cutoff; if any of a snapshot's objects is younger, none
-/// of them is deleted and the snapshot is not listed.
-pub fn reclaimable(deleting: &LiveSet, not_live: &[ManifestObject], cutoff_ms: i64) -> Vec<Reclaim> {
-    let mut by_snapshot: BTreeMap<&SnapshotId, Vec<ManifestObject>> =
-        deleting.snapshots.iter().map(|s| (s, Vec::new())).collect();
-    for object in not_live {
-        if let Some(objects) = by_snapshot.get_mut(&object.snapshot) {
-            objects.push(object.clone());
-        }
-    }
-    by_snapshot
-        .into_iter()
-        .filter(|(_, objects)| objects.iter().all(|o| o.last_modified_ms < cutoff_ms))
-        .map(|(snapshot, objects)| Reclaim { snapshot: snapshot.clone(), objects })
-        .collect()
 }
 
 #[cfg(test)]

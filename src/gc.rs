@@ -16,16 +16,16 @@ use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::{Config, LiveSource, Mode};
 use crate::decide::{Decider, decide_stream};
-use crate::deleting::{self, DeletingSnapshot, Ledger, ManifestObject, Reclaim, SnapshotCensus};
+use crate::deleting::{self, Accounting, DeletingSnapshot, ManifestObject, Named, Reclaim, SnapshotCensus};
 use crate::error::GcError;
-use crate::execute::{DeletedWatch, ExecuteStats, Executor, HeldFound, put_back_before_listing, put_back_held};
+use crate::execute::{DeletedWatch, Executor, HeldFound, put_back_before_listing, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
-use crate::listing::{Listed, ListedChunk, ListingError, PartSender, list_stream};
+use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_dir;
-use crate::manifest_fetch::{Named, Referenced, Wanted, inventory, read_deleting, read_manifests};
+use crate::manifest_fetch::{Referenced, Wanted, inventory, read_deleting, read_manifests};
 use crate::plan::{Plan, PlanHeader, PlanRefused, PlanSpool, Planned, Reread, read_plan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
@@ -95,14 +95,6 @@ struct Watched {
 struct Decided {
     plan: Plan,
     watched: Watched,
-}
-
-/// Spec 9.2's accounting, as far as planning took it: what the deleting snapshots name, the
-/// live references and (when this run listed) the listed chunks among those ids.
-struct Accounting {
-    named: Named,
-    shared: Spilled,
-    listed: Option<Spilled>,
 }
 
 /// What planning leaves for the rest of the run.
@@ -197,28 +189,14 @@ impl Run<'_> {
         self.stop.check()?;
         let candidates = self.reclaimable(sets, folder);
         let t = Instant::now();
-        let objects: Vec<(String, ListedChunk)> = candidates
-            .iter()
-            .flat_map(|r| &r.objects)
-            .map(|o| (o.key.clone(), ListedChunk { id: [0; 32], size: 0, last_modified_ms: o.last_modified_ms }))
-            .collect();
         let cutoff_ms = self.config.cutoff.timestamp_millis();
-        let done = self.executor(None).delete_objects(&self.snapshots_folder()?, &objects, cutoff_ms).await?;
-        let (mut done, mut reclaimed, mut failed) = (done.into_iter(), Vec::new(), ExecuteStats::default());
-        for candidate in &candidates {
-            let outcomes: Vec<ExecuteStats> = done.by_ref().take(candidate.objects.len()).collect();
-            if outcomes.iter().all(|o| o.deleted == 1) {
-                reclaimed.push(candidate.snapshot.to_string());
-            }
-            failed.failures.extend(outcomes.into_iter().flat_map(|o| o.failures));
-        }
-        let failures = failed.failures.len();
-        info!(reclaimed = reclaimed.len(), objects = objects.len(), failed = failures, "manifests reclaimed");
-        outcome.reclaimed = Some(reclaimed);
+        let folder = self.snapshots_folder()?;
+        let mut reclaimed = deleting::reclaim(&self.executor(None), &folder, &candidates, cutoff_ms).await?;
+        outcome.reclaimed = Some(reclaimed.snapshots);
         outcome.durations.insert("reclaim", ms(t));
-        let all_done = failed.all_done(objects.len() as u64);
+        let all_done = reclaimed.failed.all_done(reclaimed.objects);
         if let Some(executed) = outcome.executed.as_mut() {
-            executed.failures.append(&mut failed.failures);
+            executed.failures.append(&mut reclaimed.failed.failures);
         }
         all_done?;
         self.stop.check()
@@ -240,17 +218,7 @@ impl Run<'_> {
     ) -> Result<Vec<DeletingSnapshot>, GcError> {
         let t = Instant::now();
         let plan = planned.spool.as_ref().ok_or_else(|| Bug::new("the accounting has no plan spool"))?;
-        let Accounting { named, shared, listed } = accounting;
-        let ledger = Ledger {
-            snapshots: &named.snapshots,
-            errors: &named.errors,
-            named: &named.refs,
-            shared,
-            listed: listed.as_ref(),
-            plan,
-            deleted,
-        };
-        let counts = info_span!("accounting").in_scope(|| deleting::account(&ledger))?;
+        let counts = info_span!("accounting").in_scope(|| accounting.account(plan, deleted))?;
         let freed: u64 = counts.iter().map(|c| c.freed_chunks).sum();
         info!(snapshots = counts.len(), freed_chunks = freed, elapsed_ms = ms(t), "deleting snapshots accounted");
         outcome.durations.insert("accounting", ms(t));

@@ -21,7 +21,7 @@ use crate::store::Stores;
 
 mod deleting;
 mod stage;
-pub use deleting::{Named, read_deleting};
+pub use deleting::read_deleting;
 pub use stage::{ManifestCounts, Referenced, Wanted, read_manifests};
 
 #[derive(Debug, thiserror::Error)]

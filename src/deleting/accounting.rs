@@ -5,11 +5,48 @@
 //! sorted and deduplicated, then matched against that range's share of each spill and of the
 //! plan.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::bloom::RefFilter;
 use crate::ids::SnapshotId;
 use crate::plan::SpooledPlan;
 use crate::verify::{Entry, RANGES, Spilled, VerifyError};
+
+/// What the deleting snapshots' manifests name: every id with its snapshot's index (in the
+/// deleting set's order), a filter of those ids, and each snapshot's error.
+pub struct Named {
+    pub snapshots: Vec<SnapshotId>,
+    pub filter: Arc<RefFilter>,
+    pub refs: Spilled,
+    pub errors: Vec<Option<String>>,
+}
+
+/// The accounting as far as planning took it: what the deleting snapshots name, the live
+/// references among those ids, and (when this run listed) the listed chunks among them.
+pub struct Accounting {
+    pub named: Named,
+    pub shared: Spilled,
+    pub listed: Option<Spilled>,
+}
+
+impl Accounting {
+    /// Every deleting snapshot's counts over `plan`, and after deletes over what they
+    /// deleted.
+    pub fn account(&self, plan: &SpooledPlan, deleted: Option<&Spilled>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
+        let Accounting { named, shared, listed } = self;
+        account(&Ledger {
+            snapshots: &named.snapshots,
+            errors: &named.errors,
+            named: &named.refs,
+            shared,
+            listed: listed.as_ref(),
+            plan,
+            deleted,
+        })
+    }
+}
 
 /// One deleting snapshot in the report's `deleting_snapshots`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

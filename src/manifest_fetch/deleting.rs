@@ -14,24 +14,15 @@ use tracing::{Instrument, info, info_span};
 use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::Config;
-use crate::deleting::ManifestObject;
+use crate::deleting::{ManifestObject, Named};
 use crate::ids::SnapshotId;
 use crate::live_set::LiveSet;
 use crate::locations::LocationTable;
 use crate::manifest::{self, ManifestKind};
 use crate::store::Stores;
-use crate::verify::{RangeSpill, Spilled};
+use crate::verify::RangeSpill;
 
 use super::{Ingest, IngestError, RefSink, SnapshotJob, ingest_snapshot};
-
-/// What the deleting snapshots' manifests name: every id with its snapshot's index (in the
-/// deleting set's order), a filter of those ids, and each snapshot's error.
-pub struct Named {
-    pub snapshots: Vec<SnapshotId>,
-    pub filter: Arc<RefFilter>,
-    pub refs: Spilled,
-    pub errors: Vec<Option<String>>,
-}
 
 struct NamedSink {
     index: HashMap<SnapshotId, u32>,
