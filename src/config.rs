@@ -58,6 +58,18 @@ impl LiveSource {
             LiveSource::File(path) => path.display().to_string(),
         }
     }
+
+    /// The live set's bytes, whole.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            LiveSource::Stdin => {
+                let mut text = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)?;
+                Ok(text)
+            }
+            LiveSource::File(path) => std::fs::read(path),
+        }
+    }
 }
 
 /// The mode the flags ask for: `--explain` wins, whatever else is given (it never deletes).

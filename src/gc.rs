@@ -14,7 +14,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::bloom::RefFilter;
 use crate::bug::Bug;
-use crate::config::{Config, LiveSource, Mode};
+use crate::config::{Config, Mode};
 use crate::decide::{Decider, decide_stream};
 use crate::deleting::{self, Accounting, DeletingSnapshot, ManifestObject, Named, Reclaim, SnapshotCensus};
 use crate::error::GcError;
@@ -30,7 +30,7 @@ use crate::plan::{Plan, PlanHeader, PlanRefused, PlanSpool, Planned, Reread, rea
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
 use crate::store::Stores;
-use crate::verify::{RangeSpill, Spilled, VerifyReport, check_after, check_before, check_planned, relist};
+use crate::verify::{AfterCheck, RangeSpill, Spilled, VerifyReport, check_before, check_planned};
 
 pub use crate::progress::Progress;
 pub use crate::stop::Stop;
@@ -103,15 +103,6 @@ struct Planning {
     after: Option<AfterCheck>,
     folder: Folder,
     accounting: Option<Accounting>,
-}
-
-/// What `--verify` needs after the deletes: the exact references, the listing before them,
-/// the filter to spill the listing after them, and its verdict so far.
-struct AfterCheck {
-    refs: Spilled,
-    before: Spilled,
-    filter: Arc<RefFilter>,
-    verify: VerifyReport,
 }
 
 struct Run<'a> {
@@ -238,15 +229,7 @@ impl Run<'_> {
 
     fn live_set(&self) -> Result<LiveSet, GcError> {
         let source = &self.config.live_snapshots;
-        let read_err = |source_err| GcError::LiveSetRead { path: source.name(), source: source_err };
-        let text = match source {
-            LiveSource::Stdin => {
-                let mut text = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).map_err(read_err)?;
-                text
-            }
-            LiveSource::File(path) => std::fs::read(path).map_err(read_err)?,
-        };
+        let text = source.read().map_err(|e| GcError::LiveSetRead { path: source.name(), source: e })?;
         let live = live_set::parse(&text, &source.name(), self.config.now)?;
         info!(snapshots = live.snapshots.len(), taken_at = %live.taken_at, "live set read");
         Ok(live)
@@ -578,14 +561,10 @@ impl Run<'_> {
     async fn verify_after(&self, planned: &Planned, after: AfterCheck, outcome: &mut Outcome) -> Result<(), GcError> {
         self.progress.stage.set(Stage::Verify);
         let t = Instant::now();
-        let AfterCheck { refs, before, filter, mut verify } = after;
-        let config = self.config;
-        let progress = Arc::clone(&self.progress.verify_listed);
-        let relisted =
-            relist(self.stores, &planned.locations, &filter, &config.work_dir, config.list_concurrency, progress)
-                .await?;
-        let missing = check_after(&refs, &before, &relisted)?;
-        let verdict = verify.conclude_after(&missing, &planned.locations, relisted.bytes_on_disk());
+        let (config, progress) = (self.config, Arc::clone(&self.progress.verify_listed));
+        let checking =
+            after.check(self.stores, &planned.locations, &config.work_dir, config.list_concurrency, progress);
+        let (verify, verdict) = checking.await?;
         outcome.durations.insert("verify_after", ms(t));
         outcome.verify = Some(verify);
         Ok(verdict?)

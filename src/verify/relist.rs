@@ -14,7 +14,7 @@ use crate::listing::{Listed, ListingError, list_stream};
 use crate::locations::Location;
 use crate::store::Stores;
 
-use super::{RangeSpill, Spilled, VerifyError};
+use super::{RangeSpill, Spilled, VerifyError, VerifyFailure, VerifyReport};
 
 /// Parts waiting between the listing and the spill, at most.
 const PARTS_BUFFERED: usize = 16;
@@ -57,4 +57,32 @@ pub async fn relist(
     let spill = spilling.await.map_err(|e| Bug::task("verify spill", &e))?;
     listed?;
     Ok(spill.finish()?)
+}
+
+/// What `--verify` keeps from before the deletes for the check after them: the exact
+/// references, the listing before, the filter to spill the listing after, its verdict so far.
+pub struct AfterCheck {
+    pub refs: Spilled,
+    pub before: Spilled,
+    pub filter: Arc<RefFilter>,
+    pub verify: VerifyReport,
+}
+
+impl AfterCheck {
+    /// Lists every location again; a referenced chunk listed before and not now fails. Returns
+    /// the report with the verdict.
+    pub async fn check(
+        self,
+        stores: &Stores,
+        locations: &[Location],
+        work_dir: &Path,
+        concurrency: usize,
+        progress: Arc<AtomicU64>,
+    ) -> Result<(VerifyReport, Result<(), VerifyFailure>), RelistError> {
+        let AfterCheck { refs, before, filter, mut verify } = self;
+        let relisted = relist(stores, locations, &filter, work_dir, concurrency, progress).await?;
+        let missing = super::check_after(&refs, &before, &relisted)?;
+        let verdict = verify.conclude_after(&missing, locations, relisted.bytes_on_disk());
+        Ok((verify, verdict))
+    }
 }
