@@ -465,6 +465,33 @@ fn the_reclaim_waits_for_a_run_that_ends_with_exit_0() {
     }
 }
 
+/// A writer touches a deleting snapshot's manifest between the listing and its delete (a
+/// snapshot being re-created under the same id, or a restore): the reclaim's re-read sees it
+/// young and keeps it, the snapshot is not listed as reclaimed (its other manifest objects,
+/// if any, are deleted or kept as the rule says), and the other snapshots are reclaimed.
+#[test]
+fn a_manifest_refreshed_during_the_reclaim_is_kept() {
+    for backend in BACKENDS {
+        let p = part(backend, 24, |c| c.dead_snapshots = 3);
+        let (deleting, manifests, dead) = deleting_set(&p);
+        let target = manifests[0].clone();
+        let (_, key) = target.split_once('/').unwrap();
+        let touched = dead.iter().find(|s| key.contains(&format!("/{s}."))).unwrap().clone();
+        let writer = p.stores.clone();
+        let hook = Box::new(move |bucket: &str, path: &Path| {
+            writer.set_last_modified(bucket, path.as_ref(), chrono::Utc::now()).unwrap();
+        });
+        let faults = Faults::new(FaultPlan { on_first_head: Some((key.to_owned(), hook)), ..FaultPlan::default() });
+        let flag = deleting.to_str().unwrap();
+        let report = p.run(&faults, &["--execute", "--deleting-snapshots", flag, "--max-delete-fraction", "1"]);
+        assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
+        assert!(p.exists(&target), "{backend:?}: the refreshed manifest {target} was deleted");
+        let others: Vec<String> = dead.iter().filter(|s| **s != touched).cloned().collect();
+        assert_eq!(report.reclaimed_snapshots, others, "{backend:?}: {touched} was refreshed");
+        p.assert_nothing_lost(&format!("{backend:?}: refreshed manifest"));
+    }
+}
+
 #[test]
 fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
     for backend in BACKENDS {
