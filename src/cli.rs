@@ -20,7 +20,7 @@ pub enum LogFormat {
 ///
 /// Dry run by default: writes the plan and report, changes nothing. Exit codes: 0 done,
 /// 2 usage, 3 live set, 4 manifest, 5 listing, 6 delete-fraction guard, 7 some deletes
-/// failed, 8 verify failed, 130/143 interrupted.
+/// failed, 8 verify failed, 9 internal error (a bug), 130/143 interrupted.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gc_partition", version, about, long_about = None)]
 pub struct Args {
