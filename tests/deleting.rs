@@ -7,6 +7,7 @@ mod common;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
+use gc_kit::Ageing;
 use gc_partition::ids::{PartitionId, SnapshotId};
 use gc_partition::manifest::{manifest_of_key, snapshots_dir};
 
