@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::{StreamExt, TryStreamExt};
+use gc_kit::synth::{SynthConfig, SynthSummary, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSummary, synthesize};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -101,7 +101,7 @@ fn synth(rt: &tokio::runtime::Runtime, server: &Server, live: &Path, referenced:
         ..SynthConfig::default()
     };
     let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), server.env.clone()).unwrap();
-    let stores = gc_partition::fake_gcs::test_server_stores(stores, server.root.clone(), &server.endpoint);
+    let stores = gc_kit::fake_gcs::test_server_stores(stores, server.root.clone(), &server.endpoint);
     rt.block_on(synthesize(&stores, &config)).unwrap()
 }
 

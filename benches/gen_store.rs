@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use gc_partition::store::Generated;
+use gc_kit::generated::Generated;
 use object_store::ObjectStore;
 use object_store::path::Path;
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use gc_kit::mix::ids;
 use gc_partition::bloom::RefFilter;
 use gc_partition::decide::Decider;
 use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
@@ -22,27 +23,6 @@ use gc_partition::manifest::unified::{self, ChunkGroup, UnifiedManifest};
 use gc_partition::plan::{PLAN_VERSION, PlanHeader, PlanSpool, write_plan};
 
 const IDS: usize = 1_000_000;
-
-/// Deterministic, uniform-looking ids (SHA-256 digests are uniform; so is splitmix64).
-fn ids(n: usize, salt: u64) -> Vec<[u8; 32]> {
-    let mut state = salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    (0..n)
-        .map(|_| {
-            let mut id = [0u8; 32];
-            for word in id.chunks_exact_mut(8) {
-                word.copy_from_slice(&next().to_le_bytes());
-            }
-            id
-        })
-        .collect()
-}
 
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()

@@ -16,11 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use gc_kit::Ageing;
+use gc_kit::WithLatency;
+use gc_kit::latency::LatencyProfile;
 use gc_partition::execute::{ExecuteStats, Executor, Reread, batch_size};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::{ListedChunk, list_all};
 use gc_partition::locations::Location;
-use gc_partition::store::{LatencyProfile, RequestCounts, Stores};
+use gc_partition::store::{RequestCounts, Stores};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio_util::sync::CancellationToken;

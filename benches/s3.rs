@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use criterion::{Criterion, criterion_group, criterion_main};
+use gc_kit::Ageing;
+use gc_kit::synth::{SynthConfig, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, synthesize};
 
 struct Server {
     root: PathBuf,

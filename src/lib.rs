@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod app;
 pub mod atomic_file;
 pub mod bill;
 pub mod bloom;
@@ -16,9 +17,6 @@ pub mod deleting;
 pub mod error;
 pub mod execute;
 pub mod explain;
-#[cfg(feature = "test-kit")]
-pub mod fake_gcs;
-pub mod fuzzing;
 pub mod gc;
 pub mod ids;
 pub mod listing;
@@ -33,7 +31,5 @@ pub mod progress;
 pub mod report;
 pub mod stop;
 pub mod store;
-#[cfg(feature = "test-kit")]
-pub mod synth;
 pub mod throttle;
 pub mod verify;

@@ -1,11 +1,19 @@
 //! Store URL -> one `Arc<dyn ObjectStore>` per bucket. The only place that builds stores.
 //!
+//! `gc_partition` knows `file://`, `gs://`, `s3://` and `memory://`. A program built on this
+//! library may add a backend of its own ([`CustomBackend`], [`Stores::custom`]) and a
+//! simulation around every bucket ([`Simulation`], [`Stores::simulated`]): that is how the
+//! test kit (`kit/`, `gc_partition_kit`) has `gen://` and its latency layer, which the
+//! production binary does not.
+//!
 //! Remote stores (`s3://`, `gs://`) take their whole configuration, credentials included, from
 //! the environment, read the way `object_store` reads it (`AWS_*`, `GOOGLE_*`,
 //! `SERVICE_ACCOUNT`). Nothing here prints a configuration value: `Stores`' `Debug` names the
 //! backend and the names of the variables it read, never their values.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,25 +23,17 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
-#[cfg(feature = "test-kit")]
-mod ageing;
 mod counting;
 mod direct;
 mod gcs_delete;
-mod generated;
-mod latency;
 mod local;
 mod memory;
 mod raw_list;
 mod retry;
 mod s3_versions;
-#[cfg(feature = "test-kit")]
-pub use ageing::set_mtime;
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
 pub use direct::ConditionalDelete;
 pub use gcs_delete::{GcsDeleteError, GcsDeleter};
-pub use generated::{Class, GenBucket, GenConfig, GenCounts, GenError, Generated};
-pub use latency::{ENV as SIM_LATENCY_ENV, LatencyProfile, LatencyStore, RequestWindow};
 pub(crate) use local::walk;
 pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
@@ -43,20 +43,17 @@ pub use s3_versions::{S3VersionError, S3Versions, Versioning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3://, memory:// or gen://?...")]
+    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3:// or memory://")]
     BadUrl(String),
-    #[error("store URL {url:?}: {source}")]
-    Generated { url: String, source: GenError },
+    /// A [`CustomBackend`] or a [`Simulation`] that cannot be set up, in its own words.
+    #[error("{0}")]
+    Custom(String),
     #[error("bucket {bucket}: no such directory {path}")]
     NoSuchBucket { bucket: String, path: PathBuf },
     #[error("bucket {bucket}: cannot configure the {scheme} client from the environment: {source}")]
     Build { bucket: String, scheme: &'static str, source: object_store::Error },
     #[error("{scheme} store: configuration from the environment is invalid: {source}")]
     Config { scheme: &'static str, source: object_store::Error },
-    #[error("{0}")]
-    SimLatency(String),
-    #[error("bucket {bucket} key {key}: cannot set last-modified on this store: {why}")]
-    Backdate { bucket: String, key: String, why: String },
 }
 
 /// How a planned delete is tied to the object the collector judged old (spec 9.1).
@@ -71,7 +68,8 @@ pub enum DeleteCondition {
     /// `s3://`: on a bucket whose versioning is enabled, the delete names the version
     /// re-read; elsewhere it is unconditional ([`Stores::s3_versions`] tells per bucket).
     VersionIfEnabled,
-    /// `gen://`, simulated stores: the re-read, then a plain delete.
+    /// A [`CustomBackend`] (the test kit's `gen://`), a [`Simulation`]: the re-read, then a
+    /// plain delete.
     Unconditional,
 }
 
@@ -106,7 +104,7 @@ impl StoreOptions {
         // pages) keep the worst case from multiplying.
         let max_retries = match backend {
             Backend::Gcs | Backend::S3 => self.max_retries.min(2),
-            Backend::Local(_) | Backend::Memory | Backend::Generated(_) => self.max_retries,
+            Backend::Local(_) | Backend::Memory | Backend::Custom(_) => self.max_retries,
         };
         RetryPolicy { max_retries, initial_backoff: self.initial_backoff, max_backoff: self.max_backoff }
     }
@@ -118,15 +116,19 @@ enum Backend {
     Gcs,
     S3,
     Memory,
-    /// `gen://`: a partition generated as it is read (benches and tests only).
-    Generated(Arc<Generated>),
+    /// A backend the program that built the stores brought (see [`CustomBackend`]).
+    Custom(Arc<dyn CustomBackend>),
 }
 
 impl Backend {
     /// S3 and GCS list in UTF-8 key order (their APIs say so), and so does object_store's
     /// `InMemory`; a local file system lists in directory order.
     fn lists_in_key_order(&self) -> bool {
-        !matches!(self, Backend::Local(_))
+        match self {
+            Backend::Local(_) => false,
+            Backend::Gcs | Backend::S3 | Backend::Memory => true,
+            Backend::Custom(custom) => custom.lists_in_key_order(),
+        }
     }
 
     fn scheme(&self) -> &'static str {
@@ -135,7 +137,7 @@ impl Backend {
             Backend::Gcs => "gs://",
             Backend::S3 => "s3://",
             Backend::Memory => "memory://",
-            Backend::Generated(_) => "gen://",
+            Backend::Custom(custom) => custom.scheme(),
         }
     }
 }
@@ -184,6 +186,40 @@ impl std::fmt::Debug for RemoteEnv {
     }
 }
 
+/// A store backend that `gc_partition` itself does not have, brought by a program built on
+/// this library ([`Stores::custom`]): the test kit's `gen://`. Its buckets are wrapped like
+/// any backend's (simulation, test layer, request counter, retries). Its deletes are
+/// [`DeleteCondition::Unconditional`] (the re-read, then a plain delete: the trait has no
+/// compare-and-delete), there is no direct directory walk and no raw listing, and its
+/// transient errors get every retry of `--max-retries`.
+pub trait CustomBackend: Send + Sync + fmt::Debug {
+    /// Its URL scheme as messages and the report name it (`gen://`).
+    fn scheme(&self) -> &'static str;
+    /// The store of one bucket.
+    fn bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError>;
+    /// How its `delete_stream` turns keys into requests.
+    fn delete_batching(&self) -> DeleteBatching;
+    /// Whether its listings come in UTF-8 key order, as S3's and GCS's do.
+    fn lists_in_key_order(&self) -> bool;
+    /// Itself, for the program that made it ([`Stores::custom_backend`]).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A simulated remote store around every bucket, whatever the backend ([`Stores::simulated`]):
+/// the test kit's latency layer. The buckets then behave as the remote store it imitates: no
+/// direct directory walk, no raw listing, deletes [`DeleteCondition::Unconditional`] and
+/// batched as [`Simulation::delete_batching`] says.
+pub trait Simulation: Send + Sync + fmt::Debug {
+    /// `store`, the backend's store of `bucket`, seen through the simulation.
+    fn wrap(&self, bucket: &str, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
+    /// How the simulated store's `delete_stream` turns keys into requests.
+    fn delete_batching(&self) -> DeleteBatching;
+}
+
+/// How a program built on this library opens the `--store` URL: [`Stores::from_url`] for
+/// `gc_partition`; the test kit's adds `gen://` and its latency layer. See `crate::app`.
+pub type OpenStores = fn(&str, StoreOptions) -> Result<Stores, StoreError>;
+
 /// Wraps every bucket's store as it is built: the hook tests use for fault injection and
 /// for counting calls. It sits between the backend and the [`RetryStore`], so a transient
 /// error it injects is retried like a real one.
@@ -196,8 +232,9 @@ pub struct Stores {
     backend: Backend,
     options: StoreOptions,
     env: RemoteEnv,
-    #[cfg(feature = "test-kit")]
-    backdate_root: Option<PathBuf>,
+    /// What the program that built these stores keeps with them (the test kit: how to age
+    /// objects on a test server); the collector never reads it.
+    attachment: Option<Arc<dyn Any + Send + Sync>>,
     buckets: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
     /// The raw listings of remote buckets ([`Stores::raw_lister`]), one per bucket.
@@ -207,8 +244,8 @@ pub struct Stores {
     retries: Arc<AtomicU64>,
     /// Requests by kind, counted below the retries (the request bill, spec 8.6).
     requests: Arc<RequestCounters>,
-    /// A simulated remote store around every bucket (benches only, see [`LatencyStore`]).
-    latency: Option<(Arc<LatencyProfile>, Arc<RequestWindow>)>,
+    /// A simulated remote store around every bucket (benches only, see [`Simulation`]).
+    simulation: Option<Arc<dyn Simulation>>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -247,20 +284,10 @@ impl Stores {
             Backend::S3
         } else if url == "memory://" || url == "memory:" {
             Backend::Memory
-        } else if url.starts_with("gen:") {
-            let generated =
-                Generated::from_url(url).map_err(|source| StoreError::Generated { url: url.to_owned(), source })?;
-            Backend::Generated(Arc::new(generated))
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
         let mut stores = Self::with_backend(backend, options);
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        if let Some((_, spec)) = env.iter().find(|(k, _)| k == latency::ENV) {
-            let profile = LatencyProfile::parse(spec).map_err(StoreError::SimLatency)?;
-            tracing::warn!(profile = ?profile, "simulated remote latency ({}): for benches only", latency::ENV);
-            stores = stores.with_latency(profile);
-        }
         if matches!(stores.backend, Backend::S3 | Backend::Gcs) {
             stores.env = RemoteEnv::capture(env);
             // A well-formed bucket name: only the environment's part of the configuration
@@ -277,28 +304,53 @@ impl Stores {
         Self::with_backend(Backend::Memory, StoreOptions::default())
     }
 
+    /// The stores of a backend `gc_partition` does not have (see [`CustomBackend`]).
+    pub fn custom(backend: Arc<dyn CustomBackend>, options: StoreOptions) -> Self {
+        Self::with_backend(Backend::Custom(backend), options)
+    }
+
+    /// The [`CustomBackend`] these stores were made with ([`Stores::custom`]).
+    pub fn custom_backend(&self) -> Option<&Arc<dyn CustomBackend>> {
+        match &self.backend {
+            Backend::Custom(custom) => Some(custom),
+            _ => None,
+        }
+    }
+
     fn with_backend(backend: Backend, options: StoreOptions) -> Self {
         Self {
             backend,
             options,
             env: RemoteEnv::default(),
-            #[cfg(feature = "test-kit")]
-            backdate_root: None,
+            attachment: None,
             buckets: Arc::default(),
             memory: Arc::default(),
             listers: Arc::default(),
             layer: None,
             retries: Arc::default(),
             requests: Arc::default(),
-            latency: None,
+            simulation: None,
         }
     }
 
-    /// Every bucket behind a simulated remote store ([`LatencyStore`]); benches only.
-    pub fn with_latency(mut self, profile: LatencyProfile) -> Self {
-        self.latency = Some((Arc::new(profile), Arc::default()));
+    /// Every bucket behind a simulated remote store (see [`Simulation`]); benches only.
+    pub fn simulated(mut self, simulation: Arc<dyn Simulation>) -> Self {
+        self.simulation = Some(simulation);
         self.buckets = Arc::default();
         self
+    }
+
+    /// Keeps `value` with these stores and their clones, for the program that built them
+    /// ([`Stores::attachment`]): the test kit keeps there how objects are aged on its test
+    /// servers. The collector never reads it.
+    pub fn with_attachment(mut self, value: Arc<dyn Any + Send + Sync>) -> Self {
+        self.attachment = Some(value);
+        self
+    }
+
+    /// What [`Stores::with_attachment`] kept, if it is a `T`.
+    pub fn attachment<T: Any>(&self) -> Option<&T> {
+        self.attachment.as_deref().and_then(|value| value.downcast_ref())
     }
 
     /// The same buckets seen through `layer` (fault injection, call counting).
@@ -325,12 +377,13 @@ impl Stores {
     /// of up to 1,000 keys; GCS (object_store sends single deletes), `file://` and
     /// `memory://` one request per key; a simulated store as its profile says.
     pub fn delete_batching(&self) -> DeleteBatching {
-        if let Some((profile, _)) = &self.latency {
-            return profile.bulk_keys.map_or(DeleteBatching::Single, |n| DeleteBatching::Bulk(n as u64));
+        if let Some(simulation) = &self.simulation {
+            return simulation.delete_batching();
         }
-        match self.backend {
+        match &self.backend {
             Backend::S3 => DeleteBatching::Bulk(1000),
-            Backend::Gcs | Backend::Local(_) | Backend::Memory | Backend::Generated(_) => DeleteBatching::Single,
+            Backend::Gcs | Backend::Local(_) | Backend::Memory => DeleteBatching::Single,
+            Backend::Custom(custom) => custom.delete_batching(),
         }
     }
 
@@ -338,14 +391,14 @@ impl Stores {
     /// A simulated remote store deletes as the remote stores it imitates do: one
     /// conditional request after the re-read, counted as unconditional.
     pub fn delete_condition(&self) -> DeleteCondition {
-        if self.latency.is_some() {
+        if self.simulation.is_some() {
             return DeleteCondition::Unconditional;
         }
         match self.backend {
             Backend::Local(_) | Backend::Memory => DeleteCondition::RenameAside,
             Backend::Gcs => DeleteCondition::GenerationMatch,
             Backend::S3 => DeleteCondition::VersionIfEnabled,
-            Backend::Generated(_) => DeleteCondition::Unconditional,
+            Backend::Custom(_) => DeleteCondition::Unconditional,
         }
     }
 
@@ -367,7 +420,7 @@ impl Stores {
     /// listing's fast path reads it directly. With a layer (fault injection, call counting)
     /// every listing goes through the layered `ObjectStore`, so `None`.
     pub fn unlayered_local_dir(&self, bucket: &str) -> Option<PathBuf> {
-        if self.layer.is_some() || self.latency.is_some() {
+        if self.layer.is_some() || self.simulation.is_some() {
             return None;
         }
         self.local_dir(bucket)
@@ -377,15 +430,12 @@ impl Stores {
         matches!(self.backend, Backend::Local(_))
     }
 
-    /// The partition behind a `gen://` store (its expected counts, its delete counters).
-    pub fn generated(&self) -> Option<&Arc<Generated>> {
-        match &self.backend {
-            Backend::Generated(generated) => Some(generated),
-            _ => None,
-        }
+    /// The in-process bucket behind `bucket` when the store is `memory://`.
+    pub fn memory_bucket(&self, bucket: &str) -> Option<Arc<MemoryBucket>> {
+        matches!(self.backend, Backend::Memory).then(|| self.memory_bucket_of(bucket))
     }
 
-    /// `file://`, `gs://`, `s3://`, `memory://` or `gen://`.
+    /// `file://`, `gs://`, `s3://`, `memory://`, or a [`CustomBackend`]'s.
     pub fn scheme(&self) -> &'static str {
         self.backend.scheme()
     }
@@ -399,8 +449,8 @@ impl Stores {
         // then the retries: injected transient faults are retried like real ones, and every
         // attempt is counted.
         let mut store = self.build(bucket)?;
-        if let Some((profile, window)) = &self.latency {
-            store = Arc::new(LatencyStore::new(store, Arc::clone(profile), Arc::clone(window)));
+        if let Some(simulation) = &self.simulation {
+            store = simulation.wrap(bucket, store);
         }
         if let Some(layer) = &self.layer {
             store = layer(bucket, store);
@@ -432,8 +482,8 @@ impl Stores {
                 scheme: self.backend.scheme(),
                 source,
             })?,
-            Backend::Memory => self.memory_bucket(bucket),
-            Backend::Generated(generated) => Arc::new(generated.bucket(bucket)),
+            Backend::Memory => self.memory_bucket_of(bucket),
+            Backend::Custom(custom) => custom.bucket(bucket)?,
         })
     }
 
@@ -469,7 +519,7 @@ impl Stores {
     /// These requests are counted and retried like the others; a test [`Layer`] does not
     /// see them.
     pub fn raw_lister(&self, bucket: &str) -> Result<Option<RawLister>, StoreError> {
-        if self.latency.is_some() || !matches!(self.backend, Backend::S3 | Backend::Gcs) {
+        if self.simulation.is_some() || !matches!(self.backend, Backend::S3 | Backend::Gcs) {
             return Ok(None);
         }
         let mut listers = self.listers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -553,7 +603,7 @@ impl Stores {
         }
     }
 
-    fn memory_bucket(&self, bucket: &str) -> Arc<MemoryBucket> {
+    fn memory_bucket_of(&self, bucket: &str) -> Arc<MemoryBucket> {
         let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(memory.entry(bucket.to_owned()).or_default())
     }
@@ -595,6 +645,10 @@ mod tests {
         assert!(Stores::from_url("http://x", StoreOptions::default()).is_err());
         assert!(Stores::from_url("s3://bucket", StoreOptions::default()).is_err());
         assert!(Stores::from_url("gs://bucket/prefix", StoreOptions::default()).is_err());
+        // The test kit's generated store is not a store of `gc_partition`.
+        let err = Stores::from_url("gen://?chunks=10", StoreOptions::default()).expect_err("gen:// is unknown");
+        assert!(matches!(err, StoreError::BadUrl(_)), "{err}");
+        assert!(err.to_string().ends_with("is not file:///ABS/DIR, gs://, s3:// or memory://"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
+use gc_kit::Ageing;
 use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
 use gc_partition::manifest::unified::{ChunkGroup, UnifiedManifest, render};
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
+use gc_kit::Ageing;
 use gc_partition::ids::{PartitionId, SnapshotId};
 use gc_partition::manifest::{manifest_of_key, snapshots_dir};
 

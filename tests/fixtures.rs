@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use chrono::DateTime;
-use gc_partition::fuzzing::{now, partition, snapshot};
+use gc_kit::fuzzing::{now, partition, snapshot};
 use gc_partition::ids::ChunkId;
 use gc_partition::live_set;
 use gc_partition::locations::Location;

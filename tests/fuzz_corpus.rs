@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use gc_partition::fuzzing;
+use gc_kit::fuzzing;
 
 fn replay(target: &str, run: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);

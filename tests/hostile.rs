@@ -10,7 +10,7 @@ use std::os::unix::fs::symlink;
 
 use bytes::Bytes;
 use common::*;
-use gc_partition::fuzzing::{now, snapshot};
+use gc_kit::fuzzing::{now, snapshot};
 use gc_partition::ids::{PartitionId, SnapshotId, check_id};
 use gc_partition::locations::{Location, check_bucket, check_prefix};
 use gc_partition::manifest::{legacy, unified};
@@ -145,7 +145,7 @@ fn a_snap_claiming_huge_counts_or_lengths_is_refused_without_allocating() {
         assert!(size <= KIB, "{what}: {size}");
         let bytes = Bytes::from(bytes);
         let (result, peak) =
-            peak_during(|| unified::parse(bytes.clone(), "x.snap", &snapshot(), &gc_partition::fuzzing::partition()));
+            peak_during(|| unified::parse(bytes.clone(), "x.snap", &snapshot(), &gc_kit::fuzzing::partition()));
         assert!(result.is_err(), "{what}: accepted");
         assert!(peak < 16 * KIB, "{what}: refusing {size} bytes took {peak} bytes");
     }
@@ -169,7 +169,7 @@ fn parsed_manifests_stay_within_a_bounded_multiple_of_their_size() {
     let bytes = empty_groups_snap(groups);
     let size = bytes.len();
     let (result, peak) = peak_during(|| {
-        unified::parse(bytes, "x.snap", &snapshot(), &gc_partition::fuzzing::partition()).map(|m| m.groups.len())
+        unified::parse(bytes, "x.snap", &snapshot(), &gc_kit::fuzzing::partition()).map(|m| m.groups.len())
     });
     assert_eq!(result.ok(), Some(groups), "empty groups are valid");
     let ratio = peak as f64 / size as f64;
@@ -193,7 +193,7 @@ fn a_snap_read_group_by_group_holds_one_group_at_a_time() {
     let bytes = empty_groups_snap(groups);
     let size = bytes.len();
     let (seen, peak) = peak_during(|| {
-        let (s, p) = (snapshot(), gc_partition::fuzzing::partition());
+        let (s, p) = (snapshot(), gc_kit::fuzzing::partition());
         let reader = unified::SnapReader::open(bytes, "x.snap", &s, &p).unwrap();
         let mut seen = 0usize;
         reader.for_each_group(|_| seen += 1).unwrap();
@@ -215,9 +215,8 @@ fn a_live_set_or_manifest_claiming_a_huge_count_is_refused_without_allocating() 
         1u64 << 60,
         "00".repeat(32)
     );
-    let (parsed, peak) = peak_during(|| {
-        legacy::parse_manifest(manifest.as_bytes(), "m", &snapshot(), &gc_partition::fuzzing::partition())
-    });
+    let (parsed, peak) =
+        peak_during(|| legacy::parse_manifest(manifest.as_bytes(), "m", &snapshot(), &gc_kit::fuzzing::partition()));
     let parsed = parsed.expect("a big count alone is no error in the text");
     assert!(peak < 4 * KIB, "{peak}");
     let index = legacy::render_index(&[]);
@@ -289,7 +288,7 @@ fn old_file(path: &std::path::Path, content: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
     let old = chrono::Utc::now() - chrono::TimeDelta::days(60);
-    gc_partition::store::set_mtime(path, old).unwrap();
+    gc_kit::ageing::set_mtime(path, old).unwrap();
 }
 
 #[test]

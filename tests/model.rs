@@ -19,6 +19,8 @@ use std::time::Duration;
 use clap::Parser;
 use common::faults::{FaultPlan, Faults, Kind, Op};
 use futures::TryStreamExt;
+use gc_kit::Ageing;
+use gc_kit::synth::{SynthConfig, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::error::Signal;
@@ -27,7 +29,6 @@ use gc_partition::ids::ChunkId;
 use gc_partition::locations::Location;
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, synthesize};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

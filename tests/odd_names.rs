@@ -15,10 +15,10 @@
 mod common;
 
 use common::{Backend, chunk_name, code, json_stdout, partition, read_plan, runtime, stderr};
+use gc_kit::synth::{SynthConfig, synthesize};
 use gc_partition::listing::list_all;
 use gc_partition::locations::Location;
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, synthesize};
 
 /// Names of the chunk directory `dir` (`<prefix>/<hh>`) around the chunk `<hex>`, that every
 /// store under test keeps as written.

@@ -8,11 +8,11 @@ mod common;
 use std::collections::HashSet;
 
 use clap::Parser;
+use gc_kit::synth::{FormatMix, SynthConfig, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::store::Stores;
-use gc_partition::synth::{FormatMix, SynthConfig, synthesize};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use proptest::prelude::*;

@@ -6,9 +6,11 @@
 mod common;
 
 use common::part::{InProcess, Part};
+use gc_kit::WithLatency;
+use gc_kit::latency::LatencyProfile;
 use gc_partition::gc::{Progress, Stop};
 use gc_partition::report::Report;
-use gc_partition::store::{LatencyProfile, StoreOptions, Stores};
+use gc_partition::store::{StoreOptions, Stores};
 
 fn part(seed: u64) -> Part {
     common::part::part(InProcess::Memory, StoreOptions::default(), seed, chrono::Utc::now(), |_| {})

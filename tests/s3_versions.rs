@@ -16,10 +16,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::faults::unit;
 use common::runtime;
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
+use gc_kit::mix::unit;
 use gc_partition::execute::{Executor, Reread};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::ListedChunk;

@@ -14,6 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use common::faults::{FaultPlan, Faults, Op};
 use common::*;
+use gc_kit::Ageing;
+use gc_kit::synth::{SynthConfig, SynthSummary, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
@@ -21,7 +23,6 @@ use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
 use gc_partition::locations::Location;
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSummary, synthesize};
 
 /// A false-positive rate that makes the plan exact for these few hundred chunks (about
 /// 1e-10 odds of one false positive).

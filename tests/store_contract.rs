@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use common::contract::{Offset, Order, store_contract};
+use gc_kit::Ageing;
 use gc_partition::store::{LocalBucket, MemoryBucket, RetryPolicy, RetryStore, StoreOptions, Stores};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
@@ -89,6 +90,6 @@ fn fake_gcs_server() {
     let backend = common::Backend::gcs();
     let common::Backend::Gcs { endpoint, root, .. } = &backend else { unreachable!() };
     let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), backend.env()).unwrap();
-    let stores = gc_partition::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
+    let stores = gc_kit::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
     run(&*server_bucket(&stores, root), Order::Keys, Offset::IgnoredByTheEmulator);
 }

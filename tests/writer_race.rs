@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::faults::unit;
+use gc_kit::mix::unit;
 use gc_partition::ids::ChunkId;
 use gc_partition::locations::{HELD_FOLDER, Location};
 

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{TimeDelta, Utc};
-use common::faults::unit;
 use common::gcs_proxy::GcsProxy;
 use common::{Backend, S3_TURN, empty_root, runtime};
+use gc_kit::Ageing;
+use gc_kit::mix::unit;
 use gc_partition::ids::ChunkId;
 use gc_partition::locations::Location;
 use gc_partition::store::{StoreOptions, Stores};
@@ -48,7 +49,7 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
 
     // Old garbage, written straight to the emulator and aged there.
     let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), env.clone()).unwrap();
-    let stores = gc_partition::fake_gcs::test_server_stores(stores, root.clone(), &endpoint);
+    let stores = gc_kit::fake_gcs::test_server_stores(stores, root.clone(), &endpoint);
     stores.create_bucket("snapshots").unwrap();
     let location = Location::new("snapshots", "partitions/p1/chunks").unwrap();
     let seed = 22;

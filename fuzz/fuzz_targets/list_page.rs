@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| gc_partition::fuzzing::fuzz_list_page(data));
+fuzz_target!(|data: &[u8]| gc_kit::fuzzing::fuzz_list_page(data));

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use gc_kit::mix::unit;
 use gc_partition::error::Signal;
 use gc_partition::gc::Stop;
 use gc_partition::locations::key_of_held;
@@ -245,15 +246,6 @@ fn error(kind: Kind, op: Op, key: &str) -> Error {
             source: format!("injected permanent {op:?} failure").into(),
         },
     }
-}
-
-/// A number in [0, 1) from (seed, n): splitmix64.
-pub fn unit(seed: u64, n: u64) -> f64 {
-    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Another deleter got there first: the object is gone (a missing one stays missing).

@@ -21,8 +21,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use futures::TryStreamExt;
+use gc_kit::Ageing;
+use gc_kit::synth::{SynthConfig, SynthSummary, synthesize};
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSummary, synthesize};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use sha2::{Digest, Sha256};
@@ -41,7 +42,7 @@ pub enum Backend {
     /// The `s3s-fs` server at `endpoint`, whose objects are the files `root/<bucket>/<key>`.
     S3 { endpoint: String, root: PathBuf, access_key: String, secret_key: String },
     /// The fake-gcs-server at `endpoint`, whose objects are the files `root/<bucket>/<key>`
-    /// (their times in the `user.metadata` xattr, see `gc_partition::fake_gcs`).
+    /// (their times in the `user.metadata` xattr, see `gc_kit::fake_gcs`).
     Gcs { endpoint: String, root: PathBuf, env: Vec<(String, String)> },
 }
 
@@ -201,7 +202,7 @@ pub fn partition(backend: &Backend, tweak: impl FnOnce(&mut SynthConfig)) -> Fix
             let turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
             empty_root(root);
             let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), backend.env()).unwrap();
-            let stores = gc_partition::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
+            let stores = gc_kit::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
             (Some(turn), Some(root.clone()), "gs://".to_owned(), stores)
         }
     };
@@ -374,7 +375,7 @@ macro_rules! whole_suite {
             backdated_objects_show_their_age_in_list_and_head,
             a_manifest_naming_another_partitions_location_exits_4,
             a_location_named_only_by_a_manifest_is_listed_and_collected,
-            the_gc_synth_binary_makes_a_partition_gc_can_collect,
+            gc_synth_makes_a_partition_gc_can_collect,
             the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims,
         );
     };

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use futures::TryStreamExt;
+use gc_kit::synth::{SynthConfig, SynthSets, synthesize};
 use gc_partition::cli::Args;
 use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{SynthConfig, SynthSets, synthesize};
 
 /// A store that lives in the test process: no server to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

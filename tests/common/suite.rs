@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use gc_kit::Ageing;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
@@ -335,8 +336,10 @@ pub fn a_location_named_only_by_a_manifest_is_listed_and_collected(backend: &Bac
     assert_eq!(json_stdout(&dry)["verify"]["missing_before"], 1);
 }
 
-/// The `gc_synth` binary (with `--backdate-root` on the servers) makes a partition GC collects.
-pub fn the_gc_synth_binary_makes_a_partition_gc_can_collect(backend: &Backend) {
+/// `gc_synth`'s command line (with `--backdate-root` on the servers) makes a partition GC
+/// collects. Run in process (`gc_kit::synth_cli::run`, what the `gc_synth` binary runs), with
+/// the environment the servers need: the kit's binaries are not this package's.
+pub fn gc_synth_makes_a_partition_gc_can_collect(backend: &Backend) {
     // A tiny fixture only to get a store (and, on S3, the server's turn).
     let fx = partition(backend, |c| {
         c.snapshots = 1;
@@ -347,14 +350,15 @@ pub fn the_gc_synth_binary_makes_a_partition_gc_can_collect(backend: &Backend) {
         c.dead_snapshots = 0;
     });
     let live = fx.path("live-p9.txt");
-    let mut synth = std::process::Command::new(env!("CARGO_BIN_EXE_gc_synth"));
-    synth.args(["--store", &fx.url, "--partition", "p9", "--seed", "3", "--snapshots", "4", "--referenced-ids", "300"]);
-    synth.args(["--garbage", "100", "--young", "10", "--live-set-out", live.to_str().unwrap()]);
+    let mut synth = vec!["--store", &fx.url, "--partition", "p9", "--seed", "3", "--snapshots", "4"];
+    synth.extend(["--referenced-ids", "300", "--garbage", "100", "--young", "10"]);
+    synth.extend(["--live-set-out", live.to_str().unwrap()]);
     if let Some(root) = backend.server_root() {
-        synth.arg("--backdate-root").arg(root);
+        synth.extend(["--backdate-root", root.to_str().unwrap()]);
     }
-    let synth = synth.envs(backend.env()).output().unwrap();
-    assert!(synth.status.success(), "{}", String::from_utf8_lossy(&synth.stderr));
+    if let Err(e) = gc_kit::synth_cli::run(&synth, backend.env()) {
+        panic!("gc_synth {synth:?}: {e}");
+    }
     let args = ["--partition", "p9", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "7d"];
     let out = fx.gc_raw(&[&args[..], &["--execute", "--verify", "--output", "json"]].concat(), None);
     assert_eq!(code(&out), 0, "{}", stderr(&out));

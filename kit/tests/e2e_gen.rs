@@ -1,22 +1,23 @@
-//! The `gc_partition` binary on a generated (`gen://`) partition: the counts the generator
-//! predicts are exactly the ones the collector reports.
+//! `gc_partition_kit` (the `gc_partition` program with the kit's stores) on a generated
+//! (`gen://`) partition: the counts the generator predicts are exactly the ones the collector
+//! reports. The release `gc_partition` refuses `gen://` (`tests/schemes.rs`).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use gc_partition::store::{GenCounts, Generated};
+use gc_kit::generated::{GenCounts, Generated};
 
 /// Three locations, legacy pairs and `.snap`s, foreign objects inside and beside the fan-out.
 const URL: &str =
     "gen://?chunks=200000&referenced=0.4&young=0.1&seed=11&snapshots=40&locations=3&foreign=300&legacy=0.5";
 
 fn gc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gc_partition"))
+    Command::new(env!("CARGO_BIN_EXE_gc_partition_kit"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
-        .expect("gc_partition runs")
+        .expect("gc_partition_kit runs")
 }
 
 fn report(output: &Output) -> serde_json::Value {

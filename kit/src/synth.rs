@@ -30,9 +30,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use rayon::prelude::*;
 
-use crate::ids::{ChunkId, IdError, PartitionId, SnapshotId};
-use crate::locations::{Location, LocationError};
-use crate::store::{StoreError, Stores};
+use gc_partition::ids::{ChunkId, IdError, PartitionId, SnapshotId};
+use gc_partition::locations::{Location, LocationError};
+use gc_partition::store::{StoreError, Stores};
+
+use crate::ageing::{AgeError, Ageing};
 
 /// Most ids in one unified-manifest group; bigger sets are split so readers meet several
 /// groups per location.
@@ -56,6 +58,8 @@ pub enum SynthError {
     CreateBucket { bucket: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Age(#[from] AgeError),
     #[error("bucket {bucket} key {key}: write failed: {source}")]
     Put { bucket: String, key: String, source: object_store::Error },
     #[error("{path}: {source}")]
@@ -319,7 +323,7 @@ const T_PICK: u64 = 4;
 const T_SHUFFLE: u64 = 5;
 const T_FOREIGN: u64 = 6;
 
-use crate::ids::splitmix64;
+use gc_partition::ids::splitmix64;
 
 /// A well-mixed 64-bit value for (seed, purpose, a, b).
 fn mix(seed: u64, tag: u64, a: u64, b: u64) -> u64 {
@@ -830,11 +834,11 @@ fn age_dead_manifests(stores: &Stores, layout: &Layout, cfg: &SynthConfig) -> Re
     for dead in &layout.dead {
         let mut keys = Vec::new();
         if dead.format != SnapshotFormat::Unified {
-            keys.push(crate::manifest::legacy_manifest_key(&layout.partition, &dead.id));
-            keys.push(crate::manifest::legacy_index_key(&layout.partition, &dead.id));
+            keys.push(gc_partition::manifest::legacy_manifest_key(&layout.partition, &dead.id));
+            keys.push(gc_partition::manifest::legacy_index_key(&layout.partition, &dead.id));
         }
         if dead.format != SnapshotFormat::Legacy {
-            keys.push(crate::manifest::unified_key(&layout.partition, &dead.id));
+            keys.push(gc_partition::manifest::unified_key(&layout.partition, &dead.id));
         }
         for key in keys {
             stores.set_last_modified(&layout.meta_bucket, &key, when)?;
@@ -1086,19 +1090,19 @@ async fn write_foreign(stores: &Stores, layout: &Layout, unaged: bool) -> Result
 }
 
 // ---------------------------------------------------------------------------------------
-// The bridge to the format writers (crate::live_set, crate::manifest).
+// The bridge to the format writers (gc_partition::live_set, gc_partition::manifest).
 
 mod formats {
     use chrono::{DateTime, Utc};
 
-    use crate::ids::{ChunkId, PartitionId, SnapshotId};
-    use crate::locations::Location;
-    use crate::manifest::legacy::{manifest_for_index, render_index, render_manifest};
-    use crate::manifest::unified::{self, ChunkGroup, UnifiedManifest};
-    use crate::manifest::{legacy_index_key, legacy_manifest_key, unified_key};
+    use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
+    use gc_partition::locations::Location;
+    use gc_partition::manifest::legacy::{manifest_for_index, render_index, render_manifest};
+    use gc_partition::manifest::unified::{self, ChunkGroup, UnifiedManifest};
+    use gc_partition::manifest::{legacy_index_key, legacy_manifest_key, unified_key};
 
     pub(super) fn live_set(ids: &[SnapshotId], taken_at: DateTime<Utc>) -> String {
-        crate::live_set::render(ids, taken_at)
+        gc_partition::live_set::render(ids, taken_at)
     }
 
     /// The `.manifest` and `.index` files.
@@ -1214,12 +1218,12 @@ mod tests {
         summary: &SynthSummary,
         snapshot: &SnapshotId,
     ) -> BTreeSet<(Location, ChunkId)> {
-        use crate::manifest::{legacy, unified};
+        use gc_partition::manifest::{legacy, unified};
         let part = &summary.partition;
         let (mkey, ikey, ukey) = (
-            crate::manifest::legacy_manifest_key(part, snapshot),
-            crate::manifest::legacy_index_key(part, snapshot),
-            crate::manifest::unified_key(part, snapshot),
+            gc_partition::manifest::legacy_manifest_key(part, snapshot),
+            gc_partition::manifest::legacy_index_key(part, snapshot),
+            gc_partition::manifest::unified_key(part, snapshot),
         );
         let mut refs = BTreeSet::new();
         let (manifest, index) = (get(stores, &mkey).await, get(stores, &ikey).await);
@@ -1247,7 +1251,7 @@ mod tests {
     /// The live set parses back, live snapshots reference exactly the referenced set, dead
     /// ones the dead-exclusive garbage (and maybe some referenced ids).
     async fn check_manifests(stores: &Stores, c: &SynthConfig, summary: &SynthSummary) {
-        let live = crate::live_set::parse(summary.live_set.as_bytes(), "live", c.now).unwrap();
+        let live = gc_partition::live_set::parse(summary.live_set.as_bytes(), "live", c.now).unwrap();
         assert_eq!(live.snapshots, summary.snapshots);
         assert_eq!(live.taken_at, c.now);
         let sets = summary.sets.as_ref().unwrap();

@@ -4,7 +4,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::*;
-use crate::manifest::legacy;
+use gc_partition::manifest::legacy;
 
 const URL: &str =
     "gen://?chunks=3000&referenced=0.4&young=0.1&seed=7&snapshots=13&locations=3&foreign=600&legacy=0.5&now=1800000000";
@@ -116,8 +116,8 @@ async fn manifests_parse_and_name_exactly_the_referenced_chunks() {
                 Some(bytes)
             }
         };
-        let text = fetch(crate::manifest::legacy_manifest_key(&partition, snapshot)).await;
-        let index = fetch(crate::manifest::legacy_index_key(&partition, snapshot)).await;
+        let text = fetch(gc_partition::manifest::legacy_manifest_key(&partition, snapshot)).await;
+        let index = fetch(gc_partition::manifest::legacy_index_key(&partition, snapshot)).await;
         assert_eq!(text.is_some(), index.is_some(), "half a legacy pair for {snapshot}");
         if let (Some(text), Some(index)) = (text, index) {
             legacy_pairs += 1;
@@ -125,7 +125,7 @@ async fn manifests_parse_and_name_exactly_the_referenced_chunks() {
             let ids = legacy::check_index(&m, &index, "i").expect("index matches its manifest");
             named.extend(ids.iter().map(|id| (0, *id)));
         }
-        if let Some(bytes) = fetch(crate::manifest::unified_key(&partition, snapshot)).await {
+        if let Some(bytes) = fetch(gc_partition::manifest::unified_key(&partition, snapshot)).await {
             snaps += 1;
             let m = unified::parse(bytes, "snap", snapshot, &partition).expect(".snap parses");
             assert_eq!(m.locations, g.locations());

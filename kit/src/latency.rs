@@ -39,7 +39,7 @@ use object_store::{
 };
 use tokio::time::Instant;
 
-use super::counting::LIST_PAGE;
+use gc_partition::store::LIST_PAGE;
 
 /// The environment variable that selects a simulated remote store (benches only).
 pub const ENV: &str = "GC_PARTITION_SIM_LATENCY";
@@ -277,8 +277,8 @@ impl ObjectStore for LatencyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryBucket;
     use futures::TryStreamExt;
+    use gc_partition::store::MemoryBucket;
     use object_store::ObjectStoreExt;
 
     async fn store(profile: LatencyProfile, objects: usize) -> LatencyStore {
@@ -336,7 +336,7 @@ mod tests {
         }
         assert_eq!(outcomes, [true, true, true, false, false]);
         let err = store.head(&Path::from("d/00000")).await.unwrap_err();
-        assert!(crate::store::is_throttle(&err), "{err}");
+        assert!(gc_partition::store::is_throttle(&err), "{err}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(store.head(&Path::from("d/00001")).await.is_ok());
     }

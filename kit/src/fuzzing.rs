@@ -7,11 +7,11 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::ids::{ChunkId, PartitionId, SnapshotId};
-use crate::live_set;
-use crate::locations::Location;
-use crate::manifest::{legacy, unified};
-use crate::store::{parse_gcs_page, parse_s3_page};
+use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
+use gc_partition::live_set;
+use gc_partition::locations::Location;
+use gc_partition::manifest::{legacy, unified};
+use gc_partition::store::{parse_gcs_page, parse_s3_page};
 
 /// The partition every fixture and corpus file is written for.
 pub const PARTITION: &str = "p1";

@@ -1,5 +1,6 @@
-//! `gc_synth`: writes a synthetic partition (see `gc_partition::synth`) into a store, for
-//! demos, tests and benchmarks of `gc_partition`.
+//! The `gc_synth` program: writes a synthetic partition (see [`crate::synth`]) into a store,
+//! for demos, tests and benchmarks of `gc_partition`. `src/bin/gc_synth.rs` runs [`main`];
+//! tests run [`run`] with the environment they give the servers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,10 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use gc_partition::fake_gcs;
 use gc_partition::ids::PartitionId;
 use gc_partition::store::{StoreOptions, Stores};
-use gc_partition::synth::{FormatMix, SynthConfig, SynthSummary, synthesize};
+
+use crate::ageing::Ageing;
+use crate::fake_gcs;
+use crate::synth::{FormatMix, SynthConfig, SynthSummary, synthesize};
 
 /// Write a synthetic, seeded partition: manifests, referenced chunks, old garbage, young
 /// chunks, foreign objects and the live-set file.
@@ -120,7 +123,8 @@ impl Cli {
     }
 }
 
-fn main() -> ExitCode {
+/// `gc_synth`: the flags from the command line, stores configured from the environment.
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -130,7 +134,7 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(first_line(&e.to_string())),
     };
-    match run(&cli) {
+    match write(&cli, process_env()) {
         Ok(summary) => {
             println!("{}", if cli.summary_json { json(&summary) } else { human(&summary) });
             ExitCode::SUCCESS
@@ -149,9 +153,22 @@ fn first_line(text: &str) -> &str {
     line.strip_prefix("error: ").unwrap_or(line)
 }
 
-fn run(cli: &Cli) -> Result<SynthSummary, String> {
+fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+/// What `gc_synth ARGS...` does (`args` without the program name), the stores configured
+/// from `env` instead of the process's environment.
+pub fn run(args: &[&str], env: Vec<(String, String)>) -> Result<SynthSummary, String> {
+    let cli = Cli::try_parse_from(std::iter::once("gc_synth").chain(args.iter().copied()))
+        .map_err(|e| first_line(&e.to_string()).to_owned())?;
+    write(&cli, env)
+}
+
+fn write(cli: &Cli, env: Vec<(String, String)>) -> Result<SynthSummary, String> {
     let cfg = cli.config()?;
-    let mut stores = Stores::from_url(&cli.store, StoreOptions::default()).map_err(|e| e.to_string())?;
+    let base_url = env.iter().find(|(k, _)| k == "GOOGLE_BASE_URL").map(|(_, v)| v.clone());
+    let mut stores = Stores::from_url_and_env(&cli.store, StoreOptions::default(), env).map_err(|e| e.to_string())?;
     if let Some(root) = &cli.backdate_root {
         if stores.is_local() {
             return Err("--backdate-root is for s3:// and gs:// test servers; file:// ages its files itself".into());
@@ -160,9 +177,9 @@ fn run(cli: &Cli) -> Result<SynthSummary, String> {
             return Err(format!("--backdate-root {}: not a directory", root.display()));
         }
         stores = if stores.scheme() == "gs://" {
-            // fake-gcs-server: writes go through its JSON API (see gc_partition::fake_gcs).
-            let endpoint = std::env::var("GOOGLE_BASE_URL")
-                .map_err(|_| "gs:// with --backdate-root (fake-gcs-server) needs GOOGLE_BASE_URL, the server's URL")?;
+            // fake-gcs-server: writes go through its JSON API (see gc_kit::fake_gcs).
+            let endpoint = base_url
+                .ok_or("gs:// with --backdate-root (fake-gcs-server) needs GOOGLE_BASE_URL, the server's URL")?;
             fake_gcs::test_server_stores(stores, root.clone(), &endpoint)
         } else {
             stores.with_backdate_root(root.clone())

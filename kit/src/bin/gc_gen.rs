@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use gc_partition::store::Generated;
+use gc_kit::generated::Generated;
 
 /// Describe a generated (`gen://`) partition: its live set and its expected counts.
 #[derive(Debug, Parser)]
 #[command(name = "gc_gen", version)]
 struct Cli {
-    /// The store URL, `gen://?chunks=N&...` (parameters: see `gc_partition::store::GenConfig`).
+    /// The store URL, `gen://?chunks=N&...` (parameters: see `gc_kit::generated::GenConfig`).
     #[arg(long)]
     store: String,
     /// Write the live-set file (every generated snapshot) here.

@@ -42,11 +42,11 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::ids::splitmix64 as mix;
-use crate::ids::{ChunkId, PartitionId, SnapshotId};
-use crate::locations::Location;
-use crate::manifest::legacy::{manifest_for_index, render_manifest};
-use crate::manifest::unified::{self, ChunkGroup, UnifiedManifest};
+use gc_partition::ids::splitmix64 as mix;
+use gc_partition::ids::{ChunkId, PartitionId, SnapshotId};
+use gc_partition::locations::Location;
+use gc_partition::manifest::legacy::{manifest_for_index, render_manifest};
+use gc_partition::manifest::unified::{self, ChunkGroup, UnifiedManifest};
 
 const DIRS: u64 = 256;
 /// Bits of the position-in-directory field of an id (bytes 1..6).
@@ -440,7 +440,7 @@ impl Generated {
 
     /// The live set file (SPEC 3.1) naming every generated snapshot.
     pub fn live_set_text(&self, taken_at: DateTime<Utc>) -> String {
-        crate::live_set::render(&self.live_snapshots(), taken_at)
+        gc_partition::live_set::render(&self.live_snapshots(), taken_at)
     }
 
     fn is_legacy(&self, s: u64) -> bool {
@@ -477,7 +477,7 @@ impl Generated {
         let mut files = SnapshotFiles::default();
         if legacy {
             let chunk_ids: Vec<ChunkId> = std::mem::take(&mut ids[0]).into_iter().map(ChunkId).collect();
-            let index = crate::manifest::legacy::render_index(&chunk_ids);
+            let index = gc_partition::manifest::legacy::render_index(&chunk_ids);
             let fixed: DateTime<FixedOffset> = created.fixed_offset();
             let manifest = manifest_for_index(&snapshot, &self.cfg.partition, &index, fixed);
             files.manifest = Some(render_manifest(&manifest).into_bytes());
@@ -567,7 +567,7 @@ impl Generated {
         let mut nodes = Vec::new();
         if bucket == self.cfg.meta_bucket {
             nodes.push(Node { root: self.locations[0].prefix().to_owned(), kind: NodeKind::Location(0) });
-            let dir = crate::manifest::snapshots_dir(&self.cfg.partition);
+            let dir = gc_partition::manifest::snapshots_dir(&self.cfg.partition);
             nodes.push(Node { root: dir.trim_end_matches('/').to_owned(), kind: NodeKind::Snapshots });
         }
         for (l, location) in self.locations.iter().enumerate().skip(1) {
@@ -702,7 +702,7 @@ impl GenBucket {
     }
 
     fn manifest_key(&self, s: u64, kind: FileKind) -> String {
-        let dir = crate::manifest::snapshots_dir(&self.partition.cfg.partition);
+        let dir = gc_partition::manifest::snapshots_dir(&self.partition.cfg.partition);
         format!("{dir}{}.{}", self.partition.snapshot_id(s), kind.ext())
     }
 

@@ -20,7 +20,9 @@ use object_store::{
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
-use crate::store::{Layer, Stores};
+use gc_partition::store::{Layer, Stores};
+
+use crate::ageing::Ageing;
 
 /// The extended attribute where fake-gcs-server's filesystem backend keeps an object's
 /// metadata.
@@ -29,7 +31,7 @@ const STORE: &str = "fake-gcs-server";
 
 /// `stores` (a `gs://` store whose endpoint is fake-gcs-server at `endpoint`, with its
 /// `-filesystem-root` at `root`) made writable and ageable: puts go through the JSON API,
-/// [`Stores::set_last_modified`] rewrites the object's metadata, buckets are directories.
+/// [`Ageing::set_last_modified`] rewrites the object's metadata, buckets are directories.
 pub fn test_server_stores(stores: Stores, root: PathBuf, endpoint: &str) -> Stores {
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let client = reqwest::Client::new();
