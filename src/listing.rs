@@ -134,8 +134,8 @@ pub async fn list_stream(
                     // on the fast path too.
                     let store = stores.bucket(location.bucket())?;
                     let (progress, out) = (Arc::clone(&progress), out.clone());
-                    if let Some(dir) = stores.unlayered_local_dir(location.bucket()) {
-                        tasks.spawn_blocking(move || local::list_location(&dir, &location, index, &progress, &out));
+                    if let Some(walk) = stores.local_listing(location.bucket()) {
+                        tasks.spawn_blocking(move || local::list_location(&walk, &location, index, &progress, &out));
                     } else if let Some(lister) = stores.raw_lister(location.bucket())? {
                         let permits = Arc::clone(&permits);
                         tasks.spawn(remote::list_location(lister, location, index, permits, progress, out));

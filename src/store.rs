@@ -35,7 +35,7 @@ pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, Re
 pub use direct::ConditionalDelete;
 pub use gcs_delete::{GcsDeleteError, GcsDeleter};
 pub(crate) use local::walk;
-pub use local::{LocalBucket, SYMLINK_ETAG, first_link};
+pub use local::{LocalBucket, LocalListing, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
 pub use raw_list::{Pages, RawListError, RawLister, RawObject, RawPage, parse_gcs_page, parse_s3_page};
 pub use retry::{RetryPolicy, RetryStore, is_transient};
@@ -416,14 +416,20 @@ impl Stores {
         self.local_dir(bucket).map(|dir| dir.join(key))
     }
 
-    /// The directory of `bucket` when the store is `file://` and no [`Layer`] wraps it: the
-    /// listing's fast path reads it directly. With a layer (fault injection, call counting)
-    /// every listing goes through the layered `ObjectStore`, so `None`.
-    pub fn unlayered_local_dir(&self, bucket: &str) -> Option<PathBuf> {
+    /// The listing's direct walk of `bucket` when the store is `file://` and no [`Layer`]
+    /// wraps it, with this store's retry policy and request counters. With a layer (fault
+    /// injection, call counting) every listing goes through the layered `ObjectStore`, so
+    /// `None`.
+    pub fn local_listing(&self, bucket: &str) -> Option<LocalListing> {
         if self.layer.is_some() || self.simulation.is_some() {
             return None;
         }
-        self.local_dir(bucket)
+        Some(LocalListing {
+            dir: self.local_dir(bucket)?,
+            policy: self.options.retry_policy(&self.backend),
+            retries: Arc::clone(&self.retries),
+            counters: Arc::clone(&self.requests),
+        })
     }
 
     pub fn is_local(&self) -> bool {

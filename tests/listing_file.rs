@@ -133,3 +133,23 @@ fn chunks_vanishing_during_the_fast_walk_are_skipped_and_nothing_else_is_missed(
         before = untouched;
     }
 }
+
+/// The fast path is behind the store boundary: the store counts its directory reads as list
+/// pages (one per directory read, one more per further 1,000 entries), as a remote listing's
+/// pages are counted.
+#[test]
+fn the_fast_path_counts_its_directory_reads() {
+    let fx = partition(&Backend::File, |c| c.seed = 12);
+    let locations = fx.summary.locations.clone();
+    let mut directories = 0u64;
+    for loc in &locations {
+        let base = fx.stores.local_dir(loc.bucket()).unwrap().join(loc.prefix());
+        let fanouts = std::fs::read_dir(&base).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+        directories += 1 + fanouts as u64;
+    }
+    let before = fx.stores.requests();
+    list(&fx.stores, &locations);
+    let pages = fx.stores.requests().since(before).list_pages;
+    // No directory of this partition holds 1,000 entries: one page each.
+    assert_eq!(pages, directories);
+}

@@ -129,9 +129,9 @@ mod tests {
         let stores = open_with_env(&url, StoreOptions::default(), env).expect("file with latency");
         assert_eq!(stores.delete_condition(), DeleteCondition::Unconditional);
         assert_eq!(stores.delete_batching(), DeleteBatching::Bulk(1000));
-        assert!(stores.unlayered_local_dir("b").is_none(), "no direct walk under a simulation");
+        assert!(stores.local_listing("b").is_none(), "no direct walk under a simulation");
         let plain = open_with_env(&url, StoreOptions::default(), Vec::new()).expect("file");
-        assert!(plain.unlayered_local_dir("b").is_some());
+        assert!(plain.local_listing("b").is_some());
         let env = vec![(SIM_LATENCY_ENV.to_owned(), "nope".to_owned())];
         assert!(open_with_env(&url, StoreOptions::default(), env).is_err());
     }

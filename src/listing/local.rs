@@ -1,7 +1,8 @@
 //! The `file://` path of the listing: a parallel walk of a location's `<hh>` directories
 //! with the store's own walker ([`crate::store::walk`]), turned straight into parts: a
 //! listed chunk costs no allocation beyond its slot in the part, and only files named like
-//! chunks are stat'ed.
+//! chunks are stat'ed. The store hands the walk its bucket ([`LocalListing`]): every
+//! directory is opened through it (retried as the store retries) and counted as list pages.
 //!
 //! It sees what the generic path sees through [`crate::store::LocalBucket`] (the same
 //! walker), and classifies it with the same rule ([`chunk_of_fanout_entry`], which
@@ -10,21 +11,21 @@
 //! foreign object.
 
 use std::ffi::CStr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use rustix::fs::{FileType, StatxFlags};
+use rustix::io::Errno;
 
 use super::{Listed, ListingError, PartSender};
 use crate::locations::{Location, chunk_of_fanout_entry};
-use crate::store::first_link;
 use crate::store::walk::{self, Dir, Failure, Visit};
+use crate::store::{LocalListing, first_link};
 
-/// Lists one location under `bucket_dir`, the directory of its bucket, sending its parts to
-/// `out` (blocking while the channel is full).
+/// Lists one location of the bucket `walk` opens, sending its parts to `out` (blocking while
+/// the channel is full).
 pub(super) fn list_location(
-    bucket_dir: &Path,
+    walk: &LocalListing,
     location: &Location,
     index: u32,
     progress: &AtomicU64,
@@ -37,6 +38,7 @@ pub(super) fn list_location(
         progress.fetch_add(part.counts.listed_objects, Ordering::Relaxed);
         out.blocking_send(part).map_err(|_| ListingError::Closed)
     };
+    let bucket_dir = walk.dir();
     let top = if prefix.is_empty() { bucket_dir.to_path_buf() } else { bucket_dir.join(prefix) };
     let mut part = Listed::new(index);
     if let Some(link) = first_link(bucket_dir, &top).map_err(|e| fail((e, prefix.to_owned())))? {
@@ -45,25 +47,33 @@ pub(super) fn list_location(
         part.counts.foreign_with(|| key);
         return send(part);
     }
-    let Some(top_fd) = walk::open_top(&top, prefix).map_err(fail)? else {
-        return send(part);
+    let top_fd = match walk.open_retrying(|| walk::open_dir(rustix::fs::CWD, &top)) {
+        Ok(fd) => fd,
+        // Nothing there yet, or a file: object_store lists nothing under it either.
+        Err(Errno::NOENT | Errno::NOTDIR) => {
+            walk.count_directory(0);
+            return send(part);
+        }
+        Err(e) => return Err(fail((e.into(), prefix.to_owned()))),
     };
     let top_dir = Dir { fd: &top_fd, path: &top, key: prefix, depth: 0 };
-    let mut top_level = TopLevel { part: &mut part, dirs: Vec::new() };
+    let mut top_level = TopLevel { part: &mut part, dirs: Vec::new(), seen: 0 };
     walk::walk(&top_dir, &mut top_level).map_err(|e| e.into_error(fail))?;
+    walk.count_directory(top_level.seen);
     let dirs = top_level.dirs;
     send(part)?;
     let list_dir = |hh: &std::ffi::CString| -> Result<(), ListingError> {
         let (path, key) = (top_dir.path_of(hh), top_dir.key_of(hh));
-        let Some(fd) = (match walk::open_dir(&top_fd, hh.as_c_str()) {
+        let Some(fd) = (match walk.open_retrying(|| walk::open_dir(&top_fd, hh.as_c_str())) {
             Ok(fd) => Some(fd),
-            Err(rustix::io::Errno::NOENT) => None,
+            Err(Errno::NOENT) => None,
             Err(e) => return Err(fail((e.into(), key))),
         }) else {
             return Ok(());
         };
-        let mut chunks = Chunks { hh: hh.to_bytes(), part: Listed::new(index), send: &send };
+        let mut chunks = Chunks { hh: hh.to_bytes(), part: Listed::new(index), send: &send, seen: 0 };
         walk::walk(&Dir { fd: &fd, path: &path, key: &key, depth: 0 }, &mut chunks).map_err(|e| e.into_error(fail))?;
+        walk.count_directory(chunks.seen);
         send(chunks.part.take())
     };
     let walk_all = || dirs.par_iter().try_for_each(list_dir);
@@ -87,22 +97,27 @@ fn foreign_link(part: &mut Listed, dir: &Dir<'_>, name: &CStr) {
 struct TopLevel<'a> {
     part: &'a mut Listed,
     dirs: Vec<std::ffi::CString>,
+    /// Entries read (objects and directories): what the store counts as list pages.
+    seen: u64,
 }
 
 impl Visit for TopLevel<'_> {
     type Error = WalkError;
 
     fn file(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        self.seen += 1;
         self.part.counts.foreign_with(|| dir.key_of(name));
         Ok(())
     }
 
     fn link(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        self.seen += 1;
         foreign_link(self.part, dir, name);
         Ok(())
     }
 
     fn dir(&mut self, _dir: &Dir<'_>, name: &CStr) -> Result<bool, WalkError> {
+        self.seen += 1;
         self.dirs.push(name.to_owned());
         Ok(false)
     }
@@ -115,12 +130,15 @@ struct Chunks<'a, S> {
     hh: &'a [u8],
     part: Listed,
     send: &'a S,
+    /// Objects read, chunks or not.
+    seen: u64,
 }
 
 impl<S: Fn(Listed) -> Result<(), ListingError>> Visit for Chunks<'_, S> {
     type Error = WalkError;
 
     fn file(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        self.seen += 1;
         let id = if dir.depth == 0 { chunk_of_fanout_entry(self.hh, name.to_bytes()) } else { None };
         let Some(id) = id else {
             self.part.counts.foreign_with(|| dir.key_of(name));
@@ -144,6 +162,7 @@ impl<S: Fn(Listed) -> Result<(), ListingError>> Visit for Chunks<'_, S> {
     }
 
     fn link(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), WalkError> {
+        self.seen += 1;
         foreign_link(&mut self.part, dir, name);
         Ok(())
     }

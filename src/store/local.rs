@@ -308,6 +308,58 @@ impl ObjectStore for LocalBucket {
     }
 }
 
+/// The `file://` listing's direct walk of a bucket directory, kept behind the store boundary:
+/// the walk asks it for the directory, opens every directory through it (retried with the
+/// store's policy when the error may pass: NFS and FUSE answer `ESTALE`, `EIO`, `EAGAIN` or
+/// `EINTR` for a moment) and counts each directory it read as list pages, by the same
+/// 1,000-object rule as a remote listing. A directory is only ever opened again, never read
+/// twice: a walk that failed half way is the listing's error, not a retry (it would send its
+/// chunks twice).
+#[derive(Debug, Clone)]
+pub struct LocalListing {
+    pub(super) dir: PathBuf,
+    pub(super) policy: super::RetryPolicy,
+    pub(super) retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(super) counters: std::sync::Arc<super::RequestCounters>,
+}
+
+impl LocalListing {
+    /// The bucket's directory.
+    pub fn dir(&self) -> &FsPath {
+        &self.dir
+    }
+
+    /// `open` once, and again after the store's backoff while its error is transient.
+    pub fn open_retrying<T>(
+        &self,
+        mut open: impl FnMut() -> Result<T, rustix::io::Errno>,
+    ) -> Result<T, rustix::io::Errno> {
+        let mut retry = 0;
+        loop {
+            match open() {
+                Err(e) if retry < self.policy.max_retries && is_transient_errno(e) => {
+                    std::thread::sleep(self.policy.backoff(retry));
+                    self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    retry += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One directory read with `objects` entries: list pages as S3 and GCS would count them.
+    pub fn count_directory(&self, objects: u64) {
+        let pages = objects.div_ceil(super::counting::LIST_PAGE).max(1);
+        self.counters.list_pages.fetch_add(pages, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Errors of a local file system that may pass if the call is made again.
+fn is_transient_errno(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(e, Errno::INTR | Errno::AGAIN | Errno::STALE | Errno::IO | Errno::NOMEM | Errno::NFILE | Errno::MFILE)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -406,5 +458,50 @@ mod tests {
         assert!(store.checked_file(&Path::from("d/00/a")).is_ok());
         assert_eq!(store.get(&Path::from("d/00/a")).await.unwrap().bytes().await.unwrap().as_ref(), b"a");
         assert!(matches!(store.get(&Path::from("d/22/c")).await, Err(Error::PermissionDenied { .. })));
+    }
+
+    fn listing(max_retries: usize) -> LocalListing {
+        let policy = crate::store::RetryPolicy {
+            max_retries,
+            initial_backoff: std::time::Duration::ZERO,
+            max_backoff: std::time::Duration::ZERO,
+        };
+        LocalListing { dir: PathBuf::from("/nowhere"), policy, retries: Arc::default(), counters: Arc::default() }
+    }
+
+    /// A directory that fails to open for a moment (NFS's `ESTALE`) is opened again, and the
+    /// retry is counted; a permanent error (`EACCES`) is not retried; the retries stop at
+    /// the store's bound.
+    #[test]
+    fn the_walk_opens_again_only_what_may_pass() {
+        use rustix::io::Errno;
+        let walk = listing(3);
+        let mut calls = 0;
+        let opened = walk.open_retrying(|| {
+            calls += 1;
+            if calls < 3 { Err(Errno::STALE) } else { Ok(calls) }
+        });
+        assert_eq!((opened, walk.retries.load(std::sync::atomic::Ordering::Relaxed)), (Ok(3), 2));
+        let mut calls = 0;
+        let denied: Result<(), _> = walk.open_retrying(|| {
+            calls += 1;
+            Err(Errno::ACCESS)
+        });
+        assert_eq!((denied, calls), (Err(Errno::ACCESS), 1));
+        let mut calls = 0;
+        let stale: Result<(), _> = walk.open_retrying(|| {
+            calls += 1;
+            Err(Errno::IO)
+        });
+        assert_eq!((stale, calls), (Err(Errno::IO), 4), "the first call and 3 retries");
+    }
+
+    #[test]
+    fn a_directory_read_counts_as_list_pages() {
+        let walk = listing(0);
+        for objects in [0, 1, 1000, 1001, 2500] {
+            walk.count_directory(objects);
+        }
+        assert_eq!(walk.counters.snapshot().list_pages, 1 + 1 + 1 + 2 + 3);
     }
 }
