@@ -361,12 +361,13 @@ pub fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::listing::{ListedChunk, LocationCounts};
     use crate::plan::PlanSpool;
 
-    fn id(first: u8, n: u32) -> [u8; 32] {
+    /// An id whose first byte (its range) is `first`, numbered `n` within it.
+    pub(crate) fn id(first: u8, n: u32) -> [u8; 32] {
         let mut id = [0u8; 32];
         id[0] = first;
         id[1..5].copy_from_slice(&n.to_be_bytes());

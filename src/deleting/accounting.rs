@@ -188,13 +188,7 @@ mod tests {
     use crate::listing::ListedChunk;
     use crate::plan::PlanSpool;
     use crate::verify::RangeSpill;
-
-    fn id(first: u8, n: u32) -> [u8; 32] {
-        let mut id = [0u8; 32];
-        id[0] = first;
-        id[1..5].copy_from_slice(&n.to_be_bytes());
-        id
-    }
+    use crate::verify::tests::id;
 
     fn spill(dir: &std::path::Path, pairs: &[(u32, [u8; 32])], block: usize) -> Spilled {
         let spill = RangeSpill::create(dir).unwrap();
