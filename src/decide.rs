@@ -42,6 +42,9 @@ pub struct Decider<'a> {
     cutoff_ms: i64,
     per_location: Vec<LocationTally>,
     spool: Option<PlanSpool>,
+    /// Spool only the planned chunks this filter holds (spec 9.2's accounting in a dry run
+    /// that needs no other record): the plan's counters stay whole.
+    spool_only: Option<&'a RefFilter>,
     /// The current part's planned chunks.
     part_planned: Vec<ListedChunk>,
     /// Planned so far, every location.
@@ -52,7 +55,21 @@ impl<'a> Decider<'a> {
     /// `spool`: where planned chunks go; `None` when nothing will read them (a dry run
     /// without `--plan-out` or `--verify` needs only the counters).
     pub fn new(filter: &'a RefFilter, cutoff_ms: i64, spool: Option<PlanSpool>) -> Self {
-        Self { filter, cutoff_ms, per_location: Vec::new(), spool, part_planned: Vec::new(), planned: 0 }
+        Self {
+            filter,
+            cutoff_ms,
+            per_location: Vec::new(),
+            spool,
+            spool_only: None,
+            part_planned: Vec::new(),
+            planned: 0,
+        }
+    }
+
+    /// Spools only the planned chunks `held` holds: the spool is then no plan, only what the
+    /// deleting snapshots' accounting reads.
+    pub fn spooling_only(self, held: &'a RefFilter) -> Self {
+        Self { spool_only: Some(held), ..self }
     }
 
     pub fn decide_part(&mut self, part: &Listed) -> Result<(), PlanError> {
@@ -76,6 +93,9 @@ impl<'a> Decider<'a> {
             }
         }
         self.planned += self.part_planned.len() as u64;
+        if let Some(held) = self.spool_only {
+            self.part_planned.retain(|c| held.contains(&c.id));
+        }
         match &mut self.spool {
             Some(spool) => spool.append(part.location, &mut self.part_planned),
             None => Ok(()),
@@ -181,6 +201,23 @@ mod tests {
 
     /// Every part is observed before it is decided, the shared counter follows the plan, and
     /// a stop leaves the parts not yet received undecided: a later call decides them.
+    /// For the accounting alone: every planned chunk is counted, only the held ones spooled.
+    #[test]
+    fn spooling_only_the_held_chunks_keeps_the_counters_whole() {
+        let filter = RefFilter::new(1, 0.0001, 5);
+        filter.insert_all(&[[1; 32]]);
+        let held = RefFilter::new(1, 0.0001, 6);
+        held.insert_all(&[[4; 32]]);
+        let dir = tempfile::tempdir().unwrap();
+        let decider = Decider::new(&filter, 100, Some(PlanSpool::create(dir.path()).unwrap()));
+        let mut decider = decider.spooling_only(&held);
+        decider.decide_part(&part(0, vec![chunk(1, 5, 10), chunk(3, 5, 20), chunk(4, 5, 30)], 0)).unwrap();
+        let plan = decider.finish(1).unwrap();
+        assert_eq!((plan.totals().planned, plan.totals().planned_bytes), (2, 50));
+        let spooled: Vec<u8> = plan.spool.unwrap().runs().flat_map(|r| r.unwrap().1).map(|c| c.id[0]).collect();
+        assert_eq!(spooled, [4], "only the held chunk is spooled");
+    }
+
     #[test]
     fn the_stream_observes_every_part_and_stops_when_told() {
         let filter = RefFilter::new(1, 0.001, 5);

@@ -408,8 +408,11 @@ impl Run<'_> {
         outcome: &mut Outcome,
     ) -> Result<Decided, GcError> {
         let config = self.config;
-        let needs_records =
-            config.mode.deletes() || config.plan_out.is_some() || config.verify || config.deleting_snapshots.is_some();
+        let needs_plan = config.mode.deletes() || config.plan_out.is_some() || config.verify;
+        // Without them, the accounting reads only the planned chunks the deleting ids hold.
+        let accounting_only =
+            (!needs_plan).then(|| watched.named.as_ref().map(|(named, _)| Arc::clone(named))).flatten();
+        let needs_records = needs_plan || accounting_only.is_some();
         let spool = needs_records.then(|| PlanSpool::create(&config.work_dir)).transpose()?;
         let (filter, stop, planned) = (Arc::clone(filter), self.stop.clone(), Arc::clone(&self.progress.planned));
         let cutoff_ms = config.cutoff.timestamp_millis();
@@ -417,6 +420,9 @@ impl Run<'_> {
         let deciding = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut decider = Decider::new(&filter, cutoff_ms, spool);
+            if let Some(named) = &accounting_only {
+                decider = decider.spooling_only(named);
+            }
             let mut observe = |part: &Listed| {
                 if let Some(spill) = &watched.verify {
                     spill.add_listed(part, &filter);
