@@ -342,14 +342,8 @@ impl Run<'_> {
         self.stop.check()?;
 
         self.progress.stage.set(Stage::Plan);
-        let accounting = match named {
-            Some(named) => Some(Accounting {
-                named,
-                shared: referenced.shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?,
-                listed: decided.watched.named.map(|(_, spill)| spill.finish()).transpose()?,
-            }),
-            None => None,
-        };
+        let listed_named = decided.watched.named.map(|(_, spill)| spill);
+        let accounting = accounting(named, referenced.shared, listed_named)?;
         let refs = referenced.spill.map(RangeSpill::finish).transpose()?;
         let listed_before = decided.watched.verify.map(RangeSpill::finish).transpose()?;
         let after = match (refs, listed_before, &planned.spool) {
@@ -488,14 +482,7 @@ impl Run<'_> {
         let wanted = Wanted { spill: true, ..Wanted::default() };
         let ManifestsRead { referenced, folder, named } =
             self.manifests(live, &table, legacy_location, wanted, outcome).await?;
-        let accounting = match named {
-            Some(named) => Some(Accounting {
-                named,
-                shared: referenced.shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?,
-                listed: None,
-            }),
-            None => None,
-        };
+        let accounting = accounting(named, referenced.shared, None)?;
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
@@ -610,6 +597,21 @@ impl Run<'_> {
         let legacy = table.register(&Location::legacy_default(&self.config.meta_bucket, &self.config.partition)?);
         Ok((table, legacy))
     }
+}
+
+/// Spec 9.2's accounting as planning leaves it, when there is a deleting set: its named ids,
+/// the live references among them, and (when this run listed) the listed chunks among them.
+fn accounting(
+    named: Option<Named>,
+    shared: Option<RangeSpill>,
+    listed: Option<RangeSpill>,
+) -> Result<Option<Accounting>, GcError> {
+    let Some(named) = named else {
+        return Ok(None);
+    };
+    let shared = shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?;
+    let listed = listed.map(RangeSpill::finish).transpose()?;
+    Ok(Some(Accounting { named, shared, listed }))
 }
 
 /// Unreferenced old chunks the filter kept by mistake, expected: with rate p, the planned

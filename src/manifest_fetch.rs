@@ -16,7 +16,7 @@ use crate::deleting::ManifestObject;
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
 use crate::locations::{LocationError, LocationTable};
-use crate::manifest::{self, ManifestError, ManifestErrorKind, legacy, unified};
+use crate::manifest::{self, ManifestError, ManifestErrorKind, ManifestKind, legacy, unified};
 use crate::store::Stores;
 
 mod deleting;
@@ -89,6 +89,16 @@ pub struct Ingest {
     /// Where each location a unified manifest names is registered (and its listing started).
     pub locations: LocationTable,
     pub stats: Arc<IngestStats>,
+}
+
+/// At most how many ids a manifest object of `size` bytes holds: sizes a filter before the
+/// objects are read. A legacy `.manifest` holds none (its index does).
+fn ids_bound(kind: ManifestKind, size: u64) -> u64 {
+    match kind {
+        ManifestKind::LegacyManifest => 0,
+        ManifestKind::LegacyIndex => size.saturating_sub(legacy::INDEX_HEADER_LEN as u64) / 32,
+        ManifestKind::Unified => size / 32,
+    }
 }
 
 fn object_name(bucket: &str, key: &str) -> String {
@@ -167,8 +177,8 @@ pub async fn inventory(
             }
             _ => {}
         }
-        id_bound += index.map_or(0, |size| size.saturating_sub(legacy::INDEX_HEADER_LEN as u64) / 32);
-        id_bound += snap.map_or(0, |size| size / 32);
+        id_bound += index.map_or(0, |size| ids_bound(ManifestKind::LegacyIndex, size));
+        id_bound += snap.map_or(0, |size| ids_bound(ManifestKind::Unified, size));
         jobs.push(SnapshotJob { snapshot: snapshot.clone(), legacy: text.is_some(), unified: snap.is_some() });
     }
     Ok(Inventory { jobs, not_live, id_bound })

@@ -100,20 +100,25 @@ impl RangeFacts {
     }
 
     fn find(&self, id: &[u8; 32]) -> Option<usize> {
-        self.ids.binary_search(id).ok()
+        find(&self.ids, id)
     }
+}
 
-    /// Marks the named ids that `spill`'s entries of `range` hold.
-    fn mark(&self, spill: &Spilled, range: usize, marks: &mut [bool]) -> Result<(), VerifyError> {
-        for block in spill.unsorted_blocks(range) {
-            for entry in block? {
-                if let Some(i) = self.find(&entry.id) {
-                    marks[i] = true;
-                }
+fn find(ids: &[[u8; 32]], id: &[u8; 32]) -> Option<usize> {
+    ids.binary_search(id).ok()
+}
+
+/// Which of the range's named `ids` (sorted) `spill`'s entries of `range` hold.
+fn held_by(ids: &[[u8; 32]], spill: &Spilled, range: usize) -> Result<Vec<bool>, VerifyError> {
+    let mut held = vec![false; ids.len()];
+    for block in spill.unsorted_blocks(range) {
+        for entry in block? {
+            if let Some(i) = find(ids, &entry.id) {
+                held[i] = true;
             }
         }
-        Ok(())
     }
+    Ok(held)
 }
 
 /// Every deleting snapshot's counts, in the deleting set's order.
@@ -158,13 +163,9 @@ pub fn account(ledger: &Ledger<'_>) -> Result<Vec<DeletingSnapshot>, VerifyError
 
 fn range_facts(ledger: &Ledger<'_>, range: usize, ids: Vec<[u8; 32]>) -> Result<RangeFacts, VerifyError> {
     let mut facts = RangeFacts::new(ids);
-    let mut marks = std::mem::take(&mut facts.shared);
-    facts.mark(ledger.shared, range, &mut marks)?;
-    facts.shared = marks;
+    facts.shared = held_by(&facts.ids, ledger.shared, range)?;
     if let Some(listed) = ledger.listed {
-        let mut marks = std::mem::take(&mut facts.listed);
-        facts.mark(listed, range, &mut marks)?;
-        facts.listed = marks;
+        facts.listed = held_by(&facts.ids, listed, range)?;
     }
     let deleted = ledger.deleted.map(|d| d.sorted_range(range)).transpose()?;
     for run in ledger.plan.runs_of_fanout(range as u8) {

@@ -22,7 +22,7 @@ use crate::manifest::{self, ManifestKind};
 use crate::store::Stores;
 use crate::verify::RangeSpill;
 
-use super::{Ingest, IngestError, RefSink, SnapshotJob, ingest_snapshot};
+use super::{Ingest, IngestError, RefSink, SnapshotJob, ids_bound, ingest_snapshot};
 
 struct NamedSink {
     index: HashMap<SnapshotId, u32>,
@@ -59,7 +59,7 @@ pub async fn read_deleting(
             ManifestKind::Unified => *unified = true,
             ManifestKind::LegacyManifest | ManifestKind::LegacyIndex => *legacy = true,
         }
-        id_bound += object.size.unwrap_or(0) / 32;
+        id_bound += ids_bound(kind, object.size.unwrap_or(0));
     }
     let jobs: Vec<(u32, SnapshotJob)> = deleting
         .snapshots
