@@ -192,6 +192,13 @@ impl RefFilter {
         let textbook = (1.0 - (-k * n / m).exp()).powf(k);
         textbook.max(self.fpr).min(1.0)
     }
+
+    /// Unreferenced old chunks this filter kept by mistake, expected: with rate p, the
+    /// `planned` ones are the (1 - p) share of the truly unreferenced.
+    pub fn expected_false_positives(&self, planned: u64) -> f64 {
+        let p = self.expected_fpr();
+        planned as f64 * p / (1.0 - p)
+    }
 }
 
 /// Asks the kernel to back the filter's bits with 2 MiB pages. Each id sets bits in about

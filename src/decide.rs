@@ -10,6 +10,9 @@ use crate::bloom::RefFilter;
 use crate::listing::{Listed, ListedChunk};
 use crate::plan::{LocationTally, Plan, PlanError, PlanSpool};
 
+mod stage;
+pub use stage::{DecideStageError, Decided, Deciding, ListingSettings, ListingTask, Watched, start_listing};
+
 /// Why a chunk stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepReason {

@@ -96,6 +96,12 @@ pub fn cross_check(
     }
     let Some(deleting) = deleting else {
         census.unclassified = by_snapshot.len() as u64;
+        if census.unclassified > 0 {
+            tracing::warn!(
+                unclassified = census.unclassified,
+                "snapshots with manifests that are not live: the cross-check is off without --deleting-snapshots"
+            );
+        }
         return Ok(census);
     };
     census.deleting = deleting.snapshots.len() as u64;

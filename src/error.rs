@@ -2,6 +2,7 @@
 
 use crate::bug::Bug;
 use crate::config::ConfigError;
+use crate::decide::DecideStageError;
 use crate::deleting::DeletingError;
 use crate::execute::{DeleteFailures, HeldError};
 use crate::listing::ListingError;
@@ -9,15 +10,10 @@ use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
 use crate::manifest_fetch::IngestError;
 use crate::plan::{GuardTripped, PlanError, PlanRefused};
+pub use crate::stop::Signal;
+use crate::stop::Stopped;
 use crate::store::StoreError;
 use crate::verify::{RelistError, VerifyError, VerifyFailure};
-
-/// The signal that stopped a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Interrupt,
-    Terminate,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -55,10 +51,22 @@ pub enum GcError {
     Verify(#[from] VerifyFailure),
     #[error(transparent)]
     Relist(#[from] RelistError),
-    #[error("stopped by {0:?}: no new deletes were started")]
-    Interrupted(Signal),
+    #[error(transparent)]
+    Interrupted(#[from] Stopped),
     #[error(transparent)]
     Internal(#[from] Bug),
+}
+
+impl From<DecideStageError> for GcError {
+    fn from(error: DecideStageError) -> Self {
+        match error {
+            DecideStageError::Listing(e) => e.into(),
+            DecideStageError::Held(e) => e.into(),
+            DecideStageError::Plan(e) => e.into(),
+            DecideStageError::Stopped(e) => e.into(),
+            DecideStageError::Bug(e) => e.into(),
+        }
+    }
 }
 
 /// Every way a run ends, and its exit code (spec section 7): the one place codes are made.
@@ -137,7 +145,7 @@ impl GcError {
             GcError::Guard(_) => Exit::Guard,
             GcError::DeleteFailures(_) => Exit::DeleteFailures,
             GcError::Verify(_) => Exit::Verify,
-            GcError::Interrupted(signal) => Exit::from(*signal),
+            GcError::Interrupted(Stopped(signal)) => Exit::from(*signal),
         }
     }
 
@@ -191,7 +199,7 @@ mod tests {
         for (exit, code) in codes {
             assert_eq!(exit.code(), code, "{exit:?}");
         }
-        assert_eq!(GcError::Interrupted(Signal::Terminate).exit_code(), 143);
+        assert_eq!(GcError::Interrupted(Stopped(Signal::Terminate)).exit_code(), 143);
         assert_eq!(GcError::Verify(VerifyFailure::GoneAfter { count: 1 }).exit_code(), 8);
     }
 

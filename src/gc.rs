@@ -9,31 +9,28 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::bloom::RefFilter;
 use crate::bug::Bug;
 use crate::config::{Config, Mode};
-use crate::decide::{Decider, decide_stream};
+use crate::decide::{Deciding, ListingSettings, Watched, start_listing};
 use crate::deleting::{self, Accounting, DeletingSnapshot, ManifestObject, Named, Reclaim, SnapshotCensus};
 use crate::error::GcError;
-use crate::execute::{DeletedWatch, Executor, HeldFound, put_back_before_listing, put_back_held};
+use crate::execute::{DeletedWatch, Executor, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
-use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_dir;
 use crate::manifest_fetch::{Referenced, Wanted, inventory, read_deleting, read_manifests};
-use crate::plan::{Plan, PlanHeader, PlanRefused, PlanSpool, Planned, Reread, read_plan, write_plan};
+use crate::plan::{PlanHeader, Planned, Reread, ReviewedPlan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
 use crate::store::Stores;
-use crate::verify::{AfterCheck, RangeSpill, Spilled, VerifyReport, check_before, check_planned};
+use crate::verify::{AfterCheck, RangeSpill, Spilled, check_reviewed};
 
 pub use crate::progress::Progress;
-pub use crate::stop::Stop;
+pub use crate::stop::{Stop, Stopped};
 
 /// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`]
 /// chunks of 48 bytes a part, 6 MiB and under 128k chunks.
@@ -64,9 +61,6 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-/// The listing's task: how long it took, and the chunks an earlier run left held.
-type ListingTask = AbortOnDropHandle<Result<(u64, HeldFound), GcError>>;
-
 /// The two sets the control plane gave: live, and (`--deleting-snapshots`) being deleted.
 struct Sets {
     live: LiveSet,
@@ -82,19 +76,6 @@ struct ManifestsRead {
     referenced: Referenced,
     folder: Folder,
     named: Option<Named>,
-}
-
-/// What the decide stage watches the listing for, besides planning: `--verify`'s listing,
-/// and the listed chunks the deleting snapshots name.
-struct Watched {
-    verify: Option<RangeSpill>,
-    named: Option<(Arc<RefFilter>, RangeSpill)>,
-}
-
-/// What the listing and the decide stage leave together.
-struct Decided {
-    plan: Plan,
-    watched: Watched,
 }
 
 /// What planning leaves for the rest of the run.
@@ -190,7 +171,7 @@ impl Run<'_> {
             executed.failures.append(&mut reclaimed.failed.failures);
         }
         all_done?;
-        self.stop.check()
+        Ok(self.stop.check()?)
     }
 
     /// The snapshots folder as a location: where manifests are deleted (and held aside).
@@ -209,11 +190,17 @@ impl Run<'_> {
     ) -> Result<Vec<DeletingSnapshot>, GcError> {
         let t = Instant::now();
         let plan = planned.spool.as_ref().ok_or_else(|| Bug::new("the accounting has no plan spool"))?;
-        let counts = info_span!("accounting").in_scope(|| accounting.account(plan, deleted))?;
-        let freed: u64 = counts.iter().map(|c| c.freed_chunks).sum();
-        info!(snapshots = counts.len(), freed_chunks = freed, elapsed_ms = ms(t), "deleting snapshots accounted");
+        let counts = accounting.account(plan, deleted)?;
         outcome.durations.insert("accounting", ms(t));
         Ok(counts)
+    }
+
+    /// Runs a stage unless a stop arrives first.
+    async fn unless_stopped<T, E: Into<GcError>>(
+        &self,
+        stage: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, GcError> {
+        self.stop.unless_stopped(async { stage.await.map_err(Into::into) }).await
     }
 
     fn executor<'e>(&'e self, deleted: Option<&'e DeletedWatch>) -> Executor<'e> {
@@ -255,47 +242,36 @@ impl Run<'_> {
             outcome.held.put_back += held.put_back;
         }
         let listing = inventory(self.stores, &config.meta_bucket, &config.partition, live);
-        let mut inventory = self.stop.unless_stopped(async { Ok(listing.await?) }).await?;
-        outcome.snapshots = Some(self.cross_check(sets, &inventory.not_live)?);
+        let mut inventory = self.unless_stopped(listing).await?;
+        // Spec 9.2's cross-check: a snapshot neither live nor being deleted with an old
+        // manifest refuses the run.
+        let (folder, cutoff_ms) =
+            (format!("{}/{}", config.meta_bucket, snapshots_dir(&config.partition)), config.cutoff.timestamp_millis());
+        let not_live = &inventory.not_live;
+        outcome.snapshots = Some(deleting::cross_check(live, sets.deleting.as_ref(), not_live, cutoff_ms, &folder)?);
         let folder = std::mem::take(&mut inventory.not_live);
         // The deleting snapshots' manifests first: the live ones are then spilled only where
         // they name the same ids.
         let named = match &sets.deleting {
             Some(deleting) => {
                 let reading = read_deleting(self.stores, config, deleting, &folder);
-                Some(self.stop.unless_stopped(async { Ok(reading.await?) }).await?)
+                Some(self.unless_stopped(reading).await?)
             }
             None => None,
         };
         let wanted = Wanted { named: named.as_ref().map(|n| Arc::clone(&n.filter)), ..wanted };
         let reading =
             read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
-        let referenced = self.stop.unless_stopped(async { Ok(reading.await?) }).await?;
+        let referenced = self.unless_stopped(reading).await?;
         outcome.manifests = Some(referenced.counts);
         outcome.durations.insert("manifests", ms(t));
         Ok(ManifestsRead { referenced, folder, named })
     }
 
-    /// Spec 9.2's cross-check of the snapshots folder: refuses the run when a snapshot that
-    /// is neither live nor being deleted has an old manifest.
-    fn cross_check(&self, sets: &Sets, not_live: &[ManifestObject]) -> Result<SnapshotCensus, GcError> {
-        let config = self.config;
-        let folder = format!("{}/{}", config.meta_bucket, snapshots_dir(&config.partition));
-        let cutoff_ms = config.cutoff.timestamp_millis();
-        let census = deleting::cross_check(&sets.live, sets.deleting.as_ref(), not_live, cutoff_ms, &folder)?;
-        if sets.deleting.is_none() && census.unclassified > 0 {
-            warn!(
-                unclassified = census.unclassified,
-                "snapshots with manifests that are not live: the cross-check is off without --deleting-snapshots"
-            );
-        }
-        Ok(census)
-    }
-
     /// A run's own plan: manifests into the filter while every location is listed, each
     /// listed part decided as it arrives, then under `--verify` the exact checks before any
     /// delete, and the plan file.
-    async fn plan(&self, live: &Sets, outcome: &mut Outcome) -> Result<Planning, GcError> {
+    async fn plan(&self, sets: &Sets, outcome: &mut Outcome) -> Result<Planning, GcError> {
         let config = self.config;
         let (to_listing, from_table) = mpsc::unbounded_channel();
         let table = LocationTable::new(Some(to_listing));
@@ -304,41 +280,44 @@ impl Run<'_> {
             table.register(l);
         });
         let (parts_out, parts_in) = mpsc::channel(PARTS_BUFFERED);
-        let listing = self.start_listing(from_table, parts_out);
+        let settings = ListingSettings {
+            concurrency: config.list_concurrency,
+            listed: Arc::clone(&self.progress.listed),
+            dry_run: !config.mode.deletes(),
+        };
+        let listing = start_listing(self.stores, from_table, parts_out, settings);
         let wanted = Wanted { filter: true, spill: config.verify, ..Wanted::default() };
         let ManifestsRead { referenced, folder, named } =
-            self.manifests(live, &table, legacy_location, wanted, outcome).await?;
+            self.manifests(sets, &table, legacy_location, wanted, outcome).await?;
         let locations = table.close();
 
         self.progress.stage.set(Stage::Listing);
         let t = Instant::now();
         let filter = referenced.filter.clone().ok_or_else(|| Bug::new("no filter was built"))?;
+        let spill = || RangeSpill::create(&config.work_dir);
+        let named_filter = named.as_ref().map(|n| Arc::clone(&n.filter));
         let watched = Watched {
-            verify: config.verify.then(|| RangeSpill::create(&config.work_dir)).transpose()?,
-            named: match &named {
-                Some(named) => Some((Arc::clone(&named.filter), RangeSpill::create(&config.work_dir)?)),
-                None => None,
-            },
+            verify: config.verify.then(spill).transpose()?,
+            named: named_filter.map(|f| spill().map(|s| (f, s))).transpose()?,
         };
-        let decided = self.decide(listing, parts_in, &filter, watched, locations.len(), outcome).await?;
+        let deciding = Deciding {
+            filter: &filter,
+            cutoff_ms: config.cutoff.timestamp_millis(),
+            work_dir: &config.work_dir,
+            needs_plan: config.mode.deletes() || config.plan_out.is_some() || config.verify,
+            locations: locations.len(),
+            planned: Arc::clone(&self.progress.planned),
+        };
+        let decided = deciding.run(listing, parts_in, watched, self.stop).await?;
+        outcome.durations.insert("listing", decided.listing_ms);
+        outcome.held = decided.held;
         let cutoff_ms = config.cutoff.timestamp_millis();
         let planned = Planned::decided(decided.plan, locations, config.max_delete_fraction, cutoff_ms);
-        let expected_false_positives = expected_false_positives(&filter, planned.totals.planned);
+        let expected_false_positives = filter.expected_false_positives(planned.totals.planned);
         outcome.plan = Some(PlanCounts::of(&planned, expected_false_positives));
         self.progress.planned.store(planned.totals.planned, Ordering::Relaxed);
         outcome.durations.insert("decide", ms(t));
-        let totals = &planned.totals;
-        info!(
-            chunks = totals.listing.chunks,
-            planned = totals.planned,
-            referenced_kept = totals.referenced_kept,
-            young_kept = totals.young_kept,
-            "decided"
-        );
-        if planned.guard.tripped {
-            let guard = &planned.guard;
-            warn!(fraction = guard.fraction, max = guard.max_delete_fraction, "delete-fraction guard tripped");
-        }
+        planned.log();
         self.stop.check()?;
 
         self.progress.stage.set(Stage::Plan);
@@ -349,104 +328,20 @@ impl Run<'_> {
         let after = match (refs, listed_before, &planned.spool) {
             (Some(refs), Some(before), Some(spool)) => {
                 let t = Instant::now();
-                let checks = check_before(&refs, &before, spool)?;
-                outcome.referenced_distinct = Some(checks.referenced_distinct);
+                let (after, referenced_distinct) =
+                    AfterCheck::before_deletes(refs, before, spool, filter, &planned.locations)?;
+                outcome.referenced_distinct = Some(referenced_distinct);
                 outcome.durations.insert("verify_before", ms(t));
-                let spill_bytes = refs.bytes_on_disk() + before.bytes_on_disk() + spool.bytes_on_disk();
-                let verify = VerifyReport::before_deletes(&checks, &planned.locations, spill_bytes);
-                outcome.verify = Some(verify.clone());
-                Some(AfterCheck { refs, before, filter, verify })
+                outcome.verify = Some(after.verify.clone());
+                Some(after)
             }
             _ => None,
         };
-        self.write_plan(live, &planned, outcome)?;
+        self.write_plan(sets, &planned, outcome)?;
         if let Some(after) = &after {
             after.verify.allows_deletes()?;
         }
         Ok(Planning { planned, after, folder, accounting })
-    }
-
-    fn start_listing(&self, locations: mpsc::UnboundedReceiver<(u32, Location)>, out: PartSender) -> ListingTask {
-        let stores = self.stores.clone();
-        let concurrency = self.config.list_concurrency;
-        let progress = Arc::clone(&self.progress.listed);
-        let dry_run = !self.config.mode.deletes();
-        let span = info_span!("listing");
-        AbortOnDropHandle::new(tokio::spawn(
-            async move {
-                let t = Instant::now();
-                let (restored, held) = mpsc::unbounded_channel();
-                let putting_back = async {
-                    put_back_before_listing(&stores, locations, restored, dry_run).await.map_err(GcError::from)
-                };
-                let listing = async {
-                    list_stream(stores.clone(), held, concurrency, progress, out).await.map_err(GcError::from)
-                };
-                let (held, ()) = tokio::try_join!(putting_back, listing)?;
-                info!(elapsed_ms = ms(t), "listing done");
-                Ok((ms(t), held))
-            }
-            .instrument(span),
-        ))
-    }
-
-    /// Decides the listing's parts as they arrive (they waited in the bounded channel until
-    /// the filter was complete), spooling the planned ones. Returns when the listing is done.
-    async fn decide(
-        &self,
-        listing: ListingTask,
-        mut parts: mpsc::Receiver<Listed>,
-        filter: &Arc<RefFilter>,
-        watched: Watched,
-        n_locations: usize,
-        outcome: &mut Outcome,
-    ) -> Result<Decided, GcError> {
-        let config = self.config;
-        let needs_plan = config.mode.deletes() || config.plan_out.is_some() || config.verify;
-        // Without them, the accounting reads only the planned chunks the deleting ids hold.
-        let accounting_only =
-            (!needs_plan).then(|| watched.named.as_ref().map(|(named, _)| Arc::clone(named))).flatten();
-        let needs_records = needs_plan || accounting_only.is_some();
-        let spool = needs_records.then(|| PlanSpool::create(&config.work_dir)).transpose()?;
-        let (filter, stop, planned) = (Arc::clone(filter), self.stop.clone(), Arc::clone(&self.progress.planned));
-        let cutoff_ms = config.cutoff.timestamp_millis();
-        let span = info_span!("decide");
-        let deciding = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut decider = Decider::new(&filter, cutoff_ms, spool);
-            if let Some(named) = &accounting_only {
-                decider = decider.spooling_only(named);
-            }
-            let mut observe = |part: &Listed| {
-                if let Some(spill) = &watched.verify {
-                    spill.add_listed(part, &filter);
-                }
-                if let Some((named, spill)) = &watched.named {
-                    spill.add_listed(part, named);
-                }
-            };
-            let stopped = || stop.signal().is_some();
-            let result = decide_stream(&mut parts, &mut decider, &mut observe, &planned, &stopped);
-            // Dropped now, so a listing still sending stops at once.
-            drop(parts);
-            result.and_then(|()| decider.finish(n_locations)).map(|plan| Decided { plan, watched })
-        });
-        // On a stop the listing is aborted (dropped); the decide stage stops at its next part
-        // and drops the channel, which ends a `file://` walk still sending.
-        let listed = self.stop.unless_stopped(async { listing.await.map_err(|e| Bug::task("listing", &e).into()) });
-        let listed = listed.await?;
-        let decided = deciding.await.map_err(|e| Bug::task("decide", &e))?;
-        match (listed, decided) {
-            (Ok((listing_ms, held)), Ok(done)) => {
-                outcome.durations.insert("listing", listing_ms);
-                outcome.held = held;
-                Ok(done)
-            }
-            // The decide stage failed first and closed the channel: its error is the cause.
-            (Err(GcError::Listing(ListingError::Closed)), Err(error)) => Err(error.into()),
-            (Err(error), _) => Err(error),
-            (Ok(_), Err(error)) => Err(error.into()),
-        }
     }
 
     fn write_plan(&self, sets: &Sets, planned: &Planned, outcome: &mut Outcome) -> Result<(), GcError> {
@@ -471,8 +366,8 @@ impl Run<'_> {
     ) -> Result<(Planned, Folder, Option<Accounting>), GcError> {
         let config = self.config;
         let t = Instant::now();
-        let reviewed = read_plan(path, &config.work_dir).map_err(|e| PlanRefused(e.to_string()))?;
-        reviewed.check(&config.binding(), &live.live, live.deleting.as_ref())?;
+        let reviewed =
+            ReviewedPlan::read_for(path, &config.work_dir, &config.binding(), &live.live, live.deleting.as_ref())?;
         outcome.durations.insert("plan", ms(t));
         let planned = Planned::reviewed(reviewed, config.max_delete_fraction);
         outcome.plan = Some(PlanCounts::of(&planned, 0.0));
@@ -486,10 +381,8 @@ impl Run<'_> {
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
-        let referenced_now = check_planned(&refs, spool)?;
+        let verify = check_reviewed(&refs, spool, &planned.locations)?;
         outcome.durations.insert("verify_before", ms(t));
-        let spill_bytes = refs.bytes_on_disk() + spool.bytes_on_disk();
-        let verify = VerifyReport::of_reviewed_plan(&referenced_now, &planned.locations, spill_bytes);
         let verdict = verify.allows_applying();
         outcome.verify = Some(verify);
         verdict?;
@@ -514,13 +407,7 @@ impl Run<'_> {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
             outcome.held = put_back_held(self.stores, &planned.locations, false).await?;
         }
-        let watch = match accounting {
-            Some(a) => Some(DeletedWatch {
-                named: Arc::clone(&a.named.filter),
-                spill: RangeSpill::create(&self.config.work_dir)?,
-            }),
-            None => None,
-        };
+        let watch = accounting.map(|a| a.deleted_watch(&self.config.work_dir)).transpose()?;
         let executor = self.executor(watch.as_ref());
         let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
         let (stats, spool_error) = executing.instrument(info_span!("execute")).await?;
@@ -536,7 +423,7 @@ impl Run<'_> {
             if after.is_some() {
                 warn!("verify after the deletes skipped: stopped by a signal");
             }
-            return Err(GcError::Interrupted(signal));
+            return Err(Stopped(signal).into());
         }
         if let (Some(accounting), Some(watch)) = (accounting, watch) {
             let deleted = watch.spill.finish()?;
@@ -612,11 +499,4 @@ fn accounting(
     let shared = shared.ok_or_else(|| Bug::new("no spill of the shared references"))?.finish()?;
     let listed = listed.map(RangeSpill::finish).transpose()?;
     Ok(Some(Accounting { named, shared, listed }))
-}
-
-/// Unreferenced old chunks the filter kept by mistake, expected: with rate p, the planned
-/// ones are the (1 - p) share of the truly unreferenced.
-fn expected_false_positives(filter: &RefFilter, planned: u64) -> f64 {
-    let p = filter.expected_fpr();
-    planned as f64 * p / (1.0 - p)
 }

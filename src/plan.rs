@@ -255,6 +255,22 @@ impl Planned {
             reread: Reread::Unchanged,
         }
     }
+
+    /// The decide stage's totals, and the guard when it tripped, in the run's log.
+    pub fn log(&self) {
+        let totals = &self.totals;
+        tracing::info!(
+            chunks = totals.listing.chunks,
+            planned = totals.planned,
+            referenced_kept = totals.referenced_kept,
+            young_kept = totals.young_kept,
+            "decided"
+        );
+        if self.guard.tripped {
+            let guard = &self.guard;
+            tracing::warn!(fraction = guard.fraction, max = guard.max_delete_fraction, "delete-fraction guard tripped");
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

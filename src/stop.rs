@@ -7,7 +7,18 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{GcError, Signal};
+/// The signal that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// A stage that ended because a signal asked the run to stop. Each stage's error takes it in
+/// (`From<Stopped>`), so a stage can watch the stop without knowing the run's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped by {0:?}: no new deletes were started")]
+pub struct Stopped(pub Signal);
 
 /// Asks a run to stop; every stage that waits or deletes watches it.
 #[derive(Clone, Default)]
@@ -39,20 +50,20 @@ impl Stop {
     }
 
     /// The stop as an error, when one was asked for.
-    pub fn check(&self) -> Result<(), GcError> {
-        self.signal().map_or(Ok(()), |s| Err(GcError::Interrupted(s)))
+    pub fn check(&self) -> Result<(), Stopped> {
+        self.signal().map_or(Ok(()), |s| Err(Stopped(s)))
     }
 
-    pub async fn stopped(&self) -> GcError {
+    pub async fn stopped(&self) -> Stopped {
         self.token.cancelled().await;
-        GcError::Interrupted(self.signal().unwrap_or(Signal::Terminate))
+        Stopped(self.signal().unwrap_or(Signal::Terminate))
     }
 
     /// Runs `stage` unless a stop arrives first.
-    pub async fn unless_stopped<T>(&self, stage: impl Future<Output = Result<T, GcError>>) -> Result<T, GcError> {
+    pub async fn unless_stopped<T, E: From<Stopped>>(&self, stage: impl Future<Output = Result<T, E>>) -> Result<T, E> {
         tokio::select! {
             done = stage => done,
-            stopped = self.stopped() => Err(stopped),
+            stopped = self.stopped() => Err(stopped.into()),
         }
     }
 }
@@ -68,7 +79,7 @@ mod tests {
         stop.trigger(Signal::Interrupt);
         stop.trigger(Signal::Terminate);
         assert_eq!(stop.signal(), Some(Signal::Interrupt));
-        assert!(matches!(stop.check(), Err(GcError::Interrupted(Signal::Interrupt))));
+        assert_eq!(stop.check(), Err(Stopped(Signal::Interrupt)));
         assert!(stop.token().is_cancelled());
     }
 
@@ -76,7 +87,7 @@ mod tests {
     async fn a_stop_ends_a_stage_that_waits() {
         let stop = Stop::default();
         stop.trigger(Signal::Terminate);
-        let waiting = stop.unless_stopped(std::future::pending::<Result<(), GcError>>());
-        assert!(matches!(waiting.await, Err(GcError::Interrupted(Signal::Terminate))));
+        let waiting = stop.unless_stopped(std::future::pending::<Result<(), Stopped>>());
+        assert_eq!(waiting.await, Err(Stopped(Signal::Terminate)));
     }
 }

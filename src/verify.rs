@@ -21,7 +21,7 @@ use crate::plan::{PlanError, SpooledPlan};
 
 mod relist;
 mod verdict;
-pub use relist::{AfterCheck, RelistError, relist};
+pub use relist::{AfterCheck, RelistError, check_reviewed, relist};
 pub use verdict::{VerifyFailure, VerifyReport};
 
 /// Id ranges: one per value of an id's first byte.

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bloom::RefFilter;
+use crate::execute::DeletedWatch;
 use crate::ids::SnapshotId;
 use crate::plan::SpooledPlan;
-use crate::verify::{Entry, RANGES, Spilled, VerifyError};
+use crate::verify::{Entry, RANGES, RangeSpill, Spilled, VerifyError};
 
 /// What the deleting snapshots' manifests name: every id with its snapshot's index (in the
 /// deleting set's order), a filter of those ids, and each snapshot's error.
@@ -35,8 +36,10 @@ impl Accounting {
     /// Every deleting snapshot's counts over `plan`, and after deletes over what they
     /// deleted.
     pub fn account(&self, plan: &SpooledPlan, deleted: Option<&Spilled>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
+        let t = std::time::Instant::now();
+        let _span = tracing::info_span!("accounting").entered();
         let Accounting { named, shared, listed } = self;
-        account(&Ledger {
+        let counts = account(&Ledger {
             snapshots: &named.snapshots,
             errors: &named.errors,
             named: &named.refs,
@@ -44,7 +47,17 @@ impl Accounting {
             listed: listed.as_ref(),
             plan,
             deleted,
-        })
+        })?;
+        let freed_chunks: u64 = counts.iter().map(|c| c.freed_chunks).sum();
+        let elapsed_ms = t.elapsed().as_millis() as u64;
+        tracing::info!(snapshots = counts.len(), freed_chunks, elapsed_ms, "deleting snapshots accounted");
+        Ok(counts)
+    }
+
+    /// What the deletes must note for the accounting after them: the deleted chunks its
+    /// named ids hold.
+    pub fn deleted_watch(&self, work_dir: &std::path::Path) -> Result<DeletedWatch, VerifyError> {
+        Ok(DeletedWatch { named: Arc::clone(&self.named.filter), spill: RangeSpill::create(work_dir)? })
     }
 }
 

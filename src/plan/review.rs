@@ -54,6 +54,20 @@ impl PlanHeader {
 }
 
 impl ReviewedPlan {
+    /// Spec 8.3: the plan file at `path`, read and checked against this run; a plan that
+    /// cannot be read is refused as one that does not fit.
+    pub fn read_for(
+        path: &std::path::Path,
+        work_dir: &std::path::Path,
+        run: &Binding<'_>,
+        live: &LiveSet,
+        deleting: Option<&LiveSet>,
+    ) -> Result<Self, PlanRefused> {
+        let reviewed = super::read_plan(path, work_dir).map_err(|e| PlanRefused(e.to_string()))?;
+        reviewed.check(run, live, deleting)?;
+        Ok(reviewed)
+    }
+
     /// Spec 8.3: whether this plan may be applied by this run.
     pub fn check(&self, run: &Binding<'_>, live: &LiveSet, deleting: Option<&LiveSet>) -> Result<(), PlanRefused> {
         check_header(&self.header, run, live)?;

@@ -14,7 +14,9 @@ use crate::listing::{Listed, ListingError, list_stream};
 use crate::locations::Location;
 use crate::store::Stores;
 
-use super::{RangeSpill, Spilled, VerifyError, VerifyFailure, VerifyReport};
+use crate::plan::SpooledPlan;
+
+use super::{RangeSpill, Spilled, VerifyError, VerifyFailure, VerifyReport, check_before, check_planned};
 
 /// Parts waiting between the listing and the spill, at most.
 const PARTS_BUFFERED: usize = 16;
@@ -27,6 +29,14 @@ pub enum RelistError {
     Spill(#[from] VerifyError),
     #[error(transparent)]
     Bug(#[from] Bug),
+}
+
+/// `--apply-plan`'s check before any delete: the reviewed plan's chunks that a live manifest
+/// references now (every one of them refuses the plan).
+pub fn check_reviewed(refs: &Spilled, plan: &SpooledPlan, locations: &[Location]) -> Result<VerifyReport, VerifyError> {
+    let referenced_now = check_planned(refs, plan)?;
+    let spill_bytes = refs.bytes_on_disk() + plan.bytes_on_disk();
+    Ok(VerifyReport::of_reviewed_plan(&referenced_now, locations, spill_bytes))
 }
 
 /// Lists every location again, spilling what the filter holds.
@@ -69,6 +79,22 @@ pub struct AfterCheck {
 }
 
 impl AfterCheck {
+    /// `--verify`'s checks before any delete over the exact references, the listing and the
+    /// plan. Returns the check to run after the deletes (its report holds the verdict so
+    /// far), and how many distinct ids the live manifests reference.
+    pub fn before_deletes(
+        refs: Spilled,
+        before: Spilled,
+        plan: &SpooledPlan,
+        filter: Arc<RefFilter>,
+        locations: &[Location],
+    ) -> Result<(Self, u64), VerifyError> {
+        let checks = check_before(&refs, &before, plan)?;
+        let spill_bytes = refs.bytes_on_disk() + before.bytes_on_disk() + plan.bytes_on_disk();
+        let verify = VerifyReport::before_deletes(&checks, locations, spill_bytes);
+        Ok((AfterCheck { refs, before, filter, verify }, checks.referenced_distinct))
+    }
+
     /// Lists every location again; a referenced chunk listed before and not now fails. Returns
     /// the report with the verdict.
     pub async fn check(
