@@ -47,14 +47,10 @@ pub(super) fn list_location(
         part.counts.foreign_with(|| key);
         return send(part);
     }
-    let top_fd = match walk.open_retrying(|| walk::open_dir(rustix::fs::CWD, &top)) {
-        Ok(fd) => fd,
-        // Nothing there yet, or a file: object_store lists nothing under it either.
-        Err(Errno::NOENT | Errno::NOTDIR) => {
-            walk.count_directory(0);
-            return send(part);
-        }
-        Err(e) => return Err(fail((e.into(), prefix.to_owned()))),
+    let opened = walk.open_retrying(|| walk::open_dir(rustix::fs::CWD, &top));
+    let Some(top_fd) = walk::top_dir(opened, prefix).map_err(fail)? else {
+        walk.count_directory(0);
+        return send(part);
     };
     let top_dir = Dir { fd: &top_fd, path: &top, key: prefix, depth: 0 };
     let mut top_level = TopLevel { part: &mut part, dirs: Vec::new(), seen: 0 };

@@ -172,7 +172,12 @@ pub fn open_dir(at: impl AsFd, path: impl rustix::path::Arg) -> Result<OwnedFd, 
 
 /// Opens the directory at `path`, `None` if it does not exist.
 pub fn open_top(path: &Path, key: &str) -> Result<Option<OwnedFd>, Failure> {
-    match open_dir(rustix::fs::CWD, path) {
+    top_dir(open_dir(rustix::fs::CWD, path), key)
+}
+
+/// A listing's top directory as `open_dir` left it: `None` when there is nothing to list.
+pub fn top_dir(opened: Result<OwnedFd, Errno>, key: &str) -> Result<Option<OwnedFd>, Failure> {
+    match opened {
         Ok(fd) => Ok(Some(fd)),
         // Nothing there yet, or a file: object_store lists nothing under it either.
         Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
