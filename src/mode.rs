@@ -61,3 +61,35 @@ impl Mode {
         matches!(self, Mode::Execute | Mode::Apply(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> [Mode; 4] {
+        [Mode::DryRun, Mode::Execute, Mode::Apply(PathBuf::from("plan.jsonl")), Mode::Explain(vec![ChunkId([7; 32])])]
+    }
+
+    /// Only `--execute` and `--apply-plan` delete; `--explain` is read-only whatever else.
+    #[test]
+    fn only_execute_and_apply_delete() {
+        let deleting: Vec<bool> = all().iter().map(Mode::deletes).collect();
+        assert_eq!(deleting, [false, true, true, false]);
+    }
+
+    /// Spec 6 and 8.3: an `--explain` run is named a dry run in the report and the plan.
+    #[test]
+    fn explain_is_named_a_dry_run() {
+        let names: Vec<&str> = all().iter().map(|m| m.name().as_str()).collect();
+        assert_eq!(names, ["dry-run", "execute", "apply", "dry-run"]);
+    }
+
+    /// The name the report serializes is the one the plan header and the metrics print.
+    #[test]
+    fn the_serialized_name_is_the_printed_one() {
+        for name in [ModeName::DryRun, ModeName::Execute, ModeName::Apply] {
+            assert_eq!(serde_json::to_value(name).unwrap(), serde_json::Value::from(name.as_str()));
+            assert_eq!(name.to_string(), name.as_str());
+        }
+    }
+}
