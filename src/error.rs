@@ -8,7 +8,7 @@ use crate::execute::{DeleteFailures, HeldError};
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
-use crate::manifest_fetch::IngestError;
+use crate::manifest_fetch::{IngestError, ManifestsStageError};
 use crate::plan::{GuardTripped, PlanError, PlanRefused};
 pub use crate::stop::Signal;
 use crate::stop::Stopped;
@@ -65,6 +65,18 @@ impl From<DecideStageError> for GcError {
             DecideStageError::Plan(e) => e.into(),
             DecideStageError::Stopped(e) => e.into(),
             DecideStageError::Bug(e) => e.into(),
+        }
+    }
+}
+
+impl From<ManifestsStageError> for GcError {
+    fn from(error: ManifestsStageError) -> Self {
+        match error {
+            ManifestsStageError::Held(e) => e.into(),
+            ManifestsStageError::Location(e) => e.into(),
+            ManifestsStageError::Deleting(e) => e.into(),
+            ManifestsStageError::Ingest(e) => e.into(),
+            ManifestsStageError::Stopped(e) => e.into(),
         }
     }
 }

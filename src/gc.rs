@@ -21,8 +21,8 @@ use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
 use crate::live_set::{self, LiveSet};
 use crate::locations::{Location, LocationTable};
-use crate::manifest::snapshots_dir;
-use crate::manifest_fetch::{Referenced, Wanted, inventory, read_deleting, read_manifests};
+use crate::manifest::snapshots_folder;
+use crate::manifest_fetch::{ManifestsRead, ManifestsStage, Seen, Wanted};
 use crate::plan::{PlanHeader, Planned, Reread, ReviewedPlan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts, Report, StoreUsage};
@@ -69,14 +69,6 @@ struct Sets {
 
 /// The manifest objects of the snapshots that are not live, from the inventory's listing.
 type Folder = Vec<ManifestObject>;
-
-/// What the manifests stage leaves: the live references, the snapshots folder's other
-/// manifest objects, and what the deleting snapshots name.
-struct ManifestsRead {
-    referenced: Referenced,
-    folder: Folder,
-    named: Option<Named>,
-}
 
 /// What planning leaves for the rest of the run.
 struct Planning {
@@ -162,7 +154,7 @@ impl Run<'_> {
         let candidates = self.reclaimable(sets, folder);
         let t = Instant::now();
         let cutoff_ms = self.config.cutoff.timestamp_millis();
-        let folder = self.snapshots_folder()?;
+        let folder = snapshots_folder(&self.config.meta_bucket, &self.config.partition)?;
         let mut reclaimed = deleting::reclaim(&self.executor(None), &folder, &candidates, cutoff_ms).await?;
         outcome.reclaimed = Some(reclaimed.snapshots);
         outcome.durations.insert("reclaim", ms(t));
@@ -172,12 +164,6 @@ impl Run<'_> {
         }
         all_done?;
         Ok(self.stop.check()?)
-    }
-
-    /// The snapshots folder as a location: where manifests are deleted (and held aside).
-    fn snapshots_folder(&self) -> Result<Location, GcError> {
-        let dir = snapshots_dir(&self.config.partition);
-        Ok(Location::new(&self.config.meta_bucket, dir.trim_end_matches('/'))?)
     }
 
     /// Spec 9.2's accounting over this run's plan, and after deletes over what they deleted.
@@ -193,14 +179,6 @@ impl Run<'_> {
         let counts = accounting.account(plan, deleted)?;
         outcome.durations.insert("accounting", ms(t));
         Ok(counts)
-    }
-
-    /// Runs a stage unless a stop arrives first.
-    async fn unless_stopped<T, E: Into<GcError>>(
-        &self,
-        stage: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, GcError> {
-        self.stop.unless_stopped(async { stage.await.map_err(Into::into) }).await
     }
 
     fn executor<'e>(&'e self, deleted: Option<&'e DeletedWatch>) -> Executor<'e> {
@@ -222,8 +200,7 @@ impl Run<'_> {
         Ok(live)
     }
 
-    /// The manifests stage, stopped by a signal: the snapshots folder listed once and
-    /// cross-checked against the two sets, then every live manifest read.
+    /// The manifests stage; what it saw goes to the report even when it fails.
     async fn manifests(
         &self,
         sets: &Sets,
@@ -232,40 +209,25 @@ impl Run<'_> {
         wanted: Wanted,
         outcome: &mut Outcome,
     ) -> Result<ManifestsRead, GcError> {
-        let (config, live) = (self.config, &sets.live);
         self.progress.stage.set(Stage::Manifests);
         let t = Instant::now();
-        if sets.deleting.is_some() {
-            // Manifests a stopped reclaim left renamed aside go back before the folder is read.
-            let held = put_back_held(self.stores, &[self.snapshots_folder()?], !config.mode.deletes()).await?;
-            outcome.held.found += held.found;
-            outcome.held.put_back += held.put_back;
-        }
-        let listing = inventory(self.stores, &config.meta_bucket, &config.partition, live);
-        let mut inventory = self.unless_stopped(listing).await?;
-        // Spec 9.2's cross-check: a snapshot neither live nor being deleted with an old
-        // manifest refuses the run.
-        let (folder, cutoff_ms) =
-            (format!("{}/{}", config.meta_bucket, snapshots_dir(&config.partition)), config.cutoff.timestamp_millis());
-        let not_live = &inventory.not_live;
-        outcome.snapshots = Some(deleting::cross_check(live, sets.deleting.as_ref(), not_live, cutoff_ms, &folder)?);
-        let folder = std::mem::take(&mut inventory.not_live);
-        // The deleting snapshots' manifests first: the live ones are then spilled only where
-        // they name the same ids.
-        let named = match &sets.deleting {
-            Some(deleting) => {
-                let reading = read_deleting(self.stores, config, deleting, &folder);
-                Some(self.unless_stopped(reading).await?)
-            }
-            None => None,
+        let stage = ManifestsStage {
+            stores: self.stores,
+            config: self.config,
+            live: &sets.live,
+            deleting: sets.deleting.as_ref(),
+            stop: self.stop,
+            stats: &self.progress.ingest,
         };
-        let wanted = Wanted { named: named.as_ref().map(|n| Arc::clone(&n.filter)), ..wanted };
-        let reading =
-            read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, &self.progress.ingest);
-        let referenced = self.unless_stopped(reading).await?;
-        outcome.manifests = Some(referenced.counts);
+        let mut seen = Seen::default();
+        let read = stage.read(table, legacy_location, wanted, &mut seen).await;
+        outcome.held.found += seen.held.found;
+        outcome.held.put_back += seen.held.put_back;
+        outcome.snapshots = seen.census.or(outcome.snapshots.take());
+        let read = read?;
+        outcome.manifests = Some(read.referenced.counts);
         outcome.durations.insert("manifests", ms(t));
-        Ok(ManifestsRead { referenced, folder, named })
+        Ok(read)
     }
 
     /// A run's own plan: manifests into the filter while every location is listed, each

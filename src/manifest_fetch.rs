@@ -20,8 +20,10 @@ use crate::manifest::{self, ManifestError, ManifestErrorKind, ManifestKind, lega
 use crate::store::Stores;
 
 mod deleting;
+mod snapshots;
 mod stage;
 pub use deleting::read_deleting;
+pub use snapshots::{ManifestsRead, ManifestsStage, ManifestsStageError, Seen};
 pub use stage::{ManifestCounts, Referenced, Wanted, read_manifests};
 
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,16 @@ pub mod legacy;
 pub mod unified;
 
 use crate::ids::{PartitionId, SnapshotId};
-use crate::locations::LocationError;
+use crate::locations::{Location, LocationError};
 
 /// The directory of a partition's manifests in the metadata bucket: `partitions/<p>/snapshots/`.
 pub fn snapshots_dir(partition: &PartitionId) -> String {
     format!("partitions/{partition}/snapshots/")
+}
+
+/// The snapshots folder as a location: where manifests are deleted (and held aside).
+pub fn snapshots_folder(meta_bucket: &str, partition: &PartitionId) -> Result<Location, LocationError> {
+    Location::new(meta_bucket, snapshots_dir(partition).trim_end_matches('/'))
 }
 
 /// `partitions/<p>/snapshots/<s>.manifest`
