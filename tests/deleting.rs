@@ -591,3 +591,25 @@ fn a_deleting_snapshots_bad_manifest_is_its_error_not_the_runs() {
     assert!(fx.exists("chunks-b", &foreign_key), "p2's chunk was touched");
     assert!(!fx.exists(&fx.meta_bucket, &legacy_manifest_key(&p, &no_index)), "reclaimed with the rest");
 }
+
+/// What the manifests stage saw before a live manifest failed it (exit 4) is in the report:
+/// the snapshots folder's census, from the cross-check that came first.
+#[test]
+fn the_snapshots_census_is_reported_when_a_live_manifest_fails() {
+    use gc_partition::manifest::{legacy_index_key, unified_key};
+    let fx = fixture(3);
+    let p = PartitionId::parse(&fx.partition).unwrap();
+    let dead = &fx.summary.dead_snapshots;
+    let deleting = write_set(&fx, "deleting.txt", &[&dead[0], &dead[1]], TimeDelta::minutes(-4));
+    let live = &fx.summary.snapshots[0];
+    for key in [unified_key(&p, live), legacy_index_key(&p, live)] {
+        if fx.exists(&fx.meta_bucket, &key) {
+            fx.write(&fx.meta_bucket, &key, b"not a manifest".to_vec());
+        }
+    }
+    let out = fx.gc(&["--deleting-snapshots", &deleting, "--output", "json"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let snapshots = report(&out)["snapshots"].clone();
+    assert_eq!(snapshots["being_written"], 1, "{snapshots}");
+    assert_eq!(snapshots["deleting"], 2, "{snapshots}");
+}
