@@ -360,7 +360,14 @@ impl Run<'_> {
         accounting: Option<&Accounting>,
         outcome: &mut Outcome,
     ) -> Result<(), GcError> {
-        planned.guard.allows_deletes()?;
+        if let Err(tripped) = planned.guard.allows_deletes() {
+            // Spec 9.2's accounting in every mode: here, of a run that deleted nothing.
+            if let Some(accounting) = accounting {
+                let nothing = accounting.deleted_watch(&self.config.work_dir)?.spill.finish()?;
+                outcome.deleting = Some(self.account(accounting, planned, Some(&nothing), outcome)?);
+            }
+            return Err(tripped.into());
+        }
         self.stop.check()?;
         self.progress.stage.set(Stage::Execute);
         let t = Instant::now();

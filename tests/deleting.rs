@@ -290,8 +290,17 @@ fn no_manifest_is_reclaimed_when_the_run_stops_short() {
         args.extend(["--output", "json"]);
         let out = fx.gc(&args);
         assert_eq!(code(&out), exit, "{}", stderr(&out));
-        assert!(listed(&report(&out), "reclaimed_snapshots").is_empty());
+        let json = report(&out);
+        assert!(listed(&json, "reclaimed_snapshots").is_empty());
         assert_eq!(dead_manifests(), before, "exit {exit}: a manifest was reclaimed");
+        if exit == 6 {
+            // Accounted in every mode (spec 9.2): named chunks, none freed by a run that
+            // deleted nothing.
+            let accounted = json["deleting_snapshots"].as_array().unwrap();
+            assert_eq!(accounted.len(), all.len(), "{json}");
+            assert!(accounted.iter().any(|a| a["chunks"].as_u64().unwrap() > 0), "{json}");
+            assert!(accounted.iter().all(|a| a["freed_chunks"] == 0 && a["freed_bytes"] == 0), "{json}");
+        }
     }
     // Exit 4: a live snapshot's manifest is corrupt.
     let live_key = manifest_keys(&fx)
