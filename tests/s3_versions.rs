@@ -143,6 +143,35 @@ impl ObjectStore for WriterAfterHead {
     }
 }
 
+/// The server's stores, plain and with a writer rewriting each of `targets` once, right
+/// after the collector's re-read of it; the keys it rewrote.
+fn writer_after_head(targets: BTreeSet<String>) -> (Stores, Stores, Arc<Mutex<BTreeSet<String>>>) {
+    let targets = Arc::new(targets);
+    let rewritten = Arc::new(Mutex::new(BTreeSet::new()));
+    let plain = Stores::from_url_and_env("s3://", StoreOptions::default(), env()).unwrap();
+    let layer: Layer = {
+        let rewritten = Arc::clone(&rewritten);
+        Arc::new(move |_bucket: &str, inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(WriterAfterHead { inner, targets: Arc::clone(&targets), rewritten: Arc::clone(&rewritten) })
+        })
+    };
+    let stores = plain.layered(layer);
+    (plain, stores, rewritten)
+}
+
+fn executor(stores: &Stores) -> Executor<'_> {
+    static STOP: std::sync::LazyLock<tokio_util::sync::CancellationToken> =
+        std::sync::LazyLock::new(tokio_util::sync::CancellationToken::new);
+    Executor {
+        stores,
+        concurrency: 8,
+        max_delete_rate: None,
+        stop: &STOP,
+        progress: Arc::new(AtomicU64::new(0)),
+        deleted: None,
+    }
+}
+
 struct Outcome {
     stats: gc_partition::execute::ExecuteStats,
     keys: Vec<String>,
@@ -169,16 +198,7 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
             location.chunk_key(&ChunkId(id))
         })
         .collect();
-    let targets: Arc<BTreeSet<String>> = Arc::new(keys.iter().step_by(4).cloned().collect());
-    let rewritten = Arc::new(Mutex::new(BTreeSet::new()));
-    let plain = Stores::from_url_and_env("s3://", StoreOptions::default(), env()).unwrap();
-    let layer: Layer = {
-        let (targets, rewritten) = (Arc::clone(&targets), Arc::clone(&rewritten));
-        Arc::new(move |_bucket: &str, inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
-            Arc::new(WriterAfterHead { inner, targets: Arc::clone(&targets), rewritten: Arc::clone(&rewritten) })
-        })
-    };
-    let stores = plain.layered(layer);
+    let (plain, stores, rewritten) = writer_after_head(keys.iter().step_by(4).cloned().collect());
     let store = plain.bucket(bucket).unwrap();
     let (stats, current) = rt.block_on(async {
         for key in &keys {
@@ -192,18 +212,11 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
         });
         // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
         let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let executor = Executor {
-            stores: &stores,
-            concurrency: 8,
-            max_delete_rate: None,
-            stop: &stop,
-            progress: Arc::new(AtomicU64::new(0)),
-            deleted: None,
-        };
         let planned = planned.collect::<Vec<_>>().into_iter();
-        let stats =
-            executor.execute(std::slice::from_ref(&location), planned, Reread::OlderThan { cutoff_ms }).await.unwrap();
+        let stats = executor(&stores)
+            .execute(std::slice::from_ref(&location), planned, Reread::OlderThan { cutoff_ms })
+            .await
+            .unwrap();
         let current: BTreeSet<String> =
             store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
         (stats, current)
@@ -245,5 +258,69 @@ fn unversioned_and_suspended_buckets_delete_unconditionally_and_say_so() {
         // The plain delete cannot see the writer's refresh: the chunks it rewrote after the
         // re-read are deleted too. This is the loss README's "How deletes are issued" names.
         assert!(out.current.is_empty(), "{bucket}: {:?}", out.current);
+    }
+}
+
+/// Spec 9.2's reclaim on a versioned bucket: the deleting snapshots' manifest objects are
+/// deleted by the version the re-read returned, so no delete marker is left; a manifest a
+/// writer rewrites right after that re-read keeps the writer's version, and its snapshot is
+/// not reclaimed.
+#[test]
+#[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
+fn the_reclaim_deletes_each_manifest_version_read_and_keeps_a_writers_new_one() {
+    use gc_partition::deleting::{ManifestObject, Reclaim, reclaim};
+    use gc_partition::ids::SnapshotId;
+    let bucket = &fresh_bucket("gc-reclaim");
+    boto3("s3.create_bucket(Bucket=bucket)", bucket);
+    boto3("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})", bucket);
+    let folder = Location::new(bucket, "partitions/p1/snapshots").unwrap();
+    let names: [(&str, &[&str]); 4] =
+        [("s0", &["manifest", "index"]), ("s1", &["snap"]), ("s2", &["snap"]), ("s3", &["manifest", "index"])];
+    let key = |snapshot: &str, ext: &str| format!("{}/{snapshot}.{ext}", folder.prefix());
+    let rewritten_key = key("s2", "snap");
+    let (plain, stores, rewritten) = writer_after_head(BTreeSet::from([rewritten_key.clone()]));
+    let store = plain.bucket(bucket).unwrap();
+    let rt = runtime();
+    let (reclaimed, current) = rt.block_on(async {
+        for (snapshot, exts) in names {
+            for ext in exts {
+                store.put(&Path::from(key(snapshot, ext)), "manifest".into()).await.unwrap();
+            }
+        }
+        let listed: Vec<ObjectMeta> = store.list(Some(&Path::from(folder.prefix()))).try_collect().await.unwrap();
+        let candidates: Vec<Reclaim> = names
+            .iter()
+            .map(|(snapshot, _)| Reclaim {
+                snapshot: SnapshotId::parse(snapshot).unwrap(),
+                objects: listed
+                    .iter()
+                    .filter(|m| m.location.as_ref().starts_with(&key(snapshot, "")))
+                    .map(|m| ManifestObject {
+                        snapshot: SnapshotId::parse(snapshot).unwrap(),
+                        key: m.location.to_string(),
+                        last_modified_ms: m.last_modified.timestamp_millis(),
+                        size: Some(m.size),
+                    })
+                    .collect(),
+            })
+            .collect();
+        assert_eq!(candidates.iter().map(|c| c.objects.len()).sum::<usize>(), 6);
+        let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
+        let reclaimed = reclaim(&executor(&stores), &folder, &candidates, cutoff_ms).await.unwrap();
+        let current: BTreeSet<String> =
+            store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+        (reclaimed, current)
+    });
+    assert_eq!(*rewritten.lock().unwrap(), BTreeSet::from([rewritten_key.clone()]), "the writer rewrote s2.snap");
+    assert!(reclaimed.failed.failures.is_empty(), "{:?}", reclaimed.failed.failures);
+    assert_eq!(reclaimed.snapshots, ["s0", "s1", "s3"], "s2's manifest was rewritten: it is not reclaimed");
+    assert_eq!(current, BTreeSet::from([rewritten_key.clone()]), "only the writer's manifest is current");
+    let versions = versions(bucket);
+    for (snapshot, exts) in names {
+        for ext in exts {
+            let key = key(snapshot, ext);
+            let expected = usize::from(key == rewritten_key);
+            assert_eq!(versions.get(&key).copied().unwrap_or((0, 0)), (expected, 0), "{key}: versions, markers");
+        }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use tracing::info;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tracing::{info, warn};
 
 use crate::execute::{ExecuteStats, Executor};
 use crate::ids::SnapshotId;
@@ -50,7 +52,10 @@ pub struct Reclaimed {
 }
 
 /// Deletes every candidate's manifest objects from `folder` (the snapshots folder) with
-/// `executor`; a snapshot is listed once each of its objects is deleted.
+/// `executor`; a snapshot is listed once each of its objects is deleted and none is there
+/// any more. The second look matters on a versioned S3 bucket: the delete names the version
+/// read, so it succeeds even when a writer put a new version after the re-read, and that
+/// manifest is still there.
 pub async fn reclaim(
     executor: &Executor<'_>,
     folder: &Location,
@@ -66,7 +71,7 @@ pub async fn reclaim(
     let mut reclaimed = Reclaimed { objects: objects.len() as u64, ..Reclaimed::default() };
     for candidate in candidates {
         let outcomes: Vec<ExecuteStats> = done.by_ref().take(candidate.objects.len()).collect();
-        if outcomes.iter().all(|o| o.deleted == 1) {
+        if outcomes.iter().all(|o| o.deleted == 1) && all_gone(executor, folder, candidate).await {
             reclaimed.snapshots.push(candidate.snapshot.to_string());
         }
         reclaimed.failed.failures.extend(outcomes.into_iter().flat_map(|o| o.failures));
@@ -74,4 +79,30 @@ pub async fn reclaim(
     let failed = reclaimed.failed.failures.len();
     info!(reclaimed = reclaimed.snapshots.len(), objects = objects.len(), failed, "manifests reclaimed");
     Ok(reclaimed)
+}
+
+/// Whether none of `candidate`'s manifest objects is in `folder` now. An error is no answer:
+/// the snapshot is then not listed, and a rerun reclaims it.
+async fn all_gone(executor: &Executor<'_>, folder: &Location, candidate: &Reclaim) -> bool {
+    let store = match executor.stores.bucket(folder.bucket()) {
+        Ok(store) => store,
+        Err(error) => {
+            warn!(snapshot = %candidate.snapshot, %error, "reclaim: cannot look at the snapshots folder");
+            return false;
+        }
+    };
+    for object in &candidate.objects {
+        match store.head(&Path::from(object.key.as_str())).await {
+            Err(object_store::Error::NotFound { .. }) => {}
+            Ok(_) => {
+                info!(snapshot = %candidate.snapshot, key = %object.key, "reclaim: a manifest was written again; not reclaimed");
+                return false;
+            }
+            Err(error) => {
+                warn!(snapshot = %candidate.snapshot, key = %object.key, %error, "reclaim: cannot tell whether a manifest is gone; not reclaimed");
+                return false;
+            }
+        }
+    }
+    true
 }
