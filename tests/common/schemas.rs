@@ -67,7 +67,8 @@ pub fn check_plan_file(path: &Path) {
         String::from_utf8(bytes).unwrap()
     };
     for (n, line) in text.lines().enumerate() {
-        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{} line {}: {e}", path.display(), n + 1));
+        let value: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{} line {}: {e}", path.display(), n + 1));
         check_plan_line(&value);
         if n == 0 {
             assert_eq!(value["type"], "header", "{} starts with its header", path.display());
