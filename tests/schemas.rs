@@ -140,8 +140,7 @@ fn the_progress_events_of_a_run_validate_and_a_changed_one_does_not() {
     let last: serde_json::Value = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == gc_partition::progress::EVENT_TARGET)
-        .last()
+        .rfind(|v| v["target"] == gc_partition::progress::EVENT_TARGET)
         .unwrap();
     assert_eq!(last["fields"]["stage"], "done");
     let validator = validator(&schema::progress_event());
