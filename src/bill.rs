@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::store::{DeleteBatching, LIST_PAGE, RequestCounts};
 
 /// List prices of one store kind, USD per 1,000 requests.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Prices {
     pub store: &'static str,
     pub list_per_1000: f64,
@@ -66,7 +66,7 @@ impl Prices {
 }
 
 /// The `requests` object of the report: counts, the estimate and the prices it used.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct RequestBill {
     #[serde(flatten)]
     pub counts: RequestCounts,
@@ -77,7 +77,8 @@ pub struct RequestBill {
     pub execute_estimate: Option<ExecuteEstimate>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// What `--execute` of a dry run's plan would add to the requests.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct ExecuteEstimate {
     pub head: u64,
     pub delete_calls: u64,

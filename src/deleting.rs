@@ -68,7 +68,7 @@ pub struct ManifestObject {
 }
 
 /// The report's `snapshots`: what the snapshots folder and the two sets hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SnapshotCensus {
     /// Ids of the live set.
     pub live: u64,

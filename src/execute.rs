@@ -43,7 +43,7 @@ const MAX_BATCH: usize = 1000;
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A delete that did not happen, named in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeleteFailure {
     pub bucket: String,
     pub key: String,
@@ -63,7 +63,7 @@ pub struct ExecuteStats {
 
 /// Keys whose delete was sent tied to the object judged old, and keys whose delete was not
 /// (spec 9.1): a retried key counts once.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DeleteConditions {
     pub conditional: u64,
     pub unconditional: u64,
@@ -599,7 +599,7 @@ async fn put_back(store: &dyn ObjectStore, held: &Path, key: &Path) -> object_st
 
 /// What a run found held by an earlier run that was killed between renaming a chunk aside
 /// and finishing it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct HeldFound {
     pub found: u64,
     pub put_back: u64,

@@ -48,7 +48,8 @@ impl RefSink for ExplainSink {
 }
 
 /// One stored copy of an explained chunk.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[schemars(rename = "StoredCopy")]
 pub struct Copy {
     pub bucket: String,
     pub key: String,
@@ -58,13 +59,18 @@ pub struct Copy {
     pub last_modified_ms: i64,
 }
 
-/// The answer for one chunk id.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// The answer for one chunk id (spec 8.4).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Explanation {
+    /// The chunk id, hex.
     pub id: String,
+    /// The live snapshots whose manifests name it, found exactly.
     pub referenced_by: Vec<String>,
+    /// Where it is stored in a candidate location.
     pub found: Vec<Copy>,
+    #[schemars(extend("enum" = ["keep-referenced", "keep-young", "delete", "absent"]))]
     pub decision: &'static str,
+    /// Why, in one line.
     pub reason: String,
 }
 

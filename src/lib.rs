@@ -29,6 +29,7 @@ pub mod mode;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod schema;
 pub mod stop;
 pub mod store;
 pub mod throttle;

@@ -22,7 +22,7 @@ pub enum Mode {
 
 /// The mode as the report, the plan header and the metrics name it (spec 6, 8.3): an
 /// `--explain` run is a dry run there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModeName {
     #[default]

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ChunkId;
@@ -25,6 +26,7 @@ mod review;
 pub use guard::{Guard, GuardTripped};
 pub use review::{Binding, PlanRefused};
 
+/// The version of the plan file's shape, its header's `version` (`schemas/plan.v<N>.schema.json`).
 pub const PLAN_VERSION: u32 = 2;
 /// Bytes of one spooled record: id, size, last-modified.
 const RECORD_LEN: usize = 48;
@@ -273,18 +275,29 @@ impl Planned {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The plan's first line: what the plan was made from (spec 6, 8.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct PlanHeader {
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "header"))]
     pub kind: String,
+    /// The version of the plan file's shape; this schema's.
+    #[schemars(extend("const" = PLAN_VERSION))]
     pub version: u32,
     pub partition: String,
+    /// The `--store` URL.
     pub store: String,
+    /// The mode of the run that wrote the plan; `--apply-plan` refuses an `execute` one.
+    #[schemars(with = "crate::mode::ModeName")]
     pub mode: String,
+    /// RFC 3339.
     pub cutoff: String,
+    /// RFC 3339.
     pub created_at: String,
+    /// The live set's `taken_at`, RFC 3339.
     pub taken_at: String,
     pub live_snapshots: u64,
+    /// Lowercase hex SHA-256 of the live ids sorted, each followed by `\n` (spec 8.2).
     pub live_set_sha256: String,
     /// Spec 9.2: the deleting set's digest (as `live_set_sha256`), `null` without it.
     #[serde(default)]
@@ -292,24 +305,32 @@ pub struct PlanHeader {
     pub max_delete_fraction: f64,
     pub bloom_fpr: f64,
     pub bloom_seed: u64,
+    /// The candidate locations, `bucket/prefix`, in the order the records follow.
     pub locations: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// One planned delete: a line between the header and the footer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct DeleteRecord {
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "delete"))]
     pub kind: String,
     pub bucket: String,
     pub key: String,
     pub size: u64,
+    /// As listed (RFC 3339, milliseconds); `--apply-plan` deletes the chunk only if it still is.
     pub last_modified: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The plan's last line: a plan without it is incomplete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Footer {
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "footer"))]
     pub kind: String,
+    /// Records in the plan.
     pub count: u64,
+    /// Their sizes, summed.
     pub bytes: u64,
     /// Chunks older than the cutoff when the plan was made: the guard's denominator.
     pub old_chunks: u64,

@@ -8,11 +8,20 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressState, ProgressStyle};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::manifest_fetch::IngestStats;
 
 /// The tracing target of the `progress` events.
 pub const EVENT_TARGET: &str = "gc_partition::progress";
+/// The message of the `progress` events.
+pub const EVENT_MESSAGE: &str = "progress";
+/// The version of the `progress` event's JSON line. The line has no version field (spec 8.5
+/// names none): this is the version of its schema file,
+/// `schemas/progress-event.v<N>.schema.json`, raised when a field is renamed, removed or
+/// changes type.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// Live progress counters, written by the stages and read by the display and the events.
 #[derive(Debug, Default)]
@@ -26,7 +35,8 @@ pub struct Progress {
 }
 
 /// The stage a run is in, in the order a run goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Stage {
     LiveSet = 0,
@@ -140,22 +150,78 @@ pub fn event(before: &Counters, now: &Counters, elapsed: Duration) -> Event {
     Event { counters: *now, rate_per_s, eta_s }
 }
 
+/// A `progress` event as `--log-format json` writes it: one line on stderr, in the shape of
+/// `tracing-subscriber`'s JSON format (spec 8.5). It mirrors what [`Event::log`] logs (a
+/// unit test compares the two), for the event's schema.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct EventLine {
+    /// When the event was logged: RFC 3339, UTC, microseconds.
+    pub timestamp: String,
+    #[schemars(extend("const" = "INFO"))]
+    pub level: String,
+    pub fields: EventFields,
+    #[schemars(extend("const" = EVENT_TARGET))]
+    pub target: String,
+}
+
+/// The `fields` of a `progress` event: the counters so far, and the stage's rate and ETA.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct EventFields {
+    #[schemars(extend("const" = EVENT_MESSAGE))]
+    pub message: &'static str,
+    pub stage: Stage,
+    /// Live snapshots whose manifests are all read, of `manifests_total`.
+    pub manifests_done: u64,
+    pub manifests_total: u64,
+    pub referenced_ids: u64,
+    pub listed_objects: u64,
+    pub planned_deletes: u64,
+    pub deleted: u64,
+    /// Per second since the previous event, of the stage's own count (snapshots in
+    /// `manifests`, listed objects in `listing` and `plan`, deletes in `execute` and `done`,
+    /// objects listed again in `verify`), to one decimal.
+    pub rate_per_s: f64,
+    /// Seconds left at that rate: only where the stage's total is known and the rate is not 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64")]
+    pub eta_s: Option<u64>,
+}
+
 impl Event {
-    /// Logs the event; with `--log-format json` it is one JSON line.
-    pub fn log(&self) {
+    /// The fields the event logs.
+    pub fn fields(&self) -> EventFields {
         let c = &self.counters;
+        EventFields {
+            message: EVENT_MESSAGE,
+            stage: c.stage,
+            manifests_done: c.manifests_done,
+            manifests_total: c.manifests_total,
+            referenced_ids: c.referenced_ids,
+            listed_objects: c.listed_objects,
+            planned_deletes: c.planned_deletes,
+            deleted: c.deleted,
+            rate_per_s: (self.rate_per_s * 10.0).round() / 10.0,
+            eta_s: self.eta_s,
+        }
+    }
+
+    /// Logs the event's [`EventFields`]; with `--log-format json` it is one JSON line, an
+    /// [`EventLine`].
+    pub fn log(&self) {
+        let f = self.fields();
         tracing::info!(
             target: EVENT_TARGET,
-            stage = c.stage.name(),
-            manifests_done = c.manifests_done,
-            manifests_total = c.manifests_total,
-            referenced_ids = c.referenced_ids,
-            listed_objects = c.listed_objects,
-            planned_deletes = c.planned_deletes,
-            deleted = c.deleted,
-            rate_per_s = (self.rate_per_s * 10.0).round() / 10.0,
-            eta_s = self.eta_s,
-            "progress"
+            stage = f.stage.name(),
+            manifests_done = f.manifests_done,
+            manifests_total = f.manifests_total,
+            referenced_ids = f.referenced_ids,
+            listed_objects = f.listed_objects,
+            planned_deletes = f.planned_deletes,
+            deleted = f.deleted,
+            rate_per_s = f.rate_per_s,
+            eta_s = f.eta_s,
+            "{}",
+            f.message
         );
     }
 }
@@ -407,6 +473,61 @@ mod tests {
             Counters { manifests_done: 5, manifests_total: 5, listed_objects: 500, ..counters(Stage::Manifests) };
         let now = Counters { stage: Stage::Listing, listed_objects: 1_500, ..before };
         assert_eq!(event(&before, &now, Duration::from_secs(1)).rate_per_s, 1_000.0);
+    }
+
+    /// What the test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The line `event.log()` writes in the JSON log format (`--log-format json`).
+    fn logged(event: &Event) -> serde_json::Value {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || event.log());
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_logged_event_is_its_mirror_type() {
+        // The mirror (`EventLine`, `EventFields`) is what the event's schema is generated
+        // from: a field logged but not mirrored, mirrored but not logged, renamed or of
+        // another type on one side makes the two lines differ.
+        for eta_s in [Some(35), None] {
+            for stage in Stage::ALL {
+                let counters = Counters {
+                    manifests_done: 1,
+                    manifests_total: 2,
+                    referenced_ids: 3,
+                    listed_objects: 4,
+                    planned_deletes: 5,
+                    deleted: 6,
+                    verify_listed: 7,
+                    ..counters(stage)
+                };
+                let event = Event { counters, rate_per_s: 2.25, eta_s };
+                let line = logged(&event);
+                let timestamp = line["timestamp"].as_str().unwrap().to_owned();
+                let mirror =
+                    EventLine { timestamp, level: "INFO".into(), fields: event.fields(), target: EVENT_TARGET.into() };
+                assert_eq!(line, serde_json::to_value(&mirror).unwrap(), "{stage:?}, eta {eta_s:?}");
+                assert_eq!(line["fields"]["stage"], stage.name());
+                assert_eq!(line["fields"].get("eta_s").is_some(), eta_s.is_some());
+            }
+        }
     }
 
     #[test]

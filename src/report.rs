@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::bill::{Prices, RequestBill};
@@ -78,20 +79,26 @@ pub struct StoreUsage {
     pub batching: DeleteBatching,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// Manifests read, by format (spec 3).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct ManifestCounts {
+    /// Legacy `<snapshot>.manifest` (with its `.index`).
     pub legacy: u64,
+    /// Unified `<snapshot>.snap`.
     pub unified: u64,
 }
 
 /// Counts of one location.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct LocationReport {
     pub bucket: String,
     pub prefix: String,
     pub listed_objects: u64,
+    /// Listed objects whose names are chunk keys.
     pub chunks_scanned: u64,
+    /// Listed objects that are not chunks: never deleted (spec 2, 9.4).
     pub foreign_objects: u64,
+    /// A few foreign names, control characters escaped.
     pub foreign_sample: Vec<String>,
     pub young_kept: u64,
     pub referenced_kept: u64,
@@ -99,21 +106,35 @@ pub struct LocationReport {
     pub planned_bytes: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// The filter of referenced ids.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct BloomReport {
+    /// `--bloom-fpr`.
     pub fpr: f64,
+    /// The filter's seed (`--bloom-seed`, or the one this run picked).
     pub seed: u64,
     pub bits: u64,
+    /// The false-positive rate of the filter as filled.
     pub expected_fpr: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// The version of the report's shape, its `version` field: raised when a field is renamed,
+/// removed or changes type (`schemas/report.v<N>.schema.json`).
+pub const REPORT_VERSION: u32 = 1;
+
+/// The report of one run (spec 6, 8, 9): `--report-out`, and stdout with `--output json`.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct Report {
+    /// The version of this shape; this schema's.
+    #[schemars(extend("const" = REPORT_VERSION))]
     pub version: u32,
     pub partition: String,
     pub mode: ModeName,
+    /// The `--store` URL.
     pub store: String,
+    /// RFC 3339.
     pub cutoff: String,
+    /// The live set's `taken_at` (RFC 3339), `null` when it was not read.
     pub taken_at: Option<String>,
     pub live_snapshots: u64,
     /// Live, deleting, being written, unclassified (spec 9.2).
@@ -126,6 +147,7 @@ pub struct Report {
     /// Number of candidate locations; `per_location` has their counts.
     pub locations: u64,
     pub per_location: Vec<LocationReport>,
+    /// Totals of `per_location`.
     pub listed_objects: u64,
     pub chunks_scanned: u64,
     pub foreign_objects: u64,
@@ -134,12 +156,15 @@ pub struct Report {
     pub refreshed_kept: u64,
     pub planned_deletes: u64,
     pub planned_bytes: u64,
+    /// Garbage chunks the filter's false positives keep, expected.
     pub expected_false_positives: f64,
     pub guard: Guard,
     pub bloom: BloomReport,
+    /// The `--plan-out` path, `null` without it.
     pub plan_out: Option<String>,
     pub deleted: u64,
     pub deleted_bytes: u64,
+    /// How many deletes failed; `failed_deletes` names them.
     pub delete_failures: u64,
     pub failed_deletes: Vec<DeleteFailure>,
     /// Planned deletes not started because a signal stopped the run.
@@ -151,12 +176,17 @@ pub struct Report {
     pub held_chunks: HeldFound,
     /// Requests the store layer repeated after a transient error.
     pub store_retries: u64,
+    /// `--verify`'s verdict, `null` without it.
     pub verify: Option<VerifyReport>,
     /// `--explain`: one answer per chunk id asked about.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<crate::explain::Explanation>")]
     pub explain: Option<Vec<crate::explain::Explanation>>,
+    /// The run's exit code (spec 7).
     pub exit_code: u8,
+    /// The one-line error, `null` when the run succeeded.
     pub error: Option<String>,
+    /// Wall time of each stage, milliseconds; `total` is the whole run.
     pub durations_ms: BTreeMap<&'static str, u64>,
     /// Store calls by kind and their estimated cost (spec 8.6).
     pub requests: Option<RequestBill>,
@@ -201,7 +231,7 @@ impl Report {
     /// The report of a run, built once from what its stages returned and how it ended.
     pub fn build(config: &Config, outcome: Outcome, error: Option<&GcError>, usage: StoreUsage) -> Self {
         let mut report = Report {
-            version: 1,
+            version: REPORT_VERSION,
             partition: config.partition.to_string(),
             mode: config.mode.name(),
             store: config.store_url.clone(),

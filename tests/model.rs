@@ -127,7 +127,9 @@ fn run_with_fpr(stores: &Stores, url: &str, live: &std::path::Path, stop: &Stop,
     ];
     argv.extend_from_slice(extra);
     let config = Config::from_args(&Args::try_parse_from(argv).unwrap(), chrono::Utc::now()).unwrap();
-    common::runtime().block_on(gc::run(stores, &config, stop, &Progress::default()))
+    let report = common::runtime().block_on(gc::run(stores, &config, stop, &Progress::default()));
+    common::schemas::check_in_process(extra, &report);
+    report
 }
 
 fn objects(stores: &Stores, buckets: &[String]) -> BTreeSet<String> {

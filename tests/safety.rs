@@ -91,7 +91,9 @@ impl Local {
         tweak(&mut config);
         let stop = Stop::default();
         faults.watch(&stop);
-        runtime().block_on(gc::run(&faults.wrap(&self.stores), &config, &stop, &Progress::default()))
+        let report = runtime().block_on(gc::run(&faults.wrap(&self.stores), &config, &stop, &Progress::default()));
+        common::schemas::check_in_process(extra, &report);
+        report
     }
 
     fn exists(&self, name: &str) -> bool {

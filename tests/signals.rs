@@ -141,6 +141,7 @@ fn gentle_stop(signal: &str, expected: i32, seed: u64) {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status, expected, "{err}");
     let report = read_json(&report_path);
+    common::schemas::check_report(&report);
     assert_eq!(report["exit_code"], expected, "the report was not written with the exit code");
     let deleted = report["deleted"].as_u64().unwrap();
     let not_started = report["deletes_not_started"].as_u64().unwrap();

@@ -211,6 +211,10 @@ fn race_once(chunks: u64, seed: u64) -> Outcome {
     });
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    if std::env::var_os("GC_RACE_BINARY").is_none() {
+        // This build's binary (another one, measured by hand, may be older than the schemas).
+        common::schemas::check_report(&report);
+    }
     let committed = writes.committed.into_inner().unwrap();
     let lost: Vec<String> = committed
         .iter()

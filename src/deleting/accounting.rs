@@ -61,8 +61,8 @@ impl Accounting {
     }
 }
 
-/// One deleting snapshot in the report's `deleting_snapshots`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// One deleting snapshot in the report's `deleting_snapshots` (spec 9.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DeletingSnapshot {
     pub snapshot: String,
     /// Distinct ids its manifests name (as far as they could be read).

@@ -1,15 +1,18 @@
 //! The `--max-delete-fraction` guard (spec 4): a plan that deletes more than the allowed
 //! share of the chunks older than the cutoff is never executed.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
-/// The guard's verdict on one plan, as the report shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The guard's verdict on one plan, as the report shows it (`--max-delete-fraction`, spec 4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Guard {
     pub max_delete_fraction: f64,
     /// Chunks last modified before the cutoff: the guard's denominator.
     pub old_chunks: u64,
+    /// Planned deletes over `old_chunks`.
     pub fraction: f64,
+    /// Whether `--execute` deletes nothing (exit 6).
     pub tripped: bool,
     #[serde(skip)]
     planned: u64,

@@ -67,7 +67,7 @@ pub struct RequestCounters {
 }
 
 /// A snapshot of [`RequestCounters`], as the report carries it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RequestCounts {
     pub list_pages: u64,
     pub get: u64,

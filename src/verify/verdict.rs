@@ -8,8 +8,8 @@ use crate::locations::Location;
 
 use super::{BeforeChecks, Found, SAMPLE};
 
-/// The `verify` object of the report.
-#[derive(Debug, Clone, Default, Serialize)]
+/// The `verify` object of the report: `--verify`'s exact checks.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     pub missing_before: u64,

@@ -13,6 +13,7 @@ pub mod contract;
 pub mod faults;
 pub mod gcs_proxy;
 pub mod part;
+pub mod schemas;
 pub mod suite;
 
 use std::collections::BTreeMap;
@@ -278,6 +279,8 @@ impl Fixture {
     }
 }
 
+/// Runs the built `gc_partition` with `args` (`RUST_LOG=warn`), and validates what it wrote for
+/// other programs (report, plan, progress events) against the schemas ([`schemas::check_run`]).
 pub fn gc_binary(args: &[&str], stdin: Option<&[u8]>, env: &[(String, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gc_partition"));
     command.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -288,7 +291,9 @@ pub fn gc_binary(args: &[&str], stdin: Option<&[u8]>, env: &[(String, String)]) 
         use std::io::Write;
         child.stdin.take().unwrap().write_all(input).unwrap();
     }
-    child.wait_with_output().unwrap()
+    let output = child.wait_with_output().unwrap();
+    schemas::check_run(args, &output.stdout, &output.stderr);
+    output
 }
 
 pub fn code(output: &Output) -> i32 {

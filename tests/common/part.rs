@@ -92,7 +92,9 @@ impl Part {
     /// One run of the pipeline on `stores` (this partition's, maybe wrapped).
     pub fn run_with(&self, stores: &Stores, stop: &Stop, progress: &Progress, extra: &[&str]) -> Report {
         let config = self.config(extra);
-        self.rt.block_on(gc::run(stores, &config, stop, progress))
+        let report = self.rt.block_on(gc::run(stores, &config, stop, progress));
+        super::schemas::check_in_process(extra, &report);
+        report
     }
 
     pub fn run_clean(&self, extra: &[&str]) -> Report {
