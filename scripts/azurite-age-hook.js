@@ -7,7 +7,13 @@
 //
 // which sets that blob's Last-Modified in place (listings and HEAD report it at once; its
 // ETag is left alone, as an edit of the JSON file while Azurite is stopped would). 404 when
-// no such blob. The port is written to the file named by AZURITE_AGE_PORT_FILE.
+// no such blob. And
+//
+//   GET /blobs   every blob record: [[account, container, name, size, lastModified, etag]]
+//
+// which the tests compare before and after a run to prove the store unchanged (the JSON file
+// on disk is written every few seconds, so it cannot tell). The port is written to the file
+// named by AZURITE_AGE_PORT_FILE.
 "use strict";
 const http = require("http");
 const fs = require("fs");
@@ -39,7 +45,21 @@ function age(job) {
   return 204;
 }
 
+function records() {
+  if (!blobs) return [];
+  return blobs.find({}).map((d) => [
+    d.accountName, d.containerName, d.name, d.properties.contentLength,
+    new Date(d.properties.lastModified).toISOString(), d.properties.etag, d.snapshot,
+  ]);
+}
+
 const server = http.createServer((req, res) => {
+  if (req.method === "GET" && req.url === "/blobs") {
+    const json = JSON.stringify(records());
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(json), connection: "close" });
+    res.end(json);
+    return;
+  }
   let body = "";
   req.on("data", (d) => (body += d));
   req.on("end", () => {
