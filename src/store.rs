@@ -738,7 +738,30 @@ mod tests {
         // The test kit's generated store is not a store of `gc_partition`.
         let err = Stores::from_url("gen://?chunks=10", StoreOptions::default()).expect_err("gen:// is unknown");
         assert!(matches!(err, StoreError::BadUrl(_)), "{err}");
-        assert!(err.to_string().ends_with("is not file:///ABS/DIR, gs://, s3:// or memory://"), "{err}");
+        assert!(err.to_string().ends_with("is not file:///ABS/DIR, gs://, s3://, az:// or memory://"), "{err}");
+    }
+
+    #[test]
+    fn azure_is_configured_from_azure_variables_and_deletes_on_its_etag() {
+        let vars = env(&[
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+            ("AZURE_STORAGE_ENDPOINT", "http://127.0.0.1:1/devstoreaccount1"),
+            ("AZURE_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+        ]);
+        let stores = Stores::from_url_and_env("az://", StoreOptions::default(), vars).expect("az config");
+        assert_eq!(stores.scheme(), "az://");
+        assert_eq!(stores.delete_condition(), DeleteCondition::EtagMatch);
+        let deleter = stores.azure_deleter("c1").expect("deleter").expect("az:// deletes conditionally");
+        assert_eq!(deleter.container(), "c1");
+        let lister = stores.raw_lister("c1").expect("lister").expect("az:// lists raw pages");
+        assert_eq!(lister.scheme(), "az://");
+        assert!(stores.bucket("c1").is_ok());
+        assert!(Stores::memory().azure_deleter("c1").expect("memory").is_none());
+        // No account: object_store refuses the configuration, at start, naming the scheme.
+        let err = Stores::from_url_and_env("az://", StoreOptions::default(), Vec::new()).expect_err("no account");
+        assert!(matches!(err, StoreError::Config { scheme: "az://", .. }), "{err}");
     }
 
     #[test]

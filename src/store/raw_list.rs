@@ -592,6 +592,44 @@ mod tests {
         }
     }
 
+    fn azure_page(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://h/a" ContainerName="c"><Prefix>p/</Prefix><Blobs>{inner}</Blobs>"#
+        )
+    }
+
+    fn blob(name: &str) -> String {
+        format!(
+            "<Blob><Name>{name}</Name><Properties><Last-Modified>Fri, 02 Jan 2026 03:04:05 GMT</Last-Modified>\
+             <Etag>0x8D</Etag><Content-Length>7</Content-Length></Properties></Blob>"
+        )
+    }
+
+    #[test]
+    fn azure_names_keep_every_character_and_encoded_ones_are_decoded() {
+        let blobs = [
+            blob("p/ab/\tx"),
+            blob("p/ab/x&#13;"),
+            blob("p/ab//x"),
+            blob("p/ab/./x"),
+            blob("p/ab/x/"),
+            r#"<Blob><Name Encoded="true">p%2Fab%2F%01x</Name><Properties><Content-Length>1</Content-Length></Properties></Blob>"#.to_owned(),
+            "<BlobPrefix><Name>p/ab/</Name></BlobPrefix>".to_owned(),
+        ];
+        let body = azure_page(&blobs.concat()) + "<NextMarker>m/1</NextMarker></EnumerationResults>";
+        let page = parse_azure_page(body.as_bytes()).expect("page");
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["p/ab/\tx", "p/ab/x\r", "p/ab//x", "p/ab/./x", "p/ab/x/", "p/ab/\u{1}x"]);
+        assert!(page.objects[..5].iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_000)));
+        assert_eq!(page.objects[5].last_modified_ms, None);
+        assert_eq!(page.common_prefixes, ["p/ab/"]);
+        assert_eq!(page.next_token.as_deref(), Some("m/1"));
+        let last = azure_page(&blob("k")) + "<NextMarker /></EnumerationResults>";
+        assert_eq!(parse_azure_page(last.as_bytes()).expect("page").next_token, None, "an empty marker ends it");
+        let bad = azure_page(r#"<Blob><Name Encoded="true">%FF</Name></Blob>"#) + "</EnumerationResults>";
+        assert!(parse_azure_page(bad.as_bytes()).is_err(), "an encoded name that is not UTF-8");
+    }
+
     #[test]
     fn a_repeated_page_token_stops_the_listing() {
         let counters = Arc::new(RequestCounters::default());

@@ -1,0 +1,159 @@
+//! Writers racing `--execute` on `az://` (spec 9.1), through real HTTP: Azurite behind
+//! `common::gcs_proxy` in recording mode (Azurite enforces `If-Match` itself). Writer tasks
+//! watch the collector's re-reads (its HEADs through the proxy) and upload the chunk again
+//! right after, the worst moment: between the re-read and the delete. Every chunk a writer
+//! committed must survive, and every DELETE must carry `If-Match` on an ETag the collector
+//! read. Seeded, bounded; no timing asserted.
+//!
+//! Ignored unless `GC_TEST_AZ_ENDPOINT` was set at build time (`scripts/test` sets it).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{TimeDelta, Utc};
+use common::gcs_proxy::GcsProxy;
+use common::{Backend, S3_TURN, az_env, azurite_stores, runtime};
+use gc_kit::Ageing;
+use gc_kit::mix::unit;
+use gc_partition::ids::ChunkId;
+use gc_partition::locations::Location;
+use gc_partition::store::{StoreOptions, Stores};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+const CHUNKS: u64 = 300;
+const WRITERS: u64 = 4;
+
+#[test]
+#[cfg_attr(not(gc_test_az), ignore = "no test server: scripts/test starts Azurite")]
+fn writers_racing_execute_lose_no_chunk_on_azure() {
+    let Backend::Az { endpoint, root, .. } = Backend::az() else { unreachable!() };
+    let _turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let rt = runtime();
+    let upstream = endpoint.trim_end_matches(&format!("/{}", common::AZURITE_ACCOUNT)).to_owned();
+    let proxy = GcsProxy::start_azure(&rt, &upstream);
+    let env = az_env(&format!("{}/{}", proxy.url, common::AZURITE_ACCOUNT));
+
+    // An empty server (straight, not through the proxy), then old garbage, written and aged
+    // through the proxy.
+    azurite_stores(&root, &az_env(&endpoint));
+    let stores = Stores::from_url_and_env("az://", StoreOptions::default(), env.clone()).unwrap();
+    let stores = gc_kit::azurite::test_server_stores(stores, root.clone(), &env).unwrap();
+    stores.create_bucket("snapshots").unwrap();
+    let location = Location::new("snapshots", "partitions/p1/chunks").unwrap();
+    let seed = 23;
+    let keys: Vec<String> = (0..CHUNKS)
+        .map(|n| {
+            let id: [u8; 32] = std::array::from_fn(|i| (unit(seed, n * 32 + i as u64) * 256.0) as u8);
+            location.chunk_key(&ChunkId(id))
+        })
+        .collect();
+    let bucket = stores.bucket("snapshots").unwrap();
+    let old = Utc::now() - TimeDelta::days(3);
+    rt.block_on(async {
+        for key in &keys {
+            bucket.put(&ObjectPath::from(key.as_str()), key.clone().into()).await.unwrap();
+            stores.set_last_modified("snapshots", key, old).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.txt");
+    let taken_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
+
+    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
+    let child = std::process::Command::new(binary)
+        .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
+        .args(["--store", "az://", "--execute", "--max-delete-fraction", "1", "--output", "json"])
+        .args(["--delete-concurrency", "8"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Writers: a chunk the collector just re-read is uploaded again through object_store,
+    // half the time.
+    let done = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(Mutex::new(BTreeSet::new()));
+    let uploads = Arc::new(AtomicU64::new(0));
+    let proxy = Arc::new(proxy);
+    let chunk_folder = format!("/{}/snapshots/{}/", common::AZURITE_ACCOUNT, location.prefix());
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|me| {
+            let (done, committed, uploads, proxy) =
+                (Arc::clone(&done), Arc::clone(&committed), Arc::clone(&uploads), Arc::clone(&proxy));
+            let (bucket, chunk_folder) = (Arc::clone(&bucket), chunk_folder.clone());
+            rt.spawn(async move {
+                let mut n = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let heads = proxy.take_heads();
+                    if heads.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    for path in heads {
+                        n += 1;
+                        let Some(rest) = path.strip_prefix(&chunk_folder) else { continue };
+                        if unit(seed ^ me, n) < 0.5 {
+                            continue;
+                        }
+                        let key = format!("partitions/p1/chunks/{rest}");
+                        bucket.put(&ObjectPath::from(key.as_str()), key.clone().into()).await.unwrap();
+                        uploads.fetch_add(1, Ordering::Relaxed);
+                        committed.lock().unwrap().insert(key);
+                    }
+                }
+            })
+        })
+        .collect();
+    let output = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    for writer in writers {
+        rt.block_on(writer).unwrap();
+    }
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let committed = committed.lock().unwrap().clone();
+    let lost: Vec<&String> = committed
+        .iter()
+        .filter(|key| match rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))) {
+            Ok(_) => false,
+            Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => panic!("{key}: {e}"),
+        })
+        .collect();
+    let deletes = proxy.deletes();
+    let refused = deletes.iter().filter(|d| d.status == 412).count() as u64;
+    eprintln!(
+        "{} uploads by writers right after a re-read, {} chunks committed, {} DELETEs ({refused} refused by If-Match), report: deleted {}, refreshed_kept {}, lost {}",
+        uploads.load(Ordering::Relaxed),
+        committed.len(),
+        deletes.len(),
+        report["deleted"],
+        report["refreshed_kept"],
+        lost.len()
+    );
+    assert!(lost.is_empty(), "chunks committed by a writer were deleted: {lost:?}");
+    assert!(!deletes.is_empty(), "the collector deleted nothing");
+    for delete in &deletes {
+        let etag = delete.if_generation_match.as_deref();
+        let etag = etag.unwrap_or_else(|| panic!("DELETE {} carries no If-Match", delete.path));
+        assert!(proxy.head_answered(&delete.path, etag), "DELETE {} on an ETag never read", delete.path);
+    }
+    assert_eq!(report["delete_conditions"]["conditional"].as_u64(), Some(deletes.len() as u64));
+    assert_eq!(report["delete_conditions"]["unconditional"].as_u64(), Some(0));
+    assert!(report["refreshed_kept"].as_u64().unwrap() >= refused, "every refused delete is a kept chunk");
+    assert!(refused > 0, "no writer's upload landed between a re-read and its delete: the race was not run");
+    let survivors: Vec<&String> = keys
+        .iter()
+        .filter(|key| !committed.contains(*key))
+        .filter(|key| rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))).is_ok())
+        .collect();
+    assert!(survivors.is_empty(), "garbage no writer reused survived: {survivors:?}");
+}
