@@ -78,13 +78,41 @@ impl Azurite {
         Ok(())
     }
 
+    /// Writes a small block blob named exactly `name` (any name Azurite holds, which
+    /// `object_store` could not write: control characters, `.` segments, a trailing `/`),
+    /// every byte but `A-Za-z0-9-_~/` percent-encoded in the URL.
+    pub fn put_raw(&self, container: &str, name: &str, body: &[u8]) -> Result<(), String> {
+        const KEEP: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~').remove(b'/');
+        let path = percent_encoding::utf8_percent_encode(name, KEEP);
+        let url = format!("{}/{container}/{path}", self.endpoint);
+        let extra = [("x-ms-blob-type", "BlockBlob")];
+        match self.signed(http::Method::PUT, &url, &extra, body)? {
+            (201, _) => Ok(()),
+            (status, answer) => Err(format!("put {container}/{name:?}: HTTP {status}: {answer}")),
+        }
+    }
+
     /// A signed Create or Delete Container request: its status and body.
     fn container_request(&self, method: http::Method, container: &str) -> Result<(u16, String), String> {
         let url = format!("{}/{container}?restype=container", self.endpoint);
-        let mut request: HttpRequest = http::Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header("content-length", "0")
+        self.signed(method, &url, &[], b"")
+    }
+
+    /// A request signed with the account key: its status and body.
+    fn signed(
+        &self,
+        method: http::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, String), String> {
+        let mut builder = http::Request::builder().method(method.clone()).uri(url);
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
+        }
+        let mut request: HttpRequest = builder
+            .header("content-length", body.len().to_string())
             .body(HttpRequestBody::empty())
             .map_err(|e| e.to_string())?;
         let key = AzureAccessKey::try_new(&self.key).map_err(|e| e.to_string())?;
@@ -95,7 +123,7 @@ impl Azurite {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        send(method.as_str(), &url, &headers, b"")
+        send(method.as_str(), url, &headers, body)
     }
 
     /// Makes `blob` of `container` report `when` as its Last-Modified.

@@ -172,7 +172,9 @@ fn write(cli: &Cli, env: Vec<(String, String)>) -> Result<SynthSummary, String> 
         Stores::from_url_and_env(&cli.store, StoreOptions::default(), env.clone()).map_err(|e| e.to_string())?;
     if let Some(root) = &cli.backdate_root {
         if stores.is_local() {
-            return Err("--backdate-root is for s3://, gs:// and az:// test servers; file:// ages its files itself".into());
+            return Err(
+                "--backdate-root is for s3://, gs:// and az:// test servers; file:// ages its files itself".into()
+            );
         }
         if !root.is_dir() {
             return Err(format!("--backdate-root {}: not a directory", root.display()));
