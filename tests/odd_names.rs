@@ -8,7 +8,8 @@
 //! The names are written with raw HTTP / boto3 from `python3` (object_store cannot write
 //! them): boto3 on the S3 servers, the JSON API's media upload on fake-gcs-server. s3s-fs
 //! and fake-gcs-server keep objects as files, so they fold `a//b`, `a/./b`, `a/../b` and
-//! `a/` into other names: those are written to moto's S3 server, which keeps names exactly.
+//! `a/` into other names: those are written to moto's S3 server, which keeps names exactly,
+//! and (but for `.` and `..` segments) to Azurite, by signed requests of `gc_kit::azurite`.
 //!
 //! Ignored unless the servers' variables were set at build time (`scripts/test` sets them).
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{TimeDelta, Utc};
 use common::gcs_proxy::GcsProxy;
+use common::race::{Race, assert_race};
 use common::{Backend, S3_TURN, az_env, azurite_stores, runtime};
 use gc_kit::Ageing;
 use gc_kit::mix::unit;
@@ -120,40 +121,7 @@ fn writers_racing_execute_lose_no_chunk_on_azure() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     let committed = committed.lock().unwrap().clone();
-    let lost: Vec<&String> = committed
-        .iter()
-        .filter(|key| match rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))) {
-            Ok(_) => false,
-            Err(object_store::Error::NotFound { .. }) => true,
-            Err(e) => panic!("{key}: {e}"),
-        })
-        .collect();
-    let deletes = proxy.deletes();
-    let refused = deletes.iter().filter(|d| d.status == 412).count() as u64;
-    eprintln!(
-        "{} uploads by writers right after a re-read, {} chunks committed, {} DELETEs ({refused} refused by If-Match), report: deleted {}, refreshed_kept {}, lost {}",
-        uploads.load(Ordering::Relaxed),
-        committed.len(),
-        deletes.len(),
-        report["deleted"],
-        report["refreshed_kept"],
-        lost.len()
-    );
-    assert!(lost.is_empty(), "chunks committed by a writer were deleted: {lost:?}");
-    assert!(!deletes.is_empty(), "the collector deleted nothing");
-    for delete in &deletes {
-        let etag = delete.if_generation_match.as_deref();
-        let etag = etag.unwrap_or_else(|| panic!("DELETE {} carries no If-Match", delete.path));
-        assert!(proxy.head_answered(&delete.path, etag), "DELETE {} on an ETag never read", delete.path);
-    }
-    assert_eq!(report["delete_conditions"]["conditional"].as_u64(), Some(deletes.len() as u64));
-    assert_eq!(report["delete_conditions"]["unconditional"].as_u64(), Some(0));
-    assert!(report["refreshed_kept"].as_u64().unwrap() >= refused, "every refused delete is a kept chunk");
-    assert!(refused > 0, "no writer's upload landed between a re-read and its delete: the race was not run");
-    let survivors: Vec<&String> = keys
-        .iter()
-        .filter(|key| !committed.contains(*key))
-        .filter(|key| rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))).is_ok())
-        .collect();
-    assert!(survivors.is_empty(), "garbage no writer reused survived: {survivors:?}");
+    let uploads = uploads.load(Ordering::Relaxed);
+    let race = Race { report: &report, committed: &committed, uploads, keys: &keys, condition: "If-Match" };
+    assert_race(&rt, bucket.as_ref(), &proxy, &race);
 }

@@ -13,6 +13,7 @@ pub mod contract;
 pub mod faults;
 pub mod gcs_proxy;
 pub mod part;
+pub mod race;
 pub mod suite;
 
 use std::collections::BTreeMap;
