@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{TimeDelta, Utc};
 use common::gcs_proxy::GcsProxy;
-use common::race::{Race, assert_race};
+use common::race::{Race, assert_race, start_collector};
 use common::{Backend, S3_TURN, empty_root, runtime};
 use gc_kit::Ageing;
 use gc_kit::mix::unit;
@@ -68,21 +68,7 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
             stores.set_last_modified("snapshots", key, old).unwrap();
         }
     });
-    let live = dir.path().join("live.txt");
-    let taken_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
-
-    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
-    let child = std::process::Command::new(binary)
-        .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
-        .args(["--store", "gs://", "--execute", "--max-delete-fraction", "1", "--output", "json"])
-        .args(["--delete-concurrency", "8"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_collector(dir.path(), "gs://", &env);
 
     // Writers: a chunk the collector just re-read is uploaded again (through the proxy,
     // which orders it against the deletes), half the time.

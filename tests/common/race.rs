@@ -20,6 +20,25 @@ pub struct Race<'a> {
     pub condition: &'a str,
 }
 
+/// Starts `--execute` of partition `p1` (an empty live set, cutoff 48 h) on the store `url`,
+/// its live set written under `dir`; `GC_RACE_BINARY` may name another binary.
+pub fn start_collector(dir: &std::path::Path, url: &str, env: &[(String, String)]) -> std::process::Child {
+    let live = dir.join("live.txt");
+    let taken_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
+    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
+    std::process::Command::new(binary)
+        .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
+        .args(["--store", url, "--execute", "--max-delete-fraction", "1", "--output", "json"])
+        .args(["--delete-concurrency", "8"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 pub fn assert_race(rt: &tokio::runtime::Runtime, bucket: &dyn ObjectStore, proxy: &GcsProxy, race: &Race<'_>) {
     let Race { report, committed, uploads, keys, condition } = race;
     let exists = |key: &str| match rt.block_on(bucket.head(&ObjectPath::from(key))) {
