@@ -40,7 +40,7 @@ pub struct Args {
     /// which takes the plan's.
     #[arg(long, value_name = "WHEN", required_unless_present = "apply_plan", conflicts_with = "apply_plan")]
     pub cutoff: Option<String>,
-    /// Store URL: file:///abs/dir, gs://, s3:// or memory://.
+    /// Store URL: file:///abs/dir, gs://, s3://, az:// or memory://.
     #[arg(long, value_name = "URL")]
     pub store: String,
     /// Bucket holding the manifests and the legacy chunk location.

@@ -6,6 +6,7 @@
 //! - `gs://`: each chunk's last-modified and generation are re-read, then it is deleted with
 //!   `x-goog-if-generation-match` on the generation read; a failed precondition keeps it.
 //! - `s3://` with versioning enabled: the delete names the version re-read.
+//! - `az://`: the delete carries `If-Match` on the ETag re-read; a failed precondition keeps it.
 //! - elsewhere (unversioned S3): the re-read, then a bulk delete of the still-old chunks of a
 //!   location (`DeleteObjects`), reported as unconditional.
 //!
@@ -32,7 +33,9 @@ use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
 pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
-use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores};
+use crate::store::{
+    AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
+};
 use crate::throttle::{Aimd, RateCap};
 use crate::verify::RangeSpill;
 
@@ -350,12 +353,12 @@ impl Chunk<'_> {
             }
             self.store.head(&Path::from(key.as_str())).await
         };
-        let version = match now {
+        let read = match now {
             Ok(meta) if !self.reread.still_doomed(chunk, meta.last_modified.timestamp_millis()) => {
                 tracing::info!(bucket = self.location.bucket(), key, "kept: refreshed since the listing");
                 return Judged::done(|s| s.refreshed_kept = 1);
             }
-            Ok(meta) => meta.version,
+            Ok(meta) => meta,
             Err(object_store::Error::NotFound { .. }) => {
                 self.note_deleted(&key);
                 return Judged::done(|s| s.deleted = 1);
@@ -369,7 +372,7 @@ impl Chunk<'_> {
             return Judged::done(|s| s.not_started = 1);
         }
         match self.conditional {
-            Some(conditional) => Judged::Done(self.delete_conditionally(conditional, &key, chunk.size, version).await),
+            Some(conditional) => Judged::Done(self.delete_conditionally(conditional, &key, chunk.size, read).await),
             None if self.permits.single_deletes => Judged::Done(self.delete_plain(vec![(key, chunk.size)]).await),
             None => Judged::Doomed { key, size: chunk.size },
         }
@@ -439,8 +442,9 @@ impl Chunk<'_> {
         conditional: &Conditional,
         key: &str,
         size: u64,
-        version: Option<String>,
+        read: ObjectMeta,
     ) -> ExecuteStats {
+        let version = read.version;
         let mut stats = ExecuteStats::default();
         let outcome = {
             let _permit = self.permits.acquire().await;
@@ -455,6 +459,11 @@ impl Chunk<'_> {
                 Conditional::Version(s3) => {
                     s3.delete(key, version.as_deref().unwrap_or("null")).await.map_err(|e| e.to_string())
                 }
+                // Fail closed as for GCS: without the ETag read, no delete is sent.
+                Conditional::Etag(azure) => match read.e_tag.as_deref() {
+                    Some(etag) => azure.delete(key, etag).await.map_err(|e| e.to_string()),
+                    None => Err(format!("the re-read of {key} returned no ETag: not deleted")),
+                },
             }
         };
         stats.conditions.conditional = 1;
@@ -469,7 +478,7 @@ impl Chunk<'_> {
                 stats.deleted = 1;
             }
             Ok(ConditionalDelete::Changed) => {
-                tracing::info!(bucket = self.location.bucket(), key, "kept: a new generation since the re-read");
+                tracing::info!(bucket = self.location.bucket(), key, "kept: rewritten since the re-read");
                 stats.refreshed_kept = 1;
             }
             Err(error) => stats.failures.push(self.failure(key, error)),
@@ -484,6 +493,8 @@ pub enum Conditional {
     Generation(GcsDeleter),
     /// S3, versioning enabled: the version re-read is the one deleted.
     Version(S3Versions),
+    /// Azure: `If-Match` on the ETag re-read.
+    Etag(AzureDeleter),
 }
 
 /// The conditional deleter of each location's bucket, or `None` where deletes stay plain.
@@ -496,6 +507,7 @@ async fn conditionals(stores: &Stores, locations: &[Location]) -> Result<Vec<Opt
             let conditional = match stores.delete_condition() {
                 DeleteCondition::GenerationMatch => stores.gcs_deleter(bucket)?.map(Conditional::Generation),
                 DeleteCondition::VersionIfEnabled => stores.s3_versions(bucket).await?.map(Conditional::Version),
+                DeleteCondition::EtagMatch => stores.azure_deleter(bucket)?.map(Conditional::Etag),
                 DeleteCondition::RenameAside | DeleteCondition::Unconditional => None,
             };
             by_bucket.insert(bucket, conditional.map(Arc::new));

@@ -1,14 +1,14 @@
 //! Store URL -> one `Arc<dyn ObjectStore>` per bucket. The only place that builds stores.
 //!
-//! `gc_partition` knows `file://`, `gs://`, `s3://` and `memory://`. A program built on this
+//! `gc_partition` knows `file://`, `gs://`, `s3://`, `az://` and `memory://`. A program built on this
 //! library may add a backend of its own ([`CustomBackend`], [`Stores::custom`]) and a
 //! simulation around every bucket ([`Simulation`], [`Stores::simulated`]): that is how the
 //! test kit (`kit/`, `gc_partition_kit`) has `gen://` and its latency layer, which the
 //! production binary does not.
 //!
-//! Remote stores (`s3://`, `gs://`) take their whole configuration, credentials included, from
-//! the environment, read the way `object_store` reads it (`AWS_*`, `GOOGLE_*`,
-//! `SERVICE_ACCOUNT`). Nothing here prints a configuration value: `Stores`' `Debug` names the
+//! Remote stores (`s3://`, `gs://`, `az://`) take their whole configuration, credentials
+//! included, from the environment, read the way `object_store` reads it (`AWS_*`, `GOOGLE_*`,
+//! `SERVICE_ACCOUNT`, `AZURE_*` and `AZURITE_BLOB_STORAGE_URL`). Nothing here prints a configuration value: `Stores`' `Debug` names the
 //! backend and the names of the variables it read, never their values.
 
 use std::any::Any;
@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+mod azure;
 mod counting;
 mod direct;
 mod gcs_delete;
@@ -31,19 +33,22 @@ mod memory;
 mod raw_list;
 mod retry;
 mod s3_versions;
+pub use azure::{AzureDeleteError, AzureDeleter, ContainerUrl, container_url};
 pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
 pub use direct::ConditionalDelete;
 pub use gcs_delete::{GcsDeleteError, GcsDeleter};
 pub(crate) use local::walk;
 pub use local::{LocalBucket, LocalListing, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
-pub use raw_list::{Pages, RawListError, RawLister, RawObject, RawPage, parse_gcs_page, parse_s3_page};
+pub use raw_list::{
+    Pages, RawListError, RawLister, RawObject, RawPage, parse_azure_page, parse_gcs_page, parse_s3_page,
+};
 pub use retry::{RetryPolicy, RetryStore, is_transient};
 pub use s3_versions::{S3VersionError, S3Versions, Versioning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3:// or memory://")]
+    #[error("store URL {0:?} is not file:///ABS/DIR, gs://, s3://, az:// or memory://")]
     BadUrl(String),
     /// A [`CustomBackend`] or a [`Simulation`] that cannot be set up, in its own words.
     #[error("{0}")]
@@ -65,6 +70,8 @@ pub enum DeleteCondition {
     RenameAside,
     /// `gs://`: the DELETE carries `x-goog-if-generation-match` on the generation re-read.
     GenerationMatch,
+    /// `az://`: the DELETE carries `If-Match` on the ETag re-read.
+    EtagMatch,
     /// `s3://`: on a bucket whose versioning is enabled, the delete names the version
     /// re-read; elsewhere it is unconditional ([`Stores::s3_versions`] tells per bucket).
     VersionIfEnabled,
@@ -103,7 +110,7 @@ impl StoreOptions {
         // rounds on top (for what it does not retry, such as a listing failing between
         // pages) keep the worst case from multiplying.
         let max_retries = match backend {
-            Backend::Gcs | Backend::S3 => self.max_retries.min(2),
+            Backend::Gcs | Backend::S3 | Backend::Azure => self.max_retries.min(2),
             Backend::Local(_) | Backend::Memory | Backend::Custom(_) => self.max_retries,
         };
         RetryPolicy { max_retries, initial_backoff: self.initial_backoff, max_backoff: self.max_backoff }
@@ -115,18 +122,19 @@ enum Backend {
     Local(PathBuf),
     Gcs,
     S3,
+    Azure,
     Memory,
     /// A backend the program that built the stores brought (see [`CustomBackend`]).
     Custom(Arc<dyn CustomBackend>),
 }
 
 impl Backend {
-    /// S3 and GCS list in UTF-8 key order (their APIs say so), and so does object_store's
-    /// `InMemory`; a local file system lists in directory order.
+    /// S3, GCS and Azure Blob list in UTF-8 key order (their APIs say so), and so does
+    /// object_store's `InMemory`; a local file system lists in directory order.
     fn lists_in_key_order(&self) -> bool {
         match self {
             Backend::Local(_) => false,
-            Backend::Gcs | Backend::S3 | Backend::Memory => true,
+            Backend::Gcs | Backend::S3 | Backend::Azure | Backend::Memory => true,
             Backend::Custom(custom) => custom.lists_in_key_order(),
         }
     }
@@ -136,11 +144,15 @@ impl Backend {
             Backend::Local(_) => "file://",
             Backend::Gcs => "gs://",
             Backend::S3 => "s3://",
+            Backend::Azure => "az://",
             Backend::Memory => "memory://",
             Backend::Custom(custom) => custom.scheme(),
         }
     }
 }
+
+/// The emulator's URL, which `object_store`'s Azure builder reads from the environment.
+const AZURITE_URL_VAR: &str = "AZURITE_BLOB_STORAGE_URL";
 
 /// The configuration variables of a remote store, captured once. Values may be secrets:
 /// this type has no `Debug` that shows them.
@@ -150,7 +162,11 @@ struct RemoteEnv(Arc<Vec<(String, String)>>);
 impl RemoteEnv {
     /// Keeps the variables `object_store`'s `from_env` builders read.
     fn capture(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        let keep = |k: &str| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k == "SERVICE_ACCOUNT";
+        let keep = |k: &str| {
+            ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p))
+                || k == "SERVICE_ACCOUNT"
+                || k == AZURITE_URL_VAR
+        };
         let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(k, _)| keep(k)).collect();
         vars.sort();
         Self(Arc::new(vars))
@@ -164,6 +180,22 @@ impl RemoteEnv {
             }
         }
         builder
+    }
+
+    fn azure(&self) -> MicrosoftAzureBuilder {
+        let mut builder = MicrosoftAzureBuilder::new();
+        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("AZURE_")) {
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AzureConfigKey>() {
+                builder = builder.with_config(config_key, value);
+            }
+        }
+        builder
+    }
+
+    /// Where `object_store` reaches the storage emulator; it reads this one variable from
+    /// the process environment itself.
+    fn azurite_url(&self) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == AZURITE_URL_VAR).map(|(_, v)| v.as_str())
     }
 
     fn gcs(&self) -> GoogleCloudStorageBuilder {
@@ -282,13 +314,15 @@ impl Stores {
             Backend::Gcs
         } else if url == "s3://" || url == "s3:" {
             Backend::S3
+        } else if url == "az://" || url == "az:" {
+            Backend::Azure
         } else if url == "memory://" || url == "memory:" {
             Backend::Memory
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
         let mut stores = Self::with_backend(backend, options);
-        if matches!(stores.backend, Backend::S3 | Backend::Gcs) {
+        if stores.is_remote() {
             stores.env = RemoteEnv::capture(env);
             // A well-formed bucket name: only the environment's part of the configuration
             // can fail here. Building a client does not touch the network.
@@ -374,7 +408,7 @@ impl Stores {
     }
 
     /// How this store's `delete_stream` turns keys into requests: S3 sends `DeleteObjects`
-    /// of up to 1,000 keys; GCS (object_store sends single deletes), `file://` and
+    /// of up to 1,000 keys, Azure a blob batch of up to 256; GCS (object_store sends single deletes), `file://` and
     /// `memory://` one request per key; a simulated store as its profile says.
     pub fn delete_batching(&self) -> DeleteBatching {
         if let Some(simulation) = &self.simulation {
@@ -382,6 +416,7 @@ impl Stores {
         }
         match &self.backend {
             Backend::S3 => DeleteBatching::Bulk(1000),
+            Backend::Azure => DeleteBatching::Bulk(256),
             Backend::Gcs | Backend::Local(_) | Backend::Memory => DeleteBatching::Single,
             Backend::Custom(custom) => custom.delete_batching(),
         }
@@ -398,6 +433,7 @@ impl Stores {
             Backend::Local(_) | Backend::Memory => DeleteCondition::RenameAside,
             Backend::Gcs => DeleteCondition::GenerationMatch,
             Backend::S3 => DeleteCondition::VersionIfEnabled,
+            Backend::Azure => DeleteCondition::EtagMatch,
             Backend::Custom(_) => DeleteCondition::Unconditional,
         }
     }
@@ -432,6 +468,11 @@ impl Stores {
         })
     }
 
+    /// `s3://`, `gs://` or `az://`: configured from the environment.
+    fn is_remote(&self) -> bool {
+        matches!(self.backend, Backend::S3 | Backend::Gcs | Backend::Azure)
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self.backend, Backend::Local(_))
     }
@@ -441,7 +482,7 @@ impl Stores {
         matches!(self.backend, Backend::Memory).then(|| self.memory_bucket_of(bucket))
     }
 
-    /// `file://`, `gs://`, `s3://`, `memory://`, or a [`CustomBackend`]'s.
+    /// `file://`, `gs://`, `s3://`, `az://`, `memory://`, or a [`CustomBackend`]'s.
     pub fn scheme(&self) -> &'static str {
         self.backend.scheme()
     }
@@ -483,10 +524,8 @@ impl Stores {
                 })?;
                 Arc::new(store)
             }
-            Backend::Gcs | Backend::S3 => self.build_remote(bucket).map_err(|source| StoreError::Build {
-                bucket: bucket.to_owned(),
-                scheme: self.backend.scheme(),
-                source,
+            Backend::Gcs | Backend::S3 | Backend::Azure => self.build_remote(bucket).map_err(|source| {
+                StoreError::Build { bucket: bucket.to_owned(), scheme: self.backend.scheme(), source }
             })?,
             Backend::Memory => self.memory_bucket_of(bucket),
             Backend::Custom(custom) => custom.bucket(bucket)?,
@@ -507,6 +546,14 @@ impl Stores {
                     .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), timeout)
                     .build()?,
             ),
+            Backend::Azure => Arc::new(
+                self.env
+                    .azure()
+                    .with_container_name(bucket)
+                    .with_retry(retry)
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), timeout)
+                    .build()?,
+            ),
             _ => Arc::new(
                 self.env
                     .s3()
@@ -518,14 +565,14 @@ impl Stores {
         })
     }
 
-    /// How `bucket` is listed when the store is `s3://` or `gs://`: pages fetched and parsed
+    /// How `bucket` is listed when the store is `s3://`, `gs://` or `az://`: pages fetched and parsed
     /// here, every name kept as the store sent it (`object_store` fails a page on a name it
     /// cannot make a `Path` of; see `store/raw_list.rs`). `None` on other stores, and under a
     /// simulated latency (benches), whose listings go through the bucket's `ObjectStore`.
     /// These requests are counted and retried like the others; a test [`Layer`] does not
     /// see them.
     pub fn raw_lister(&self, bucket: &str) -> Result<Option<RawLister>, StoreError> {
-        if self.simulation.is_some() || !matches!(self.backend, Backend::S3 | Backend::Gcs) {
+        if self.simulation.is_some() || !self.is_remote() {
             return Ok(None);
         }
         let mut listers = self.listers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -537,15 +584,22 @@ impl Stores {
         let generic = |e: reqwest::Error| object_store::Error::Generic { store: "RawLister", source: Box::new(e) };
         let (counters, policy) = (Arc::clone(&self.requests), self.options.retry_policy(&self.backend));
         let timeout = self.options.request_timeout;
-        let lister = if matches!(self.backend, Backend::Gcs) {
-            let builder = self.env.gcs().with_bucket_name(bucket);
-            let base_url = gcs_base_url(&builder);
-            let client = builder.build().map_err(build)?;
-            RawLister::gcs(&base_url, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
-        } else {
-            let builder = self.env.s3().with_bucket_name(bucket);
-            let client = builder.clone().build().map_err(build)?;
-            RawLister::s3(&builder, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+        let lister = match self.backend {
+            Backend::Gcs => {
+                let builder = self.env.gcs().with_bucket_name(bucket);
+                let base_url = gcs_base_url(&builder);
+                let client = builder.build().map_err(build)?;
+                RawLister::gcs(&base_url, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+            }
+            Backend::Azure => {
+                let (at, credentials) = self.azure_container(bucket).map_err(build)?;
+                RawLister::azure(at, bucket, credentials, counters, policy, timeout)
+            }
+            _ => {
+                let builder = self.env.s3().with_bucket_name(bucket);
+                let client = builder.clone().build().map_err(build)?;
+                RawLister::s3(&builder, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+            }
         }
         .map_err(|e| build(generic(e)))?;
         listers.insert(bucket.to_owned(), lister.clone());
@@ -571,6 +625,36 @@ impl Stores {
         )
         .map_err(|e| build(object_store::Error::Generic { store: "GcsDeleter", source: Box::new(e) }))?;
         Ok(Some(deleter))
+    }
+
+    /// The conditional deleter of an `az://` container (spec 9.1); `None` on other stores.
+    pub fn azure_deleter(&self, container: &str) -> Result<Option<AzureDeleter>, StoreError> {
+        if self.delete_condition() != DeleteCondition::EtagMatch {
+            return Ok(None);
+        }
+        let build = |source| StoreError::Build { bucket: container.to_owned(), scheme: "az://", source };
+        let (at, credentials) = self.azure_container(container).map_err(build)?;
+        let deleter = AzureDeleter::new(
+            at,
+            container,
+            credentials,
+            Arc::clone(&self.requests),
+            self.options.retry_policy(&self.backend),
+            self.options.request_timeout,
+        )
+        .map_err(|e| build(object_store::Error::Generic { store: "AzureDeleter", source: Box::new(e) }))?;
+        Ok(Some(deleter))
+    }
+
+    /// Where `container` is reached and the credentials of its `object_store` client.
+    fn azure_container(
+        &self,
+        container: &str,
+    ) -> Result<(ContainerUrl, object_store::azure::AzureCredentialProvider), object_store::Error> {
+        let builder = self.env.azure().with_container_name(container);
+        let at = container_url(&builder, container, self.env.azurite_url());
+        let client = builder.build()?;
+        Ok((at, Arc::clone(client.credentials())))
     }
 
     /// The version deleter of an `s3://` bucket whose versioning is enabled (spec 9.1);
@@ -654,7 +738,30 @@ mod tests {
         // The test kit's generated store is not a store of `gc_partition`.
         let err = Stores::from_url("gen://?chunks=10", StoreOptions::default()).expect_err("gen:// is unknown");
         assert!(matches!(err, StoreError::BadUrl(_)), "{err}");
-        assert!(err.to_string().ends_with("is not file:///ABS/DIR, gs://, s3:// or memory://"), "{err}");
+        assert!(err.to_string().ends_with("is not file:///ABS/DIR, gs://, s3://, az:// or memory://"), "{err}");
+    }
+
+    #[test]
+    fn azure_is_configured_from_azure_variables_and_deletes_on_its_etag() {
+        let vars = env(&[
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+            ("AZURE_STORAGE_ENDPOINT", "http://127.0.0.1:1/devstoreaccount1"),
+            ("AZURE_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+        ]);
+        let stores = Stores::from_url_and_env("az://", StoreOptions::default(), vars).expect("az config");
+        assert_eq!(stores.scheme(), "az://");
+        assert_eq!(stores.delete_condition(), DeleteCondition::EtagMatch);
+        let deleter = stores.azure_deleter("c1").expect("deleter").expect("az:// deletes conditionally");
+        assert_eq!(deleter.container(), "c1");
+        let lister = stores.raw_lister("c1").expect("lister").expect("az:// lists raw pages");
+        assert_eq!(lister.scheme(), "az://");
+        assert!(stores.bucket("c1").is_ok());
+        assert!(Stores::memory().azure_deleter("c1").expect("memory").is_none());
+        // No account: object_store refuses the configuration, at start, naming the scheme.
+        let err = Stores::from_url_and_env("az://", StoreOptions::default(), Vec::new()).expect_err("no account");
+        assert!(matches!(err, StoreError::Config { scheme: "az://", .. }), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 /// What `gc_partition` says of a store URL it does not know.
-const UNKNOWN: &str = "is not file:///ABS/DIR, gs://, s3:// or memory://";
+const UNKNOWN: &str = "is not file:///ABS/DIR, gs://, s3://, az:// or memory://";
 
 #[test]
 fn gc_partition_refuses_gen_urls_as_an_unknown_scheme() {

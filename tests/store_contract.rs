@@ -1,7 +1,7 @@
 //! The store contract (`common/contract.rs`) on every backend the collector ships or is
 //! tested with: `memory://`, `file://` (object_store's `LocalFileSystem` and our
 //! `LocalBucket`), the retry layer over each of those, and, through `Stores` as
-//! `gc_partition` builds them, the s3s-fs and fake-gcs-server servers `scripts/test` starts
+//! `gc_partition` builds them, the s3s-fs, fake-gcs-server and Azurite servers `scripts/test` starts
 //! (ignored when their variables were unset at build time).
 
 mod common;
@@ -92,4 +92,14 @@ fn fake_gcs_server() {
     let stores = Stores::from_url_and_env("gs://", StoreOptions::default(), backend.env()).unwrap();
     let stores = gc_kit::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
     run(&*server_bucket(&stores, root), Order::Keys, Offset::IgnoredByTheEmulator);
+}
+
+#[test]
+#[cfg_attr(not(gc_test_az), ignore = "no test server: scripts/test starts Azurite")]
+fn azurite() {
+    let common::Backend::Az { root, env, .. } = common::Backend::az() else { unreachable!() };
+    let _turn = common::S3_TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stores = common::azurite_stores(&root, &env);
+    stores.create_bucket("contract").unwrap();
+    run(&*stores.bucket("contract").unwrap(), Order::Keys, Offset::IgnoredByTheEmulator);
 }

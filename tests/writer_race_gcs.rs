@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{TimeDelta, Utc};
 use common::gcs_proxy::GcsProxy;
+use common::race::{Race, assert_race, start_collector};
 use common::{Backend, S3_TURN, empty_root, runtime};
 use gc_kit::Ageing;
 use gc_kit::mix::unit;
@@ -67,21 +68,7 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
             stores.set_last_modified("snapshots", key, old).unwrap();
         }
     });
-    let live = dir.path().join("live.txt");
-    let taken_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
-
-    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
-    let child = std::process::Command::new(binary)
-        .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
-        .args(["--store", "gs://", "--execute", "--max-delete-fraction", "1", "--output", "json"])
-        .args(["--delete-concurrency", "8"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_collector(dir.path(), "gs://", &env);
 
     // Writers: a chunk the collector just re-read is uploaded again (through the proxy,
     // which orders it against the deletes), half the time.
@@ -132,40 +119,7 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
     }
 
     let committed = committed.lock().unwrap().clone();
-    let lost: Vec<&String> = committed
-        .iter()
-        .filter(|key| match rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))) {
-            Ok(_) => false,
-            Err(object_store::Error::NotFound { .. }) => true,
-            Err(e) => panic!("{key}: {e}"),
-        })
-        .collect();
-    let deletes = proxy.deletes();
-    let refused = deletes.iter().filter(|d| d.status == 412).count() as u64;
-    eprintln!(
-        "{} uploads by writers right after a re-read, {} chunks committed, {} DELETEs ({refused} refused by their precondition), report: deleted {}, refreshed_kept {}, lost {}",
-        uploads.load(Ordering::Relaxed),
-        committed.len(),
-        deletes.len(),
-        report["deleted"],
-        report["refreshed_kept"],
-        lost.len()
-    );
-    assert!(lost.is_empty(), "chunks committed by a writer were deleted: {lost:?}");
-    assert!(!deletes.is_empty(), "the collector deleted nothing");
-    for delete in &deletes {
-        let generation = delete.if_generation_match.as_deref();
-        let generation = generation.unwrap_or_else(|| panic!("DELETE {} carries no precondition", delete.path));
-        assert!(proxy.head_answered(&delete.path, generation), "DELETE {} on a generation never read", delete.path);
-    }
-    assert_eq!(report["delete_conditions"]["conditional"].as_u64(), Some(deletes.len() as u64));
-    assert_eq!(report["delete_conditions"]["unconditional"].as_u64(), Some(0));
-    assert!(report["refreshed_kept"].as_u64().unwrap() >= refused, "every refused delete is a kept chunk");
-    assert!(refused > 0, "no writer's upload landed between a re-read and its delete: the race was not run");
-    let survivors: Vec<&String> = keys
-        .iter()
-        .filter(|key| !committed.contains(*key))
-        .filter(|key| rt.block_on(bucket.head(&ObjectPath::from(key.as_str()))).is_ok())
-        .collect();
-    assert!(survivors.is_empty(), "garbage no writer reused survived: {survivors:?}");
+    let uploads = uploads.load(Ordering::Relaxed);
+    let race = Race { report: &report, committed: &committed, uploads, keys: &keys, condition: "precondition" };
+    assert_race(&rt, bucket.as_ref(), &proxy, &race);
 }

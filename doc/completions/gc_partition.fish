@@ -2,7 +2,7 @@ complete -c gc_partition -l partition -d 'Partition to collect' -r
 complete -c gc_partition -l live-snapshots -d 'The complete live set: one snapshot id per line and the `# end` trailer; `-` = stdin' -r
 complete -c gc_partition -l deleting-snapshots -d 'The partition\'s snapshots being deleted (and deleted ones whose manifests may remain), in the live set\'s format, taken within 5 min of it. Turns on the cross-check of the snapshots folder, the per-snapshot accounting and the reclaim of their manifests' -r -F
 complete -c gc_partition -l cutoff -d 'Chunks modified at or after this are kept: RFC 3339, or a duration before now (36h, 7d). Must be at least 24 h before the live set\'s taken_at. Not with --apply-plan, which takes the plan\'s' -r
-complete -c gc_partition -l store -d 'Store URL: file:///abs/dir, gs://, s3:// or memory://' -r
+complete -c gc_partition -l store -d 'Store URL: file:///abs/dir, gs://, s3://, az:// or memory://' -r
 complete -c gc_partition -l meta-bucket -d 'Bucket holding the manifests and the legacy chunk location' -r
 complete -c gc_partition -l location -d 'Another location to list, BUCKET[/PREFIX]; its prefix must name the partition' -r
 complete -c gc_partition -l apply-plan -d 'Delete exactly what a reviewed dry-run plan lists (plain or .zst), after checking it against this run\'s live set, manifests and store' -r -F

@@ -32,6 +32,7 @@ enum Kind {
     Memory,
     Gcs,
     S3,
+    Azure,
     /// `gen://` and other custom backends: objects age from their own rules.
     Other,
 }
@@ -42,6 +43,7 @@ fn kind(stores: &Stores) -> Kind {
         "memory://" => Kind::Memory,
         "gs://" => Kind::Gcs,
         "s3://" => Kind::S3,
+        "az://" => Kind::Azure,
         _ => Kind::Other,
     }
 }
@@ -60,7 +62,8 @@ pub trait Ageing: Sized {
     fn create_bucket(&self, bucket: &str) -> std::io::Result<()>;
     /// Makes an object look written at `when`: the file's mtime on `file://` and under an
     /// `s3://` backdate root, its fake-gcs-server metadata under a `gs://` one
-    /// ([`crate::fake_gcs`]), an override on `memory://`.
+    /// ([`crate::fake_gcs`]), its Azurite record on `az://` ([`crate::azurite`]), an
+    /// override on `memory://`.
     fn set_last_modified(&self, bucket: &str, key: &str, when: DateTime<Utc>) -> Result<(), AgeError>;
 }
 
@@ -77,6 +80,7 @@ impl Ageing for Stores {
         match kind(self) {
             Kind::Local | Kind::Memory => true,
             Kind::Gcs | Kind::S3 => backdate_root(self).is_some(),
+            Kind::Azure => crate::azurite::of(self).is_some(),
             Kind::Other => false,
         }
     }
@@ -92,6 +96,10 @@ impl Ageing for Stores {
                 self.memory_bucket(bucket);
                 Ok(())
             }
+            (Kind::Azure, _) => match crate::azurite::of(self) {
+                Some(azurite) => azurite.create_container(bucket).map_err(std::io::Error::other),
+                None => Ok(()),
+            },
             (Kind::Gcs | Kind::S3, None) | (Kind::Other, _) => Ok(()),
         }
     }
@@ -118,6 +126,10 @@ impl Ageing for Stores {
                     Ok(())
                 }
                 None => Err(fail("no memory bucket".to_owned())),
+            },
+            (Kind::Azure, _) => match crate::azurite::of(self) {
+                Some(azurite) => azurite.age(bucket, key, when).map_err(fail),
+                None => Err(fail("az:// objects can only be aged on Azurite (gc_kit::azurite)".to_owned())),
             },
             (Kind::Gcs | Kind::S3, None) => {
                 Err(fail(format!("{} objects can only be aged with a backdate root", self.scheme())))

@@ -4,6 +4,7 @@
 //!
 //! - [`synth`]: the synthetic partition writer behind `gc_synth` ([`synth_cli`]);
 //! - [`fake_gcs`]: writes and ageing on the fake-gcs-server emulator;
+//! - [`azurite`]: containers and ageing on the Azurite emulator;
 //! - [`ageing`]: buckets made and objects aged on `file://`, `memory://` and the test servers;
 //! - [`generated`]: the `gen://` store, a partition listed but never stored (`gc_gen`);
 //! - [`latency`]: the simulated remote store (`GC_PARTITION_SIM_LATENCY`);
@@ -14,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ageing;
+pub mod azurite;
 pub mod fake_gcs;
 pub mod fuzzing;
 pub mod generated;

@@ -168,10 +168,13 @@ pub fn run(args: &[&str], env: Vec<(String, String)>) -> Result<SynthSummary, St
 fn write(cli: &Cli, env: Vec<(String, String)>) -> Result<SynthSummary, String> {
     let cfg = cli.config()?;
     let base_url = env.iter().find(|(k, _)| k == "GOOGLE_BASE_URL").map(|(_, v)| v.clone());
-    let mut stores = Stores::from_url_and_env(&cli.store, StoreOptions::default(), env).map_err(|e| e.to_string())?;
+    let mut stores =
+        Stores::from_url_and_env(&cli.store, StoreOptions::default(), env.clone()).map_err(|e| e.to_string())?;
     if let Some(root) = &cli.backdate_root {
         if stores.is_local() {
-            return Err("--backdate-root is for s3:// and gs:// test servers; file:// ages its files itself".into());
+            return Err(
+                "--backdate-root is for s3://, gs:// and az:// test servers; file:// ages its files itself".into()
+            );
         }
         if !root.is_dir() {
             return Err(format!("--backdate-root {}: not a directory", root.display()));
@@ -181,6 +184,9 @@ fn write(cli: &Cli, env: Vec<(String, String)>) -> Result<SynthSummary, String> 
             let endpoint = base_url
                 .ok_or("gs:// with --backdate-root (fake-gcs-server) needs GOOGLE_BASE_URL, the server's URL")?;
             fake_gcs::test_server_stores(stores, root.clone(), &endpoint)
+        } else if stores.scheme() == "az://" {
+            // Azurite: its root holds the port of the ageing hook (see gc_kit::azurite).
+            crate::azurite::test_server_stores(stores, root.clone(), &env)?
         } else {
             stores.with_backdate_root(root.clone())
         };

@@ -1,4 +1,4 @@
-//! Listings of `s3://` and `gs://` buckets fetched and parsed here, so that no object name
+//! Listings of `s3://`, `gs://` and `az://` buckets fetched and parsed here, so that no object name
 //! can fail a page (issue 22, spec 2 and 9.4).
 //!
 //! `object_store` 0.14 parses every key of a list page into a `Path` and fails the whole
@@ -15,6 +15,10 @@
 //!   name that was never encoded changes it. The XML is read event by event with
 //!   `quick-xml` (already in `object_store`'s tree), text neither trimmed nor end-of-line
 //!   normalized, so a name keeps its blanks and control characters.
+//! - Azure: List Blobs (XML) signed with `object_store`'s own [`AzureAuthorizer`] and
+//!   credentials (as [`super::AzureDeleter`] does), read by the same XML reader as S3's; a
+//!   name the service sent `Encoded="true"` (percent-encoded, for characters XML cannot
+//!   carry) is decoded.
 //! - GCS: the JSON API's `objects.list` (`storage/v1/b/<bucket>/o`), with the bearer token of
 //!   `object_store`'s credential provider; JSON escapes every character, so names arrive
 //!   exactly.
@@ -28,10 +32,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use object_store::aws::{AmazonS3Builder, AwsCredentialProvider};
+use object_store::azure::AzureCredentialProvider;
 use object_store::gcp::GcpCredentialProvider;
 use quick_xml::events::Event;
 use reqwest::StatusCode;
 
+use super::azure::{ContainerUrl, sign_azure};
 use super::direct::{SendError, with_retry};
 use super::s3_versions::{encode_query_value, s3_bucket_url, sign_s3};
 use super::{RequestCounters, RetryPolicy};
@@ -82,16 +88,23 @@ struct Inner {
 enum Api {
     S3 { bucket_url: String, region: String, credentials: AwsCredentialProvider },
     Gcs { list_url: String, credentials: GcpCredentialProvider },
+    Azure { at: ContainerUrl, credentials: AzureCredentialProvider },
+}
+
+impl Api {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Api::S3 { .. } => "s3://",
+            Api::Gcs { .. } => "gs://",
+            Api::Azure { .. } => "az://",
+        }
+    }
 }
 
 /// Names the bucket only: the credentials inside are never printed.
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = match self.api {
-            Api::S3 { .. } => "s3://",
-            Api::Gcs { .. } => "gs://",
-        };
-        write!(f, "RawLister({scheme}{})", self.bucket)
+        write!(f, "RawLister({}{})", self.api.scheme(), self.bucket)
     }
 }
 
@@ -122,6 +135,18 @@ impl RawLister {
         Self::new(bucket, Api::Gcs { list_url, credentials }, counters, policy, timeout)
     }
 
+    /// `at`: where the container is reached, and as which account.
+    pub fn azure(
+        at: ContainerUrl,
+        container: &str,
+        credentials: AzureCredentialProvider,
+        counters: Arc<RequestCounters>,
+        policy: RetryPolicy,
+        timeout: std::time::Duration,
+    ) -> Result<Self, reqwest::Error> {
+        Self::new(container, Api::Azure { at, credentials }, counters, policy, timeout)
+    }
+
     fn new(
         bucket: &str,
         api: Api,
@@ -138,10 +163,7 @@ impl RawLister {
     }
 
     pub fn scheme(&self) -> &'static str {
-        match self.inner.api {
-            Api::S3 { .. } => "s3://",
-            Api::Gcs { .. } => "gs://",
-        }
+        self.inner.api.scheme()
     }
 
     /// The pages of the listing of every name starting with `prefix` (a plain string match,
@@ -176,6 +198,17 @@ impl RawLister {
                 }
                 url
             }
+            Api::Azure { at, .. } => {
+                let mut url = format!("{}?restype=container&comp=list&prefix={}", at.url, encode_query_value(prefix));
+                if delimited {
+                    url.push_str("&delimiter=%2F");
+                }
+                if let Some(token) = token {
+                    url.push_str("&marker=");
+                    url.push_str(&encode_query_value(token));
+                }
+                url
+            }
             Api::Gcs { list_url, .. } => {
                 let mut url = format!(
                     "{list_url}?prefix={}&fields=items(name%2Csize%2Cupdated)%2Cprefixes%2CnextPageToken",
@@ -204,6 +237,7 @@ impl RawLister {
         let parsed = match inner.api {
             Api::S3 { .. } => parse_s3_page(&body),
             Api::Gcs { .. } => parse_gcs_page(&body),
+            Api::Azure { .. } => parse_azure_page(&body),
         };
         parsed.map_err(|why| self.error(prefix, why))
     }
@@ -214,6 +248,10 @@ impl RawLister {
         match &inner.api {
             Api::S3 { region, credentials, .. } => {
                 request = request.headers(sign_s3(credentials, region, http::Method::GET, url).await?);
+            }
+            Api::Azure { at, credentials } => {
+                let (url, headers) = sign_azure(credentials, &at.account, http::Method::GET, url, &[]).await?;
+                request = inner.client.get(url).headers(headers);
             }
             Api::Gcs { credentials, .. } => {
                 let credential = credentials
@@ -278,27 +316,79 @@ impl Pages {
     }
 }
 
-/// Milliseconds since the epoch of an RFC 3339 time, as both stores write them.
+/// Milliseconds since the epoch of an RFC 3339 time, as S3 and GCS write them.
 fn rfc3339_ms(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
 }
+
+/// Milliseconds since the epoch of an RFC 1123 time (`Wed, 09 Sep 2009 09:20:02 GMT`), as
+/// Azure writes them.
+fn rfc1123_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(text.trim()).ok().map(|t| t.timestamp_millis())
+}
+
+/// Where an XML list answer keeps what a page needs: element paths from the root.
+struct XmlShape {
+    object: &'static [&'static [u8]],
+    key: &'static [&'static [u8]],
+    size: &'static [&'static [u8]],
+    last_modified: &'static [&'static [u8]],
+    time: fn(&str) -> Option<i64>,
+    prefix: &'static [&'static [u8]],
+    next_token: &'static [&'static [u8]],
+    /// S3 says `IsTruncated`; Azure has more pages exactly when `NextMarker` is not empty.
+    truncated: Option<&'static [&'static [u8]]>,
+}
+
+const S3_SHAPE: XmlShape = XmlShape {
+    object: &[b"ListBucketResult", b"Contents"],
+    key: &[b"ListBucketResult", b"Contents", b"Key"],
+    size: &[b"ListBucketResult", b"Contents", b"Size"],
+    last_modified: &[b"ListBucketResult", b"Contents", b"LastModified"],
+    time: rfc3339_ms,
+    prefix: &[b"ListBucketResult", b"CommonPrefixes", b"Prefix"],
+    next_token: &[b"ListBucketResult", b"NextContinuationToken"],
+    truncated: Some(&[b"ListBucketResult", b"IsTruncated"]),
+};
+
+const AZURE_SHAPE: XmlShape = XmlShape {
+    object: &[b"EnumerationResults", b"Blobs", b"Blob"],
+    key: &[b"EnumerationResults", b"Blobs", b"Blob", b"Name"],
+    size: &[b"EnumerationResults", b"Blobs", b"Blob", b"Properties", b"Content-Length"],
+    last_modified: &[b"EnumerationResults", b"Blobs", b"Blob", b"Properties", b"Last-Modified"],
+    time: rfc1123_ms,
+    prefix: &[b"EnumerationResults", b"Blobs", b"BlobPrefix", b"Name"],
+    next_token: &[b"EnumerationResults", b"NextMarker"],
+    truncated: None,
+};
 
 /// Parses a `ListObjectsV2` answer (`ListBucketResult`). Names keep every character the
 /// XML carries: text is not trimmed nor its line ends normalized, and character and the
 /// five predefined entity references are resolved. Anything else malformed fails the page.
 pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
+    parse_xml_page(body, &S3_SHAPE)
+}
+
+/// Parses a List Blobs answer (`EnumerationResults`), names kept as [`parse_s3_page`] keeps
+/// them; a name marked `Encoded="true"` is percent-decoded.
+pub fn parse_azure_page(body: &[u8]) -> Result<RawPage, String> {
+    parse_xml_page(body, &AZURE_SHAPE)
+}
+
+fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut text = String::new();
     let mut page = RawPage::default();
     let mut object: Option<RawObject> = None;
-    let mut truncated = false;
+    let mut truncated = shape.truncated.is_none();
     let mut token = None;
+    let mut encoded = false;
     loop {
         let event = reader.read_event().map_err(|e| format!("malformed XML: {e}"))?;
         let (start, end) = match &event {
-            Event::Start(e) => (Some(e.local_name().as_ref().to_vec()), false),
-            Event::Empty(e) => (Some(e.local_name().as_ref().to_vec()), true),
+            Event::Start(e) => (Some(e), false),
+            Event::Empty(e) => (Some(e), true),
             Event::End(_) => (None, true),
             Event::Text(t) => {
                 text.push_str(&t.decode().map_err(|e| format!("XML text: {e}"))?);
@@ -315,36 +405,44 @@ pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
             Event::Eof => break,
             _ => continue,
         };
-        if let Some(name) = start {
-            stack.push(name);
+        if let Some(element) = start {
+            stack.push(element.local_name().as_ref().to_vec());
             text.clear();
-            if stack_is(&stack, &[b"ListBucketResult", b"Contents"]) {
+            if stack_is(&stack, shape.object) {
                 object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None });
+            }
+            if stack_is(&stack, shape.key) || stack_is(&stack, shape.prefix) {
+                encoded = element
+                    .try_get_attribute("Encoded")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| a.value.as_ref().eq_ignore_ascii_case(b"true"));
             }
         }
         if !end {
             continue;
         }
         let value = std::mem::take(&mut text);
-        if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"Key"]) {
+        let name = |value: String| if encoded { percent_decoded(&value) } else { Ok(value) };
+        if stack_is(&stack, shape.key) {
             if let Some(o) = object.as_mut() {
-                o.key = value;
+                o.key = name(value)?;
             }
-        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"Size"]) {
+        } else if stack_is(&stack, shape.size) {
             if let Some(o) = object.as_mut() {
                 o.size = value.trim().parse().ok();
             }
-        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents", b"LastModified"]) {
+        } else if stack_is(&stack, shape.last_modified) {
             if let Some(o) = object.as_mut() {
-                o.last_modified_ms = rfc3339_ms(&value);
+                o.last_modified_ms = (shape.time)(&value);
             }
-        } else if stack_is(&stack, &[b"ListBucketResult", b"Contents"]) {
+        } else if stack_is(&stack, shape.object) {
             page.objects.extend(object.take());
-        } else if stack_is(&stack, &[b"ListBucketResult", b"CommonPrefixes", b"Prefix"]) {
-            page.common_prefixes.push(value);
-        } else if stack_is(&stack, &[b"ListBucketResult", b"NextContinuationToken"]) {
+        } else if stack_is(&stack, shape.prefix) {
+            page.common_prefixes.push(name(value)?);
+        } else if stack_is(&stack, shape.next_token) {
             token = Some(value);
-        } else if stack_is(&stack, &[b"ListBucketResult", b"IsTruncated"]) {
+        } else if shape.truncated.is_some_and(|path| stack_is(&stack, path)) {
             truncated = value.trim() == "true";
         }
         stack.pop();
@@ -352,13 +450,22 @@ pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
     if !stack.is_empty() {
         return Err("truncated XML".into());
     }
-    if truncated {
-        match token {
-            Some(t) if !t.is_empty() => page.next_token = Some(t),
-            _ => return Err("a truncated page without a continuation token".into()),
+    match token {
+        Some(t) if truncated && !t.is_empty() => page.next_token = Some(t),
+        _ if truncated && shape.truncated.is_some() => {
+            return Err("a truncated page without a continuation token".into());
         }
+        _ => {}
     }
     Ok(page)
+}
+
+/// A name sent percent-encoded (Azure's `Encoded="true"`), decoded; it must be UTF-8.
+fn percent_decoded(value: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|name| name.into_owned())
+        .map_err(|e| format!("an encoded name that is not UTF-8: {e}"))
 }
 
 fn stack_is(stack: &[Vec<u8>], path: &[&[u8]]) -> bool {
@@ -483,6 +590,44 @@ mod tests {
         {
             assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    fn azure_page(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://h/a" ContainerName="c"><Prefix>p/</Prefix><Blobs>{inner}</Blobs>"#
+        )
+    }
+
+    fn blob(name: &str) -> String {
+        format!(
+            "<Blob><Name>{name}</Name><Properties><Last-Modified>Fri, 02 Jan 2026 03:04:05 GMT</Last-Modified>\
+             <Etag>0x8D</Etag><Content-Length>7</Content-Length></Properties></Blob>"
+        )
+    }
+
+    #[test]
+    fn azure_names_keep_every_character_and_encoded_ones_are_decoded() {
+        let blobs = [
+            blob("p/ab/\tx"),
+            blob("p/ab/x&#13;"),
+            blob("p/ab//x"),
+            blob("p/ab/./x"),
+            blob("p/ab/x/"),
+            r#"<Blob><Name Encoded="true">p%2Fab%2F%01x</Name><Properties><Content-Length>1</Content-Length></Properties></Blob>"#.to_owned(),
+            "<BlobPrefix><Name>p/ab/</Name></BlobPrefix>".to_owned(),
+        ];
+        let body = azure_page(&blobs.concat()) + "<NextMarker>m/1</NextMarker></EnumerationResults>";
+        let page = parse_azure_page(body.as_bytes()).expect("page");
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["p/ab/\tx", "p/ab/x\r", "p/ab//x", "p/ab/./x", "p/ab/x/", "p/ab/\u{1}x"]);
+        assert!(page.objects[..5].iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_000)));
+        assert_eq!(page.objects[5].last_modified_ms, None);
+        assert_eq!(page.common_prefixes, ["p/ab/"]);
+        assert_eq!(page.next_token.as_deref(), Some("m/1"));
+        let last = azure_page(&blob("k")) + "<NextMarker /></EnumerationResults>";
+        assert_eq!(parse_azure_page(last.as_bytes()).expect("page").next_token, None, "an empty marker ends it");
+        let bad = azure_page(r#"<Blob><Name Encoded="true">%FF</Name></Blob>"#) + "</EnumerationResults>";
+        assert!(parse_azure_page(bad.as_bytes()).is_err(), "an encoded name that is not UTF-8");
     }
 
     #[test]

@@ -42,8 +42,9 @@ fn sorted(mut keys: Vec<String>) -> Vec<String> {
 pub enum Offset {
     /// Lists only the keys after the offset: what the retry layer's resume relies on.
     Honoured,
-    /// fake-gcs-server (the 0.1.1 wheel's build) ignores the XML API's `start-after` and
-    /// lists everything: asserted as such, so the day it changes this test says so.
+    /// fake-gcs-server (the 0.1.1 wheel's build) ignores the XML API's `start-after`, and
+    /// Azurite 3.35 List Blobs' `startFrom`, and list everything: asserted as such, so the
+    /// day it changes this test says so.
     IgnoredByTheEmulator,
 }
 

@@ -3,6 +3,10 @@
 //! records every DELETE with its preconditions, and every HEAD, so a test can check what the
 //! collector sent and aim writers at the chunks it just re-read.
 //!
+//! In front of Azurite ([`GcsProxy::start_azure`]) it only records: Azurite enforces a
+//! DELETE's `If-Match` itself. There a HEAD's "generation" is its `ETag` and a DELETE's
+//! precondition its `If-Match`.
+//!
 //! A precondition is checked against the object's generation upstream (its HEAD) while a
 //! lock is held that every mutating request through the proxy (deletes and uploads) takes:
 //! the check and the delete are atomic with respect to writers that upload through it.
@@ -23,6 +27,7 @@ use hyper_util::rt::TokioIo;
 #[derive(Debug, Clone)]
 pub struct SeenDelete {
     pub path: String,
+    /// GCS: `x-goog-if-generation-match`; Azure: `If-Match`.
     pub if_generation_match: Option<String>,
     pub if_metageneration_match: Option<String>,
     /// The status the proxy answered.
@@ -48,11 +53,22 @@ struct State {
     client: reqwest::Client,
     seen: Arc<Mutex<Seen>>,
     mutating: tokio::sync::Mutex<()>,
+    /// Azurite upstream: record, never enforce.
+    azure: bool,
 }
 
 impl GcsProxy {
     /// Starts the proxy on a free loopback port, on `runtime`, forwarding to `upstream`.
     pub fn start(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
+        Self::start_for(runtime, upstream, false)
+    }
+
+    /// The same in front of Azurite at `upstream` (`http://127.0.0.1:PORT`): recording only.
+    pub fn start_azure(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
+        Self::start_for(runtime, upstream, true)
+    }
+
+    fn start_for(runtime: &tokio::runtime::Runtime, upstream: &str, azure: bool) -> GcsProxy {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -61,6 +77,7 @@ impl GcsProxy {
             client: reqwest::Client::new(),
             seen: Arc::clone(&seen),
             mutating: tokio::sync::Mutex::new(()),
+            azure,
         });
         runtime.spawn(async move {
             loop {
@@ -99,7 +116,8 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     let method = request.method().clone();
     if method == Method::HEAD {
         let response = forward(&state, request).await;
-        let generation = response.headers().get("x-goog-generation").and_then(|v| v.to_str().ok());
+        let name = if state.azure { "etag" } else { "x-goog-generation" };
+        let generation = response.headers().get(name).and_then(|v| v.to_str().ok());
         let mut seen = state.seen.lock().unwrap();
         if let Some(generation) = generation {
             seen.head_generations.entry(path.clone()).or_default().insert(generation.to_owned());
@@ -109,6 +127,17 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     }
     let mutating = method == Method::DELETE || method == Method::POST || method == Method::PUT;
     let _lock = if mutating { Some(state.mutating.lock().await) } else { None };
+    if method == Method::DELETE && state.azure {
+        let if_match = header(&request, "if-match");
+        // Widens the window between the collector's re-read and its delete, where a writer's
+        // upload must be refused by If-Match: the race is then met in most runs.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let response = forward(&state, request).await;
+        let status = response.status().as_u16();
+        let seen = SeenDelete { path, if_generation_match: if_match, if_metageneration_match: None, status };
+        state.seen.lock().unwrap().deletes.push(seen);
+        return Ok(response);
+    }
     if method == Method::DELETE {
         let generation = header(&request, "x-goog-if-generation-match");
         let metageneration = header(&request, "x-goog-if-metageneration-match");

@@ -13,6 +13,7 @@ pub mod contract;
 pub mod faults;
 pub mod gcs_proxy;
 pub mod part;
+pub mod race;
 pub mod schemas;
 pub mod suite;
 
@@ -45,6 +46,9 @@ pub enum Backend {
     /// The fake-gcs-server at `endpoint`, whose objects are the files `root/<bucket>/<key>`
     /// (their times in the `user.metadata` xattr, see `gc_kit::fake_gcs`).
     Gcs { endpoint: String, root: PathBuf, env: Vec<(String, String)> },
+    /// Azurite at `endpoint` (`http://127.0.0.1:PORT/devstoreaccount1`), its data and the
+    /// port of its ageing hook under `root` (see `gc_kit::azurite`).
+    Az { endpoint: String, root: PathBuf, env: Vec<(String, String)> },
 }
 
 fn required_var(name: &str) -> String {
@@ -94,11 +98,19 @@ impl Backend {
         Backend::Gcs { endpoint, root, env }
     }
 
+    /// Azurite from `GC_TEST_AZ_ENDPOINT` and `GC_TEST_AZ_ROOT` (set by `scripts/test`, see
+    /// `scripts/azurite-server`), with its well-known account and key. Panics when unset.
+    pub fn az() -> Backend {
+        let endpoint = required_var("GC_TEST_AZ_ENDPOINT");
+        Backend::Az { env: az_env(&endpoint), endpoint, root: PathBuf::from(required_var("GC_TEST_AZ_ROOT")) }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::File => "file",
             Backend::S3 { .. } => "s3",
             Backend::Gcs { .. } => "gcs",
+            Backend::Az { .. } => "az",
         }
     }
 
@@ -106,7 +118,7 @@ impl Backend {
     pub fn server_root(&self) -> Option<&Path> {
         match self {
             Backend::File => None,
-            Backend::S3 { root, .. } | Backend::Gcs { root, .. } => Some(root),
+            Backend::S3 { root, .. } | Backend::Gcs { root, .. } | Backend::Az { root, .. } => Some(root),
         }
     }
 
@@ -124,9 +136,36 @@ impl Backend {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-            Backend::Gcs { env, .. } => env.clone(),
+            Backend::Gcs { env, .. } | Backend::Az { env, .. } => env.clone(),
         }
     }
+}
+
+/// Azurite's well-known development account and key (public, in Azure's documentation).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The `AZURE_*` configuration of an `az://` store at an Azurite `endpoint`.
+pub fn az_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+        ("AZURE_STORAGE_ENDPOINT", endpoint),
+        ("AZURE_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The `az://` stores of Azurite for `env`, able to make containers and age blobs, and
+/// emptied: every container that holds a blob is deleted.
+pub fn azurite_stores(root: &Path, env: &[(String, String)]) -> Stores {
+    let stores = Stores::from_url_and_env("az://", StoreOptions::default(), env.to_vec()).unwrap();
+    let stores = gc_kit::azurite::test_server_stores(stores, root.to_owned(), env).unwrap();
+    gc_kit::azurite::of(&stores).unwrap().empty().unwrap();
+    stores
 }
 
 /// Tests of one binary share the server: they take turns, each on an emptied root.
@@ -206,6 +245,11 @@ pub fn partition(backend: &Backend, tweak: impl FnOnce(&mut SynthConfig)) -> Fix
             let stores = gc_kit::fake_gcs::test_server_stores(stores, root.clone(), endpoint);
             (Some(turn), Some(root.clone()), "gs://".to_owned(), stores)
         }
+        Backend::Az { root, env, .. } => {
+            let turn = S3_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+            let stores = azurite_stores(root, env);
+            (Some(turn), Some(root.clone()), "az://".to_owned(), stores)
+        }
     };
     let partition = config.partition.to_string();
     let meta_bucket = config.meta_bucket.clone();
@@ -275,6 +319,9 @@ impl Fixture {
     /// metadata files included) with its size, last-modified and content hash: equal
     /// fingerprints mean a byte-for-byte unchanged store.
     pub fn fingerprint(&self) -> Fingerprint {
+        if let Some(azurite) = gc_kit::azurite::of(&self.stores) {
+            return azurite_fingerprint(azurite);
+        }
         fingerprint_dir(self.root.as_ref().expect("every fixture has a root"))
     }
 }
@@ -317,6 +364,18 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 /// The plan's lines, parsed.
 pub fn read_plan(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Every blob record of Azurite: its files on disk are written every few seconds, so they
+/// cannot tell. The ETag stands for the content (it changes on every write).
+pub fn azurite_fingerprint(azurite: &gc_kit::azurite::Azurite) -> Fingerprint {
+    let mut blobs = Fingerprint::new();
+    for (account, container, name, size, modified, etag, snapshot) in azurite.blobs().unwrap() {
+        let stamp = chrono::DateTime::parse_from_rfc3339(&modified).unwrap().timestamp_millis();
+        let tag: [u8; 32] = Sha256::digest(format!("{etag} {snapshot}")).into();
+        blobs.insert((format!("{account}/{container}"), name), (size, stamp, tag));
+    }
+    blobs
 }
 
 /// Every file under `root` with its size, mtime and content hash.
