@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::{Args, OutputFormat};
 use crate::ids::{ChunkId, IdError, PartitionId};
+pub use crate::live_set::LiveSource;
 use crate::locations::{Location, LocationError, check_bucket};
 pub use crate::mode::{Mode, ModeName};
 use crate::plan::Binding;
@@ -43,33 +44,6 @@ pub enum ConfigError {
     ProgressInterval(String),
     #[error("--work-dir {path}: {why}")]
     WorkDir { path: PathBuf, why: String },
-}
-
-#[derive(Debug, Clone)]
-pub enum LiveSource {
-    Stdin,
-    File(PathBuf),
-}
-
-impl LiveSource {
-    pub fn name(&self) -> String {
-        match self {
-            LiveSource::Stdin => "<stdin>".into(),
-            LiveSource::File(path) => path.display().to_string(),
-        }
-    }
-
-    /// The live set's bytes, whole.
-    pub fn read(&self) -> std::io::Result<Vec<u8>> {
-        match self {
-            LiveSource::Stdin => {
-                let mut text = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)?;
-                Ok(text)
-            }
-            LiveSource::File(path) => std::fs::read(path),
-        }
-    }
 }
 
 /// The mode the flags ask for: `--explain` wins, whatever else is given (it never deletes).

@@ -16,7 +16,7 @@ use crate::plan::ms_to_rfc3339;
 
 mod accounting;
 mod reclaim;
-pub use accounting::{Accounting, DeletingSnapshot, Ledger, Named, account};
+pub use accounting::{Accounting, DeletingSnapshot, Freed, Ledger, Named, account};
 pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
@@ -40,6 +40,30 @@ pub enum DeletingError {
         "the live set may be incomplete: {count} snapshots in {folder} are neither live nor being deleted and have manifests older than the cutoff: {named}; nothing deleted"
     )]
     Unknown { count: usize, folder: String, named: String },
+}
+
+/// The two sets the control plane gave: live, and (`--deleting-snapshots`) being deleted.
+pub struct Sets {
+    pub live: LiveSet,
+    pub deleting: Option<LiveSet>,
+}
+
+impl Sets {
+    /// `live` with the deleting set read from `deleting` (when given) and checked against it.
+    pub fn read(live: LiveSet, deleting: Option<&Path>, now: DateTime<Utc>) -> Result<Self, DeletingError> {
+        let deleting = deleting.map(|path| read(path, &live, now)).transpose()?;
+        Ok(Self { live, deleting })
+    }
+
+    /// The census before the snapshots folder is read: the two sets' sizes.
+    pub fn census(&self) -> SnapshotCensus {
+        let counted = |set: &LiveSet| set.snapshots.len() as u64;
+        SnapshotCensus {
+            live: counted(&self.live),
+            deleting: self.deleting.as_ref().map_or(0, counted),
+            ..SnapshotCensus::default()
+        }
+    }
 }
 
 /// Reads the deleting set and checks it against the live set: the live set's format, its

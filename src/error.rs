@@ -23,8 +23,6 @@ pub enum GcError {
     Store(#[from] StoreError),
     #[error("location: {0}")]
     Location(#[from] LocationError),
-    #[error("{path}: cannot read the live set: {source}")]
-    LiveSetRead { path: String, source: std::io::Error },
     #[error(transparent)]
     LiveSet(#[from] LiveSetError),
     #[error(transparent)]
@@ -146,7 +144,7 @@ impl GcError {
             | GcError::Manifest(IngestError::Spill(_))
             | GcError::Relist(RelistError::Spill(_))
             | GcError::PlanRefused(_) => Exit::Usage,
-            GcError::LiveSetRead { .. } | GcError::LiveSet(_) | GcError::Deleting(_) => Exit::LiveSet,
+            GcError::LiveSet(_) | GcError::Deleting(_) => Exit::LiveSet,
             GcError::Manifest(IngestError::Task(_) | IngestError::Bug(_))
             | GcError::Listing(ListingError::Task(_))
             | GcError::Relist(RelistError::Bug(_) | RelistError::Listing(ListingError::Task(_)))

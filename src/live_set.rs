@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
@@ -40,6 +41,34 @@ impl LiveSet {
     }
 }
 
+/// Where the live set comes from: a file, or stdin (`-`).
+#[derive(Debug, Clone)]
+pub enum LiveSource {
+    Stdin,
+    File(PathBuf),
+}
+
+impl LiveSource {
+    pub fn name(&self) -> String {
+        match self {
+            LiveSource::Stdin => "<stdin>".into(),
+            LiveSource::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// The live set's bytes, whole.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            LiveSource::Stdin => {
+                let mut text = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)?;
+                Ok(text)
+            }
+            LiveSource::File(path) => std::fs::read(path),
+        }
+    }
+}
+
 /// Why a live set was refused: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LiveSetError {
@@ -63,6 +92,8 @@ impl fmt::Display for LiveSetError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LiveSetErrorKind {
+    #[error("cannot read the live set: {0}")]
+    Unreadable(String),
     #[error("not UTF-8 (first bad byte at offset {offset})")]
     NotUtf8 { offset: usize },
     #[error("bad snapshot id {id:?}: {why}")]
@@ -79,6 +110,16 @@ pub enum LiveSetErrorKind {
     CountMismatch { said: u64, found: u64 },
     #[error("taken_at {taken_at} is more than 5 minutes after now ({now})")]
     FutureTakenAt { taken_at: DateTime<Utc>, now: DateTime<Utc> },
+}
+
+/// Reads the live set from `source` and checks it (see [`parse`]).
+pub fn read(source: &LiveSource, now: DateTime<Utc>) -> Result<LiveSet, LiveSetError> {
+    let text = source.read().map_err(|e| LiveSetError {
+        source_name: source.name(),
+        line: None,
+        kind: LiveSetErrorKind::Unreadable(e.to_string()),
+    })?;
+    parse(&text, &source.name(), now)
 }
 
 /// Parses and checks a live-set file. `source_name` names it in errors; `now` is the clock

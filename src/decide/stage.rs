@@ -19,7 +19,7 @@ use crate::locations::Location;
 use crate::plan::{Plan, PlanError, PlanSpool};
 use crate::stop::{Stop, Stopped};
 use crate::store::Stores;
-use crate::verify::RangeSpill;
+use crate::verify::{RangeSpill, VerifyError};
 
 use super::{Decider, decide_stream};
 
@@ -43,6 +43,16 @@ pub enum DecideStageError {
 pub struct Watched {
     pub verify: Option<RangeSpill>,
     pub named: Option<(Arc<RefFilter>, RangeSpill)>,
+}
+
+impl Watched {
+    /// Empty spills under `work_dir` for what is watched: `--verify`'s listing when `verify`,
+    /// and the listed chunks `named` holds.
+    pub fn create(work_dir: &Path, verify: bool, named: Option<Arc<RefFilter>>) -> Result<Self, VerifyError> {
+        let spill = || RangeSpill::create(work_dir);
+        let named = named.map(|filter| spill().map(|spill| (filter, spill))).transpose()?;
+        Ok(Self { verify: verify.then(spill).transpose()?, named })
+    }
 }
 
 /// What the listing and the decide stage leave together.

@@ -33,9 +33,13 @@ pub struct Accounting {
 }
 
 impl Accounting {
-    /// Every deleting snapshot's counts over `plan`, and after deletes over what they
-    /// deleted.
-    pub fn account(&self, plan: &SpooledPlan, deleted: Option<&Spilled>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
+    /// With the chunks this run listed among the named ids (`None`: it did not list).
+    pub fn with_listed(self, listed: Option<Spilled>) -> Self {
+        Self { listed, ..self }
+    }
+
+    /// Every deleting snapshot's counts over `plan`, with `freed` saying what counts as freed.
+    pub fn account(&self, plan: &SpooledPlan, freed: Freed<'_>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
         let t = std::time::Instant::now();
         let _span = tracing::info_span!("accounting").entered();
         let Accounting { named, shared, listed } = self;
@@ -46,7 +50,7 @@ impl Accounting {
             shared,
             listed: listed.as_ref(),
             plan,
-            deleted,
+            freed,
         })?;
         let freed_chunks: u64 = counts.iter().map(|c| c.freed_chunks).sum();
         let elapsed_ms = t.elapsed().as_millis() as u64;
@@ -81,6 +85,17 @@ pub struct DeletingSnapshot {
     pub error: Option<String>,
 }
 
+/// What counts as freed of the plan.
+#[derive(Clone, Copy)]
+pub enum Freed<'a> {
+    /// Every planned chunk: what a dry run would free.
+    Planned,
+    /// Nothing: the run deleted nothing (the guard stopped it).
+    Nothing,
+    /// What the deletes deleted: (id, location).
+    Deleted(&'a Spilled),
+}
+
 /// What the accounting reads: the named ids with their snapshots, and the spills of the other
 /// stages, each holding only what the filter of named ids holds.
 pub struct Ledger<'a> {
@@ -94,8 +109,7 @@ pub struct Ledger<'a> {
     /// Listed chunks, when this run listed: (id, location).
     pub listed: Option<&'a Spilled>,
     pub plan: &'a SpooledPlan,
-    /// Deleted chunks, after deletes: (id, location). Without it, planned counts as freed.
-    pub deleted: Option<&'a Spilled>,
+    pub freed: Freed<'a>,
 }
 
 /// Per range: which of its distinct named ids each check found.
@@ -180,7 +194,11 @@ fn range_facts(ledger: &Ledger<'_>, range: usize, ids: Vec<[u8; 32]>) -> Result<
     if let Some(listed) = ledger.listed {
         facts.listed = held_by(&facts.ids, listed, range)?;
     }
-    let deleted = ledger.deleted.map(|d| d.sorted_range(range)).transpose()?;
+    let deleted = match ledger.freed {
+        Freed::Nothing => return Ok(facts),
+        Freed::Planned => None,
+        Freed::Deleted(deleted) => Some(deleted.sorted_range(range)?),
+    };
     for run in ledger.plan.runs_of_fanout(range as u8) {
         let (location, records) = run?;
         for record in records {
@@ -293,16 +311,19 @@ mod tests {
                 shared: &shared_spill,
                 listed: Some(&listed_spill),
                 plan: &plan,
-                deleted: None,
+                freed: Freed::Planned,
             };
             let dry_run = account(&ledger).unwrap();
             assert_eq!(dry_run, model(false), "dry run, blocks of {block}");
             assert!(dry_run.iter().all(|d| d.freed_chunks > 0 && d.shared_kept > 0 && d.not_found > Some(0)));
-            let executed = account(&Ledger { deleted: Some(&deleted_spill), ..ledger }).unwrap();
+            let executed = account(&Ledger { freed: Freed::Deleted(&deleted_spill), ..ledger }).unwrap();
             assert_eq!(executed, model(true), "after deletes, blocks of {block}");
             assert!(executed[0].freed_bytes < dry_run[0].freed_bytes, "a kept copy is not freed");
             let applied = account(&Ledger { listed: None, ..ledger }).unwrap();
             assert!(applied.iter().all(|d| d.not_found.is_none()), "nothing listed: not_found unknown");
+            let stopped = account(&Ledger { freed: Freed::Nothing, ..ledger }).unwrap();
+            let unfreed = |d: &DeletingSnapshot| DeletingSnapshot { freed_chunks: 0, freed_bytes: 0, ..d.clone() };
+            assert_eq!(stopped, dry_run.iter().map(unfreed).collect::<Vec<_>>(), "nothing deleted, nothing freed");
         }
     }
 
@@ -323,7 +344,7 @@ mod tests {
             shared: &empty,
             listed: Some(&empty),
             plan: &plan,
-            deleted: None,
+            freed: Freed::Planned,
         };
         let got = account(&ledger).unwrap();
         assert_eq!(

@@ -30,6 +30,15 @@ impl LocationTable {
         Self(Arc::new(Mutex::new(Table { locations: Vec::new(), index: HashMap::new(), listing })))
     }
 
+    /// A table starting with `known`, in order (a reviewed plan's locations keep their indexes).
+    pub fn starting_with<'a>(listing: Option<ToListing>, known: impl IntoIterator<Item = &'a Location>) -> Self {
+        let table = Self::new(listing);
+        known.into_iter().for_each(|location| {
+            table.register(location);
+        });
+        table
+    }
+
     /// The location's index, registering it (and starting its listing) if it is new.
     pub fn register(&self, location: &Location) -> u32 {
         let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::bug::Bug;
 use crate::config::Config;
-use crate::deleting::{self, DeletingError, ManifestObject, Named, SnapshotCensus};
+use crate::deleting::{self, Accounting, DeletingError, ManifestObject, Named, SnapshotCensus};
 use crate::execute::{HeldError, HeldFound, put_back_held};
 use crate::live_set::LiveSet;
-use crate::locations::{LocationError, LocationTable};
+use crate::locations::{Location, LocationError, LocationTable};
 use crate::manifest;
 use crate::stop::{Stop, Stopped};
 use crate::store::Stores;
@@ -31,11 +32,11 @@ pub enum ManifestsStageError {
 }
 
 /// What the stage leaves: the live references, the snapshots folder's manifest objects that
-/// are not live, and what the deleting snapshots name.
+/// are not live, and (with a deleting set) the accounting of what the deleting snapshots name.
 pub struct ManifestsRead {
     pub referenced: Referenced,
     pub folder: Vec<ManifestObject>,
-    pub named: Option<Named>,
+    pub accounting: Option<Accounting>,
 }
 
 /// What the stage saw, kept for the report whether or not it ends well.
@@ -58,15 +59,15 @@ pub struct ManifestsStage<'a> {
 
 impl ManifestsStage<'_> {
     /// Reads every manifest into the sinks `wanted` names, registering their locations in
-    /// `table` (`legacy_location`: the legacy default's index). Stopped by a signal.
+    /// `table` (the legacy default's too). Stopped by a signal.
     pub async fn read(
         &self,
         table: &LocationTable,
-        legacy_location: u32,
         wanted: Wanted,
         seen: &mut Seen,
     ) -> Result<ManifestsRead, ManifestsStageError> {
         let (config, live, stop) = (self.config, self.live, self.stop);
+        let legacy_location = table.register(&Location::legacy_default(&config.meta_bucket, &config.partition)?);
         if self.deleting.is_some() {
             // Manifests a stopped reclaim left renamed aside go back before the folder is read.
             let folder = manifest::snapshots_folder(&config.meta_bucket, &config.partition)?;
@@ -87,8 +88,9 @@ impl ManifestsStage<'_> {
         };
         let wanted = Wanted { named: named.as_ref().map(|n| Arc::clone(&n.filter)), ..wanted };
         let reading = read_manifests(self.stores, config, live, inventory, table, legacy_location, wanted, self.stats);
-        let referenced = stop.unless_stopped(async { Ok::<_, ManifestsStageError>(reading.await?) }).await?;
-        Ok(ManifestsRead { referenced, folder, named })
+        let mut referenced = stop.unless_stopped(async { Ok::<_, ManifestsStageError>(reading.await?) }).await?;
+        let accounting = named.map(|named| accounting(named, &mut referenced)).transpose()?;
+        Ok(ManifestsRead { referenced, folder, accounting })
     }
 
     /// Spec 9.2's cross-check: a snapshot neither live nor being deleted that has an old
@@ -99,4 +101,11 @@ impl ManifestsStage<'_> {
         let cutoff_ms = config.cutoff.timestamp_millis();
         deleting::cross_check(self.live, self.deleting, not_live, cutoff_ms, &folder)
     }
+}
+
+/// Spec 9.2's accounting as this stage leaves it: what the deleting snapshots name, and the
+/// live references among those ids.
+fn accounting(named: Named, referenced: &mut Referenced) -> Result<Accounting, IngestError> {
+    let shared = referenced.shared.take().ok_or_else(|| Bug::new("no spill of the shared references"))?;
+    Ok(Accounting { named, shared: shared.finish()?, listed: None })
 }

@@ -79,6 +79,21 @@ pub struct AfterCheck {
 }
 
 impl AfterCheck {
+    /// [`Self::before_deletes`] when the run spilled what `--verify` needs: the live
+    /// references, the listing, and a plan. `None` otherwise (no `--verify`, or no plan).
+    pub fn prepare(
+        refs: Option<RangeSpill>,
+        before: Option<RangeSpill>,
+        plan: Option<&SpooledPlan>,
+        filter: Arc<RefFilter>,
+        locations: &[Location],
+    ) -> Result<Option<(Self, u64)>, VerifyError> {
+        let (Some(refs), Some(before), Some(plan)) = (refs, before, plan) else {
+            return Ok(None);
+        };
+        Self::before_deletes(refs.finish()?, before.finish()?, plan, filter, locations).map(Some)
+    }
+
     /// `--verify`'s checks before any delete over the exact references, the listing and the
     /// plan. Returns the check to run after the deletes (its report holds the verdict so
     /// far), and how many distinct ids the live manifests reference.
