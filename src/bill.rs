@@ -47,7 +47,7 @@ pub const S3: Prices = Prices {
 };
 
 /// The prices of a store URL scheme; `None` for `file://` and `memory://`, which bill nothing.
-pub fn prices_for(scheme: &str) -> Option<Prices> {
+pub(crate) fn prices_for(scheme: &str) -> Option<Prices> {
     match scheme {
         "gs://" => Some(GCS),
         "s3://" => Some(S3),
@@ -95,7 +95,7 @@ impl RequestBill {
     /// each location) in batches of `batch_size` would ask: one HEAD per chunk (the re-read
     /// before the delete), and each batch (never spanning two locations) one `delete_stream`
     /// call, split by the backend's `batching` rule. Assumes no chunk is refreshed meanwhile.
-    pub fn with_execute_estimate(
+    pub(crate) fn with_execute_estimate(
         mut self,
         planned_per_location: &[u64],
         batch_size: u64,

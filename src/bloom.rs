@@ -21,11 +21,11 @@ pub const SHARDS: usize = 256;
 /// The fewest expected ids for which [`RefFilter::new`] shards the filter: about 4,000 per
 /// shard, where the uneven spread of ids over shards no longer raises the false-positive
 /// rate (measured: 0.000994 at 2^20 ids and a target of 0.001; 0.00108 at 100k; 0.0138 at 1k).
-pub const SHARDED_MIN_IDS: u64 = 1 << 20;
+pub(crate) const SHARDED_MIN_IDS: u64 = 1 << 20;
 
 /// Benches only: `GC_PARTITION_FILTER_SHARDS=1` makes a run use one unsharded filter
 /// whatever its size ([`RefFilter::for_run`]).
-pub const SHARDS_ENV: &str = "GC_PARTITION_FILTER_SHARDS";
+pub(crate) const SHARDS_ENV: &str = "GC_PARTITION_FILTER_SHARDS";
 
 /// The filter of the referenced ids. From [`SHARDED_MIN_IDS`] ids, [`RefFilter::new`] gives
 /// the sharded layout: the bits of an id confined to one of 256 equal ranges of one
@@ -99,7 +99,7 @@ impl RefFilter {
 
     /// The filter of a run: [`RefFilter::new`], or one filter when [`SHARDS_ENV`] is `1`
     /// (benches, to time both layouts end to end).
-    pub fn for_run(expected_ids: u64, fpr: f64, seed: u64) -> Self {
+    pub(crate) fn for_run(expected_ids: u64, fpr: f64, seed: u64) -> Self {
         match std::env::var(SHARDS_ENV) {
             Ok(value) if value.trim() == "1" => {
                 tracing::warn!("{SHARDS_ENV}=1: one unsharded filter (for benches)");
@@ -164,7 +164,7 @@ impl RefFilter {
     }
 
     /// Ids inserted so far, duplicates included.
-    pub fn inserted(&self) -> u64 {
+    pub(crate) fn inserted(&self) -> u64 {
         self.inserted.load(Ordering::Relaxed)
     }
 
@@ -195,7 +195,7 @@ impl RefFilter {
 
     /// Unreferenced old chunks this filter kept by mistake, expected: with rate p, the
     /// `planned` ones are the (1 - p) share of the truly unreferenced.
-    pub fn expected_false_positives(&self, planned: u64) -> f64 {
+    pub(crate) fn expected_false_positives(&self, planned: u64) -> f64 {
         let p = self.expected_fpr();
         planned as f64 * p / (1.0 - p)
     }
@@ -223,7 +223,7 @@ fn back_with_huge_pages<T>(bits: &[T]) {
 }
 
 /// The filter hash of one id: two 64-bit words of the digest, mixed with the seed.
-pub fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
+pub(crate) fn id_hash(seed: u64, id: &[u8; 32]) -> u64 {
     let (words, _) = id.as_chunks::<8>();
     let w0 = u64::from_le_bytes(words[0]);
     let w1 = u64::from_le_bytes(words[1]);

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::{Args, OutputFormat};
 use crate::ids::{ChunkId, IdError, PartitionId};
-pub use crate::live_set::LiveSource;
+pub(crate) use crate::live_set::LiveSource;
 use crate::locations::{Location, LocationError, check_bucket};
-pub use crate::mode::{Mode, ModeName};
+pub(crate) use crate::mode::Mode;
 use crate::plan::Binding;
 use crate::store::StoreOptions;
 
 /// How far before the live set's `taken_at` the cutoff must be (spec 4, safety rules).
-pub const GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+pub(crate) const GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -192,7 +192,7 @@ impl Config {
     }
 
     /// The grace rule: the cutoff is at least 24 h before the live set was taken.
-    pub fn check_cutoff(&self, taken_at: DateTime<Utc>) -> Result<(), ConfigError> {
+    pub(crate) fn check_cutoff(&self, taken_at: DateTime<Utc>) -> Result<(), ConfigError> {
         if self.cutoff <= taken_at - GRACE {
             Ok(())
         } else {
@@ -202,7 +202,7 @@ impl Config {
 }
 
 /// The longest `--max-plan-age`: a plan must be applied well inside the grace window.
-pub const MAX_PLAN_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(23);
+pub(crate) const MAX_PLAN_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(23);
 
 fn max_plan_age(value: &str) -> Result<chrono::TimeDelta, ConfigError> {
     let bad = |why| ConfigError::PlanAge { value: value.to_owned(), why };
@@ -257,7 +257,7 @@ fn parse_interval(value: &str) -> Result<Option<Duration>, ConfigError> {
 }
 
 /// `WHEN`: an RFC 3339 timestamp, or a duration before `now`.
-pub fn parse_when(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ConfigError> {
+pub(crate) fn parse_when(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ConfigError> {
     let bad = || ConfigError::Cutoff { value: value.to_owned() };
     if let Ok(at) = DateTime::parse_from_rfc3339(value) {
         return Ok(at.with_timezone(&Utc));
@@ -270,6 +270,7 @@ pub fn parse_when(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::ModeName;
     use clap::Parser;
 
     fn args(extra: &[&str]) -> Args {

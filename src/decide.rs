@@ -11,7 +11,7 @@ use crate::listing::{Listed, ListedChunk};
 use crate::plan::{LocationTally, Plan, PlanError, PlanSpool};
 
 mod stage;
-pub use stage::{DecideStageError, Decided, Deciding, ListingSettings, ListingTask, Watched, start_listing};
+pub(crate) use stage::{DecideStageError, Deciding, ListingSettings, Watched, start_listing};
 
 /// Why a chunk stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl<'a> Decider<'a> {
 
     /// Spools only the planned chunks `held` holds: the spool is then no plan, only what the
     /// deleting snapshots' accounting reads.
-    pub fn spooling_only(self, held: &'a RefFilter) -> Self {
+    pub(crate) fn spooling_only(self, held: &'a RefFilter) -> Self {
         Self { spool_only: Some(held), ..self }
     }
 
@@ -117,7 +117,7 @@ impl<'a> Decider<'a> {
 /// Decides every part the listing sends until it closes its channel; `observe` sees each
 /// part first (verify's record of what was listed). Blocking: run it off the async workers.
 /// Stops early, leaving the rest undecided, when `stopped` says so (a signal).
-pub fn decide_stream(
+pub(crate) fn decide_stream(
     parts: &mut mpsc::Receiver<Listed>,
     decider: &mut Decider<'_>,
     observe: &mut dyn FnMut(&Listed),

@@ -16,13 +16,15 @@ use crate::plan::ms_to_rfc3339;
 
 mod accounting;
 mod reclaim;
-pub use accounting::{Accounting, DeletingSnapshot, Freed, Ledger, Named, account};
-pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
+pub(crate) use accounting::{Accounting, DeletingSnapshot, Freed};
+pub use accounting::{Named, account};
+
+pub use reclaim::{Reclaim, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
-pub const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);
+pub(crate) const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);
 /// Unknown snapshots the refusal names, at most.
-pub const NAMED: usize = 10;
+pub(crate) const NAMED: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeletingError {
@@ -106,7 +108,7 @@ pub struct SnapshotCensus {
 
 /// The cross-check: `folder` holds every manifest object of a snapshot that is not live.
 /// Without a deleting set, they are only counted (`unclassified`).
-pub fn cross_check(
+pub(crate) fn cross_check(
     live: &LiveSet,
     deleting: Option<&LiveSet>,
     not_live: &[ManifestObject],

@@ -103,7 +103,7 @@ impl Exit {
 
     /// What to do after a run that ended this way, when the error says no more (the
     /// summary's `next` line). A successful run's advice depends on its mode: see the report.
-    pub fn next_step(self) -> &'static str {
+    pub(crate) fn next_step(self) -> &'static str {
         match self {
             Exit::Done => "nothing: the partition is collected",
             Exit::Usage => "fix the flags (see --help); nothing was changed",
@@ -160,7 +160,7 @@ impl GcError {
     }
 
     /// What to do next: the advice of the run's exit, unless this error knows better.
-    pub fn next_step(&self) -> &'static str {
+    pub(crate) fn next_step(&self) -> &'static str {
         if let GcError::Deleting(DeletingError::Unknown { .. }) = self {
             return "check that the live set and --deleting-snapshots are complete: each snapshot named has manifests but is in neither; nothing was changed";
         }

@@ -132,7 +132,7 @@ pub struct DeleteFailures {
 
 impl ExecuteStats {
     /// Whether every started delete is done or kept as refreshed.
-    pub fn all_done(&self, planned: u64) -> Result<(), DeleteFailures> {
+    pub(crate) fn all_done(&self, planned: u64) -> Result<(), DeleteFailures> {
         let Some(first) = self.failures.first() else {
             return Ok(());
         };
@@ -149,7 +149,7 @@ impl Executor<'_> {
     /// 9.2), each exactly as a planned chunk: re-read right before its delete, kept unless
     /// still older than the cutoff, deleted tied to the object re-read (spec 9.1). Returns
     /// what became of each, in order.
-    pub async fn delete_objects(
+    pub(crate) async fn delete_objects(
         &self,
         location: &Location,
         objects: &[(String, ListedChunk)],
@@ -184,7 +184,7 @@ impl Executor<'_> {
 
     /// Deletes a spooled plan in plan order; also returns the error that stopped reading the
     /// spool, if any (the rest of the plan is then not deleted).
-    pub async fn execute_spool(
+    pub(crate) async fn execute_spool(
         &self,
         locations: &[Location],
         spool: &SpooledPlan,
@@ -488,7 +488,7 @@ impl Chunk<'_> {
 }
 
 /// The conditional delete of a bucket whose store has one (spec 9.1).
-pub enum Conditional {
+pub(crate) enum Conditional {
     /// GCS: `x-goog-if-generation-match` on the generation re-read.
     Generation(GcsDeleter),
     /// S3, versioning enabled: the version re-read is the one deleted.
@@ -619,7 +619,7 @@ pub struct HeldFound {
 
 /// Passes each location on to the listing once the chunks an earlier, killed run left
 /// renamed aside in it are back at their keys (only counted in a dry run).
-pub async fn put_back_before_listing(
+pub(crate) async fn put_back_before_listing(
     stores: &Stores,
     mut locations: tokio::sync::mpsc::UnboundedReceiver<(u32, Location)>,
     listing: tokio::sync::mpsc::UnboundedSender<(u32, Location)>,
@@ -639,7 +639,11 @@ pub async fn put_back_before_listing(
 
 /// Puts back every chunk of `locations` an earlier, killed run left renamed aside (spec 9.1),
 /// before anything is listed; with `dry_run`, only counts them (a dry run writes nothing).
-pub async fn put_back_held(stores: &Stores, locations: &[Location], dry_run: bool) -> Result<HeldFound, HeldError> {
+pub(crate) async fn put_back_held(
+    stores: &Stores,
+    locations: &[Location],
+    dry_run: bool,
+) -> Result<HeldFound, HeldError> {
     let mut found = HeldFound::default();
     if stores.delete_condition() != DeleteCondition::RenameAside {
         return Ok(found);

@@ -18,7 +18,7 @@ use crate::plan::ms_to_rfc3339;
 use crate::store::Stores;
 
 /// Collects, for the explained ids only, the live snapshots that reference them.
-pub struct ExplainSink {
+pub(crate) struct ExplainSink {
     wanted: HashSet<[u8; 32]>,
     referenced_by: Mutex<BTreeMap<[u8; 32], BTreeSet<String>>>,
 }
@@ -75,7 +75,11 @@ pub struct Explanation {
 }
 
 /// Finds every copy of `id` in the candidate locations with one HEAD each.
-pub async fn find_copies(stores: &Stores, locations: &[Location], id: &ChunkId) -> Result<Vec<Copy>, ListingError> {
+pub(crate) async fn find_copies(
+    stores: &Stores,
+    locations: &[Location],
+    id: &ChunkId,
+) -> Result<Vec<Copy>, ListingError> {
     let mut copies = Vec::new();
     for location in locations {
         let store = stores.bucket(location.bucket())?;
@@ -136,7 +140,7 @@ pub fn explain(id: &ChunkId, referenced_by: Vec<String>, found: Vec<Copy>, cutof
 }
 
 /// Explains every id of the sink, looking each up in `locations`.
-pub async fn explain_all(
+pub(crate) async fn explain_all(
     stores: &Stores,
     locations: &[Location],
     sink: &ExplainSink,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Longest id the spec's alphabet allows: one leading character and up to 127 more.
-pub const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 
 /// Why a partition or snapshot id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +96,7 @@ impl ChunkId {
     /// [`ChunkId::from_hex`] over raw bytes (a file name, say).
     /// Runs once per listed chunk: `const_hex` decodes and checks the digits with SIMD, and
     /// the case check is a branch-free pass the compiler vectorises.
-    pub fn from_hex_bytes(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn from_hex_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != 64 || bytes.iter().fold(false, |upper, b| upper | b.is_ascii_uppercase()) {
             return None;
         }

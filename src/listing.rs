@@ -111,7 +111,7 @@ impl Listed {
 /// Where the listing sends its parts. The channel is bounded: when the decide stage is not
 /// taking parts (it waits for the filter to be complete), the listing waits too, so listed
 /// chunks never pile up in memory.
-pub type PartSender = mpsc::Sender<Listed>;
+pub(crate) type PartSender = mpsc::Sender<Listed>;
 
 /// Lists every location that arrives on `locations` until the channel closes, sending each
 /// part to `out` as soon as it is full or its directory is done.
@@ -295,7 +295,7 @@ impl LocationCounts {
 
 /// `name` with every control character written as its Rust escape (`\t`, `\r`, `\u{7f}`);
 /// the rest as it is.
-pub fn escape_controls(name: String) -> String {
+pub(crate) fn escape_controls(name: String) -> String {
     if !name.chars().any(char::is_control) {
         return name;
     }

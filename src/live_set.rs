@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use crate::ids::{IdError, SnapshotId};
 
 /// How far in the future `taken_at` may be (clock skew between the control plane and us).
-pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+pub(crate) const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// A checked live set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct LiveSet {
 impl LiveSet {
     /// Spec 8.2: the lowercase hex SHA-256 of the ids sorted in ascending byte order, each
     /// followed by a newline (the trailer, comments and `taken_at` are not part of it).
-    pub fn sha256(&self) -> String {
+    pub(crate) fn sha256(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut ids: Vec<&str> = self.snapshots.iter().map(|s| s.as_str()).collect();
         ids.sort_unstable();

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::ids::{ChunkId, PartitionId};
 
 mod table;
-pub use table::{LocationTable, ToListing};
+pub(crate) use table::{LocationTable, ToListing};
 
 /// Why a bucket name or prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +87,7 @@ impl Location {
 
     /// Where a chunk of this location is held while its delete checks it (spec 9.1), and the
     /// listing prefix of every chunk of this location held so.
-    pub fn held_prefix(&self) -> String {
+    pub(crate) fn held_prefix(&self) -> String {
         if self.prefix.is_empty() { HELD_FOLDER.to_owned() } else { format!("{HELD_FOLDER}/{}", self.prefix) }
     }
 
@@ -120,7 +120,7 @@ pub fn key_of_held(held: &str) -> Option<&str> {
 /// Classifies the entry `name` of the fan-out directory `hh` of a location: the chunk it
 /// names, or `None` for a foreign object. The one rule behind [`Location::chunk_of_key`],
 /// shared with the `file://` listing, which sees names without building keys.
-pub fn chunk_of_fanout_entry(hh: &[u8], name: &[u8]) -> Option<ChunkId> {
+pub(crate) fn chunk_of_fanout_entry(hh: &[u8], name: &[u8]) -> Option<ChunkId> {
     if hh.len() != 2 || !name.starts_with(hh) {
         return None;
     }

@@ -22,9 +22,11 @@ use crate::store::Stores;
 mod deleting;
 mod snapshots;
 mod stage;
-pub use deleting::read_deleting;
-pub use snapshots::{ManifestsRead, ManifestsStage, ManifestsStageError, Seen};
-pub use stage::{ManifestCounts, Referenced, Wanted, read_manifests};
+pub(crate) use deleting::read_deleting;
+pub use snapshots::Seen;
+pub(crate) use snapshots::{ManifestsRead, ManifestsStage, ManifestsStageError};
+pub use stage::Referenced;
+pub(crate) use stage::{ManifestCounts, Wanted, read_manifests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -46,7 +48,7 @@ pub enum IngestError {
 
 /// Which manifest objects each live snapshot has, from one listing of the snapshots folder.
 #[derive(Debug)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     jobs: Vec<SnapshotJob>,
     /// The manifest objects of every snapshot that is not live: spec 9.2's cross-check.
     pub not_live: Vec<ManifestObject>,
@@ -76,13 +78,13 @@ pub struct IngestStats {
 /// and whatever else the run needs (verify's spill, explain's lookups). An id seen here may
 /// still belong to a manifest that fails later: the run then aborts, so the ids only ever
 /// kept chunks.
-pub trait RefSink: Send + Sync {
+pub(crate) trait RefSink: Send + Sync {
     fn add(&self, snapshot: &SnapshotId, location: u32, ids: &[[u8; 32]]);
 }
 
 /// Shared inputs of the manifest workers.
 #[derive(Clone)]
-pub struct Ingest {
+pub(crate) struct Ingest {
     pub stores: Stores,
     pub meta_bucket: String,
     pub partition: PartitionId,
@@ -114,7 +116,7 @@ fn manifest_err(snapshot: &SnapshotId, object: String, kind: ManifestErrorKind) 
 /// Lists the snapshots folder once and checks every live snapshot has its manifests: a
 /// `.snap`, or a whole legacy pair, or both. Also keeps the manifest objects of the snapshots
 /// that are not live, for the cross-check.
-pub async fn inventory(
+pub(crate) async fn inventory(
     stores: &Stores,
     meta_bucket: &str,
     partition: &PartitionId,
@@ -188,7 +190,7 @@ pub async fn inventory(
 
 /// Fetches, checks and ingests every manifest of the inventory, `concurrency` at a time.
 /// The first error stops the stage.
-pub async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usize) -> Result<(), IngestError> {
+pub(crate) async fn ingest_all(ingest: &Ingest, inventory: Inventory, concurrency: usize) -> Result<(), IngestError> {
     ingest.stats.snapshots_total.store(inventory.jobs.len() as u64, Ordering::Relaxed);
     futures::stream::iter(inventory.jobs)
         .map(|job| ingest_snapshot(ingest.clone(), job))

@@ -143,8 +143,8 @@ pub fn write(path: &Path, report: &Report, exit_code: u8, ended_at: DateTime<Utc
 mod tests {
     use std::collections::BTreeMap;
 
-    use crate::config::ModeName;
     use crate::deleting::SnapshotCensus;
+    use crate::mode::ModeName;
 
     use super::*;
 

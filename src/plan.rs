@@ -23,8 +23,8 @@ use crate::locations::Location;
 
 mod guard;
 mod review;
-pub use guard::{Guard, GuardTripped};
-pub use review::{Binding, PlanRefused};
+pub(crate) use guard::{Guard, GuardTripped};
+pub(crate) use review::{Binding, PlanRefused};
 
 /// The version of the plan file's shape, its header's `version` (`schemas/plan.v<N>.schema.json`).
 pub const PLAN_VERSION: u32 = 2;
@@ -150,7 +150,7 @@ pub struct SpooledPlan {
 
 impl SpooledPlan {
     /// Bytes the spool takes under the work directory.
-    pub fn bytes_on_disk(&self) -> u64 {
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
         self.bytes_on_disk
     }
 
@@ -160,7 +160,10 @@ impl SpooledPlan {
     }
 
     /// The runs of one fan-out directory (ids starting with `fanout`), every location.
-    pub fn runs_of_fanout(&self, fanout: u8) -> impl Iterator<Item = Result<(u32, Vec<ListedChunk>), PlanError>> + '_ {
+    pub(crate) fn runs_of_fanout(
+        &self,
+        fanout: u8,
+    ) -> impl Iterator<Item = Result<(u32, Vec<ListedChunk>), PlanError>> + '_ {
         self.runs
             .iter()
             .filter(move |r| r.fanout == fanout)
@@ -202,7 +205,7 @@ pub enum Reread {
 }
 
 impl Reread {
-    pub fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
+    pub(crate) fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
         match self {
             Reread::OlderThan { cutoff_ms } => now_last_modified_ms < cutoff_ms,
             Reread::Unchanged => now_last_modified_ms == planned.last_modified_ms,
@@ -227,7 +230,7 @@ pub struct Planned {
 
 impl Planned {
     /// This run's plan, as the decide stage left it.
-    pub fn decided(plan: Plan, locations: Vec<Location>, max_delete_fraction: f64, cutoff_ms: i64) -> Self {
+    pub(crate) fn decided(plan: Plan, locations: Vec<Location>, max_delete_fraction: f64, cutoff_ms: i64) -> Self {
         let totals = plan.totals();
         Planned {
             guard: Guard::judge(max_delete_fraction, totals.old, totals.planned),
@@ -311,7 +314,7 @@ pub struct PlanHeader {
 
 /// One planned delete: a line between the header and the footer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
-pub struct DeleteRecord {
+pub(crate) struct DeleteRecord {
     #[serde(rename = "type")]
     #[schemars(extend("const" = "delete"))]
     pub kind: String,
@@ -336,16 +339,16 @@ pub struct Footer {
     pub old_chunks: u64,
 }
 
-pub fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub fn ms_to_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).map(rfc3339).unwrap_or_else(|| ms.to_string())
 }
 
 /// Whether a plan path asks for zstd compression.
-pub fn is_zstd(path: &Path) -> bool {
+pub(crate) fn is_zstd(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }
 
@@ -451,7 +454,7 @@ fn parse_header(line: &str, path: &Path) -> Result<PlanHeader, PlanReadError> {
 }
 
 /// The header of a plan file alone.
-pub fn read_header(path: &Path) -> Result<PlanHeader, PlanReadError> {
+pub(crate) fn read_header(path: &Path) -> Result<PlanHeader, PlanReadError> {
     let mut first = String::new();
     io::BufRead::read_line(&mut *open_plan(path)?, &mut first).map_err(|e| PlanReadError {
         path: path.to_owned(),

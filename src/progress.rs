@@ -16,12 +16,12 @@ use crate::manifest_fetch::IngestStats;
 /// The tracing target of the `progress` events.
 pub const EVENT_TARGET: &str = "gc_partition::progress";
 /// The message of the `progress` events.
-pub const EVENT_MESSAGE: &str = "progress";
+pub(crate) const EVENT_MESSAGE: &str = "progress";
 /// The version of the `progress` event's JSON line. The line has no version field (spec 8.5
 /// names none): this is the version of its schema file,
 /// `schemas/progress-event.v<N>.schema.json`, raised when a field is renamed, removed or
 /// changes type.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+pub(crate) const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// Live progress counters, written by the stages and read by the display and the events.
 #[derive(Debug, Default)]
@@ -154,7 +154,7 @@ pub fn event(before: &Counters, now: &Counters, elapsed: Duration) -> Event {
 /// `tracing-subscriber`'s JSON format (spec 8.5). It mirrors what [`Event::log`] logs (a
 /// unit test compares the two), for the event's schema.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct EventLine {
+pub(crate) struct EventLine {
     /// When the event was logged: RFC 3339, UTC, microseconds.
     pub timestamp: String,
     #[schemars(extend("const" = "INFO"))]
@@ -238,7 +238,7 @@ pub enum Mode {
 
 impl Mode {
     /// `interval` is `None` for `--progress-interval 0`, which turns both forms off.
-    pub fn choose(interval: Option<Duration>, stderr_is_terminal: bool) -> Mode {
+    pub(crate) fn choose(interval: Option<Duration>, stderr_is_terminal: bool) -> Mode {
         match interval {
             None => Mode::Off,
             Some(_) if stderr_is_terminal => Mode::Bars,
@@ -400,7 +400,7 @@ async fn show_bars(progress: Arc<Progress>, multi: MultiProgress, done: Arc<toki
 
 /// The log's writer while bars may be drawn: each line is written with the bars
 /// suspended, so a log line never tears them.
-pub struct LogWriter(pub MultiProgress);
+pub(crate) struct LogWriter(pub MultiProgress);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

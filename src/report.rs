@@ -120,7 +120,7 @@ pub struct BloomReport {
 
 /// The version of the report's shape, its `version` field: raised when a field is renamed,
 /// removed or changes type (`schemas/report.v<N>.schema.json`).
-pub const REPORT_VERSION: u32 = 1;
+pub(crate) const REPORT_VERSION: u32 = 1;
 
 /// The report of one run (spec 6, 8, 9): `--report-out`, and stdout with `--output json`.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
@@ -204,7 +204,7 @@ pub struct Report {
 }
 
 /// Bytes in binary units, e.g. `1.5 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -285,7 +285,7 @@ impl Report {
 
     /// The report of a run that could not start (exit 2): the flags were valid, the rest
     /// was not.
-    pub fn usage_error(config: &Config, message: String) -> Self {
+    pub(crate) fn usage_error(config: &Config, message: String) -> Self {
         Report {
             partition: config.partition.to_string(),
             mode: config.mode.name(),

@@ -45,7 +45,7 @@ impl Stop {
         }
     }
 
-    pub fn token(&self) -> &CancellationToken {
+    pub(crate) fn token(&self) -> &CancellationToken {
         &self.token
     }
 
@@ -60,7 +60,10 @@ impl Stop {
     }
 
     /// Runs `stage` unless a stop arrives first.
-    pub async fn unless_stopped<T, E: From<Stopped>>(&self, stage: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    pub(crate) async fn unless_stopped<T, E: From<Stopped>>(
+        &self,
+        stage: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         tokio::select! {
             done = stage => done,
             stopped = self.stopped() => Err(stopped.into()),

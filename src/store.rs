@@ -33,18 +33,20 @@ mod memory;
 mod raw_list;
 mod retry;
 mod s3_versions;
-pub use azure::{AzureDeleteError, AzureDeleter, ContainerUrl, container_url};
-pub use counting::{CountingStore, DeleteBatching, LIST_PAGE, RequestCounters, RequestCounts, is_throttle};
-pub use direct::ConditionalDelete;
-pub use gcs_delete::{GcsDeleteError, GcsDeleter};
+pub(crate) use azure::{AzureDeleter, ContainerUrl, container_url};
+pub(crate) use counting::{CountingStore, RequestCounters};
+pub use counting::{DeleteBatching, LIST_PAGE, RequestCounts, is_throttle};
+pub(crate) use direct::ConditionalDelete;
+pub(crate) use gcs_delete::GcsDeleter;
+pub use local::LocalBucket;
 pub(crate) use local::walk;
-pub use local::{LocalBucket, LocalListing, SYMLINK_ETAG, first_link};
+pub(crate) use local::{LocalListing, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
-pub use raw_list::{
-    Pages, RawListError, RawLister, RawObject, RawPage, parse_azure_page, parse_gcs_page, parse_s3_page,
-};
-pub use retry::{RetryPolicy, RetryStore, is_transient};
-pub use s3_versions::{S3VersionError, S3Versions, Versioning};
+pub(crate) use raw_list::{RawListError, RawLister};
+pub use raw_list::{parse_gcs_page, parse_s3_page};
+
+pub use retry::{RetryPolicy, RetryStore};
+pub(crate) use s3_versions::{S3Versions, Versioning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -250,7 +252,7 @@ pub trait Simulation: Send + Sync + fmt::Debug {
 
 /// How a program built on this library opens the `--store` URL: [`Stores::from_url`] for
 /// `gc_partition`; the test kit's adds `gen://` and its latency layer. See `crate::app`.
-pub type OpenStores = fn(&str, StoreOptions) -> Result<Stores, StoreError>;
+pub(crate) type OpenStores = fn(&str, StoreOptions) -> Result<Stores, StoreError>;
 
 /// Wraps every bucket's store as it is built: the hook tests use for fault injection and
 /// for counting calls. It sits between the backend and the [`RetryStore`], so a transient
@@ -403,7 +405,7 @@ impl Stores {
     }
 
     /// The shared request counters, read live by the throttling limiters.
-    pub fn request_counters(&self) -> Arc<RequestCounters> {
+    pub(crate) fn request_counters(&self) -> Arc<RequestCounters> {
         Arc::clone(&self.requests)
     }
 
@@ -607,7 +609,7 @@ impl Stores {
     }
 
     /// The conditional deleter of a `gs://` bucket (spec 9.1); `None` on other stores.
-    pub fn gcs_deleter(&self, bucket: &str) -> Result<Option<GcsDeleter>, StoreError> {
+    pub(crate) fn gcs_deleter(&self, bucket: &str) -> Result<Option<GcsDeleter>, StoreError> {
         if self.delete_condition() != DeleteCondition::GenerationMatch {
             return Ok(None);
         }
@@ -628,7 +630,7 @@ impl Stores {
     }
 
     /// The conditional deleter of an `az://` container (spec 9.1); `None` on other stores.
-    pub fn azure_deleter(&self, container: &str) -> Result<Option<AzureDeleter>, StoreError> {
+    pub(crate) fn azure_deleter(&self, container: &str) -> Result<Option<AzureDeleter>, StoreError> {
         if self.delete_condition() != DeleteCondition::EtagMatch {
             return Ok(None);
         }
@@ -660,7 +662,7 @@ impl Stores {
     /// The version deleter of an `s3://` bucket whose versioning is enabled (spec 9.1);
     /// `None` on other stores, and on a bucket that is unversioned or suspended, or whose
     /// versioning cannot be read (its deletes stay unconditional, and are reported so).
-    pub async fn s3_versions(&self, bucket: &str) -> Result<Option<S3Versions>, StoreError> {
+    pub(crate) async fn s3_versions(&self, bucket: &str) -> Result<Option<S3Versions>, StoreError> {
         if self.delete_condition() != DeleteCondition::VersionIfEnabled {
             return Ok(None);
         }

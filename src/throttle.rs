@@ -48,7 +48,7 @@ struct State {
 
 /// An additive-increase / multiplicative-decrease bound on requests in flight.
 #[derive(Debug)]
-pub struct Aimd {
+pub(crate) struct Aimd {
     bound: usize,
     state: Mutex<State>,
     notify: Notify,
@@ -57,7 +57,7 @@ pub struct Aimd {
 
 /// One request's place in flight; released on drop, reporting how the request went.
 #[derive(Debug)]
-pub struct AimdPermit<'a> {
+pub(crate) struct AimdPermit<'a> {
     aimd: &'a Aimd,
     generation: u64,
     throttles_before: u64,
@@ -85,13 +85,15 @@ impl Aimd {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[cfg(test)]
     /// The requests that may be in flight now.
     pub fn limit(&self) -> usize {
         self.state().limit as usize
     }
 
+    #[cfg(test)]
     /// How often the limit was cut, and the lowest it reached.
-    pub fn cuts(&self) -> (u64, usize) {
+    pub(crate) fn cuts(&self) -> (u64, usize) {
         let state = self.state();
         (state.cuts, state.lowest as usize)
     }
@@ -101,7 +103,7 @@ impl Aimd {
     }
 
     /// Waits for a place in flight.
-    pub async fn acquire(&self) -> AimdPermit<'_> {
+    pub(crate) async fn acquire(&self) -> AimdPermit<'_> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -153,7 +155,7 @@ impl Drop for AimdPermit<'_> {
 
 /// `--max-delete-rate`: at most `rate` keys per second (see the module docs).
 #[derive(Debug)]
-pub struct RateCap {
+pub(crate) struct RateCap {
     per_key: Duration,
     next: Mutex<Option<Instant>>,
     admitted: AtomicU64,
@@ -182,8 +184,9 @@ impl RateCap {
         self.admitted.fetch_add(keys, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
     /// Keys admitted so far.
-    pub fn admitted(&self) -> u64 {
+    pub(crate) fn admitted(&self) -> u64 {
         self.admitted.load(Ordering::Relaxed)
     }
 }

@@ -21,13 +21,13 @@ use crate::plan::{PlanError, SpooledPlan};
 
 mod relist;
 mod verdict;
-pub use relist::{AfterCheck, RelistError, check_reviewed, relist};
-pub use verdict::{VerifyFailure, VerifyReport};
+pub(crate) use relist::{AfterCheck, RelistError, check_reviewed};
+pub(crate) use verdict::{VerifyFailure, VerifyReport};
 
 /// Id ranges: one per value of an id's first byte.
-pub const RANGES: usize = 256;
+pub(crate) const RANGES: usize = 256;
 /// How many missing or wrongly planned keys the report names.
-pub const SAMPLE: usize = 100;
+pub(crate) const SAMPLE: usize = 100;
 /// Bytes of one spilled entry: the id and the location index.
 const ENTRY_LEN: usize = 36;
 /// Entries sorted and merged at once when a range's listing or plan is read back.
@@ -45,7 +45,7 @@ pub enum VerifyError {
 
 /// A referenced or listed (chunk id, location index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: [u8; 32],
     pub location: u32,
 }
@@ -108,7 +108,7 @@ impl RangeSpill {
     }
 
     /// Adds every chunk of a listed part that the filter holds: only those can be referenced.
-    pub fn add_listed(&self, part: &Listed, filter: &RefFilter) {
+    pub(crate) fn add_listed(&self, part: &Listed, filter: &RefFilter) {
         let mut entries: Vec<Entry> = part
             .chunks
             .iter()
@@ -119,7 +119,7 @@ impl RangeSpill {
     }
 
     /// Adds (id, location) for the ids `filter` holds: what concerns the deleting snapshots.
-    pub fn add_held(&self, location: u32, ids: &[[u8; 32]], filter: &RefFilter) {
+    pub(crate) fn add_held(&self, location: u32, ids: &[[u8; 32]], filter: &RefFilter) {
         let mut entries: Vec<Entry> =
             ids.iter().filter(|id| filter.contains(id)).map(|&id| Entry { id, location }).collect();
         if !entries.is_empty() {
@@ -169,7 +169,7 @@ impl Spilled {
     }
 
     /// Bytes the spill takes under the work directory.
-    pub fn bytes_on_disk(&self) -> u64 {
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
         self.entries * ENTRY_LEN as u64
     }
 
@@ -243,7 +243,7 @@ impl Bits {
 
 /// A count and up to [`SAMPLE`] examples of (location index, id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     pub count: u64,
     pub sample: Vec<(u32, [u8; 32])>,
 }
@@ -259,7 +259,7 @@ impl Found {
 
 /// What the checks before any delete found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BeforeChecks {
+pub(crate) struct BeforeChecks {
     /// Planned chunks whose id a live manifest references (anywhere): must be none.
     pub planned_but_referenced: Found,
     /// Referenced (id, location) pairs the listing did not find.
@@ -270,7 +270,7 @@ pub struct BeforeChecks {
 
 /// Before any delete: merges each range's references with its planned chunks and with what
 /// the listing found.
-pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Result<BeforeChecks, VerifyError> {
+pub(crate) fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Result<BeforeChecks, VerifyError> {
     let mut checks = BeforeChecks::default();
     for range in 0..RANGES {
         let refs_of_range = refs.sorted_range(range)?;
@@ -287,7 +287,7 @@ pub fn check_before(refs: &Spilled, listed: &Spilled, plan: &SpooledPlan) -> Res
 }
 
 /// Planned chunks whose id a live manifest references: the exact check of `--apply-plan`.
-pub fn check_planned(refs: &Spilled, plan: &SpooledPlan) -> Result<Found, VerifyError> {
+pub(crate) fn check_planned(refs: &Spilled, plan: &SpooledPlan) -> Result<Found, VerifyError> {
     let mut found = Found::default();
     for range in 0..RANGES {
         planned_in_range(&refs.sorted_range(range)?, refs.block_entries, plan, range, &mut found)?;
@@ -346,7 +346,7 @@ fn planned_blocks(
 }
 
 /// After the deletes: referenced (id, location) pairs listed before and not after.
-pub fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<Found, VerifyError> {
+pub(crate) fn check_after(refs: &Spilled, before: &Spilled, after: &Spilled) -> Result<Found, VerifyError> {
     let mut missing_after = Found::default();
     for range in 0..RANGES {
         let refs_of_range = refs.sorted_range(range)?;

@@ -25,7 +25,7 @@ use super::{Decider, decide_stream};
 
 /// How the listing ‖ decide stage fails.
 #[derive(Debug, thiserror::Error)]
-pub enum DecideStageError {
+pub(crate) enum DecideStageError {
     #[error(transparent)]
     Listing(#[from] ListingError),
     #[error(transparent)]
@@ -40,7 +40,7 @@ pub enum DecideStageError {
 
 /// What the decide stage watches the listing for, besides planning: `--verify`'s listing,
 /// and the listed chunks the deleting snapshots name (with the filter of their ids).
-pub struct Watched {
+pub(crate) struct Watched {
     pub verify: Option<RangeSpill>,
     pub named: Option<(Arc<RefFilter>, RangeSpill)>,
 }
@@ -56,7 +56,7 @@ impl Watched {
 }
 
 /// What the listing and the decide stage leave together.
-pub struct Decided {
+pub(crate) struct Decided {
     pub plan: Plan,
     pub watched: Watched,
     pub listing_ms: u64,
@@ -65,10 +65,10 @@ pub struct Decided {
 }
 
 /// The listing, running: how long it took, and what an earlier run left held.
-pub struct ListingTask(AbortOnDropHandle<Result<(u64, HeldFound), DecideStageError>>);
+pub(crate) struct ListingTask(AbortOnDropHandle<Result<(u64, HeldFound), DecideStageError>>);
 
 /// What the listing needs besides the locations and the parts' channel.
-pub struct ListingSettings {
+pub(crate) struct ListingSettings {
     pub concurrency: usize,
     /// Counts listed chunks for the progress display.
     pub listed: Arc<AtomicU64>,
@@ -77,7 +77,7 @@ pub struct ListingSettings {
 }
 
 /// Starts listing each location `locations` sends, parts to `out`, as a task of its own.
-pub fn start_listing(
+pub(crate) fn start_listing(
     stores: &Stores,
     locations: mpsc::UnboundedReceiver<(u32, Location)>,
     out: PartSender,
@@ -104,7 +104,7 @@ pub fn start_listing(
 }
 
 /// The decide loop's settings: the rule's cutoff, where the plan spools, what it must keep.
-pub struct Deciding<'a> {
+pub(crate) struct Deciding<'a> {
     pub filter: &'a Arc<RefFilter>,
     pub cutoff_ms: i64,
     pub work_dir: &'a Path,

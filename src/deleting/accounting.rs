@@ -26,7 +26,7 @@ pub struct Named {
 
 /// The accounting as far as planning took it: what the deleting snapshots name, the live
 /// references among those ids, and (when this run listed) the listed chunks among them.
-pub struct Accounting {
+pub(crate) struct Accounting {
     pub named: Named,
     pub shared: Spilled,
     pub listed: Option<Spilled>,
@@ -34,7 +34,7 @@ pub struct Accounting {
 
 impl Accounting {
     /// With the chunks this run listed among the named ids (`None`: it did not list).
-    pub fn with_listed(self, listed: Option<Spilled>) -> Self {
+    pub(crate) fn with_listed(self, listed: Option<Spilled>) -> Self {
         Self { listed, ..self }
     }
 
@@ -60,7 +60,7 @@ impl Accounting {
 
     /// What the deletes must note for the accounting after them: the deleted chunks its
     /// named ids hold.
-    pub fn deleted_watch(&self, work_dir: &std::path::Path) -> Result<DeletedWatch, VerifyError> {
+    pub(crate) fn deleted_watch(&self, work_dir: &std::path::Path) -> Result<DeletedWatch, VerifyError> {
         Ok(DeletedWatch { named: Arc::clone(&self.named.filter), spill: RangeSpill::create(work_dir)? })
     }
 }

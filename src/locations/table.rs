@@ -10,12 +10,12 @@ use tokio::sync::mpsc;
 use super::Location;
 
 /// Where a table sends each new location with its index: the listing.
-pub type ToListing = mpsc::UnboundedSender<(u32, Location)>;
+pub(crate) type ToListing = mpsc::UnboundedSender<(u32, Location)>;
 
 /// Shared by the manifests stage, which registers the locations unified manifests name, and
 /// the run, which closes it once every manifest is read.
 #[derive(Clone)]
-pub struct LocationTable(Arc<Mutex<Table>>);
+pub(crate) struct LocationTable(Arc<Mutex<Table>>);
 
 struct Table {
     locations: Vec<Location>,
@@ -31,7 +31,7 @@ impl LocationTable {
     }
 
     /// A table starting with `known`, in order (a reviewed plan's locations keep their indexes).
-    pub fn starting_with<'a>(listing: Option<ToListing>, known: impl IntoIterator<Item = &'a Location>) -> Self {
+    pub(crate) fn starting_with<'a>(listing: Option<ToListing>, known: impl IntoIterator<Item = &'a Location>) -> Self {
         let table = Self::new(listing);
         known.into_iter().for_each(|location| {
             table.register(location);
@@ -40,7 +40,7 @@ impl LocationTable {
     }
 
     /// The location's index, registering it (and starting its listing) if it is new.
-    pub fn register(&self, location: &Location) -> u32 {
+    pub(crate) fn register(&self, location: &Location) -> u32 {
         let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(&index) = table.index.get(location) {
             return index;

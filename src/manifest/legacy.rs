@@ -18,7 +18,7 @@ pub struct LegacyManifest {
 }
 
 /// The keys of a `.manifest`, each required exactly once.
-pub const MANIFEST_KEYS: [&str; 6] =
+pub(crate) const MANIFEST_KEYS: [&str; 6] =
     ["version", "snapshot_id", "partition_id", "chunk_count", "index_sha256", "created_at"];
 
 /// Parses a `.manifest` fetched for `snapshot` of `partition`. `object` names it in errors.
@@ -108,9 +108,9 @@ pub fn render_manifest(m: &LegacyManifest) -> String {
 }
 
 /// Length of the `.index` header: magic, version, id length, count.
-pub const INDEX_HEADER_LEN: usize = 24;
+pub(crate) const INDEX_HEADER_LEN: usize = 24;
 /// The `.index` magic.
-pub const INDEX_MAGIC: &[u8; 8] = b"CHUNKIDX";
+pub(crate) const INDEX_MAGIC: &[u8; 8] = b"CHUNKIDX";
 
 /// The header fields, unchecked.
 struct IndexHeader {
@@ -180,7 +180,7 @@ pub fn check_index<'a>(m: &LegacyManifest, bytes: &'a [u8], object: &str) -> Res
 
 /// Ids per block of [`check_index_streaming`]: 256 KiB of index, hashed and then inserted
 /// while it is still in the core's cache.
-pub const STREAM_BLOCK_IDS: usize = 1 << 13;
+pub(crate) const STREAM_BLOCK_IDS: usize = 1 << 13;
 
 /// [`check_index`] in one pass over the file: the SHA-256 runs block by block, and each
 /// block's ids go to `sink` right after it is hashed, while the block is still in cache. (A

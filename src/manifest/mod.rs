@@ -13,7 +13,7 @@ pub fn snapshots_dir(partition: &PartitionId) -> String {
 }
 
 /// The snapshots folder as a location: where manifests are deleted (and held aside).
-pub fn snapshots_folder(meta_bucket: &str, partition: &PartitionId) -> Result<Location, LocationError> {
+pub(crate) fn snapshots_folder(meta_bucket: &str, partition: &PartitionId) -> Result<Location, LocationError> {
     Location::new(meta_bucket, snapshots_dir(partition).trim_end_matches('/'))
 }
 

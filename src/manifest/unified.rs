@@ -21,7 +21,7 @@ pub mod pb {
 }
 
 /// The only `format_version` this version understands.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// A parsed and checked `.snap`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +59,9 @@ impl ChunkGroup {
         self.ids.as_chunks::<32>().0
     }
 
+    #[cfg(test)]
     /// The concatenated ids, as decoded (shares the fetched buffer).
-    pub fn ids_bytes(&self) -> &Bytes {
+    pub(crate) fn ids_bytes(&self) -> &Bytes {
         &self.ids
     }
 

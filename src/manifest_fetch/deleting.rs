@@ -41,7 +41,7 @@ impl RefSink for NamedSink {
 
 /// Reads the manifest objects `folder` lists for each snapshot of `deleting`. A snapshot with
 /// none left names nothing and has no error.
-pub async fn read_deleting(
+pub(crate) async fn read_deleting(
     stores: &Stores,
     config: &Config,
     deleting: &LiveSet,

@@ -18,7 +18,7 @@ use super::{IngestError, IngestStats, Referenced, Wanted, inventory, read_deleti
 
 /// How the stage fails.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestsStageError {
+pub(crate) enum ManifestsStageError {
     #[error(transparent)]
     Held(#[from] HeldError),
     #[error(transparent)]
@@ -33,7 +33,7 @@ pub enum ManifestsStageError {
 
 /// What the stage leaves: the live references, the snapshots folder's manifest objects that
 /// are not live, and (with a deleting set) the accounting of what the deleting snapshots name.
-pub struct ManifestsRead {
+pub(crate) struct ManifestsRead {
     pub referenced: Referenced,
     pub folder: Vec<ManifestObject>,
     pub accounting: Option<Accounting>,
@@ -48,7 +48,7 @@ pub struct Seen {
 }
 
 /// The stage's inputs that stay the same across the modes.
-pub struct ManifestsStage<'a> {
+pub(crate) struct ManifestsStage<'a> {
     pub stores: &'a Stores,
     pub config: &'a Config,
     pub live: &'a LiveSet,

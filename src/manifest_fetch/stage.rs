@@ -20,7 +20,7 @@ use super::{Ingest, IngestError, IngestStats, Inventory, RefSink, ingest_all};
 
 /// Which sinks a run's manifests feed.
 #[derive(Clone, Default)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     /// The filter the decide stage reads (a run that plans).
     pub filter: bool,
     /// The exact references, spilled by id range (`--verify`, `--apply-plan`).
@@ -101,7 +101,7 @@ impl RefSink for Refs {
 /// for; the locations unified manifests name are registered in `locations` (which starts
 /// their listing).
 #[allow(clippy::too_many_arguments)]
-pub async fn read_manifests(
+pub(crate) async fn read_manifests(
     stores: &Stores,
     config: &Config,
     live: &LiveSet,

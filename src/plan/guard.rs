@@ -33,19 +33,19 @@ pub struct GuardTripped {
 
 impl Guard {
     /// No verdict yet: the limit alone (a run that stops before its plan reports it).
-    pub fn unjudged(max_delete_fraction: f64) -> Self {
+    pub(crate) fn unjudged(max_delete_fraction: f64) -> Self {
         Self { max_delete_fraction, ..Self::default() }
     }
 
     /// Tripped when the plan deletes more than the allowed share of the chunks older than the
     /// cutoff (strictly more: exactly the limit passes).
-    pub fn judge(max_delete_fraction: f64, old_chunks: u64, planned: u64) -> Self {
+    pub(crate) fn judge(max_delete_fraction: f64, old_chunks: u64, planned: u64) -> Self {
         let fraction = if old_chunks == 0 { 0.0 } else { planned as f64 / old_chunks as f64 };
         Self { max_delete_fraction, old_chunks, fraction, tripped: fraction > max_delete_fraction, planned }
     }
 
     /// Whether the plan may be executed.
-    pub fn allows_deletes(&self) -> Result<(), GuardTripped> {
+    pub(crate) fn allows_deletes(&self) -> Result<(), GuardTripped> {
         if !self.tripped {
             return Ok(());
         }

@@ -32,7 +32,12 @@ pub struct Binding<'a> {
 
 impl PlanHeader {
     /// The header binding this run's plan to its inputs.
-    pub fn for_run(run: &Binding<'_>, live: &LiveSet, deleting: Option<&LiveSet>, locations: &[Location]) -> Self {
+    pub(crate) fn for_run(
+        run: &Binding<'_>,
+        live: &LiveSet,
+        deleting: Option<&LiveSet>,
+        locations: &[Location],
+    ) -> Self {
         PlanHeader {
             kind: "header".into(),
             version: PLAN_VERSION,
@@ -56,7 +61,7 @@ impl PlanHeader {
 impl ReviewedPlan {
     /// Spec 8.3: the plan file at `path`, read and checked against this run; a plan that
     /// cannot be read is refused as one that does not fit.
-    pub fn read_for(
+    pub(crate) fn read_for(
         path: &std::path::Path,
         work_dir: &std::path::Path,
         run: &Binding<'_>,

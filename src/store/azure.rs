@@ -35,7 +35,11 @@ pub struct ContainerUrl {
 
 /// The URL of `container` as `object_store` resolves it from `builder` (`emulator_url`: the
 /// environment's `AZURITE_BLOB_STORAGE_URL`, which `object_store` reads itself).
-pub fn container_url(builder: &MicrosoftAzureBuilder, container: &str, emulator_url: Option<&str>) -> ContainerUrl {
+pub(crate) fn container_url(
+    builder: &MicrosoftAzureBuilder,
+    container: &str,
+    emulator_url: Option<&str>,
+) -> ContainerUrl {
     let config = |key| builder.get_config_value(&key);
     let yes = |key| config(key).is_some_and(|v: String| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
     let account = config(AzureConfigKey::AccountName);
@@ -78,7 +82,7 @@ pub(super) async fn sign_azure(
 
 #[derive(Debug, thiserror::Error)]
 #[error("az://{container}/{key}: conditional delete failed: {why}")]
-pub struct AzureDeleteError {
+pub(crate) struct AzureDeleteError {
     pub container: String,
     pub key: String,
     pub why: String,
@@ -86,7 +90,7 @@ pub struct AzureDeleteError {
 
 /// Conditional deletes of one container.
 #[derive(Debug, Clone)]
-pub struct AzureDeleter {
+pub(crate) struct AzureDeleter {
     client: reqwest::Client,
     container: String,
     at: ContainerUrl,
@@ -108,6 +112,7 @@ impl AzureDeleter {
         Ok(Self { client, container: container.to_owned(), at, credentials, counters, policy })
     }
 
+    #[cfg(test)]
     pub fn container(&self) -> &str {
         &self.container
     }

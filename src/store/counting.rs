@@ -133,7 +133,7 @@ pub fn is_throttle(error: &Error) -> bool {
 
 /// Counts one bucket's requests into shared counters (see the module docs).
 #[derive(Debug)]
-pub struct CountingStore {
+pub(crate) struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     counters: Arc<RequestCounters>,
     batching: DeleteBatching,

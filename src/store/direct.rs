@@ -10,7 +10,7 @@ use super::{RequestCounters, RetryPolicy};
 
 /// What a delete tied to the object the collector read did (spec 9.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionalDelete {
+pub(crate) enum ConditionalDelete {
     Deleted,
     /// 404: already gone, which counts as done (spec 4.6).
     Gone,
@@ -20,12 +20,12 @@ pub enum ConditionalDelete {
 
 /// Whether `key` needs no encoding in a request path: the collector's own keys (the id
 /// alphabet and `/`). Anything else is refused rather than sent wrongly encoded.
-pub fn plain_key(key: &str) -> bool {
+pub(crate) fn plain_key(key: &str) -> bool {
     key.bytes().all(|b| b == b'/' || crate::ids::is_id_byte(b))
 }
 
 /// Why a request got no answer: `transient` when sending it again may work.
-pub struct SendError {
+pub(crate) struct SendError {
     pub transient: bool,
     pub why: String,
 }
@@ -35,14 +35,14 @@ impl SendError {
         Self { transient: false, why }
     }
 
-    pub fn from_reqwest(e: &reqwest::Error) -> Self {
+    pub(crate) fn from_reqwest(e: &reqwest::Error) -> Self {
         Self { transient: e.is_timeout() || e.is_connect() || e.is_request(), why: e.to_string() }
     }
 }
 
 /// Sends with `send` until an answer that is not transient (5xx, 429) or the policy's
 /// retries run out; 429 and 503 answers are counted as throttled.
-pub async fn with_retry<T, F, Fut>(
+pub(crate) async fn with_retry<T, F, Fut>(
     policy: RetryPolicy,
     counters: &RequestCounters,
     mut send: F,

@@ -22,11 +22,11 @@ use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
 use super::{RequestCounters, RetryPolicy};
 
 /// The XML API's default endpoint, as `object_store` uses it.
-pub const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 
 #[derive(Debug, thiserror::Error)]
 #[error("gs://{bucket}/{key}: conditional delete failed: {why}")]
-pub struct GcsDeleteError {
+pub(crate) struct GcsDeleteError {
     pub bucket: String,
     pub key: String,
     pub why: String,
@@ -34,7 +34,7 @@ pub struct GcsDeleteError {
 
 /// Conditional deletes of one bucket.
 #[derive(Debug, Clone)]
-pub struct GcsDeleter {
+pub(crate) struct GcsDeleter {
     client: reqwest::Client,
     base_url: String,
     bucket: String,
@@ -61,10 +61,6 @@ impl GcsDeleter {
             counters,
             policy,
         })
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
     }
 
     /// Deletes `key` only if its generation is still `generation` (and its metageneration

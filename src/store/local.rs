@@ -34,7 +34,7 @@ use object_store::{
 use rustix::fs::{FileType, StatxFlags};
 
 /// The `e_tag` of a listed object that is a symbolic link, or under one.
-pub const SYMLINK_ETAG: &str = "gc_partition:symlink";
+pub(crate) const SYMLINK_ETAG: &str = "gc_partition:symlink";
 
 pub(crate) mod walk;
 
@@ -57,7 +57,7 @@ impl LocalBucket {
     }
 
     /// The file behind `location`, refused if it is or goes through a symbolic link.
-    pub fn checked_file(&self, location: &Path) -> Result<PathBuf> {
+    pub(crate) fn checked_file(&self, location: &Path) -> Result<PathBuf> {
         let file = self.inner.path_to_filesystem(location)?;
         match first_link(&self.root, &file) {
             Ok(None) => Ok(file),
@@ -188,7 +188,7 @@ fn object_meta(location: Path, meta: &Metadata, e_tag: Option<String>) -> Object
 
 /// The first component of `path` below `root` that is a symbolic link, if any. A component
 /// that does not exist ends the search (nothing below it exists either).
-pub fn first_link(root: &FsPath, path: &FsPath) -> std::io::Result<Option<PathBuf>> {
+pub(crate) fn first_link(root: &FsPath, path: &FsPath) -> std::io::Result<Option<PathBuf>> {
     let Ok(below) = path.strip_prefix(root) else {
         return Err(std::io::Error::other(format!("{} is outside {}", path.display(), root.display())));
     };
@@ -330,7 +330,7 @@ impl LocalListing {
     }
 
     /// `open` once, and again after the store's backoff while its error is transient.
-    pub fn open_retrying<T>(
+    pub(crate) fn open_retrying<T>(
         &self,
         mut open: impl FnMut() -> Result<T, rustix::io::Errno>,
     ) -> Result<T, rustix::io::Errno> {
@@ -348,7 +348,7 @@ impl LocalListing {
     }
 
     /// One directory read with `objects` entries: list pages as S3 and GCS would count them.
-    pub fn count_directory(&self, objects: u64) {
+    pub(crate) fn count_directory(&self, objects: u64) {
         let pages = objects.div_ceil(super::counting::LIST_PAGE).max(1);
         self.counters.list_pages.fetch_add(pages, std::sync::atomic::Ordering::Relaxed);
     }

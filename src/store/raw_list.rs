@@ -371,7 +371,7 @@ pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
 
 /// Parses a List Blobs answer (`EnumerationResults`), names kept as [`parse_s3_page`] keeps
 /// them; a name marked `Encoded="true"` is percent-decoded.
-pub fn parse_azure_page(body: &[u8]) -> Result<RawPage, String> {
+pub(crate) fn parse_azure_page(body: &[u8]) -> Result<RawPage, String> {
     parse_xml_page(body, &AZURE_SHAPE)
 }
 

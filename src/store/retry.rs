@@ -59,7 +59,7 @@ impl RetryPolicy {
 }
 
 /// Whether an error may go away if the same call is made again.
-pub fn is_transient(error: &Error) -> bool {
+pub(crate) fn is_transient(error: &Error) -> bool {
     match error {
         Error::Generic { .. } | Error::JoinError { .. } => true,
         Error::NotFound { .. }

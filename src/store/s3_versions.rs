@@ -20,7 +20,7 @@ use super::{RequestCounters, RetryPolicy};
 
 /// A bucket's versioning state, as GetBucketVersioning answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Versioning {
+pub(crate) enum Versioning {
     /// Never enabled (no `<Status>`).
     Unversioned,
     Enabled,
@@ -40,7 +40,7 @@ impl Versioning {
 
 #[derive(Debug, thiserror::Error)]
 #[error("s3://{bucket}/{key}: {what} failed: {why}")]
-pub struct S3VersionError {
+pub(crate) struct S3VersionError {
     pub bucket: String,
     pub key: String,
     pub what: &'static str,
@@ -49,7 +49,7 @@ pub struct S3VersionError {
 
 /// Versioning reads and version deletes of one bucket.
 #[derive(Debug, Clone)]
-pub struct S3Versions {
+pub(crate) struct S3Versions {
     client: reqwest::Client,
     /// `https://bucket.s3.region.amazonaws.com`, or `ENDPOINT/bucket` (path style).
     bucket_url: String,

@@ -33,14 +33,18 @@ pub enum RelistError {
 
 /// `--apply-plan`'s check before any delete: the reviewed plan's chunks that a live manifest
 /// references now (every one of them refuses the plan).
-pub fn check_reviewed(refs: &Spilled, plan: &SpooledPlan, locations: &[Location]) -> Result<VerifyReport, VerifyError> {
+pub(crate) fn check_reviewed(
+    refs: &Spilled,
+    plan: &SpooledPlan,
+    locations: &[Location],
+) -> Result<VerifyReport, VerifyError> {
     let referenced_now = check_planned(refs, plan)?;
     let spill_bytes = refs.bytes_on_disk() + plan.bytes_on_disk();
     Ok(VerifyReport::of_reviewed_plan(&referenced_now, locations, spill_bytes))
 }
 
 /// Lists every location again, spilling what the filter holds.
-pub async fn relist(
+pub(crate) async fn relist(
     stores: &Stores,
     locations: &[Location],
     filter: &Arc<RefFilter>,
@@ -71,7 +75,7 @@ pub async fn relist(
 
 /// What `--verify` keeps from before the deletes for the check after them: the exact
 /// references, the listing before, the filter to spill the listing after, its verdict so far.
-pub struct AfterCheck {
+pub(crate) struct AfterCheck {
     pub refs: Spilled,
     pub before: Spilled,
     pub filter: Arc<RefFilter>,
@@ -81,7 +85,7 @@ pub struct AfterCheck {
 impl AfterCheck {
     /// [`Self::before_deletes`] when the run spilled what `--verify` needs: the live
     /// references, the listing, and a plan. `None` otherwise (no `--verify`, or no plan).
-    pub fn prepare(
+    pub(crate) fn prepare(
         refs: Option<RangeSpill>,
         before: Option<RangeSpill>,
         plan: Option<&SpooledPlan>,
@@ -97,7 +101,7 @@ impl AfterCheck {
     /// `--verify`'s checks before any delete over the exact references, the listing and the
     /// plan. Returns the check to run after the deletes (its report holds the verdict so
     /// far), and how many distinct ids the live manifests reference.
-    pub fn before_deletes(
+    pub(crate) fn before_deletes(
         refs: Spilled,
         before: Spilled,
         plan: &SpooledPlan,

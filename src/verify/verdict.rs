@@ -40,7 +40,7 @@ pub enum VerifyFailure {
 }
 
 /// `bucket/key` names of a sample of (location index, id).
-pub fn sample_keys(locations: &[Location], sample: &[(u32, [u8; 32])]) -> Vec<String> {
+pub(crate) fn sample_keys(locations: &[Location], sample: &[(u32, [u8; 32])]) -> Vec<String> {
     sample
         .iter()
         .take(SAMPLE)
@@ -53,7 +53,7 @@ pub fn sample_keys(locations: &[Location], sample: &[(u32, [u8; 32])]) -> Vec<St
 
 impl VerifyReport {
     /// The checks before any delete of a run's own plan.
-    pub fn before_deletes(checks: &BeforeChecks, locations: &[Location], spill_bytes: u64) -> Self {
+    pub(crate) fn before_deletes(checks: &BeforeChecks, locations: &[Location], spill_bytes: u64) -> Self {
         let report = VerifyReport {
             planned_but_referenced: checks.planned_but_referenced.count,
             planned_but_referenced_keys: sample_keys(locations, &checks.planned_but_referenced.sample),
@@ -66,7 +66,7 @@ impl VerifyReport {
     }
 
     /// `--apply-plan`'s check of the reviewed plan against the live manifests read now.
-    pub fn of_reviewed_plan(referenced: &Found, locations: &[Location], spill_bytes: u64) -> Self {
+    pub(crate) fn of_reviewed_plan(referenced: &Found, locations: &[Location], spill_bytes: u64) -> Self {
         let report = VerifyReport {
             planned_but_referenced: referenced.count,
             planned_but_referenced_keys: sample_keys(locations, &referenced.sample),
@@ -86,7 +86,7 @@ impl VerifyReport {
     }
 
     /// No delete may start while a planned chunk is referenced (a run's own plan).
-    pub fn allows_deletes(&self) -> Result<(), VerifyFailure> {
+    pub(crate) fn allows_deletes(&self) -> Result<(), VerifyFailure> {
         match self.planned_but_referenced {
             0 => Ok(()),
             count => {
@@ -96,7 +96,7 @@ impl VerifyReport {
     }
 
     /// The same for a reviewed plan (`--apply-plan`).
-    pub fn allows_applying(&self) -> Result<(), VerifyFailure> {
+    pub(crate) fn allows_applying(&self) -> Result<(), VerifyFailure> {
         match self.planned_but_referenced {
             0 => Ok(()),
             count => {
@@ -106,7 +106,7 @@ impl VerifyReport {
     }
 
     /// A dry run's verdict: a referenced chunk missing from the store fails it too.
-    pub fn conclude_dry_run(&mut self) -> Result<(), VerifyFailure> {
+    pub(crate) fn conclude_dry_run(&mut self) -> Result<(), VerifyFailure> {
         self.allows_deletes()?;
         self.ok = self.missing_before == 0;
         match self.missing_before {
@@ -116,7 +116,7 @@ impl VerifyReport {
     }
 
     /// The verdict after the deletes: every referenced chunk listed before is still there.
-    pub fn conclude_after(
+    pub(crate) fn conclude_after(
         &mut self,
         missing: &Found,
         locations: &[Location],

@@ -32,10 +32,10 @@ const THREADS_PER_CORE: usize = 2;
 const DIRENT_BUFFER: usize = 32 * 1024;
 
 /// An I/O error and the key (relative to the bucket) it happened on.
-pub type Failure = (io::Error, String);
+pub(crate) type Failure = (io::Error, String);
 
 /// What stops a walk: an I/O error on a key, or the visitor's own error `E`.
-pub enum WalkError<E> {
+pub(crate) enum WalkError<E> {
     Io(Failure),
     Visitor(E),
 }
@@ -48,7 +48,7 @@ impl<E> From<Failure> for WalkError<E> {
 
 impl<E> WalkError<E> {
     /// The visitor's error type, an I/O failure turned into it by `fail`.
-    pub fn into_error(self, fail: impl FnOnce(Failure) -> E) -> E {
+    pub(crate) fn into_error(self, fail: impl FnOnce(Failure) -> E) -> E {
         match self {
             WalkError::Io(failure) => fail(failure),
             WalkError::Visitor(e) => e,
@@ -88,12 +88,12 @@ impl Dir<'_> {
     }
 
     /// The path of an entry of this directory.
-    pub fn path_of(&self, name: &CStr) -> std::path::PathBuf {
+    pub(crate) fn path_of(&self, name: &CStr) -> std::path::PathBuf {
         self.path.join(String::from_utf8_lossy(name.to_bytes()).as_ref())
     }
 
     /// `statx` of an entry, not following a link; `None` if it is gone.
-    pub fn stat(&self, name: &CStr, fields: StatxFlags) -> Result<Option<Statx>, Failure> {
+    pub(crate) fn stat(&self, name: &CStr, fields: StatxFlags) -> Result<Option<Statx>, Failure> {
         match stat(self.fd, name, fields) {
             Ok(stat) => Ok(Some(stat)),
             Err(Errno::NOENT) => Ok(None),
@@ -104,7 +104,7 @@ impl Dir<'_> {
 
 /// What a walk reports. `file` is called for every regular file named like an object,
 /// `link` for every symbolic link; `dir` decides whether to walk into a directory.
-pub trait Visit {
+pub(crate) trait Visit {
     type Error: From<Failure>;
     fn file(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), Self::Error>;
     fn link(&mut self, dir: &Dir<'_>, name: &CStr) -> Result<(), Self::Error>;
@@ -165,18 +165,18 @@ fn for_each_entry<E: From<Failure>>(
 }
 
 /// Opens a directory relative to `at` without following a link (`path` may be absolute).
-pub fn open_dir(at: impl AsFd, path: impl rustix::path::Arg) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(at: impl AsFd, path: impl rustix::path::Arg) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rustix::fs::openat(at, path, flags, Mode::empty())
 }
 
 /// Opens the directory at `path`, `None` if it does not exist.
-pub fn open_top(path: &Path, key: &str) -> Result<Option<OwnedFd>, Failure> {
+pub(crate) fn open_top(path: &Path, key: &str) -> Result<Option<OwnedFd>, Failure> {
     top_dir(open_dir(rustix::fs::CWD, path), key)
 }
 
 /// A listing's top directory as `open_dir` left it: `None` when there is nothing to list.
-pub fn top_dir(opened: Result<OwnedFd, Errno>, key: &str) -> Result<Option<OwnedFd>, Failure> {
+pub(crate) fn top_dir(opened: Result<OwnedFd, Errno>, key: &str) -> Result<Option<OwnedFd>, Failure> {
     match opened {
         Ok(fd) => Ok(Some(fd)),
         // Nothing there yet, or a file: object_store lists nothing under it either.
@@ -196,13 +196,13 @@ pub fn file_type(stat: &Statx) -> FileType {
 }
 
 /// Milliseconds since the epoch, rounded down as `chrono` rounds a `SystemTime`.
-pub fn mtime_ms(stat: &Statx) -> i64 {
+pub(crate) fn mtime_ms(stat: &Statx) -> i64 {
     let t = stat.stx_mtime;
     t.tv_sec.saturating_mul(1000).saturating_add(i64::from(t.tv_nsec / 1_000_000))
 }
 
 /// The one warning for a link met in a `file://` bucket.
-pub fn warn_link(link: &Path) {
+pub(crate) fn warn_link(link: &Path) {
     tracing::warn!(link = %link.display(), "symbolic link in a file:// bucket: not followed, never deleted");
 }
 
