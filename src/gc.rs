@@ -17,6 +17,7 @@ use crate::execute::{DeletedWatch, Executor, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
 use crate::live_set;
+use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_folder;
 use crate::manifest_fetch::Wanted;
 use crate::plan::{Planned, Reread};
@@ -233,7 +234,9 @@ impl Run<'_> {
     /// candidate location. Never lists, never deletes.
     async fn explain(&self, live: &Sets, ids: &[ChunkId], outcome: &mut Outcome) -> Result<(), GcError> {
         let config = self.config;
-        let table = self.table(None, &[])?;
+        // `--explain` looks in the `--location`s first, as it always has: its `found` keeps that order.
+        let legacy = Location::legacy_default(&config.meta_bucket, &config.partition)?;
+        let table = LocationTable::starting_with(None, config.extra_locations.iter().chain([&legacy]));
         let sink = Arc::new(ExplainSink::new(ids));
         let wanted =
             Wanted { explain: Some(Arc::clone(&sink) as Arc<dyn crate::manifest_fetch::RefSink>), ..Wanted::default() };
