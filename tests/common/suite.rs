@@ -324,7 +324,9 @@ pub fn a_location_named_only_by_a_manifest_is_listed_and_collected(backend: &Bac
     let old = chrono::Utc::now() - chrono::TimeDelta::days(30);
     fx.stores.set_last_modified("chunks-z", &key, old).unwrap();
     add_unified_snapshot(&fx, "newcomer", extra);
-    let out = fx.gc(&["--execute", "--verify", "--output", "json"]);
+    // One garbage chunk: at the default rate a bloom false positive (a fresh seed each run)
+    // would keep it about once in a thousand runs.
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000000000001"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!fx.exists("chunks-z", &key), "garbage in a manifest-only location was not collected");
     let json = json_stdout(&out);
