@@ -172,14 +172,14 @@ impl Run<'_> {
         accounting: Option<&Accounting>,
         outcome: &mut Outcome,
     ) -> Result<(), GcError> {
-        if let Err(tripped) = planned.guard.allows_deletes() {
+        let may_delete = planned.guard.allows_deletes().map_err(GcError::from).and_then(|()| Ok(self.stop.check()?));
+        if let Err(not_started) = may_delete {
             // Spec 9.2's accounting in every mode: here, of a run that deleted nothing.
             if let Some(accounting) = accounting {
                 outcome.deleting = Some(self.account(accounting, planned, Freed::Nothing, outcome)?);
             }
-            return Err(tripped.into());
+            return Err(not_started);
         }
-        self.stop.check()?;
         self.progress.stage.set(Stage::Execute);
         let t = Instant::now();
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
@@ -197,6 +197,12 @@ impl Run<'_> {
         if let Some(error) = spool_error {
             return Err(GcError::SpoolRead(error));
         }
+        // Accounted even when a signal stopped the deletes: what was freed up to the stop. A
+        // local pass over the plan (seconds at 45M chunks), within a SIGTERM's grace period.
+        if let (Some(accounting), Some(watch)) = (accounting, watch) {
+            let deleted = watch.spill.finish()?;
+            outcome.deleting = Some(self.account(accounting, planned, Freed::Deleted(&deleted), outcome)?);
+        }
         if let Some(signal) = self.stop.signal() {
             // Stopped: exit now, with the report; re-listing a large remote partition could
             // outlast the grace period before a SIGKILL, which would lose the report.
@@ -204,10 +210,6 @@ impl Run<'_> {
                 warn!("verify after the deletes skipped: stopped by a signal");
             }
             return Err(Stopped(signal).into());
-        }
-        if let (Some(accounting), Some(watch)) = (accounting, watch) {
-            let deleted = watch.spill.finish()?;
-            outcome.deleting = Some(self.account(accounting, planned, Freed::Deleted(&deleted), outcome)?);
         }
         if let Some(after) = after {
             self.verify_after(planned, after, outcome).await?;

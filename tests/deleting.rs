@@ -334,27 +334,6 @@ fn the_synthesizer_writes_a_deleting_set_a_run_reclaims() {
     assert_eq!(listed(&report(&out), "reclaimed_snapshots"), dead);
 }
 
-/// Every id `snapshot`'s manifests name, read with the library's parsers (tested on their own
-/// against the fixtures), as the truth's input.
-fn named_ids(fx: &Fixture, snapshot: &SnapshotId) -> BTreeSet<[u8; 32]> {
-    use gc_partition::manifest::{legacy, legacy_index_key, legacy_manifest_key, unified, unified_key};
-    let partition = PartitionId::parse(&fx.partition).unwrap();
-    let mut ids = BTreeSet::new();
-    let snap = unified_key(&partition, snapshot);
-    if fx.exists(&fx.meta_bucket, &snap) {
-        let bytes = fx.read(&fx.meta_bucket, &snap);
-        let reader = unified::SnapReader::open(bytes.into(), &snap, snapshot, &partition).unwrap();
-        reader.for_each_group(|group| ids.extend(group.ids().iter().copied())).unwrap();
-    }
-    let text = legacy_manifest_key(&partition, snapshot);
-    if fx.exists(&fx.meta_bucket, &text) {
-        let parsed = legacy::parse_manifest(&fx.read(&fx.meta_bucket, &text), &text, snapshot, &partition).unwrap();
-        let index = fx.read(&fx.meta_bucket, &legacy_index_key(&partition, snapshot));
-        ids.extend(legacy::check_index(&parsed, &index, "index").unwrap().iter().copied());
-    }
-    ids
-}
-
 /// Every chunk object of the fixture's locations: (location, id) -> size.
 fn chunks_stored(fx: &Fixture) -> BTreeMap<(usize, [u8; 32]), u64> {
     use futures::TryStreamExt;
@@ -431,9 +410,9 @@ fn accounted_exactly(seed: u64, apply: bool) {
     let unified =
         dead.iter().filter(|s| fx.exists(&fx.meta_bucket, &gc_partition::manifest::unified_key(&partition_id, s)));
     assert!(legacy.count() > 0 && unified.count() > 0, "the dead snapshots mix both formats");
-    let live: BTreeSet<[u8; 32]> = fx.summary.snapshots.iter().flat_map(|s| named_ids(&fx, s)).collect();
+    let live: BTreeSet<[u8; 32]> = fx.summary.snapshots.iter().flat_map(|s| fx.named_ids(s)).collect();
     // Read now: an execute reclaims the manifests.
-    let named: Vec<(SnapshotId, BTreeSet<[u8; 32]>)> = dead.iter().map(|s| (s.clone(), named_ids(&fx, s))).collect();
+    let named: Vec<(SnapshotId, BTreeSet<[u8; 32]>)> = dead.iter().map(|s| (s.clone(), fx.named_ids(s))).collect();
     let stored = chunks_stored(&fx);
     let exclusive: Vec<(usize, [u8; 32])> = named
         .iter()

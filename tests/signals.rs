@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ struct Big {
     garbage: Vec<String>,
     /// The garbage chunks deleted first: the lowest ids of the legacy location.
     first: Vec<String>,
+    /// Of those, the ones the dead snapshot names (its own garbage).
+    first_of_dead: Vec<String>,
 }
 
 fn big(seed: u64) -> Big {
@@ -33,9 +35,12 @@ fn big(seed: u64) -> Big {
     let legacy = &fx.summary.locations[0];
     let mut legacy_garbage: Vec<_> = sets.garbage.iter().filter(|(l, _)| l == legacy).map(|(_, id)| id.0).collect();
     legacy_garbage.sort();
-    let first = legacy_garbage.iter().take(30).map(|id| chunk_name(legacy, &gc_partition::ids::ChunkId(*id))).collect();
+    let name = |id: &[u8; 32]| chunk_name(legacy, &gc_partition::ids::ChunkId(*id));
+    let first = legacy_garbage.iter().take(30).map(name).collect();
+    let dead = fx.named_ids(&fx.summary.dead_snapshots[0]);
+    let first_of_dead = legacy_garbage.iter().filter(|id| dead.contains(*id)).take(30).map(name).collect();
     let garbage = sets.garbage.iter().map(|(l, id)| chunk_name(l, id)).collect();
-    Big { fx, garbage, first }
+    Big { fx, garbage, first, first_of_dead }
 }
 
 impl Big {
@@ -43,12 +48,13 @@ impl Big {
         self.fx.root.as_ref().unwrap().join(name).exists()
     }
 
-    fn spawn(&self, report: &std::path::Path) -> Child {
+    fn spawn(&self, report: &std::path::Path, extra: &[&str]) -> Child {
         let live = self.fx.live_path.to_str().unwrap();
         Command::new(env!("CARGO_BIN_EXE_gc_partition"))
             .args(["--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.fx.url])
             .args(["--execute", "--verify", "--max-delete-fraction", "1", "--bloom-fpr", "0.000001"])
             .args(["--delete-concurrency", "1", "--report-out", report.to_str().unwrap()])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -59,8 +65,8 @@ impl Big {
     /// Waits until the first deletes are visible in the store, then freezes the process
     /// (SIGSTOP) so that what the test sees next cannot race with it. No deadline: a run
     /// that never deletes fails by exiting first, or is stopped by the test harness.
-    fn wait_for_deletes_and_freeze(&self, child: &mut Child) -> Frozen {
-        while self.first.iter().all(|name| self.exists(name)) {
+    fn wait_for_deletes_and_freeze(&self, child: &mut Child, first: &[String]) -> Frozen {
+        while first.iter().all(|name| self.exists(name)) {
             assert!(child.try_wait().unwrap().is_none(), "gc_partition exited before deleting anything");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -69,6 +75,51 @@ impl Big {
         assert!(deleted > 0, "the first deletes were seen");
         assert!(deleted < self.garbage.len(), "every delete was done before the freeze: the test proves nothing");
         Frozen { deleted }
+    }
+
+    /// A deleting set (spec 9.2) of the fixture's dead snapshot, and its manifests' keys.
+    fn deleting_set(&self) -> (std::path::PathBuf, Vec<String>) {
+        let dead = &self.fx.summary.dead_snapshots;
+        assert_eq!(dead.len(), 1);
+        let taken_at = self.fx.summary.taken_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let path = self.fx.path("deleting.txt");
+        std::fs::write(&path, format!("{}\n# end count=1 taken_at={taken_at}\n", dead[0])).unwrap();
+        let partition = gc_partition::ids::PartitionId::parse(&self.fx.partition).unwrap();
+        let folder = self
+            .fx
+            .root
+            .as_ref()
+            .unwrap()
+            .join(&self.fx.meta_bucket)
+            .join(gc_partition::manifest::snapshots_dir(&partition));
+        let manifests = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(dead[0].as_str()))
+            .collect();
+        (path, manifests)
+    }
+
+    /// Spec 9.2's `freed_chunks` and `freed_bytes` of the dead snapshot, from the store: the
+    /// ids it names, not referenced by a live snapshot, with a copy gone (of `sizes`, taken
+    /// before the run).
+    fn freed_by_dead_snapshot(&self, sizes: &BTreeMap<String, u64>) -> (u64, u64) {
+        let sets = self.fx.summary.sets.as_ref().unwrap();
+        let named = self.fx.named_ids(&self.fx.summary.dead_snapshots[0]);
+        let live: HashSet<[u8; 32]> = sets.referenced.iter().map(|(_, id)| id.0).collect();
+        let mut freed: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        for (location, id) in &sets.garbage {
+            let name = chunk_name(location, id);
+            if named.contains(&id.0) && !live.contains(&id.0) && !self.exists(&name) {
+                *freed.entry(id.0).or_default() += sizes[&name];
+            }
+        }
+        (freed.len() as u64, freed.values().sum())
+    }
+
+    fn garbage_sizes(&self) -> BTreeMap<String, u64> {
+        let root = self.fx.root.as_ref().unwrap();
+        self.garbage.iter().map(|g| (g.clone(), std::fs::metadata(root.join(g)).unwrap().len())).collect()
     }
 
     fn garbage_deleted(&self) -> usize {
@@ -130,11 +181,19 @@ struct Frozen {
     deleted: usize,
 }
 
-fn gentle_stop(signal: &str, expected: i32, seed: u64) {
+/// Stops an execute with `signal`; `deleting` passes the dead snapshot as being deleted, whose
+/// accounting must then say what the run freed before the stop.
+fn gentle_stop(signal: &str, expected: i32, seed: u64, deleting: bool) {
     let b = big(seed);
     let report_path = b.fx.path("report.json");
-    let mut child = b.spawn(&report_path);
-    let frozen = b.wait_for_deletes_and_freeze(&mut child);
+    let (set, dead_manifests) = b.deleting_set();
+    let sizes = b.garbage_sizes();
+    let extra = if deleting { vec!["--deleting-snapshots", set.to_str().unwrap()] } else { Vec::new() };
+    let mut child = b.spawn(&report_path, &extra);
+    // With a deleting set, frozen once one of the dead snapshot's own chunks is gone.
+    let first = if deleting { &b.first_of_dead } else { &b.first };
+    assert!(!first.is_empty(), "no chunk to wait for");
+    let frozen = b.wait_for_deletes_and_freeze(&mut child, first);
     signal_frozen(&child, signal);
     let (status, took) = wait_for_exit(&mut child);
     let mut err = String::new();
@@ -158,26 +217,40 @@ fn gentle_stop(signal: &str, expected: i32, seed: u64) {
     // No delete after the report's accounting: the store agrees with the report exactly.
     assert_eq!(b.garbage_deleted() as u64, deleted, "the store and the report disagree");
     b.assert_nothing_lost();
+    if deleting {
+        let accounted = report["deleting_snapshots"].as_array().expect("accounted after a stop (spec 9.2)");
+        assert_eq!(accounted.len(), 1, "{report}");
+        let (freed_chunks, freed_bytes) = b.freed_by_dead_snapshot(&sizes);
+        assert!(freed_chunks > 0, "one of the dead snapshot's chunks was gone before the signal");
+        assert_eq!(accounted[0]["freed_chunks"], freed_chunks, "{}", accounted[0]);
+        assert_eq!(accounted[0]["freed_bytes"], freed_bytes, "{}", accounted[0]);
+        assert!(accounted[0]["chunks"].as_u64().unwrap() > freed_chunks, "the stop came after every delete");
+        eprintln!("{signal}: the dead snapshot's chunks freed before the stop: {freed_chunks}");
+        // Stopped: not exit 0, so no manifest is reclaimed.
+        assert_eq!(report["reclaimed_snapshots"], serde_json::json!([]), "{report}");
+        let (_, left) = b.deleting_set();
+        assert_eq!(left, dead_manifests, "a stopped run reclaimed a manifest");
+    }
     eprintln!("{signal}: exit {status} {took:?} after the signal; {deleted} deleted, {not_started} not started");
     b.rerun_finishes();
 }
 
 #[test]
 fn sigterm_during_execute_stops_gently_and_a_rerun_finishes() {
-    gentle_stop("-TERM", 143, 31);
+    gentle_stop("-TERM", 143, 31, true);
 }
 
 #[test]
 fn sigint_during_execute_stops_gently_and_a_rerun_finishes() {
-    gentle_stop("-INT", 130, 32);
+    gentle_stop("-INT", 130, 32, false);
 }
 
 #[test]
 fn sigkill_during_execute_loses_nothing_and_a_rerun_finishes() {
     let b = big(33);
     let report_path = b.fx.path("report.json");
-    let mut child = b.spawn(&report_path);
-    let frozen = b.wait_for_deletes_and_freeze(&mut child);
+    let mut child = b.spawn(&report_path, &[]);
+    let frozen = b.wait_for_deletes_and_freeze(&mut child, &b.first);
     // SIGKILL ends a stopped process at once: the store stays as the freeze left it.
     kill(&child, "-KILL");
     let (status, _) = wait_for_exit(&mut child);

@@ -300,6 +300,28 @@ impl Fixture {
         }
     }
 
+    /// Every id `snapshot`'s manifests name, read with the library's parsers (tested on their own
+    /// against the fixtures), as the truth's input.
+    pub fn named_ids(&self, snapshot: &gc_partition::ids::SnapshotId) -> std::collections::BTreeSet<[u8; 32]> {
+        use gc_partition::manifest::{legacy, legacy_index_key, legacy_manifest_key, unified, unified_key};
+        let partition = gc_partition::ids::PartitionId::parse(&self.partition).unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        let snap = unified_key(&partition, snapshot);
+        if self.exists(&self.meta_bucket, &snap) {
+            let bytes = self.read(&self.meta_bucket, &snap);
+            let reader = unified::SnapReader::open(bytes.into(), &snap, snapshot, &partition).unwrap();
+            reader.for_each_group(|group| ids.extend(group.ids().iter().copied())).unwrap();
+        }
+        let text = legacy_manifest_key(&partition, snapshot);
+        if self.exists(&self.meta_bucket, &text) {
+            let parsed =
+                legacy::parse_manifest(&self.read(&self.meta_bucket, &text), &text, snapshot, &partition).unwrap();
+            let index = self.read(&self.meta_bucket, &legacy_index_key(&partition, snapshot));
+            ids.extend(legacy::check_index(&parsed, &index, "index").unwrap().iter().copied());
+        }
+        ids
+    }
+
     pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
         let store = self.stores.bucket(bucket).unwrap();
         runtime().block_on(async { store.get(&ObjectPath::from(key)).await.unwrap().bytes().await.unwrap().to_vec() })
