@@ -484,7 +484,7 @@ fn accounted_exactly(seed: u64, apply: bool) {
         let args = ["--partition", &fx.partition, "--live-snapshots", live, "--apply-plan", plan];
         fx.gc_raw(&[&args[..], &["--deleting-snapshots", &deleting, "--output", "json"]].concat(), None)
     } else {
-        fx.gc(&["--deleting-snapshots", &deleting, "--output", "json", "--execute"])
+        fx.gc(&["--deleting-snapshots", &deleting, "--output", "json", "--execute", "--bloom-fpr", EXACT_FPR])
     };
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let after = chunks_stored(&fx);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::EXACT_FPR;
 use common::faults::{FaultPlan, Faults, Kind, Op};
 use common::part::{IN_PROCESS as BACKENDS, InProcess as Backend, Part};
 use futures::TryStreamExt;
@@ -270,7 +271,7 @@ fn permanent_delete_failures_exit_7_name_the_keys_and_a_rerun_finishes() {
         assert!(chosen.len() >= 5);
         let plan = FaultPlan { fail_delete_keys: chosen.clone(), ..FaultPlan::default() };
         let faults = Faults::new(plan);
-        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", EXACT_FPR]);
         assert_eq!(report.exit_code, 7, "{backend:?}: {:?}", report.error);
         let failed: HashSet<String> = report.failed_deletes.iter().map(|f| f.key.clone()).collect();
         assert_eq!(failed, chosen, "{backend:?}: failed_deletes must be exactly the failing keys");
@@ -280,7 +281,7 @@ fn permanent_delete_failures_exit_7_name_the_keys_and_a_rerun_finishes() {
         p.assert_nothing_lost("delete failures");
         assert_eq!(p.garbage_left(), chosen.len());
 
-        let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", EXACT_FPR]);
         assert_eq!(again.exit_code, 0, "{backend:?}: {:?}", again.error);
         assert_eq!(again.deleted, chosen.len() as u64);
         assert_eq!(p.garbage_left(), 0);
@@ -302,7 +303,7 @@ fn a_stop_during_execute_starts_no_new_delete_and_a_rerun_finishes() {
             let stop = Stop::default();
             faults.watch(&stop);
             let stores = faults.wrap(&p.stores);
-            let args = ["--execute", "--verify", "--delete-concurrency", "4", "--bloom-fpr", "0.000001"];
+            let args = ["--execute", "--verify", "--delete-concurrency", "4", "--bloom-fpr", EXACT_FPR];
             let report = p.run_with(&stores, &stop, &Progress::default(), &args);
             let code = if signal == Signal::Interrupt { 130 } else { 143 };
             assert_eq!(report.exit_code, code, "{backend:?}: {:?}", report.error);
@@ -332,7 +333,7 @@ fn a_stop_during_execute_starts_no_new_delete_and_a_rerun_finishes() {
             assert_eq!(p.garbage().len() - p.garbage_left(), report.deleted as usize);
             p.assert_nothing_lost("stop during execute");
 
-            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", EXACT_FPR]);
             assert_eq!(again.exit_code, 0, "{backend:?}: {:?}", again.error);
             assert_eq!(p.garbage_left(), 0, "{backend:?}: the rerun did not finish the job");
             p.assert_nothing_lost("rerun after stop");
@@ -367,7 +368,7 @@ fn a_panic_exits_9_starts_no_further_delete_and_a_rerun_finishes() {
             }
             p.assert_nothing_lost(&context);
 
-            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+            let again = p.run_clean(&["--execute", "--verify", "--bloom-fpr", EXACT_FPR]);
             assert_eq!(again.exit_code, 0, "{context}, rerun: {:?}", again.error);
             assert_eq!(p.garbage_left(), 0, "{context}: the rerun did not finish the job");
             p.assert_nothing_lost(&format!("{context}, rerun"));
@@ -439,8 +440,17 @@ fn the_reclaim_waits_for_a_run_that_ends_with_exit_0() {
         ];
         for (plan, exit) in cases {
             let faults = Faults::new(plan);
-            let args =
-                ["--execute", "--deleting-snapshots", flag, "--delete-concurrency", "4", "--max-delete-fraction", "1"];
+            let args = [
+                "--execute",
+                "--deleting-snapshots",
+                flag,
+                "--delete-concurrency",
+                "4",
+                "--max-delete-fraction",
+                "1",
+                "--bloom-fpr",
+                EXACT_FPR,
+            ];
             let report = p.run(&faults, &args);
             assert_eq!(report.exit_code, exit, "{backend:?}: {:?}", report.error);
             assert!(report.reclaimed_snapshots.is_empty(), "{backend:?}, exit {exit}");
@@ -506,7 +516,7 @@ fn a_chunk_refreshed_between_listing_and_delete_is_kept() {
         });
         let plan = FaultPlan { on_first_head: Some((key.to_owned(), hook)), ..FaultPlan::default() };
         let faults = Faults::new(plan);
-        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", "0.000001"]);
+        let report = p.run(&faults, &["--execute", "--verify", "--bloom-fpr", EXACT_FPR]);
         assert_eq!(report.exit_code, 0, "{backend:?}: {:?}", report.error);
         assert_eq!(report.refreshed_kept, 1, "{backend:?}");
         assert!(p.exists(&target), "{backend:?}: the refreshed chunk {bucket}/{key} was deleted");
@@ -521,7 +531,7 @@ fn the_nth_call_of_a_kind_fails() {
     for backend in BACKENDS {
         let p = part(backend, 18, |_| {});
         let before = p.objects();
-        let args = ["--execute", "--verify", "--bloom-fpr", "0.000001"];
+        let args = ["--execute", "--verify", "--bloom-fpr", EXACT_FPR];
         // The first top-level listing of a location fails for good: a listing error.
         let faults =
             Faults::new(FaultPlan { fail_nth: vec![(Op::ListDelimiter, 1, Kind::Permanent)], ..FaultPlan::default() });

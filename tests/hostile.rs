@@ -323,7 +323,7 @@ fn symbolic_links_in_a_file_store_are_never_followed_or_deleted() {
     // A linked directory deeper down, pointing at the store root (a loop) .
     symlink(fx.root.as_ref().unwrap(), location_dir.join(&existing).join("loop")).unwrap();
 
-    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000001"]);
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", EXACT_FPR]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
     assert!(victim.exists(), "a chunk of another partition was deleted through a linked directory");

@@ -163,7 +163,7 @@ fn odd_names_are_foreign_and_stay(backend: &Backend, names: fn(&str, &str, &str)
     assert!(through_server(backend, "exists", &odd).iter().all(|&e| e), "the server keeps every odd name");
 
     let plan = fx.path("plan.jsonl");
-    let out = fx.gc(&["--output", "json", "--plan-out", plan.to_str().unwrap(), "--bloom-fpr", "0.000000000001"]);
+    let out = fx.gc(&["--output", "json", "--plan-out", plan.to_str().unwrap(), "--bloom-fpr", common::EXACT_FPR]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
     assert_eq!(json["foreign_objects"], fx.summary.foreign_objects + in_locations, "{json}");
@@ -183,7 +183,7 @@ fn odd_names_are_foreign_and_stay(backend: &Backend, names: fn(&str, &str, &str)
     assert_eq!(unique.len(), planned.len(), "a key planned twice");
     assert!(planned.iter().all(|name| !odd.iter().any(|(b, k)| &format!("{b}/{k}") == name)));
 
-    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000000000001"]);
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", common::EXACT_FPR]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
     assert_eq!(json["verify"]["ok"], true, "{json}");

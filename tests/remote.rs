@@ -81,7 +81,7 @@ fn a_store_throttling_above_its_rate_slows_the_run_which_completes_and_loses_not
     // for about a thousand, at 32 in flight, so the store must push back.
     let profile = LatencyProfile::parse("gcs,list=2ms,get=2ms,head=2ms,delete=2ms,throttle=300").unwrap();
     let stores = part.stores.clone().with_latency(profile);
-    let report = run(&part, &stores, &["--execute", "--verify"]);
+    let report = run(&part, &stores, &["--execute", "--verify", "--bloom-fpr", common::EXACT_FPR]);
     assert_eq!(report.exit_code, 0, "{:?}", report.error);
     let bill = report.requests.clone().unwrap();
     assert!(bill.counts.throttled > 0, "the store never pushed back: {bill:?}");

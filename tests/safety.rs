@@ -24,10 +24,6 @@ use gc_partition::locations::Location;
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
 
-/// A false-positive rate that makes the plan exact for these few hundred chunks (about
-/// 1e-10 odds of one false positive).
-const EXACT_FPR: &str = "0.000000000001";
-
 /// A `file://` partition made in-process, for runs through a fault layer.
 struct Local {
     dir: tempfile::TempDir,

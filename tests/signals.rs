@@ -52,7 +52,7 @@ impl Big {
         let live = self.fx.live_path.to_str().unwrap();
         Command::new(env!("CARGO_BIN_EXE_gc_partition"))
             .args(["--partition", "p1", "--live-snapshots", live, "--cutoff", "7d", "--store", &self.fx.url])
-            .args(["--execute", "--verify", "--max-delete-fraction", "1", "--bloom-fpr", "0.000001"])
+            .args(["--execute", "--verify", "--max-delete-fraction", "1", "--bloom-fpr", EXACT_FPR])
             .args(["--delete-concurrency", "1", "--report-out", report.to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -143,7 +143,7 @@ impl Big {
             "--max-delete-fraction",
             "1",
             "--bloom-fpr",
-            "0.000001",
+            EXACT_FPR,
             "--output",
             "json",
         ]);

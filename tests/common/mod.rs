@@ -201,6 +201,11 @@ pub struct Fixture {
     _turn: Option<MutexGuard<'static, ()>>,
 }
 
+/// A bloom false-positive rate at which no test run keeps a garbage chunk by chance (about
+/// 1e-8 over the whole suite): for tests that assert exactly which garbage is deleted. The
+/// filter's seed changes every run, so at the default 0.001 such a test fails now and then.
+pub const EXACT_FPR: &str = "0.000000000001";
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }

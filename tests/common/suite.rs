@@ -85,7 +85,7 @@ pub fn execute_deletes_only_garbage_and_a_rerun_has_nothing_left(backend: &Backe
     assert!(left <= 2, "{left} garbage chunks left at fpr 1e-4");
     assert_eq!(json["deleted"].as_u64().unwrap() as usize + left, sets.garbage.len());
 
-    let again = fx.gc(&["--execute", "--verify", "--output", "json"]);
+    let again = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", EXACT_FPR]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     let json = json_stdout(&again);
     assert_eq!(json["deleted"].as_u64().unwrap() as usize, left, "a rerun collects exactly what a false positive kept");
@@ -326,7 +326,7 @@ pub fn a_location_named_only_by_a_manifest_is_listed_and_collected(backend: &Bac
     add_unified_snapshot(&fx, "newcomer", extra);
     // One garbage chunk: at the default rate a bloom false positive (a fresh seed each run)
     // would keep it about once in a thousand runs.
-    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000000000001"]);
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", EXACT_FPR]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!fx.exists("chunks-z", &key), "garbage in a manifest-only location was not collected");
     let json = json_stdout(&out);
@@ -412,7 +412,7 @@ pub fn the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims(backend: 
     };
     let live_before: Vec<_> = manifests(&fx).into_iter().filter(|(s, _)| !ids.contains(&s.as_str())).collect();
     // A bloom false positive would keep a garbage chunk (neither freed nor lost): made rare.
-    let flags = ["--execute", "--verify", "--bloom-fpr", "0.000001", "--output", "json"];
+    let flags = ["--execute", "--verify", "--bloom-fpr", EXACT_FPR, "--output", "json"];
     let out = fx.gc(&[&["--deleting-snapshots", deleting.to_str().unwrap()][..], &flags].concat());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
