@@ -125,13 +125,17 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         seen.heads.push(path);
         return Ok(response);
     }
+    if method == Method::DELETE {
+        // Widens the window between the collector's re-read and its delete, where a writer's
+        // upload must be refused by the precondition. Outside the lock, so that an upload
+        // arriving meanwhile goes first. Inside it (Azure) or without it (GCS), 4 to 11 and
+        // 9 to 23 of 300 deletes were refused in 6 runs each: a run could meet no race.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let mutating = method == Method::DELETE || method == Method::POST || method == Method::PUT;
     let _lock = if mutating { Some(state.mutating.lock().await) } else { None };
     if method == Method::DELETE && state.azure {
         let if_match = header(&request, "if-match");
-        // Widens the window between the collector's re-read and its delete, where a writer's
-        // upload must be refused by If-Match: the race is then met in most runs.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let response = forward(&state, request).await;
         let status = response.status().as_u16();
         let seen = SeenDelete { path, if_generation_match: if_match, if_metageneration_match: None, status };
