@@ -50,8 +50,11 @@ pub enum Offset {
 
 /// Asserts every property on `store`, an empty bucket the caller owns.
 pub async fn store_contract(store: &dyn ObjectStore, order: Order, offset: Offset) {
-    // Listings may report whole seconds (GCS, S3): the window starts at the second.
-    let before = Utc::now().trunc_subsecs(0);
+    // Listings may report whole seconds (GCS, S3): the window starts at a whole second. One
+    // second earlier, because a server's file mtime comes from the kernel's coarse clock, a
+    // few ms behind `Utc::now()`: s3s-fs once listed 18:16:06.998 for a write made after a
+    // reading of 18:16:07.0.
+    let before = (Utc::now() - chrono::TimeDelta::seconds(1)).trunc_subsecs(0);
     for (key, size) in OBJECTS {
         store.put(&Path::from(key), vec![b'x'; size].into()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
     }
