@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use common::accounting::{chunks_stored, truth};
 use common::*;
 use gc_kit::Ageing;
 use gc_partition::ids::{PartitionId, SnapshotId};
@@ -332,54 +333,6 @@ fn the_synthesizer_writes_a_deleting_set_a_run_reclaims() {
     let out = fx.gc(&["--deleting-snapshots", deleting, "--execute", "--output", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(listed(&report(&out), "reclaimed_snapshots"), dead);
-}
-
-/// Every chunk object of the fixture's locations: (location, id) -> size.
-fn chunks_stored(fx: &Fixture) -> BTreeMap<(usize, [u8; 32]), u64> {
-    use futures::TryStreamExt;
-    let mut out = BTreeMap::new();
-    for (i, location) in fx.summary.locations.iter().enumerate() {
-        let store = fx.stores.bucket(location.bucket()).unwrap();
-        let listed: Vec<_> =
-            runtime().block_on(store.list(Some(&ObjectPath::from(location.prefix()))).try_collect::<Vec<_>>()).unwrap();
-        for meta in listed {
-            if let Some(id) = location.chunk_of_key(meta.location.as_ref()) {
-                out.insert((i, id.0), meta.size);
-            }
-        }
-    }
-    out
-}
-
-/// The accounting of spec 9.2 computed from the store, the manifests and what was freed:
-/// one JSON object per deleting snapshot, as the report has it.
-fn truth(
-    named: &[(SnapshotId, BTreeSet<[u8; 32]>)],
-    live: &BTreeSet<[u8; 32]>,
-    listed: &BTreeMap<(usize, [u8; 32]), u64>,
-    freed: &BTreeMap<(usize, [u8; 32]), u64>,
-) -> Vec<serde_json::Value> {
-    let listed_ids: BTreeSet<[u8; 32]> = listed.keys().map(|(_, id)| *id).collect();
-    let mut freed_bytes: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-    for ((_, id), size) in freed {
-        *freed_bytes.entry(*id).or_default() += size;
-    }
-    named
-        .iter()
-        .map(|(snapshot, named)| {
-            let not_shared: Vec<_> = named.iter().filter(|id| !live.contains(*id)).collect();
-            let freed: Vec<_> = not_shared.iter().filter(|id| freed_bytes.contains_key(**id)).collect();
-            serde_json::json!({
-                "snapshot": snapshot.as_str(),
-                "chunks": named.len(),
-                "shared_kept": named.len() - not_shared.len(),
-                "freed_chunks": freed.len(),
-                "freed_bytes": freed.iter().map(|id| freed_bytes[**id]).sum::<u64>(),
-                "not_found": not_shared.iter().filter(|id| !listed_ids.contains(**id)).count(),
-                "error": null,
-            })
-        })
-        .collect()
 }
 
 /// Per deleting snapshot, what its manifests name, what a live snapshot still shares, what

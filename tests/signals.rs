@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::accounting::{chunks_stored, truth};
 use common::*;
 
 struct Big {
@@ -77,49 +78,24 @@ impl Big {
         Frozen { deleted }
     }
 
-    /// A deleting set (spec 9.2) of the fixture's dead snapshot, and its manifests' keys.
-    fn deleting_set(&self) -> (std::path::PathBuf, Vec<String>) {
+    /// A deleting set (spec 9.2) naming the fixture's dead snapshot.
+    fn write_deleting_set(&self) -> std::path::PathBuf {
         let dead = &self.fx.summary.dead_snapshots;
         assert_eq!(dead.len(), 1);
         let taken_at = self.fx.summary.taken_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let path = self.fx.path("deleting.txt");
         std::fs::write(&path, format!("{}\n# end count=1 taken_at={taken_at}\n", dead[0])).unwrap();
+        path
+    }
+
+    /// The dead snapshot's manifest files.
+    fn dead_manifests(&self) -> Vec<String> {
         let partition = gc_partition::ids::PartitionId::parse(&self.fx.partition).unwrap();
-        let folder = self
-            .fx
-            .root
-            .as_ref()
-            .unwrap()
-            .join(&self.fx.meta_bucket)
-            .join(gc_partition::manifest::snapshots_dir(&partition));
-        let manifests = std::fs::read_dir(&folder)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(dead[0].as_str()))
-            .collect();
-        (path, manifests)
-    }
-
-    /// Spec 9.2's `freed_chunks` and `freed_bytes` of the dead snapshot, from the store: the
-    /// ids it names, not referenced by a live snapshot, with a copy gone (of `sizes`, taken
-    /// before the run).
-    fn freed_by_dead_snapshot(&self, sizes: &BTreeMap<String, u64>) -> (u64, u64) {
-        let sets = self.fx.summary.sets.as_ref().unwrap();
-        let named = self.fx.named_ids(&self.fx.summary.dead_snapshots[0]);
-        let live: HashSet<[u8; 32]> = sets.referenced.iter().map(|(_, id)| id.0).collect();
-        let mut freed: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-        for (location, id) in &sets.garbage {
-            let name = chunk_name(location, id);
-            if named.contains(&id.0) && !live.contains(&id.0) && !self.exists(&name) {
-                *freed.entry(id.0).or_default() += sizes[&name];
-            }
-        }
-        (freed.len() as u64, freed.values().sum())
-    }
-
-    fn garbage_sizes(&self) -> BTreeMap<String, u64> {
         let root = self.fx.root.as_ref().unwrap();
-        self.garbage.iter().map(|g| (g.clone(), std::fs::metadata(root.join(g)).unwrap().len())).collect()
+        let folder = root.join(&self.fx.meta_bucket).join(gc_partition::manifest::snapshots_dir(&partition));
+        let dead = self.fx.summary.dead_snapshots[0].as_str();
+        let names = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|name| name.starts_with(dead)).collect()
     }
 
     fn garbage_deleted(&self) -> usize {
@@ -186,8 +162,9 @@ struct Frozen {
 fn gentle_stop(signal: &str, expected: i32, seed: u64, deleting: bool) {
     let b = big(seed);
     let report_path = b.fx.path("report.json");
-    let (set, dead_manifests) = b.deleting_set();
-    let sizes = b.garbage_sizes();
+    let set = b.write_deleting_set();
+    let dead_manifests = b.dead_manifests();
+    let stored_before = chunks_stored(&b.fx);
     let extra = if deleting { vec!["--deleting-snapshots", set.to_str().unwrap()] } else { Vec::new() };
     let mut child = b.spawn(&report_path, &extra);
     // With a deleting set, frozen once one of the dead snapshot's own chunks is gone.
@@ -218,18 +195,24 @@ fn gentle_stop(signal: &str, expected: i32, seed: u64, deleting: bool) {
     assert_eq!(b.garbage_deleted() as u64, deleted, "the store and the report disagree");
     b.assert_nothing_lost();
     if deleting {
+        // What the run freed before the stop, from the store: spec 9.2's accounting of it.
+        let fx = &b.fx;
+        let live: BTreeSet<[u8; 32]> = fx.summary.snapshots.iter().flat_map(|s| fx.named_ids(s)).collect();
+        let dead = &fx.summary.dead_snapshots[0];
+        let named = [(dead.clone(), fx.named_ids(dead))];
+        let stored_after = chunks_stored(fx);
+        let freed = stored_before.iter().filter(|(chunk, _)| !stored_after.contains_key(*chunk));
+        let freed: BTreeMap<_, _> = freed.map(|(chunk, size)| (*chunk, *size)).collect();
+        let want = truth(&named, &live, &stored_before, &freed);
         let accounted = report["deleting_snapshots"].as_array().expect("accounted after a stop (spec 9.2)");
-        assert_eq!(accounted.len(), 1, "{report}");
-        let (freed_chunks, freed_bytes) = b.freed_by_dead_snapshot(&sizes);
+        assert_eq!(accounted, &want);
+        let freed_chunks = want[0]["freed_chunks"].as_u64().unwrap();
         assert!(freed_chunks > 0, "one of the dead snapshot's chunks was gone before the signal");
-        assert_eq!(accounted[0]["freed_chunks"], freed_chunks, "{}", accounted[0]);
-        assert_eq!(accounted[0]["freed_bytes"], freed_bytes, "{}", accounted[0]);
-        assert!(accounted[0]["chunks"].as_u64().unwrap() > freed_chunks, "the stop came after every delete");
+        assert!(want[0]["chunks"].as_u64().unwrap() > freed_chunks, "the stop came after every delete");
         eprintln!("{signal}: the dead snapshot's chunks freed before the stop: {freed_chunks}");
         // Stopped: not exit 0, so no manifest is reclaimed.
         assert_eq!(report["reclaimed_snapshots"], serde_json::json!([]), "{report}");
-        let (_, left) = b.deleting_set();
-        assert_eq!(left, dead_manifests, "a stopped run reclaimed a manifest");
+        assert_eq!(b.dead_manifests(), dead_manifests, "a stopped run reclaimed a manifest");
     }
     eprintln!("{signal}: exit {status} {took:?} after the signal; {deleted} deleted, {not_started} not started");
     b.rerun_finishes();

@@ -9,6 +9,7 @@
 //! never passed, and under `scripts/test` a server that cannot be reached is a failure.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod accounting;
 pub mod contract;
 pub mod faults;
 pub mod gcs_proxy;
