@@ -43,7 +43,7 @@ fn chunks_left_aside_by_a_killed_run_are_put_back_before_the_listing() {
     assert_eq!(json["held_chunks"]["put_back"], 0);
     assert_eq!(fx.fingerprint(), before, "a dry run changed the store");
 
-    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", "0.000000000001"]);
+    let out = fx.gc(&["--execute", "--verify", "--output", "json", "--bloom-fpr", EXACT_FPR]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let json = json_stdout(&out);
     assert_eq!(json["held_chunks"]["found"], 3, "{json}");

@@ -17,6 +17,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Parser;
+// The fixed cases and every clean rerun run at `EXACT_FPR`: no false positive, so a fault
+// aimed at a garbage chunk always meets it (at 0.02 the refreshed chunk was kept by a false
+// positive in about 1 run of 50, and the refresh never fired).
+use common::EXACT_FPR;
 use common::faults::{FaultPlan, Faults, Kind, Op};
 use futures::TryStreamExt;
 use gc_kit::Ageing;
@@ -103,10 +107,6 @@ fn store_of(backend: Backend, dir: &std::path::Path, options: StoreOptions) -> (
 
 /// The false-positive rate of the random cases: high, so false positives happen.
 const RANDOM_FPR: &str = "0.02";
-/// The rate of the fixed cases and of every clean rerun: no false positive (odds about
-/// 1e-10), so a fault aimed at a garbage chunk always meets it (at 0.02 the refreshed chunk
-/// was kept by a false positive in about 1 run of 50, and the refresh never fired).
-const EXACT_FPR: &str = "0.000000000001";
 
 fn run_with_fpr(stores: &Stores, url: &str, live: &std::path::Path, stop: &Stop, extra: &[&str], fpr: &str) -> Report {
     let live = live.to_str().unwrap();
