@@ -84,7 +84,7 @@ async fn list_point(spec: &str, objects: u64, concurrency: usize) {
 }
 
 fn planned(objects: u64) -> Vec<(u32, ListedChunk)> {
-    (0..objects).map(|n| (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0 })).collect()
+    (0..objects).map(|n| (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0, version: Version::NONE })).collect()
 }
 
 /// Executes the planned deletes of `chunks`, every one of them old (a cutoff a day ahead).

@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn chunk(n: u8, last_modified_ms: i64, size: u64) -> ListedChunk {
-        ListedChunk { id: [n; 32], size, last_modified_ms }
+        ListedChunk { id: [n; 32], size, last_modified_ms, version: Version::NONE }
     }
 
     fn part(location: u32, chunks: Vec<ListedChunk>, foreign: u64) -> Listed {

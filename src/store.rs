@@ -33,6 +33,7 @@ mod memory;
 mod raw_list;
 mod retry;
 mod s3_versions;
+mod version;
 pub(crate) use azure::{AzureDeleter, ContainerUrl, container_url};
 pub(crate) use counting::{CountingStore, RequestCounters};
 pub use counting::{DeleteBatching, LIST_PAGE, RequestCounts, is_throttle};
@@ -47,6 +48,7 @@ pub use raw_list::{parse_gcs_page, parse_s3_page};
 
 pub use retry::{RetryPolicy, RetryStore};
 pub(crate) use s3_versions::{S3Versions, Versioning};
+pub use version::{VERSION_CAPACITY, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -40,7 +40,7 @@ use reqwest::StatusCode;
 use super::azure::{ContainerUrl, sign_azure};
 use super::direct::{SendError, with_retry};
 use super::s3_versions::{encode_query_value, s3_bucket_url, sign_s3};
-use super::{RequestCounters, RetryPolicy};
+use super::{RequestCounters, RetryPolicy, Version};
 
 /// One object of a list page, its name as the store sent it. Size and last-modified are
 /// `None` when the store sent none or one that does not parse: the listing refuses such a
@@ -50,6 +50,9 @@ pub struct RawObject {
     pub key: String,
     pub size: Option<u64>,
     pub last_modified_ms: Option<i64>,
+    /// The version the store listed with it (GCS generation, Azure ETag, S3 version id on a
+    /// versioned bucket; spec 10.1), [`Version::NONE`] where it gave none.
+    pub version: Version,
 }
 
 /// One page of a listing.
@@ -338,6 +341,8 @@ struct XmlShape {
     next_token: &'static [&'static [u8]],
     /// S3 says `IsTruncated`; Azure has more pages exactly when `NextMarker` is not empty.
     truncated: Option<&'static [&'static [u8]]>,
+    /// Where an object's version is, if the answer has one (Azure's `Etag`; spec 10.1).
+    version: Option<&'static [&'static [u8]]>,
 }
 
 const S3_SHAPE: XmlShape = XmlShape {
@@ -349,6 +354,7 @@ const S3_SHAPE: XmlShape = XmlShape {
     prefix: &[b"ListBucketResult", b"CommonPrefixes", b"Prefix"],
     next_token: &[b"ListBucketResult", b"NextContinuationToken"],
     truncated: Some(&[b"ListBucketResult", b"IsTruncated"]),
+    version: None,
 };
 
 const AZURE_SHAPE: XmlShape = XmlShape {
@@ -360,6 +366,7 @@ const AZURE_SHAPE: XmlShape = XmlShape {
     prefix: &[b"EnumerationResults", b"Blobs", b"BlobPrefix", b"Name"],
     next_token: &[b"EnumerationResults", b"NextMarker"],
     truncated: None,
+    version: Some(&[b"EnumerationResults", b"Blobs", b"Blob", b"Properties", b"Etag"]),
 };
 
 /// Parses a `ListObjectsV2` answer (`ListBucketResult`). Names keep every character the
@@ -409,7 +416,7 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             stack.push(element.local_name().as_ref().to_vec());
             text.clear();
             if stack_is(&stack, shape.object) {
-                object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None });
+                object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None, version: Version::NONE });
             }
             if stack_is(&stack, shape.key) || stack_is(&stack, shape.prefix) {
                 encoded = element
@@ -435,6 +442,10 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
         } else if stack_is(&stack, shape.last_modified) {
             if let Some(o) = object.as_mut() {
                 o.last_modified_ms = (shape.time)(&value);
+            }
+        } else if shape.version.is_some_and(|path| stack_is(&stack, path)) {
+            if let Some(o) = object.as_mut() {
+                o.version = Version::or_none(Some(value.trim()));
             }
         } else if stack_is(&stack, shape.object) {
             page.objects.extend(object.take());
@@ -506,7 +517,14 @@ pub fn parse_gcs_page(body: &[u8]) -> Result<RawPage, String> {
         // A decimal string in the API ("uint64 as string"); a number is read too.
         size: Option<serde_json::Value>,
         updated: Option<String>,
+        // "int64 as string", as `size`.
+        generation: Option<serde_json::Value>,
     }
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
     let answer: Answer = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     let objects = answer
         .items
@@ -518,6 +536,7 @@ pub fn parse_gcs_page(body: &[u8]) -> Result<RawPage, String> {
                 v => v.as_u64(),
             }),
             last_modified_ms: item.updated.as_deref().and_then(rfc3339_ms),
+            version: Version::or_none(item.generation.and_then(text).as_deref()),
         })
         .collect();
     let next_token = answer.next_page_token.filter(|t| !t.is_empty());
@@ -585,7 +604,7 @@ mod tests {
     fn s3_bad_metadata_is_none_and_bad_xml_fails() {
         let body = s3_page("<Contents><Key>k</Key><Size>-1</Size><LastModified>yesterday</LastModified></Contents>");
         let page = parse_s3_page(body.as_bytes()).expect("page");
-        assert_eq!(page.objects, [RawObject { key: "k".into(), size: None, last_modified_ms: None }]);
+        assert_eq!(page.objects, [RawObject { key: "k".into(), size: None, last_modified_ms: None, version: Version::NONE }]);
         for bad in [&s3_page("<Contents><Key>a&bogus;</Key></Contents>")[..], "<ListBucketResult><Contents>", "<a></b>"]
         {
             assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");
@@ -621,6 +640,8 @@ mod tests {
         let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["p/ab/\tx", "p/ab/x\r", "p/ab//x", "p/ab/./x", "p/ab/x/", "p/ab/\u{1}x"]);
         assert!(page.objects[..5].iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_000)));
+        assert!(page.objects[..5].iter().all(|o| o.version.as_str() == Some("0x8D")), "the listed ETag is kept");
+        assert!(page.objects[5].version.is_none());
         assert_eq!(page.objects[5].last_modified_ms, None);
         assert_eq!(page.common_prefixes, ["p/ab/"]);
         assert_eq!(page.next_token.as_deref(), Some("m/1"));
@@ -658,7 +679,7 @@ mod tests {
     #[test]
     fn gcs_pages_parse() {
         let body = br#"{"kind":"storage#objects","prefixes":["p/ab/"],"nextPageToken":"n1",
-            "items":[{"name":"p/ab/\tx\u007f","size":"12","updated":"2026-01-02T03:04:05.678Z"},
+            "items":[{"name":"p/ab/\tx\u007f","size":"12","updated":"2026-01-02T03:04:05.678Z","generation":"1767323045678123"},
                      {"name":"p/ab/x/","size":3},{"name":"q"}]}"#;
         let page = parse_gcs_page(body).expect("page");
         assert_eq!(page.common_prefixes, ["p/ab/"]);
@@ -666,9 +687,14 @@ mod tests {
         assert_eq!(
             page.objects,
             [
-                RawObject { key: "p/ab/\tx\u{7f}".into(), size: Some(12), last_modified_ms: Some(1_767_323_045_678) },
-                RawObject { key: "p/ab/x/".into(), size: Some(3), last_modified_ms: None },
-                RawObject { key: "q".into(), size: None, last_modified_ms: None },
+                RawObject {
+                    key: "p/ab/\tx\u{7f}".into(),
+                    size: Some(12),
+                    last_modified_ms: Some(1_767_323_045_678),
+                    version: Version::or_none(Some("1767323045678123")),
+                },
+                RawObject { key: "p/ab/x/".into(), size: Some(3), last_modified_ms: None, version: Version::NONE },
+                RawObject { key: "q".into(), size: None, last_modified_ms: None, version: Version::NONE },
             ]
         );
         assert_eq!(parse_gcs_page(b"{}").expect("empty"), RawPage::default());
