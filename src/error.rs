@@ -213,7 +213,8 @@ mod tests {
         }
         assert_eq!(GcError::Interrupted(Stopped(Signal::Terminate)).exit_code(), 143);
         assert_eq!(GcError::Verify(VerifyFailure::GoneAfter { count: 1 }).exit_code(), 8);
-        let folder = IngestError::Inventory { bucket: "meta".into(), prefix: "p/snapshots/".into(), why: "HTTP 503".into() };
+        let folder =
+            IngestError::Inventory { bucket: "meta".into(), prefix: "p/snapshots/".into(), why: "HTTP 503".into() };
         assert_eq!(GcError::Manifest(folder).exit_code(), 5, "a failed listing of the snapshots folder (spec 10.2)");
     }
 

@@ -40,15 +40,10 @@ use crate::store::{
 use crate::throttle::{Aimd, RateCap};
 use crate::verify::RangeSpill;
 
-/// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
-const MAX_BATCH: usize = 1000;
 /// Keys in one version delete of S3 (`DeleteObjects` naming each `VersionId`, spec 10.1).
-const S3_BATCH: usize = MAX_BATCH;
+const S3_BATCH: usize = 1000;
 /// Sub-requests in one Azure Blob Batch, the most it takes (spec 10.1).
 const AZURE_BATCH: usize = 256;
-/// A bulk delete gathers at most `--delete-concurrency / 2` keys, so the re-reads that fill
-/// the next one keep running beside it.
-const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A delete that did not happen, named in the report.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -100,11 +95,6 @@ impl Permits {
     async fn acquire(&self) -> crate::throttle::AimdPermit<'_> {
         self.aimd.acquire().await
     }
-}
-
-/// How many chunks one batch holds for a given `--delete-concurrency`.
-pub fn batch_size(concurrency: usize) -> usize {
-    (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
 /// How a run deletes: the store, the bounds on requests in flight and on the delete rate, the
@@ -233,7 +223,9 @@ impl Executor<'_> {
             condition: stores.delete_condition(),
         };
         let cap = max_delete_rate.and_then(RateCap::new);
-        let plain_bulk = batch_size(concurrency);
+        // A batch fills up to the store's maximum: `--delete-concurrency` bounds requests in
+        // flight, not keys per request (spec 10.1).
+        let plain_bulk = stores.delete_batching().max_keys();
         let bulk_size = |location: u32| match &conditionals[location as usize] {
             Some(conditional) => conditional.max_batch(),
             None => plain_bulk,
@@ -403,9 +395,9 @@ impl Chunk<'_> {
         }
         match self.conditional {
             Some(conditional) => match conditional.version_read(&key, &read) {
-                Ok(version) => {
-                    Judged::Done(self.delete_versions(conditional, vec![Doomed { key, size: chunk.size, version }]).await)
-                }
+                Ok(version) => Judged::Done(
+                    self.delete_versions(conditional, vec![Doomed { key, size: chunk.size, version }]).await,
+                ),
                 Err(error) => {
                     let failure = self.failure(&key, error);
                     Judged::done(|s| s.failures.push(failure))
@@ -840,11 +832,10 @@ mod tests {
     }
 
     #[test]
-    fn batch_size_follows_the_concurrency() {
-        assert_eq!(batch_size(0), 1);
-        assert_eq!(batch_size(1), 1);
-        assert_eq!(batch_size(32), 16);
-        assert_eq!(batch_size(100_000), 1000);
+    fn a_batch_fills_up_to_the_stores_maximum() {
+        assert_eq!(DeleteBatching::Single.max_keys(), 1);
+        assert_eq!(DeleteBatching::Bulk(1000).max_keys(), 1000);
+        assert_eq!(DeleteBatching::Bulk(0).max_keys(), 1);
     }
 
     #[test]

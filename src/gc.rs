@@ -47,7 +47,7 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
         requests: stores.requests().since(requests_before),
         retries: stores.retries().saturating_sub(retries_before),
         prices: crate::bill::prices_for(stores.scheme()),
-        delete_batch: crate::execute::batch_size(config.delete_concurrency),
+        delete_batch: stores.delete_batching().max_keys(),
         batching: stores.delete_batching(),
     };
     Report::build(config, outcome, result.err().as_ref(), usage)

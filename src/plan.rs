@@ -55,6 +55,9 @@ pub struct LocationTally {
     pub referenced_kept: u64,
     pub planned: u64,
     pub planned_bytes: u64,
+    /// Planned chunks whose listing gave the version their delete is conditioned on: no
+    /// re-read before their delete (spec 10.1).
+    pub planned_versioned: u64,
     /// Chunks last modified before the cutoff: the guard's denominator.
     pub old: u64,
 }
@@ -66,6 +69,7 @@ impl LocationTally {
         self.referenced_kept += other.referenced_kept;
         self.planned += other.planned;
         self.planned_bytes += other.planned_bytes;
+        self.planned_versioned += other.planned_versioned;
         self.old += other.old;
     }
 }
@@ -586,7 +590,8 @@ fn parse_record(record: &DeleteRecord, locations: &[Location]) -> Result<(u32, L
         Some(text) => Version::new(text)
             .ok_or_else(|| format!("{}/{}: version {text:?} is empty or too long", record.bucket, record.key))?,
     };
-    let chunk = ListedChunk { id: id.0, size: record.size, last_modified_ms: last_modified.timestamp_millis(), version };
+    let chunk =
+        ListedChunk { id: id.0, size: record.size, last_modified_ms: last_modified.timestamp_millis(), version };
     Ok((location as u32, chunk))
 }
 
@@ -603,8 +608,12 @@ mod tests {
     fn chunk(first: u8, n: u8, size: u64) -> ListedChunk {
         let mut id = [n; 32];
         id[0] = first;
-        ListedChunk { id, size, last_modified_ms: 1000 * i64::from(n), version: Version::NONE }
+        // The 0xab chunks as a GCS listing gives them, with their generation (spec 10.1).
+        let version = if first == 0xab { Version::or_none(Some(GENERATION)) } else { Version::NONE };
+        ListedChunk { id, size, last_modified_ms: 1000 * i64::from(n), version }
     }
+
+    const GENERATION: &str = "1767323045678123";
 
     fn header(locations: &[Location]) -> PlanHeader {
         PlanHeader {
@@ -672,6 +681,8 @@ mod tests {
             assert_eq!(lines[1]["key"], format!("partitions/p1/chunks/01/01{}", "01".repeat(31)));
             assert_eq!(lines[1]["last_modified"], "1970-01-01T00:00:01.000Z");
             assert_eq!(lines[2]["key"], format!("partitions/p1/chunks/ab/{}", "ab".repeat(32)));
+            assert_eq!(lines[1].get("version"), None, "no version listed, none written");
+            assert_eq!(lines[2]["version"], GENERATION);
             assert_eq!(lines[3], serde_json::json!({"type": "footer", "count": 2, "bytes": 15, "old_chunks": 7}));
 
             let read = read_plan(&path, dir.path()).unwrap();
@@ -700,11 +711,18 @@ mod tests {
             ("bytes", text.replace("\"bytes\":15", "\"bytes\":16")),
             ("foreign key", text.replace("partitions/p1/chunks/01/", "partitions/p2/chunks/01/")),
             ("after footer", format!("{text}{}\n", lines[1])),
-            ("version", text.replace("\"version\":2", "\"version\":1")),
+            ("version", text.replace(&format!("\"version\":{PLAN_VERSION}"), "\"version\":1")),
+            ("empty record version", text.replacen("\"last_modified\"", "\"version\":\"\",\"last_modified\"", 1)),
         ];
         for (what, bad) in cases {
+            assert_ne!(bad, text, "{what}: the case changes the plan");
             std::fs::write(&path, bad).unwrap();
             assert!(read_plan(&path, dir.path()).is_err(), "{what}: accepted");
         }
+        // A plan of version 2 (no record carries a version) is still read (spec 10.1).
+        let v2 = text.replace(&format!("\"version\":{PLAN_VERSION}"), "\"version\":2");
+        std::fs::write(&path, v2).unwrap();
+        let read = read_plan(&path, dir.path()).expect("a version 2 plan");
+        assert_eq!(read.spool.runs().flat_map(|r| r.unwrap().1).count(), 2);
     }
 }

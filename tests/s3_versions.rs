@@ -208,7 +208,15 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
         assert_eq!(listed.len(), keys.len());
         let planned = listed.iter().map(|meta| {
             let id = location.chunk_of_key(meta.location.as_ref()).unwrap();
-            (0, ListedChunk { id: id.0, size: meta.size, last_modified_ms: meta.last_modified.timestamp_millis(), version: Version::NONE })
+            (
+                0,
+                ListedChunk {
+                    id: id.0,
+                    size: meta.size,
+                    last_modified_ms: meta.last_modified.timestamp_millis(),
+                    version: gc_partition::store::Version::NONE,
+                },
+            )
         });
         // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
         let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();

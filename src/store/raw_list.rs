@@ -494,7 +494,8 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             stack.push(element.local_name().as_ref().to_vec());
             text.clear();
             if stack_is(&stack, shape.object) {
-                object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None, version: Version::NONE });
+                object =
+                    Some(RawObject { key: String::new(), size: None, last_modified_ms: None, version: Version::NONE });
                 latest = false;
             }
             if stack_is(&stack, shape.key) || stack_is(&stack, shape.prefix) {
@@ -693,7 +694,10 @@ mod tests {
     fn s3_bad_metadata_is_none_and_bad_xml_fails() {
         let body = s3_page("<Contents><Key>k</Key><Size>-1</Size><LastModified>yesterday</LastModified></Contents>");
         let page = parse_s3_page(body.as_bytes()).expect("page");
-        assert_eq!(page.objects, [RawObject { key: "k".into(), size: None, last_modified_ms: None, version: Version::NONE }]);
+        assert_eq!(
+            page.objects,
+            [RawObject { key: "k".into(), size: None, last_modified_ms: None, version: Version::NONE }]
+        );
         for bad in [&s3_page("<Contents><Key>a&bogus;</Key></Contents>")[..], "<ListBucketResult><Contents>", "<a></b>"]
         {
             assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");

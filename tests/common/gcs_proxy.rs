@@ -1,7 +1,8 @@
 //! An HTTP proxy in front of fake-gcs-server that enforces what the emulator ignores: the
 //! `x-goog-if-generation-match` (and `-metageneration-`) preconditions of a DELETE. It also
-//! records every DELETE with its preconditions, and every HEAD, so a test can check what the
-//! collector sent and aim writers at the chunks it just re-read.
+//! records every DELETE with its preconditions, every HEAD, and every object a list page
+//! answered with its version (spec 10.1), so a test can check what the collector sent and aim
+//! writers at the chunks it just listed or re-read.
 //!
 //! In front of Azurite ([`GcsProxy::start_azure`]) it only records: Azurite enforces a
 //! DELETE's `If-Match` itself. There a HEAD's "generation" is its `ETag` and a DELETE's
@@ -37,10 +38,10 @@ pub struct SeenDelete {
 #[derive(Default)]
 pub struct Seen {
     pub deletes: Vec<SeenDelete>,
-    /// Paths HEADed since the last [`GcsProxy::take_heads`].
-    pub heads: Vec<String>,
-    /// Every generation a HEAD of each path answered.
-    pub head_generations: HashMap<String, HashSet<String>>,
+    /// Paths HEADed or listed since the last [`GcsProxy::take_read`].
+    pub read: Vec<String>,
+    /// Every generation (ETag) a HEAD or a list page answered for each path, quotes trimmed.
+    pub generations: HashMap<String, HashSet<String>>,
 }
 
 pub struct GcsProxy {
@@ -96,14 +97,53 @@ impl GcsProxy {
         self.seen.lock().unwrap().deletes.clone()
     }
 
-    pub fn take_heads(&self) -> Vec<String> {
-        std::mem::take(&mut self.seen.lock().unwrap().heads)
+    /// The paths the collector listed or re-read since the last call.
+    pub fn take_read(&self) -> Vec<String> {
+        std::mem::take(&mut self.seen.lock().unwrap().read)
     }
 
-    /// Whether a HEAD of `path` through the proxy ever answered `generation`.
-    pub fn head_answered(&self, path: &str, generation: &str) -> bool {
-        self.seen.lock().unwrap().head_generations.get(path).is_some_and(|g| g.contains(generation))
+    /// Whether a HEAD or a list page through the proxy ever answered `generation` for `path`.
+    pub fn answered(&self, path: &str, generation: &str) -> bool {
+        let generation = generation.trim_matches('"');
+        self.seen.lock().unwrap().generations.get(path).is_some_and(|g| g.contains(generation))
     }
+}
+
+fn note(seen: &Mutex<Seen>, path: String, generation: Option<&str>) {
+    let mut seen = seen.lock().unwrap();
+    if let Some(generation) = generation {
+        seen.generations.entry(path.clone()).or_default().insert(generation.trim_matches('"').to_owned());
+    }
+    seen.read.push(path);
+}
+
+/// The (path, version) of every object a list page answered: GCS's JSON `objects.list` at
+/// `/storage/v1/b/<bucket>/o` (paths `/<bucket>/<name>`, as the XML API names them), Azure's
+/// List Blobs at `/<account>/<container>?comp=list` (paths `/<account>/<container>/<name>`).
+fn listed(path: &str, query: &str, body: &[u8]) -> Vec<(String, Option<String>)> {
+    if let Some(bucket) = path.strip_prefix("/storage/v1/b/").and_then(|rest| rest.strip_suffix("/o")) {
+        let Ok(page) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        return items
+            .iter()
+            .filter_map(|item| {
+                let name = item["name"].as_str()?;
+                Some((format!("/{bucket}/{name}"), item["generation"].as_str().map(str::to_owned)))
+            })
+            .collect();
+    }
+    if !query.contains("comp=list") {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(body);
+    let between = |s: &str, open: &str, close: &str| Some(s.split(open).nth(1)?.split(close).next()?.to_owned());
+    text.split("<Blob>")
+        .skip(1)
+        .filter_map(|blob| {
+            let name = between(blob, "<Name>", "</Name>")?;
+            Some((format!("{path}/{name}"), between(blob, "<Etag>", "</Etag>")))
+        })
+        .collect()
 }
 
 fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
@@ -118,11 +158,15 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         let response = forward(&state, request).await;
         let name = if state.azure { "etag" } else { "x-goog-generation" };
         let generation = response.headers().get(name).and_then(|v| v.to_str().ok());
-        let mut seen = state.seen.lock().unwrap();
-        if let Some(generation) = generation {
-            seen.head_generations.entry(path.clone()).or_default().insert(generation.to_owned());
+        note(&state.seen, path, generation);
+        return Ok(response);
+    }
+    if method == Method::GET {
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let (response, body) = forward_with_body(&state, request).await;
+        for (object, generation) in listed(&path, &query, &body) {
+            note(&state.seen, object, generation.as_deref());
         }
-        seen.heads.push(path);
         return Ok(response);
     }
     if method == Method::DELETE {
@@ -194,6 +238,11 @@ async fn precondition_failed(
 }
 
 async fn forward(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    forward_with_body(state, request).await.0
+}
+
+/// The upstream's answer, and its body.
+async fn forward_with_body(state: &State, request: Request<Incoming>) -> (Response<Full<Bytes>>, Bytes) {
     let (parts, body) = request.into_parts();
     let target = format!("{}{}", state.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let body = body.collect().await.unwrap().to_bytes();
@@ -207,5 +256,5 @@ async fn forward(state: &State, request: Request<Incoming>) -> Response<Full<Byt
         }
     }
     let body = upstream.bytes().await.unwrap();
-    response.body(Full::new(body)).unwrap()
+    (response.body(Full::new(body.clone())).unwrap(), body)
 }
