@@ -119,7 +119,7 @@ impl std::fmt::Debug for Inner {
 }
 
 impl RawLister {
-    pub fn s3(
+    pub(crate) fn s3(
         builder: &AmazonS3Builder,
         bucket: &str,
         credentials: AwsCredentialProvider,
