@@ -686,7 +686,7 @@ impl Stores {
                 tracing::warn!(
                     bucket,
                     ?state,
-                    "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)"
+                    "bucket versioning is not enabled: deletes are unconditional (doc/stores.md, How deletes are issued)"
                 );
                 Ok(None)
             }
