@@ -679,6 +679,14 @@ pub struct HeldFound {
     pub put_back: u64,
 }
 
+impl HeldFound {
+    /// Adds what another put-back found: the manifests' and the chunks' are both counted.
+    pub(crate) fn add(&mut self, other: HeldFound) {
+        self.found += other.found;
+        self.put_back += other.put_back;
+    }
+}
+
 /// Passes each location on to the listing once the chunks an earlier, killed run left
 /// renamed aside in it are back at their keys (only counted in a dry run).
 pub(crate) async fn put_back_before_listing(
@@ -689,9 +697,7 @@ pub(crate) async fn put_back_before_listing(
 ) -> Result<HeldFound, HeldError> {
     let mut held = HeldFound::default();
     while let Some((index, location)) = locations.recv().await {
-        let found = put_back_held(stores, std::slice::from_ref(&location), dry_run).await?;
-        held.found += found.found;
-        held.put_back += found.put_back;
+        held.add(put_back_held(stores, std::slice::from_ref(&location), dry_run).await?);
         if listing.send((index, location)).is_err() {
             break;
         }

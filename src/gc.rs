@@ -185,7 +185,7 @@ impl Run<'_> {
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
         if planned.reread == Reread::Unchanged {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
-            outcome.held = put_back_held(self.stores, &planned.locations, false).await?;
+            outcome.held.add(put_back_held(self.stores, &planned.locations, false).await?);
         }
         let watch = accounting.map(|a| a.deleted_watch(&self.config.work_dir)).transpose()?;
         let executor = self.executor(watch.as_ref());

@@ -435,7 +435,7 @@ impl Report {
             );
             let c = &self.delete_conditions;
             let unconditional = if c.unconditional > 0 {
-                " (the store cannot tell a refresh from the object judged: see README, How deletes are issued)"
+                " (the store cannot tell a refresh from the object judged: see doc/stores.md, How deletes are issued)"
             } else {
                 ""
             };

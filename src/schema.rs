@@ -33,7 +33,7 @@ impl SchemaFile {
     }
 }
 
-/// Every schema file, in the order the README lists them.
+/// Every schema file, in the order doc/running.md lists them.
 pub fn all() -> Vec<SchemaFile> {
     vec![report(), plan(), progress_event()]
 }

@@ -264,7 +264,7 @@ fn unversioned_and_suspended_buckets_delete_unconditionally_and_say_so() {
         assert_eq!(out.stats.conditions.unconditional, CHUNKS, "{bucket}");
         assert_eq!(out.stats.conditions.conditional, 0, "{bucket}");
         // The plain delete cannot see the writer's refresh: the chunks it rewrote after the
-        // re-read are deleted too. This is the loss README's "How deletes are issued" names.
+        // re-read are deleted too. This is the loss doc/stores.md's "How deletes are issued" names.
         assert!(out.current.is_empty(), "{bucket}: {:?}", out.current);
     }
 }

@@ -70,7 +70,7 @@ impl VersioningOnce {
                         tracing::warn!(
                             bucket,
                             ?state,
-                            "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)"
+                            "bucket versioning is not enabled: deletes are unconditional (doc/stores.md, How deletes are issued)"
                         );
                         state
                     }

@@ -42,6 +42,8 @@ pub struct Seen {
     pub read: Vec<String>,
     /// Every generation (ETag) a HEAD or a list page answered for each path, quotes trimmed.
     pub generations: HashMap<String, HashSet<String>>,
+    /// Requests through the proxy by method, as the wire carried them.
+    pub by_method: HashMap<String, u64>,
 }
 
 pub struct GcsProxy {
@@ -95,6 +97,11 @@ impl GcsProxy {
 
     pub fn deletes(&self) -> Vec<SeenDelete> {
         self.seen.lock().unwrap().deletes.clone()
+    }
+
+    /// Requests with `method` the proxy forwarded or answered.
+    pub fn requests(&self, method: &str) -> u64 {
+        self.seen.lock().unwrap().by_method.get(method).copied().unwrap_or(0)
     }
 
     /// The paths the collector listed or re-read since the last call.
@@ -154,6 +161,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     // object_store sends a key's `/` as `%2F`; the collector's own DELETE sends it plain.
     let path = request.uri().path().replace("%2F", "/").replace("%2f", "/");
     let method = request.method().clone();
+    *state.seen.lock().unwrap().by_method.entry(method.to_string()).or_default() += 1;
     if method == Method::HEAD {
         let response = forward(&state, request).await;
         let name = if state.azure { "etag" } else { "x-goog-generation" };

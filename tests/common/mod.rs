@@ -460,7 +460,7 @@ macro_rules! suite_tests {
     ($backend:expr, $server:meta; $($name:ident),* $(,)?) => {
         $(
             #[test]
-            #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see README, Testing)")]
+            #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see doc/testing.md)")]
             fn $name() {
                 common::suite::$name(&$backend);
             }

@@ -47,6 +47,8 @@ pub fn writer_delay(seed: u64, n: u64) -> std::time::Duration {
 
 pub fn assert_race(rt: &tokio::runtime::Runtime, bucket: &dyn ObjectStore, proxy: &GcsProxy, race: &Race<'_>) {
     let Race { report, committed, uploads, keys, condition } = race;
+    // Counted before the checks below, which HEAD through the proxy themselves.
+    let (heads, wire_deletes, posts) = (proxy.requests("HEAD"), proxy.requests("DELETE"), proxy.requests("POST"));
     let exists = |key: &str| match rt.block_on(bucket.head(&ObjectPath::from(key))) {
         Ok(_) => true,
         Err(object_store::Error::NotFound { .. }) => false,
@@ -63,7 +65,15 @@ pub fn assert_race(rt: &tokio::runtime::Runtime, bucket: &dyn ObjectStore, proxy
         report["refreshed_kept"],
         lost.len()
     );
+    eprintln!(
+        "at the wire: {heads} HEADs, {wire_deletes} DELETEs, {posts} POSTs (batches; on GCS the writers' uploads too) for {} deleted chunks",
+        report["deleted"]
+    );
     assert!(lost.is_empty(), "chunks committed by a writer were deleted: {lost:?}");
+    // The listing's version conditions each delete: the collector sends no re-read (spec
+    // 10.1), at the wire and in its report.
+    assert_eq!(heads, 0, "HEADs at the wire");
+    assert_eq!(report["requests"]["head"], 0, "{report}");
     assert!(!deletes.is_empty(), "the collector deleted nothing");
     for delete in &deletes {
         let read = delete.if_generation_match.as_deref();
