@@ -232,18 +232,12 @@ impl Requests {
     {
         let mut retry = 0;
         loop {
-            let counter = match kind {
-                RequestKind::ListPage => &self.counters.list_pages,
-                RequestKind::Get => &self.counters.get,
-                RequestKind::Delete | RequestKind::Batch => &self.counters.delete_calls,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if kind == RequestKind::Batch {
-                self.counters.batch_requests.fetch_add(1, Ordering::Relaxed);
-            }
             let outcome = match build().await {
                 Ok(mut request) => match endpoint.auth.sign(&mut request).await {
-                    Ok(()) => self.transport.send(kind, request).await,
+                    Ok(()) => {
+                        self.count(kind);
+                        self.transport.send(kind, request).await
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -277,6 +271,21 @@ impl Requests {
                 continue;
             }
             return outcome.map_err(|e| e.why);
+        }
+    }
+}
+
+impl Requests {
+    /// One request sent, in the bill (spec 8.6).
+    fn count(&self, kind: RequestKind) {
+        let counter = match kind {
+            RequestKind::ListPage => &self.counters.list_pages,
+            RequestKind::Get => &self.counters.get,
+            RequestKind::Delete | RequestKind::Batch => &self.counters.delete_calls,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if kind == RequestKind::Batch {
+            self.counters.batch_requests.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -177,7 +177,9 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         }
         return Ok(response);
     }
-    if method == Method::DELETE {
+    let batch =
+        method == Method::POST && state.azure && request.uri().query().is_some_and(|q| q.contains("comp=batch"));
+    if method == Method::DELETE || batch {
         // Widens the window between the collector's re-read and its delete, where a writer's
         // upload must be refused by the precondition. Outside the lock, so that an upload
         // arriving meanwhile goes first. Inside it (Azure) or without it (GCS), 4 to 11 and
@@ -186,6 +188,31 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     }
     let mutating = method == Method::DELETE || method == Method::POST || method == Method::PUT;
     let _lock = if mutating { Some(state.mutating.lock().await) } else { None };
+    if batch {
+        // A Blob Batch (spec 10.1): each Delete Blob sub-request is recorded as a DELETE, with
+        // its own If-Match and the status of its own sub-response (Azurite enforces it).
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let sent = batch_parts(&body, "DELETE ");
+        let request = Request::from_parts(parts, Full::new(body));
+        let (response, answer) = forward_full(&state, request).await;
+        let statuses: HashMap<String, u16> = batch_parts(&answer, "HTTP/1.1 ")
+            .into_iter()
+            .filter_map(|(id, line, _)| Some((id, line.split(' ').next()?.parse().ok()?)))
+            .collect();
+        let mut seen = state.seen.lock().unwrap();
+        for (id, path, if_match) in sent {
+            let path = path.split(' ').next().unwrap_or_default().to_owned();
+            let status = statuses.get(&id).copied().unwrap_or(0);
+            seen.deletes.push(SeenDelete {
+                path,
+                if_generation_match: if_match,
+                if_metageneration_match: None,
+                status,
+            });
+        }
+        return Ok(response);
+    }
     if method == Method::DELETE && state.azure {
         let if_match = header(&request, "if-match");
         let response = forward(&state, request).await;
@@ -245,12 +272,37 @@ async fn precondition_failed(
     })
 }
 
-async fn forward(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    forward_with_body(state, request).await.0
+/// The parts of a multipart Blob Batch body (request or answer): each part's `Content-ID`,
+/// the rest of the line after `start` (a sub-request's `DELETE `, a sub-response's
+/// `HTTP/1.1 `), and its `If-Match`.
+fn batch_parts(body: &[u8], start: &str) -> Vec<(String, String, Option<String>)> {
+    let text = String::from_utf8_lossy(body);
+    let mut parts = Vec::new();
+    for part in text.split("\r\n--") {
+        let mut id = None;
+        let mut line = None;
+        let mut if_match = None;
+        for l in part.lines() {
+            if let Some((name, value)) = l.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-id") {
+                    id = Some(value.trim().to_owned());
+                } else if name.trim().eq_ignore_ascii_case("if-match") {
+                    if_match = Some(value.trim().to_owned());
+                }
+            }
+            if let Some(rest) = l.strip_prefix(start) {
+                line = Some(rest.to_owned());
+            }
+        }
+        if let (Some(id), Some(line)) = (id, line) {
+            parts.push((id, line, if_match));
+        }
+    }
+    parts
 }
 
-/// The upstream's answer, and its body.
-async fn forward_with_body(state: &State, request: Request<Incoming>) -> (Response<Full<Bytes>>, Bytes) {
+/// [`forward_with_body`] of a request whose body was read already.
+async fn forward_full(state: &State, request: Request<Full<Bytes>>) -> (Response<Full<Bytes>>, Bytes) {
     let (parts, body) = request.into_parts();
     let target = format!("{}{}", state.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let body = body.collect().await.unwrap().to_bytes();
@@ -265,4 +317,15 @@ async fn forward_with_body(state: &State, request: Request<Incoming>) -> (Respon
     }
     let body = upstream.bytes().await.unwrap();
     (response.body(Full::new(body.clone())).unwrap(), body)
+}
+
+async fn forward(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    forward_with_body(state, request).await.0
+}
+
+/// The upstream's answer, and its body.
+async fn forward_with_body(state: &State, request: Request<Incoming>) -> (Response<Full<Bytes>>, Bytes) {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    forward_full(state, Request::from_parts(parts, Full::new(body))).await
 }
