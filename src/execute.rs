@@ -541,19 +541,21 @@ impl Conditional {
     /// Deletes each (key, version) only if the object is still that version; one outcome
     /// per key, in order. A key's own failure is that key's only.
     async fn delete(&self, batch: &[(&str, Version)]) -> Vec<Result<ConditionalDelete, String>> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (key, version) in batch {
-            let Some(version) = version.as_str() else {
-                outcomes.push(Err(format!("{key}: no version to condition the delete on: not deleted")));
-                continue;
-            };
-            outcomes.push(match self {
-                Conditional::Generation(gcs) => gcs.delete(key, version, None).await.map_err(|e| e.to_string()),
-                Conditional::Version(s3) => s3.delete(key, version).await.map_err(|e| e.to_string()),
-                Conditional::Etag(azure) => azure.delete(key, version).await.map_err(|e| e.to_string()),
-            });
+        match self {
+            // One request a batch, each key under its own condition (spec 10.1).
+            Conditional::Version(s3) => s3.delete_batch(batch).await,
+            Conditional::Etag(azure) => azure.delete_batch(batch).await,
+            Conditional::Generation(gcs) => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (key, version) in batch {
+                    outcomes.push(match version.as_str() {
+                        Some(version) => gcs.delete(key, version, None).await.map_err(|e| e.to_string()),
+                        None => Err(format!("{key}: no version to condition the delete on: not deleted")),
+                    });
+                }
+                outcomes
+            }
         }
-        outcomes
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) use raw_list::{RawListError, RawLister};
 pub use raw_list::{parse_gcs_page, parse_s3_page};
 
 pub use retry::{RetryPolicy, RetryStore};
-pub(crate) use s3_versions::{S3Versions, Versioning};
+pub(crate) use s3_versions::{S3Versions, VersioningOnce};
 pub use version::{VERSION_CAPACITY, Version};
 
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +275,8 @@ pub struct Stores {
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
     /// The raw listings of remote buckets ([`Stores::raw_lister`]), one per bucket.
     listers: Arc<Mutex<HashMap<String, RawLister>>>,
+    /// The versioning of each `s3://` bucket, read once ([`Stores::s3_versions`]).
+    versionings: Arc<Mutex<HashMap<String, VersioningOnce>>>,
     layer: Option<Layer>,
     /// Retries made by the [`RetryStore`]s, for the report.
     retries: Arc<AtomicU64>,
@@ -364,6 +366,7 @@ impl Stores {
             buckets: Arc::default(),
             memory: Arc::default(),
             listers: Arc::default(),
+            versionings: Arc::default(),
             layer: None,
             retries: Arc::default(),
             requests: Arc::default(),
@@ -600,9 +603,11 @@ impl Stores {
                 RawLister::azure(at, bucket, credentials, counters, policy, timeout)
             }
             _ => {
+                let versioning = self.s3_versioning(bucket)?;
                 let builder = self.env.s3().with_bucket_name(bucket);
                 let client = builder.clone().build().map_err(build)?;
-                RawLister::s3(&builder, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
+                let credentials = Arc::clone(client.credentials());
+                RawLister::s3(&builder, bucket, credentials, versioning, counters, policy, timeout)
             }
         }
         .map_err(|e| build(generic(e)))?;
@@ -668,6 +673,15 @@ impl Stores {
         if self.delete_condition() != DeleteCondition::VersionIfEnabled {
             return Ok(None);
         }
+        Ok(self.s3_versioning(bucket)?.deleter().await)
+    }
+
+    /// How `bucket`'s versioning is read, once a run, by its listing and its deletes alike.
+    fn s3_versioning(&self, bucket: &str) -> Result<VersioningOnce, StoreError> {
+        let mut versionings = self.versionings.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(versioning) = versionings.get(bucket) {
+            return Ok(versioning.clone());
+        }
         let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme: "s3://", source };
         let builder = self.env.s3().with_bucket_name(bucket);
         let client = builder.clone().build().map_err(build)?;
@@ -680,21 +694,9 @@ impl Stores {
             self.options.request_timeout,
         )
         .map_err(|e| build(object_store::Error::Generic { store: "S3Versions", source: Box::new(e) }))?;
-        match versions.versioning().await {
-            Ok(Versioning::Enabled) => Ok(Some(versions)),
-            Ok(state) => {
-                tracing::warn!(
-                    bucket,
-                    ?state,
-                    "bucket versioning is not enabled: deletes are unconditional (doc/stores.md, How deletes are issued)"
-                );
-                Ok(None)
-            }
-            Err(error) => {
-                tracing::warn!(bucket, %error, "cannot read the bucket's versioning: deletes are unconditional");
-                Ok(None)
-            }
-        }
+        let versioning = VersioningOnce::new(versions);
+        versionings.insert(bucket.to_owned(), versioning.clone());
+        Ok(versioning)
     }
 
     fn memory_bucket_of(&self, bucket: &str) -> Arc<MemoryBucket> {

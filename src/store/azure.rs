@@ -9,15 +9,18 @@
 //! configuration names (an emulator is reached the same way). A 412 is the chunk kept, not a
 //! failure; the requests are counted and retried as the others (see `store/direct.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredentialProvider, MicrosoftAzureBuilder};
+use object_store::azure::{
+    AzureAuthorizer, AzureConfigKey, AzureCredential, AzureCredentialProvider, MicrosoftAzureBuilder,
+};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use reqwest::StatusCode;
 
 use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
-use super::{RequestCounters, RetryPolicy};
+use super::{RequestCounters, RetryPolicy, Version};
 
 /// The account and key of the storage emulator (Azurite), as `object_store` uses them.
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
@@ -68,13 +71,24 @@ pub(super) async fn sign_azure(
 ) -> Result<(String, http::HeaderMap), SendError> {
     let credential =
         credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
+    sign_azure_with(&credential, account, method, url, headers)
+}
+
+/// [`sign_azure`] with a credential already fetched (a Blob Batch signs each sub-request).
+fn sign_azure_with(
+    credential: &AzureCredential,
+    account: &str,
+    method: http::Method,
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<(String, http::HeaderMap), SendError> {
     let mut builder = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
     let mut request: HttpRequest =
         builder.body(HttpRequestBody::empty()).map_err(|e| SendError::permanent(e.to_string()))?;
-    AzureAuthorizer::new(&credential, account)
+    AzureAuthorizer::new(credential, account)
         .try_authorize(&mut request)
         .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
     Ok((request.uri().to_string(), request.headers().clone()))
@@ -117,20 +131,148 @@ impl AzureDeleter {
         &self.container
     }
 
-    /// Deletes `key` only if its ETag is still `etag` (as read, quotes included).
+    /// Deletes `key` only if its ETag is still `etag` (as a HEAD gives it, quoted, or as List
+    /// Blobs gives it, bare: it is sent quoted).
     pub async fn delete(&self, key: &str, etag: &str) -> Result<ConditionalDelete, AzureDeleteError> {
-        let fail = |why: String| AzureDeleteError { container: self.container.clone(), key: key.to_owned(), why };
+        let fail = |why: String| self.error(key, why);
         if !plain_key(key) {
             return Err(fail("the key has characters this client does not encode".into()));
         }
         let url = format!("{}/{key}", self.at.url);
+        let etag = quoted(etag);
         let (status, ()) = with_retry(self.policy, &self.counters, || async {
             self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            Ok((self.send(&url, etag).await?, ()))
+            Ok((self.send(&url, &etag).await?, ()))
         })
         .await
         .map_err(fail)?;
         delete_outcome(status, &self.counters).map_err(fail)
+    }
+
+    fn error(&self, key: &str, why: String) -> AzureDeleteError {
+        AzureDeleteError { container: self.container.clone(), key: key.to_owned(), why }
+    }
+
+    /// Deletes each (key, ETag) of `batch` with Blob Batches of at most [`AZURE_BATCH`] Delete
+    /// Blob sub-requests, each with its own `If-Match` and signature (spec 10.1); one outcome
+    /// per key, in order. A sub-response is matched to its key by its `Content-ID`, never by
+    /// position; a key without one is that key's failure (fail closed). 202 is deleted, 404
+    /// gone, 412 changed (kept); a transient status (429, 5xx) is retried alone, as a single
+    /// conditional delete; any other is that key's failure only.
+    pub async fn delete_batch(&self, batch: &[(&str, Version)]) -> Vec<Result<ConditionalDelete, String>> {
+        let mut outcomes: Vec<Option<Result<ConditionalDelete, String>>> = vec![None; batch.len()];
+        let mut sent: Vec<(usize, &str, String)> = Vec::with_capacity(batch.len());
+        for (i, (key, version)) in batch.iter().enumerate() {
+            match version.as_str() {
+                None => outcomes[i] = Some(Err(self.error(key, "no ETag to condition the delete on".into()).to_string())),
+                Some(_) if !plain_key(key) => {
+                    let why = "the key has characters this client does not encode".into();
+                    outcomes[i] = Some(Err(self.error(key, why).to_string()));
+                }
+                Some(etag) => sent.push((i, key, quoted(etag))),
+            }
+        }
+        for part in sent.chunks(AZURE_BATCH) {
+            let answer = self.blob_batch(part).await;
+            for (id, (i, key, etag)) in part.iter().enumerate() {
+                let outcome = match &answer {
+                    Err(why) => Err(self.error(key, format!("blob batch: {why}")).to_string()),
+                    Ok(statuses) => match statuses.get(&id) {
+                        None => Err(self.error(key, "the blob batch answer has no sub-response for it".into()).to_string()),
+                        Some(status) if is_transient_status(*status) => {
+                            if matches!(*status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+                                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            }
+                            self.delete(key, etag).await.map_err(|e| e.to_string())
+                        }
+                        Some(status) => delete_outcome(*status, &self.counters)
+                            .map_err(|why| self.error(key, format!("in a blob batch: {why}")).to_string()),
+                    },
+                };
+                outcomes[*i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(outcome, (key, _))| outcome.unwrap_or_else(|| Err(self.error(key, "not sent".into()).to_string())))
+            .collect()
+    }
+
+    /// One Blob Batch (retried whole on a transient answer, its sub-requests signed again):
+    /// the status of each sub-response, by `Content-ID` (the index in `part`).
+    async fn blob_batch(&self, part: &[(usize, &str, String)]) -> Result<HashMap<usize, StatusCode>, String> {
+        let boundary = format!("batch_{:032x}", rand::random::<u128>());
+        let url = format!("{}?restype=container&comp=batch", self.at.url);
+        let (status, (content_type, body)) = with_retry(self.policy, &self.counters, || async {
+            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
+            let body = self.batch_body(&boundary, part).await?;
+            let content_type = format!("multipart/mixed; boundary={boundary}");
+            let length = body.len().to_string();
+            let headers = [("content-type", content_type.as_str()), ("content-length", length.as_str())];
+            let (url, headers) =
+                sign_azure(&self.credentials, &self.at.account, http::Method::POST, &url, &headers).await?;
+            let response = self
+                .client
+                .post(url)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| SendError::from_reqwest(&e))?;
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response.bytes().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
+            Ok((status, (content_type, body)))
+        })
+        .await?;
+        if status != StatusCode::ACCEPTED {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        let boundary = content_type
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("boundary="))
+            .map(|b| b.trim_matches('"'))
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("an answer without a multipart boundary (Content-Type {content_type:?})"))?;
+        parse_batch_answer(&body, boundary)
+    }
+
+    /// The multipart body of one Blob Batch: a Delete Blob sub-request per key, `Content-ID`
+    /// its index, each with its `If-Match` and its own signature.
+    async fn batch_body(&self, boundary: &str, part: &[(usize, &str, String)]) -> Result<bytes::Bytes, SendError> {
+        let credential =
+            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
+        let mut body = String::with_capacity(part.len() * 640);
+        for (id, (_, key, etag)) in part.iter().enumerate() {
+            let url = format!("{}/{key}", self.at.url);
+            let headers = [("if-match", etag.as_str()), ("content-length", "0")];
+            let (url, headers) = sign_azure_with(&credential, &self.at.account, http::Method::DELETE, &url, &headers)?;
+            let target = url
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_owned()))
+                .ok_or_else(|| SendError::permanent(format!("a sub-request URL without a path: {url}")))?;
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\nDELETE {target} HTTP/1.1\r\n"
+            ));
+            for (name, value) in &headers {
+                let value = value.to_str().map_err(|e| SendError::permanent(format!("a header of {key}: {e}")))?;
+                body.push_str(&title_case(name.as_str()));
+                body.push_str(": ");
+                body.push_str(value);
+                body.push_str("\r\n");
+            }
+            body.push_str("\r\n\r\n");
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        Ok(bytes::Bytes::from(body))
     }
 
     async fn send(&self, url: &str, etag: &str) -> Result<StatusCode, SendError> {
@@ -140,6 +282,72 @@ impl AzureDeleter {
             self.client.delete(url).headers(headers).send().await.map_err(|e| SendError::from_reqwest(&e))?;
         Ok(response.status())
     }
+}
+
+/// The most Delete Blob sub-requests one Blob Batch carries.
+pub(crate) const AZURE_BATCH: usize = 256;
+
+/// An ETag as `If-Match` takes it: quoted (List Blobs gives it bare, a HEAD quoted).
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') || etag.starts_with("W/\"") { etag.to_owned() } else { format!("\"{etag}\"") }
+}
+
+/// A sub-response status worth asking again, alone.
+fn is_transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// `x-ms-date` as `X-Ms-Date`, as object_store writes a sub-request's headers.
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The status of each sub-response of a Blob Batch answer, by its `Content-ID`. A part
+/// without a `Content-ID` (the service refusing the batch as a whole), a repeated one or a
+/// part that cannot be read fails the whole answer (every key then fails: fail closed).
+fn parse_batch_answer(body: &[u8], boundary: &str) -> Result<HashMap<usize, StatusCode>, String> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut statuses = HashMap::new();
+    let mut parts = text.split(delimiter.as_str());
+    parts.next(); // the preamble
+    let mut closed = false;
+    for part in parts {
+        if part.starts_with("--") {
+            closed = true;
+            break;
+        }
+        let part = part.trim_start_matches(['\r', '\n']);
+        let (headers, response) = part.split_once("\r\n\r\n").ok_or("a part without a blank line")?;
+        let id = headers.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("content-id").then(|| value.trim().to_owned())
+        });
+        let status_line = response.lines().next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse::<u16>().ok())
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or_else(|| format!("a sub-response without a status: {status_line:?}"))?;
+        let Some(id) = id else {
+            return Err(format!("the batch was refused: {status_line}"));
+        };
+        let id = id.parse::<usize>().map_err(|_| format!("a sub-response with Content-ID {id:?}"))?;
+        if statuses.insert(id, status).is_some() {
+            return Err(format!("two sub-responses with Content-ID {id}"));
+        }
+    }
+    if !closed {
+        return Err("a multipart answer without its closing boundary".into());
+    }
+    Ok(statuses)
 }
 
 /// What a Delete Blob answer means for the chunk.
@@ -197,6 +405,34 @@ mod tests {
         assert_eq!(delete_outcome(StatusCode::ACCEPTED, &counters), Ok(ConditionalDelete::Deleted));
         assert_eq!(counters.deleted_keys.load(Ordering::Relaxed), 1);
         assert!(delete_outcome(StatusCode::CONFLICT, &counters).is_err());
+    }
+
+    #[test]
+    fn listed_etags_are_sent_quoted() {
+        assert_eq!(quoted("0x8DC2A4B5C6D7E8F"), "\"0x8DC2A4B5C6D7E8F\"");
+        assert_eq!(quoted("\"0x8DC2A4B5C6D7E8F\""), "\"0x8DC2A4B5C6D7E8F\"");
+        assert_eq!(title_case("x-ms-client-request-id"), "X-Ms-Client-Request-Id");
+    }
+
+    #[test]
+    fn blob_batch_answers_are_read_by_content_id() {
+        let answer = "--batchresponse_1\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\n\
+            HTTP/1.1 412 The condition specified using HTTP conditional header(s) is not met.\r\nx-ms-error-code: ConditionNotMet\r\n\r\n\
+            --batchresponse_1\r\nContent-Type: application/http\r\nContent-ID: 0\r\n\r\n\
+            HTTP/1.1 202 Accepted\r\nx-ms-delete-type-permanent: true\r\n\r\n\
+            --batchresponse_1\r\ncontent-id: 3\r\n\r\nHTTP/1.1 404 The specified blob does not exist.\r\n\r\n\
+            <?xml version=\"1.0\"?><Error><Code>BlobNotFound</Code></Error>\r\n--batchresponse_1--\r\n";
+        let statuses = parse_batch_answer(answer.as_bytes(), "batchresponse_1").expect("answer");
+        assert_eq!(statuses.get(&0), Some(&StatusCode::ACCEPTED));
+        assert_eq!(statuses.get(&1), Some(&StatusCode::PRECONDITION_FAILED));
+        assert_eq!(statuses.get(&2), None, "a key the answer does not name");
+        assert_eq!(statuses.get(&3), Some(&StatusCode::NOT_FOUND));
+        let refused = "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 400 Bad Request\r\n\r\n--b--\r\n";
+        assert!(parse_batch_answer(refused.as_bytes(), "b").is_err(), "a part without Content-ID");
+        let twice = "--b\r\nContent-ID: 0\r\n\r\nHTTP/1.1 202 Accepted\r\n\r\n--b\r\nContent-ID: 0\r\n\r\nHTTP/1.1 202 A\r\n\r\n--b--";
+        assert!(parse_batch_answer(twice.as_bytes(), "b").is_err(), "a repeated Content-ID");
+        let cut = "--b\r\nContent-ID: 0\r\n\r\nHTTP/1.1 202 Accepted\r\n\r\n";
+        assert!(parse_batch_answer(cut.as_bytes(), "b").is_err(), "no closing boundary");
     }
 
     #[tokio::test]

@@ -39,7 +39,7 @@ use reqwest::StatusCode;
 
 use super::azure::{ContainerUrl, sign_azure};
 use super::direct::{SendError, with_retry};
-use super::s3_versions::{encode_query_value, s3_bucket_url, sign_s3};
+use super::s3_versions::{VersioningOnce, Versioning, encode_query_value, s3_bucket_url, sign_s3};
 use super::{RequestCounters, RetryPolicy, Version};
 
 /// One object of a list page, its name as the store sent it. Size and last-modified are
@@ -89,7 +89,14 @@ struct Inner {
 }
 
 enum Api {
-    S3 { bucket_url: String, region: String, credentials: AwsCredentialProvider },
+    S3 {
+        bucket_url: String,
+        region: String,
+        credentials: AwsCredentialProvider,
+        /// How the bucket's versioning is read, once, shared with its deletes
+        /// ([`super::Stores::s3_versions`]): enabled, it is listed by `ListObjectVersions`.
+        versioning: VersioningOnce,
+    },
     Gcs { list_url: String, credentials: GcpCredentialProvider },
     Azure { at: ContainerUrl, credentials: AzureCredentialProvider },
 }
@@ -112,16 +119,17 @@ impl std::fmt::Debug for Inner {
 }
 
 impl RawLister {
-    pub fn s3(
+    pub(crate) fn s3(
         builder: &AmazonS3Builder,
         bucket: &str,
         credentials: AwsCredentialProvider,
+        versioning: VersioningOnce,
         counters: Arc<RequestCounters>,
         policy: RetryPolicy,
         timeout: std::time::Duration,
     ) -> Result<Self, reqwest::Error> {
         let (bucket_url, region) = s3_bucket_url(builder, bucket);
-        let api = Api::S3 { bucket_url, region, credentials };
+        let api = Api::S3 { bucket_url, region, credentials, versioning };
         Self::new(bucket, api, counters, policy, timeout)
     }
 
@@ -189,7 +197,28 @@ impl RawLister {
     /// Fetches and parses one page.
     async fn page(&self, prefix: &str, delimited: bool, token: Option<&str>) -> Result<RawPage, RawListError> {
         let inner = &self.inner;
+        let versioned = match &inner.api {
+            Api::S3 { versioning, .. } => versioning.get().await == Versioning::Enabled,
+            Api::Gcs { .. } | Api::Azure { .. } => false,
+        };
         let url = match &inner.api {
+            // Versioning enabled: the latest version of each key, with its version id (spec 10.1).
+            Api::S3 { bucket_url, .. } if versioned => {
+                let mut url = format!("{bucket_url}?versions&prefix={}", encode_query_value(prefix));
+                if delimited {
+                    url.push_str("&delimiter=%2F");
+                }
+                if let Some(token) = token {
+                    let (key_marker, version_marker) = version_markers(token);
+                    url.push_str("&key-marker=");
+                    url.push_str(&encode_query_value(key_marker));
+                    if !version_marker.is_empty() {
+                        url.push_str("&version-id-marker=");
+                        url.push_str(&encode_query_value(version_marker));
+                    }
+                }
+                url
+            }
             Api::S3 { bucket_url, .. } => {
                 let mut url = format!("{bucket_url}?list-type=2&prefix={}", encode_query_value(prefix));
                 if delimited {
@@ -238,6 +267,7 @@ impl RawLister {
             return Err(self.error(prefix, format!("HTTP {status}: {text}")));
         }
         let parsed = match inner.api {
+            Api::S3 { .. } if versioned => parse_s3_versions_page(&body),
             Api::S3 { .. } => parse_s3_page(&body),
             Api::Gcs { .. } => parse_gcs_page(&body),
             Api::Azure { .. } => parse_azure_page(&body),
@@ -341,8 +371,15 @@ struct XmlShape {
     next_token: &'static [&'static [u8]],
     /// S3 says `IsTruncated`; Azure has more pages exactly when `NextMarker` is not empty.
     truncated: Option<&'static [&'static [u8]]>,
-    /// Where an object's version is, if the answer has one (Azure's `Etag`; spec 10.1).
+    /// Where an object's version is, if the answer has one (Azure's `Etag`, S3's `VersionId`
+    /// in `ListObjectVersions`; spec 10.1).
     version: Option<&'static [&'static [u8]]>,
+    /// `ListObjectVersions`: an object is listed only if this element says `true` (its latest
+    /// version). Delete markers are another element, never an object: a key whose latest
+    /// entry is one is absent.
+    latest: Option<&'static [&'static [u8]]>,
+    /// `ListObjectVersions`: the second half of the continuation (`NextVersionIdMarker`).
+    next_version_token: Option<&'static [&'static [u8]]>,
 }
 
 const S3_SHAPE: XmlShape = XmlShape {
@@ -355,6 +392,23 @@ const S3_SHAPE: XmlShape = XmlShape {
     next_token: &[b"ListBucketResult", b"NextContinuationToken"],
     truncated: Some(&[b"ListBucketResult", b"IsTruncated"]),
     version: None,
+    latest: None,
+    next_version_token: None,
+};
+
+/// `ListObjectVersions` (`ListVersionsResult`), on a bucket whose versioning is enabled.
+const S3_VERSIONS_SHAPE: XmlShape = XmlShape {
+    object: &[b"ListVersionsResult", b"Version"],
+    key: &[b"ListVersionsResult", b"Version", b"Key"],
+    size: &[b"ListVersionsResult", b"Version", b"Size"],
+    last_modified: &[b"ListVersionsResult", b"Version", b"LastModified"],
+    time: rfc3339_ms,
+    prefix: &[b"ListVersionsResult", b"CommonPrefixes", b"Prefix"],
+    next_token: &[b"ListVersionsResult", b"NextKeyMarker"],
+    truncated: Some(&[b"ListVersionsResult", b"IsTruncated"]),
+    version: Some(&[b"ListVersionsResult", b"Version", b"VersionId"]),
+    latest: Some(&[b"ListVersionsResult", b"Version", b"IsLatest"]),
+    next_version_token: Some(&[b"ListVersionsResult", b"NextVersionIdMarker"]),
 };
 
 const AZURE_SHAPE: XmlShape = XmlShape {
@@ -367,6 +421,8 @@ const AZURE_SHAPE: XmlShape = XmlShape {
     next_token: &[b"EnumerationResults", b"NextMarker"],
     truncated: None,
     version: Some(&[b"EnumerationResults", b"Blobs", b"Blob", b"Properties", b"Etag"]),
+    latest: None,
+    next_version_token: None,
 };
 
 /// Parses a `ListObjectsV2` answer (`ListBucketResult`). Names keep every character the
@@ -374,6 +430,26 @@ const AZURE_SHAPE: XmlShape = XmlShape {
 /// five predefined entity references are resolved. Anything else malformed fails the page.
 pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
     parse_xml_page(body, &S3_SHAPE)
+}
+
+/// Parses a `ListObjectVersions` answer (`ListVersionsResult`) as [`parse_s3_page`] parses a
+/// `ListObjectsV2` one: the latest version of each key is an object whose `version` is its
+/// `VersionId`; older versions and delete markers are not listed (a key whose latest entry
+/// is a delete marker is absent). The page token holds `NextKeyMarker` and
+/// `NextVersionIdMarker` ([`version_token`]).
+pub(crate) fn parse_s3_versions_page(body: &[u8]) -> Result<RawPage, String> {
+    parse_xml_page(body, &S3_VERSIONS_SHAPE)
+}
+
+/// A `ListObjectVersions` continuation as one page token: the key marker, then, after a NUL
+/// (which no XML 1.0 text, so no key, can hold), the version id marker.
+fn version_token(key_marker: &str, version_marker: &str) -> String {
+    format!("{key_marker}\0{version_marker}")
+}
+
+/// The key marker and version id marker of a [`version_token`].
+fn version_markers(token: &str) -> (&str, &str) {
+    token.split_once('\0').unwrap_or((token, ""))
 }
 
 /// Parses a List Blobs answer (`EnumerationResults`), names kept as [`parse_s3_page`] keeps
@@ -390,6 +466,8 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
     let mut object: Option<RawObject> = None;
     let mut truncated = shape.truncated.is_none();
     let mut token = None;
+    let mut version_marker = String::new();
+    let mut latest = false;
     let mut encoded = false;
     loop {
         let event = reader.read_event().map_err(|e| format!("malformed XML: {e}"))?;
@@ -418,6 +496,7 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             if stack_is(&stack, shape.object) {
                 object =
                     Some(RawObject { key: String::new(), size: None, last_modified_ms: None, version: Version::NONE });
+                latest = false;
             }
             if stack_is(&stack, shape.key) || stack_is(&stack, shape.prefix) {
                 encoded = element
@@ -448,12 +527,19 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             if let Some(o) = object.as_mut() {
                 o.version = Version::or_none(Some(value.trim()));
             }
+        } else if shape.latest.is_some_and(|path| stack_is(&stack, path)) {
+            latest = value.trim() == "true";
         } else if stack_is(&stack, shape.object) {
-            page.objects.extend(object.take());
+            let listed = object.take();
+            if shape.latest.is_none() || latest {
+                page.objects.extend(listed);
+            }
         } else if stack_is(&stack, shape.prefix) {
             page.common_prefixes.push(name(value)?);
         } else if stack_is(&stack, shape.next_token) {
             token = Some(value);
+        } else if shape.next_version_token.is_some_and(|path| stack_is(&stack, path)) {
+            version_marker = value;
         } else if shape.truncated.is_some_and(|path| stack_is(&stack, path)) {
             truncated = value.trim() == "true";
         }
@@ -463,6 +549,9 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
         return Err("truncated XML".into());
     }
     match token {
+        Some(t) if truncated && !t.is_empty() && shape.next_version_token.is_some() => {
+            page.next_token = Some(version_token(&t, &version_marker));
+        }
         Some(t) if truncated && !t.is_empty() => page.next_token = Some(t),
         _ if truncated && shape.truncated.is_some() => {
             return Err("a truncated page without a continuation token".into());
@@ -484,7 +573,7 @@ fn stack_is(stack: &[Vec<u8>], path: &[&[u8]]) -> bool {
     stack.len() == path.len() && stack.iter().zip(path).all(|(a, b)| a.as_slice() == *b)
 }
 
-fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
+pub(super) fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
     if r.is_char_ref() {
         return match r.resolve_char_ref() {
             Ok(Some(c)) => Ok(c),
@@ -613,6 +702,76 @@ mod tests {
         {
             assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    fn versions_page(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p/</Prefix><KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker><MaxKeys>1000</MaxKeys>{inner}</ListVersionsResult>"#
+        )
+    }
+
+    fn version(key: &str, id: &str, latest: bool) -> String {
+        format!(
+            "<Version><Key>{key}</Key><VersionId>{id}</VersionId><IsLatest>{latest}</IsLatest>\
+             <LastModified>2026-01-02T03:04:05.678Z</LastModified><ETag>&quot;e&quot;</ETag><Size>7</Size>\
+             <Owner><ID>o</ID></Owner><StorageClass>STANDARD</StorageClass></Version>"
+        )
+    }
+
+    fn delete_marker(key: &str, id: &str, latest: bool) -> String {
+        format!(
+            "<DeleteMarker><Owner><ID>o</ID></Owner><Key>{key}</Key><VersionId>{id}</VersionId>\
+             <IsLatest>{latest}</IsLatest><LastModified>2026-01-03T03:04:05.000Z</LastModified></DeleteMarker>"
+        )
+    }
+
+    #[test]
+    fn s3_versions_list_the_latest_version_of_each_key_with_its_id() {
+        let entries = [
+            // a: a writer's refresh made v2; v1 is noncurrent.
+            version("p/ab/a", "v2+/=", true),
+            version("p/ab/a", "v1", false),
+            // b: deleted (its latest entry is a delete marker): absent.
+            delete_marker("p/ab/b", "m1", true),
+            version("p/ab/b", "v1", false),
+            // c: written before versioning was enabled.
+            version("p/ab/c", "null", true),
+            // d: an old delete marker below a current version.
+            version("p/ab/d", "v3", true),
+            delete_marker("p/ab/d", "m0", false),
+            version("p/ab/d", "v0", false),
+            "<CommonPrefixes><Prefix>p/cd/</Prefix></CommonPrefixes>".to_owned(),
+        ];
+        let body = versions_page(&format!("<IsTruncated>false</IsTruncated>{}", entries.concat()));
+        let page = parse_s3_versions_page(body.as_bytes()).expect("page");
+        let listed: Vec<(&str, Option<&str>)> = page.objects.iter().map(|o| (o.key.as_str(), o.version.as_str())).collect();
+        assert_eq!(listed, [("p/ab/a", Some("v2+/=")), ("p/ab/c", Some("null")), ("p/ab/d", Some("v3"))]);
+        assert!(page.objects.iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_678)));
+        assert_eq!(page.common_prefixes, ["p/cd/"]);
+        assert_eq!(page.next_token, None);
+        // An entry that does not say it is the latest is not listed.
+        let unsure = versions_page("<Version><Key>k</Key><VersionId>v</VersionId><Size>1</Size></Version>");
+        assert!(parse_s3_versions_page(unsure.as_bytes()).expect("page").objects.is_empty());
+    }
+
+    #[test]
+    fn s3_versions_continue_at_both_markers() {
+        let body = versions_page(
+            "<IsTruncated>true</IsTruncated><NextKeyMarker>p/ab/a b</NextKeyMarker>\
+             <NextVersionIdMarker>3/L4+x=</NextVersionIdMarker>",
+        );
+        let token = parse_s3_versions_page(body.as_bytes()).expect("page").next_token.expect("a next page");
+        assert_eq!(version_markers(&token), ("p/ab/a b", "3/L4+x="));
+        // Truncated at a common prefix: a key marker without a version id marker.
+        let body = versions_page("<IsTruncated>true</IsTruncated><NextKeyMarker>p/cd/</NextKeyMarker>");
+        let token = parse_s3_versions_page(body.as_bytes()).expect("page").next_token.expect("a next page");
+        assert_eq!(version_markers(&token), ("p/cd/", ""));
+        let no_marker = versions_page("<IsTruncated>true</IsTruncated><NextVersionIdMarker>v</NextVersionIdMarker>");
+        assert!(parse_s3_versions_page(no_marker.as_bytes()).is_err(), "truncated without a key marker");
+        let last = versions_page("<IsTruncated>false</IsTruncated><NextKeyMarker>k</NextKeyMarker>");
+        assert_eq!(parse_s3_versions_page(last.as_bytes()).expect("page").next_token, None);
+        // A ListObjectsV2 answer is not a versions page, nor the other way round.
+        assert!(parse_s3_versions_page(s3_page(&contents("p/ab/x")).as_bytes()).expect("page").objects.is_empty());
     }
 
     fn azure_page(inner: &str) -> String {
