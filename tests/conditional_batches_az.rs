@@ -10,8 +10,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::PoisonError;
+use std::sync::atomic::AtomicU64;
 
 use common::{Backend, S3_TURN, azurite_stores, runtime};
 use futures::TryStreamExt;
@@ -49,9 +49,8 @@ fn a_blob_batch_deletes_the_listed_etags_and_keeps_the_rewritten_blobs() {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send((0, location.clone())).unwrap();
     drop(tx);
-    let listing = rt
-        .block_on(gc_partition::listing::list_all(stores.clone(), rx, 4, Arc::new(AtomicU64::new(0))))
-        .unwrap();
+    let listing =
+        rt.block_on(gc_partition::listing::list_all(stores.clone(), rx, 4, Arc::new(AtomicU64::new(0)))).unwrap();
     let listed: BTreeMap<String, ListedChunk> =
         listing.chunks().map(|(_, c)| (location.chunk_key(&ChunkId(c.id)), *c)).collect();
     assert_eq!(listed.len(), keys.len());
@@ -59,7 +58,8 @@ fn a_blob_batch_deletes_the_listed_etags_and_keeps_the_rewritten_blobs() {
 
     // After the listing: every 5th blob rewritten (a new ETag), every 7th removed.
     let rewritten: BTreeSet<String> = keys.iter().step_by(5).cloned().collect();
-    let removed: BTreeSet<String> = keys.iter().skip(1).step_by(7).filter(|k| !rewritten.contains(*k)).cloned().collect();
+    let removed: BTreeSet<String> =
+        keys.iter().skip(1).step_by(7).filter(|k| !rewritten.contains(*k)).cloned().collect();
     rt.block_on(async {
         for key in &rewritten {
             store.put(&Path::from(key.as_str()), "rewritten by a writer".into()).await.unwrap();
@@ -81,7 +81,11 @@ fn a_blob_batch_deletes_the_listed_etags_and_keeps_the_rewritten_blobs() {
     let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
     let planned: Vec<(u32, ListedChunk)> = listed.values().map(|c| (0, *c)).collect();
     let stats = rt
-        .block_on(executor.execute(std::slice::from_ref(&location), planned.into_iter(), Reread::OlderThan { cutoff_ms }))
+        .block_on(executor.execute(
+            std::slice::from_ref(&location),
+            planned.into_iter(),
+            Reread::OlderThan { cutoff_ms },
+        ))
         .unwrap();
     let bill = stores.requests().since(before);
     assert!(stats.failures.is_empty(), "{:?}", stats.failures);

@@ -388,9 +388,8 @@ fn a_versioned_bucket_is_listed_by_version_and_its_versions_deleted_in_one_batch
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send((0, location.clone())).unwrap();
     drop(tx);
-    let listing = rt
-        .block_on(gc_partition::listing::list_all(stores.clone(), rx, 4, Arc::new(AtomicU64::new(0))))
-        .unwrap();
+    let listing =
+        rt.block_on(gc_partition::listing::list_all(stores.clone(), rx, 4, Arc::new(AtomicU64::new(0)))).unwrap();
     let listed: BTreeMap<String, ListedChunk> =
         listing.chunks().map(|(_, c)| (location.chunk_key(&ChunkId(c.id)), *c)).collect();
     let expected: BTreeSet<&String> = keys.iter().filter(|k| !deleted_before.contains(*k)).collect();
@@ -442,9 +441,8 @@ fn a_versioned_bucket_is_listed_by_version_and_its_versions_deleted_in_one_batch
     assert!(stores.requests().since(before).list_pages >= 1);
 
     // The writer's versions are current and nothing else is; no listed version is left.
-    let now: BTreeSet<String> = rt.block_on(async {
-        store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap()
-    });
+    let now: BTreeSet<String> =
+        rt.block_on(async { store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap() });
     // Deleting a key's current version makes its previous one current again (S3's rule): the
     // chunks written twice before the listing show their older version, which a lifecycle
     // rule on noncurrent versions, or the next run, reclaims.

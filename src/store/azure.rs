@@ -164,7 +164,9 @@ impl AzureDeleter {
         let mut sent: Vec<(usize, &str, String)> = Vec::with_capacity(batch.len());
         for (i, (key, version)) in batch.iter().enumerate() {
             match version.as_str() {
-                None => outcomes[i] = Some(Err(self.error(key, "no ETag to condition the delete on".into()).to_string())),
+                None => {
+                    outcomes[i] = Some(Err(self.error(key, "no ETag to condition the delete on".into()).to_string()))
+                }
                 Some(_) if !plain_key(key) => {
                     let why = "the key has characters this client does not encode".into();
                     outcomes[i] = Some(Err(self.error(key, why).to_string()));
@@ -178,7 +180,9 @@ impl AzureDeleter {
                 let outcome = match &answer {
                     Err(why) => Err(self.error(key, format!("blob batch: {why}")).to_string()),
                     Ok(statuses) => match statuses.get(&id) {
-                        None => Err(self.error(key, "the blob batch answer has no sub-response for it".into()).to_string()),
+                        None => {
+                            Err(self.error(key, "the blob batch answer has no sub-response for it".into()).to_string())
+                        }
                         Some(status) if is_transient_status(*status) => {
                             if matches!(*status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
                                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);

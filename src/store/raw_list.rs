@@ -39,7 +39,7 @@ use reqwest::StatusCode;
 
 use super::azure::{ContainerUrl, sign_azure};
 use super::direct::{SendError, with_retry};
-use super::s3_versions::{VersioningOnce, Versioning, encode_query_value, s3_bucket_url, sign_s3};
+use super::s3_versions::{Versioning, VersioningOnce, encode_query_value, s3_bucket_url, sign_s3};
 use super::{RequestCounters, RetryPolicy, Version};
 
 /// One object of a list page, its name as the store sent it. Size and last-modified are
@@ -97,8 +97,14 @@ enum Api {
         /// ([`super::Stores::s3_versions`]): enabled, it is listed by `ListObjectVersions`.
         versioning: VersioningOnce,
     },
-    Gcs { list_url: String, credentials: GcpCredentialProvider },
-    Azure { at: ContainerUrl, credentials: AzureCredentialProvider },
+    Gcs {
+        list_url: String,
+        credentials: GcpCredentialProvider,
+    },
+    Azure {
+        at: ContainerUrl,
+        credentials: AzureCredentialProvider,
+    },
 }
 
 impl Api {
@@ -744,7 +750,8 @@ mod tests {
         ];
         let body = versions_page(&format!("<IsTruncated>false</IsTruncated>{}", entries.concat()));
         let page = parse_s3_versions_page(body.as_bytes()).expect("page");
-        let listed: Vec<(&str, Option<&str>)> = page.objects.iter().map(|o| (o.key.as_str(), o.version.as_str())).collect();
+        let listed: Vec<(&str, Option<&str>)> =
+            page.objects.iter().map(|o| (o.key.as_str(), o.version.as_str())).collect();
         assert_eq!(listed, [("p/ab/a", Some("v2+/=")), ("p/ab/c", Some("null")), ("p/ab/d", Some("v3"))]);
         assert!(page.objects.iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_678)));
         assert_eq!(page.common_prefixes, ["p/cd/"]);

@@ -165,7 +165,9 @@ impl S3Versions {
         let mut sent: Vec<(usize, &str, &str)> = Vec::with_capacity(batch.len());
         for (i, (key, version)) in batch.iter().enumerate() {
             match version.as_str() {
-                None => outcomes[i] = Some(Err(self.error(key, "DeleteObjects", "no version to delete".into()).to_string())),
+                None => {
+                    outcomes[i] = Some(Err(self.error(key, "DeleteObjects", "no version to delete".into()).to_string()))
+                }
                 Some(_) if !plain_key(key) => {
                     let why = "the key has characters this client does not encode".into();
                     outcomes[i] = Some(Err(self.error(key, "DeleteObjects", why).to_string()));
@@ -183,17 +185,20 @@ impl S3Versions {
                             self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
                             Ok(ConditionalDelete::Deleted)
                         }
-                        Some(KeyOutcome::Error { code, .. }) if matches!(code.as_str(), "NoSuchVersion" | "NoSuchKey") => {
+                        Some(KeyOutcome::Error { code, .. })
+                            if matches!(code.as_str(), "NoSuchVersion" | "NoSuchKey") =>
+                        {
                             Ok(ConditionalDelete::Gone)
                         }
                         Some(KeyOutcome::Error { code, .. }) if is_transient_code(code) => {
                             self.delete(key, version).await.map_err(|e| e.to_string())
                         }
-                        Some(KeyOutcome::Error { code, message }) => {
-                            Err(self.error(key, "DeleteObjects", format!("version {version}: {code}: {message}")).to_string())
-                        }
+                        Some(KeyOutcome::Error { code, message }) => Err(self
+                            .error(key, "DeleteObjects", format!("version {version}: {code}: {message}"))
+                            .to_string()),
                         None => {
-                            let why = format!("version {version}: the answer does not name it: not known to be deleted");
+                            let why =
+                                format!("version {version}: the answer does not name it: not known to be deleted");
                             Err(self.error(key, "DeleteObjects", why).to_string())
                         }
                     },
@@ -212,7 +217,10 @@ impl S3Versions {
 
     /// One `DeleteObjects` request (retried whole on a transient answer): what its answer
     /// says of each (key, version).
-    async fn delete_objects(&self, part: &[(usize, &str, &str)]) -> Result<HashMap<(String, String), KeyOutcome>, String> {
+    async fn delete_objects(
+        &self,
+        part: &[(usize, &str, &str)],
+    ) -> Result<HashMap<(String, String), KeyOutcome>, String> {
         let body = delete_objects_body(part.iter().map(|(_, key, version)| (*key, *version)));
         let url = format!("{}?delete", self.bucket_url);
         let (status, answer) = with_retry(self.policy, &self.counters, || {
@@ -226,7 +234,12 @@ impl S3Versions {
         parse_delete_result(answer.as_bytes()).map_err(|why| format!("DeleteObjects answer: {why}"))
     }
 
-    async fn send_body(&self, method: http::Method, url: &str, body: bytes::Bytes) -> Result<(StatusCode, String), SendError> {
+    async fn send_body(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: bytes::Bytes,
+    ) -> Result<(StatusCode, String), SendError> {
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
         let extra = [("content-md5", md5), ("content-type", "application/xml".to_owned())];
         let headers = sign_s3_with(&self.credentials, &self.region, method.clone(), url, &extra, body.clone()).await?;
@@ -391,8 +404,10 @@ fn parse_delete_result(body: &[u8]) -> Result<HashMap<(String, String), KeyOutco
                         out.insert((std::mem::take(&mut key), std::mem::take(&mut version)), KeyOutcome::Deleted);
                     }
                     [b"DeleteResult", b"Error"] => {
-                        let outcome =
-                            KeyOutcome::Error { code: std::mem::take(&mut code), message: std::mem::take(&mut message) };
+                        let outcome = KeyOutcome::Error {
+                            code: std::mem::take(&mut code),
+                            message: std::mem::take(&mut message),
+                        };
                         out.insert((std::mem::take(&mut key), std::mem::take(&mut version)), outcome);
                     }
                     _ => {}
@@ -453,12 +468,17 @@ mod tests {
         let at = |k: &str, v: &str| parsed.get(&(k.to_owned(), v.to_owned())).cloned();
         assert_eq!(at("p/ab/a", "v1"), Some(KeyOutcome::Deleted));
         assert_eq!(at("p/ab/a", "v0"), None, "another version of the key is not named");
-        assert_eq!(at("p/ab/b", "v2"), Some(KeyOutcome::Error { code: "NoSuchVersion".into(), message: "gone".into() }));
+        assert_eq!(
+            at("p/ab/b", "v2"),
+            Some(KeyOutcome::Error { code: "NoSuchVersion".into(), message: "gone".into() })
+        );
         assert_eq!(at("p/ab/c", "v3"), Some(KeyOutcome::Error { code: "SlowDown".into(), message: "slow".into() }));
         // A delete that made a marker names no version: it matches no version delete.
         assert_eq!(at("p/ab/d", ""), Some(KeyOutcome::Deleted));
         assert!(parse_delete_result(b"<DeleteResult><Deleted><Key>k</Key>").is_err());
-        assert!(is_transient_code("SlowDown") && is_transient_code("InternalError") && !is_transient_code("AccessDenied"));
+        assert!(
+            is_transient_code("SlowDown") && is_transient_code("InternalError") && !is_transient_code("AccessDenied")
+        );
     }
 
     #[test]
