@@ -33,6 +33,7 @@ use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
 pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
+use crate::store::{AsideOutcome, LocalAside};
 use crate::store::{
     AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
     Version,
@@ -152,6 +153,7 @@ impl Executor<'_> {
     ) -> Result<Vec<ExecuteStats>, StoreError> {
         let store = self.stores.bucket(location.bucket())?;
         let conditional = conditionals(self.stores, std::slice::from_ref(location)).await?.pop().flatten();
+        let local = self.stores.local_aside(location.bucket());
         let permits = Permits {
             aimd: Aimd::new(self.concurrency, self.stores.request_counters()),
             single_deletes: true,
@@ -160,6 +162,7 @@ impl Executor<'_> {
         let context = Chunk {
             store: store.as_ref(),
             conditional: conditional.as_deref(),
+            local: local.as_ref(),
             location,
             index: 0,
             deleted: None,
@@ -217,6 +220,7 @@ impl Executor<'_> {
         let Executor { stores, concurrency, max_delete_rate, stop, ref progress, deleted } = *self;
         let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
         let conditionals = conditionals(stores, locations).await?;
+        let locals: Vec<Option<LocalAside>> = locations.iter().map(|l| stores.local_aside(l.bucket())).collect();
         let permits = Permits {
             aimd: Aimd::new(concurrency, stores.request_counters()),
             single_deletes: stores.delete_batching() == DeleteBatching::Single,
@@ -233,6 +237,7 @@ impl Executor<'_> {
         let context = |location: u32| Chunk {
             store: buckets[location as usize].as_ref(),
             conditional: conditionals[location as usize].as_deref(),
+            local: locals[location as usize].as_ref(),
             location: &locations[location as usize],
             index: location,
             deleted,
@@ -314,6 +319,8 @@ impl Judged {
 struct Chunk<'a> {
     store: &'a dyn ObjectStore,
     conditional: Option<&'a Conditional>,
+    /// `file://`'s compare-and-delete done by the store, where no test layer wraps it.
+    local: Option<&'a LocalAside>,
     location: &'a Location,
     /// The location's index in the plan.
     index: u32,
@@ -355,7 +362,7 @@ impl Chunk<'_> {
             return Judged::done(|s| s.not_started = 1);
         }
         if self.permits.condition == DeleteCondition::RenameAside {
-            let outcome = delete_aside(self.store, &key, chunk, self.reread, self.permits, self.stop).await;
+            let outcome = delete_aside(self.store, self.local, &key, chunk, self.reread, self.permits, self.stop).await;
             return Judged::Done(self.aside_stats(&key, outcome));
         }
         // The listing's version conditions the delete: the store checks it, no re-read (spec 10.1).
@@ -595,9 +602,11 @@ enum Aside {
 
 /// Renames the chunk at `key` aside, where no writer reaches it, reads its last-modified
 /// there, and deletes it if still old; otherwise puts it back. Once renamed, a chunk is
-/// always finished (deleted or put back), whatever signal arrives.
+/// always finished (deleted or put back), whatever signal arrives. On `file://` without a
+/// test layer the store does it all in one blocking call ([`LocalAside`]).
 async fn delete_aside(
     store: &dyn ObjectStore,
+    local: Option<&LocalAside>,
     key: &str,
     chunk: &ListedChunk,
     reread: Reread,
@@ -608,7 +617,17 @@ async fn delete_aside(
     if stop.is_cancelled() {
         return Aside::NotStarted;
     }
-    let (path, held) = (Path::from(key), Path::from(held_key(key)));
+    let held = held_key(key);
+    if let Some(local) = local.filter(|_| LocalAside::takes(key) && LocalAside::takes(&held)) {
+        let planned = *chunk;
+        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms)).await {
+            AsideOutcome::Deleted => Aside::Deleted { bytes: chunk.size },
+            AsideOutcome::AlreadyGone => Aside::AlreadyGone,
+            AsideOutcome::Kept => Aside::Kept,
+            AsideOutcome::Failed(error) => Aside::Failed(error),
+        };
+    }
+    let (path, held) = (Path::from(key), Path::from(held));
     match store.rename_opts(&path, &held, RenameOptions::default()).await {
         Ok(()) => {}
         // Gone, unless a retried rename had moved it on its first attempt.

@@ -42,7 +42,7 @@ pub(crate) use direct::ConditionalDelete;
 pub(crate) use gcs_delete::GcsDeleter;
 pub use local::LocalBucket;
 pub(crate) use local::walk;
-pub(crate) use local::{LocalListing, SYMLINK_ETAG, first_link};
+pub(crate) use local::{AsideOutcome, LocalAside, LocalListing, SYMLINK_ETAG, first_link};
 pub use memory::MemoryBucket;
 pub(crate) use raw_list::{RawListError, RawLister};
 pub use raw_list::{parse_gcs_page, parse_s3_page};
@@ -497,6 +497,20 @@ impl Stores {
             retries: Arc::clone(&self.retries),
             counters: Arc::clone(&self.requests),
         })
+    }
+
+    /// `file://`'s compare-and-delete (spec 9.1) done by the store in `bucket`'s directory, one
+    /// blocking call per chunk relative to its directory's descriptor ([`LocalAside`]), with
+    /// this store's retry policy and request counters. Like [`Stores::local_listing`], `None`
+    /// when a [`Layer`] wraps the store: then every delete goes through the layered
+    /// `ObjectStore`, so injected faults reach it.
+    pub(crate) fn local_aside(&self, bucket: &str) -> Option<LocalAside> {
+        if self.layer.is_some() || self.simulation.is_some() {
+            return None;
+        }
+        let dir = self.local_dir(bucket)?;
+        let policy = self.options.retry_policy(&self.backend);
+        Some(LocalAside::new(bucket, dir, policy, Arc::clone(&self.retries), Arc::clone(&self.requests)))
     }
 
     /// `s3://`, `gs://` or `az://`: configured from the environment.

@@ -36,7 +36,9 @@ use rustix::fs::{FileType, StatxFlags};
 /// The `e_tag` of a listed object that is a symbolic link, or under one.
 pub(crate) const SYMLINK_ETAG: &str = "gc_partition:symlink";
 
+mod aside;
 pub(crate) mod walk;
+pub(crate) use aside::{AsideOutcome, LocalAside};
 
 const STORE: &str = "LocalBucket";
 
