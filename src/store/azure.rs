@@ -1,26 +1,24 @@
-//! Azure Blob deletes conditional on the ETag the collector read (spec 9.1), and the signing
-//! of the requests `gc_partition` sends itself to an `az://` container (these deletes and the
-//! raw listing, `store/raw_list.rs`).
+//! Azure Blob deletes conditional on the ETag the collector read (spec 9.1), single or in a
+//! Blob Batch (spec 10.1), and where a container is reached.
 //!
 //! A blob's ETag changes on every write, so `If-Match: <ETag re-read>` on the DELETE refuses
 //! (412) to remove a blob a writer refreshed since. `object_store` 0.14's `delete` takes no
-//! condition, so the request is sent here, signed by `object_store`'s own [`AzureAuthorizer`]
-//! with the credentials of the container's `object_store` client, at the URL its
-//! configuration names (an emulator is reached the same way). A 412 is the chunk kept, not a
-//! failure; the requests are counted and retried as the others (see `store/direct.rs`).
+//! condition, so the request is sent here, through the run's one request path
+//! (`store/requests.rs`: `object_store`'s own `AzureAuthorizer` with the credentials of the
+//! container's `object_store` client, at the URL its configuration names; an emulator is
+//! reached the same way). A 412 is the chunk kept, not a failure.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use object_store::azure::{
-    AzureAuthorizer, AzureConfigKey, AzureCredential, AzureCredentialProvider, MicrosoftAzureBuilder,
-};
-use object_store::client::{HttpRequest, HttpRequestBody};
+use bytes::Bytes;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use reqwest::StatusCode;
 
-use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
-use super::{RequestCounters, RetryPolicy, Version};
+use super::direct::{ConditionalDelete, plain_key};
+use super::requests::{Endpoint, RequestKind, Requests, WireError, is_throttle_status, is_transient_status, request};
+use super::{RequestCounters, Version};
 
 /// The account and key of the storage emulator (Azurite), as `object_store` uses them.
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
@@ -60,40 +58,6 @@ pub(crate) fn container_url(
     ContainerUrl { url: format!("{base}/{container}"), account }
 }
 
-/// A bodiless request to `url` with `headers`, authorized by `object_store`'s signer: its
-/// URL (a SAS credential adds query pairs) and its headers.
-pub(super) async fn sign_azure(
-    credentials: &AzureCredentialProvider,
-    account: &str,
-    method: http::Method,
-    url: &str,
-    headers: &[(&'static str, &str)],
-) -> Result<(String, http::HeaderMap), SendError> {
-    let credential =
-        credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-    sign_azure_with(&credential, account, method, url, headers)
-}
-
-/// [`sign_azure`] with a credential already fetched (a Blob Batch signs each sub-request).
-fn sign_azure_with(
-    credential: &AzureCredential,
-    account: &str,
-    method: http::Method,
-    url: &str,
-    headers: &[(&'static str, &str)],
-) -> Result<(String, http::HeaderMap), SendError> {
-    let mut builder = http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let mut request: HttpRequest =
-        builder.body(HttpRequestBody::empty()).map_err(|e| SendError::permanent(e.to_string()))?;
-    AzureAuthorizer::new(credential, account)
-        .try_authorize(&mut request)
-        .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
-    Ok((request.uri().to_string(), request.headers().clone()))
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("az://{container}/{key}: conditional delete failed: {why}")]
 pub(crate) struct AzureDeleteError {
@@ -102,33 +66,22 @@ pub(crate) struct AzureDeleteError {
     pub why: String,
 }
 
-/// Conditional deletes of one container.
+/// Conditional deletes of one container, sent through the run's one request path.
 #[derive(Debug, Clone)]
 pub(crate) struct AzureDeleter {
-    client: reqwest::Client,
-    container: String,
-    at: ContainerUrl,
-    credentials: AzureCredentialProvider,
-    counters: Arc<RequestCounters>,
-    policy: RetryPolicy,
+    /// The container, its `url` the container's URL.
+    endpoint: Arc<Endpoint>,
+    requests: Requests,
 }
 
 impl AzureDeleter {
-    pub fn new(
-        at: ContainerUrl,
-        container: &str,
-        credentials: AzureCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self { client, container: container.to_owned(), at, credentials, counters, policy })
+    pub fn new(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self { endpoint, requests }
     }
 
     #[cfg(test)]
     pub fn container(&self) -> &str {
-        &self.container
+        &self.endpoint.bucket
     }
 
     /// Deletes `key` only if its ETag is still `etag` (as a HEAD gives it, quoted, or as List
@@ -138,19 +91,21 @@ impl AzureDeleter {
         if !plain_key(key) {
             return Err(fail("the key has characters this client does not encode".into()));
         }
-        let url = format!("{}/{key}", self.at.url);
+        let url = format!("{}/{key}", self.endpoint.url);
         let etag = quoted(etag);
-        let (status, ()) = with_retry(self.policy, &self.counters, || async {
-            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            Ok((self.send(&url, &etag).await?, ()))
-        })
-        .await
-        .map_err(fail)?;
-        delete_outcome(status, &self.counters).map_err(fail)
+        let headers = [("if-match", etag.as_str())];
+        let answer = self
+            .requests
+            .send(&self.endpoint, RequestKind::Delete, || async {
+                request(http::Method::DELETE, &url, &headers, Bytes::new())
+            })
+            .await
+            .map_err(fail)?;
+        delete_outcome(answer.status, self.requests.counters()).map_err(fail)
     }
 
     fn error(&self, key: &str, why: String) -> AzureDeleteError {
-        AzureDeleteError { container: self.container.clone(), key: key.to_owned(), why }
+        AzureDeleteError { container: self.endpoint.bucket.clone(), key: key.to_owned(), why }
     }
 
     /// Deletes each (key, ETag) of `batch` with Blob Batches of at most [`AZURE_BATCH`] Delete
@@ -184,12 +139,12 @@ impl AzureDeleter {
                             Err(self.error(key, "the blob batch answer has no sub-response for it".into()).to_string())
                         }
                         Some(status) if is_transient_status(*status) => {
-                            if matches!(*status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-                                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            if is_throttle_status(*status) {
+                                self.requests.counters().throttled.fetch_add(1, Ordering::Relaxed);
                             }
                             self.delete(key, etag).await.map_err(|e| e.to_string())
                         }
-                        Some(status) => delete_outcome(*status, &self.counters)
+                        Some(status) => delete_outcome(*status, self.requests.counters())
                             .map_err(|why| self.error(key, format!("in a blob batch: {why}")).to_string()),
                     },
                 };
@@ -207,67 +162,51 @@ impl AzureDeleter {
     /// the status of each sub-response, by `Content-ID` (the index in `part`).
     async fn blob_batch(&self, part: &[(usize, &str, String)]) -> Result<HashMap<usize, StatusCode>, String> {
         let boundary = format!("batch_{:032x}", rand::random::<u128>());
-        let url = format!("{}?restype=container&comp=batch", self.at.url);
-        let (status, (content_type, body)) = with_retry(self.policy, &self.counters, || async {
-            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            let body = self.batch_body(&boundary, part).await?;
-            let content_type = format!("multipart/mixed; boundary={boundary}");
-            let length = body.len().to_string();
-            let headers = [("content-type", content_type.as_str()), ("content-length", length.as_str())];
-            let (url, headers) =
-                sign_azure(&self.credentials, &self.at.account, http::Method::POST, &url, &headers).await?;
-            let response = self
-                .client
-                .post(url)
-                .headers(headers)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| SendError::from_reqwest(&e))?;
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let body = response.bytes().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
-            Ok((status, (content_type, body)))
-        })
-        .await?;
-        if status != StatusCode::ACCEPTED {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            return Err(format!("HTTP {status}: {text}"));
+        let url = format!("{}?restype=container&comp=batch", self.endpoint.url);
+        let content_type = format!("multipart/mixed; boundary={boundary}");
+        let answer = self
+            .requests
+            .send(&self.endpoint, RequestKind::Batch, || async {
+                let body = self.batch_body(&boundary, part).await?;
+                let length = body.len().to_string();
+                let headers = [("content-type", content_type.as_str()), ("content-length", length.as_str())];
+                request(http::Method::POST, &url, &headers, body)
+            })
+            .await?;
+        if answer.status != StatusCode::ACCEPTED {
+            return Err(format!("HTTP {}: {}", answer.status, answer.excerpt()));
         }
+        let content_type =
+            answer.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let boundary = content_type
             .split(';')
             .find_map(|p| p.trim().strip_prefix("boundary="))
             .map(|b| b.trim_matches('"'))
             .filter(|b| !b.is_empty())
             .ok_or_else(|| format!("an answer without a multipart boundary (Content-Type {content_type:?})"))?;
-        parse_batch_answer(&body, boundary)
+        parse_batch_answer(&answer.body, boundary)
     }
 
     /// The multipart body of one Blob Batch: a Delete Blob sub-request per key, `Content-ID`
-    /// its index, each with its `If-Match` and its own signature.
-    async fn batch_body(&self, boundary: &str, part: &[(usize, &str, String)]) -> Result<bytes::Bytes, SendError> {
-        let credential =
-            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
+    /// its index, each with its `If-Match` and its own signature (the container's [`Auth`],
+    /// as `object_store`'s bulk delete signs each part).
+    async fn batch_body(&self, boundary: &str, part: &[(usize, &str, String)]) -> Result<Bytes, WireError> {
         let mut body = String::with_capacity(part.len() * 640);
         for (id, (_, key, etag)) in part.iter().enumerate() {
-            let url = format!("{}/{key}", self.at.url);
+            let url = format!("{}/{key}", self.endpoint.url);
             let headers = [("if-match", etag.as_str()), ("content-length", "0")];
-            let (url, headers) = sign_azure_with(&credential, &self.at.account, http::Method::DELETE, &url, &headers)?;
-            let target = url
-                .parse::<http::Uri>()
-                .ok()
-                .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_owned()))
-                .ok_or_else(|| SendError::permanent(format!("a sub-request URL without a path: {url}")))?;
+            let mut sub = request(http::Method::DELETE, &url, &headers, Bytes::new())?;
+            self.endpoint.auth.sign(&mut sub).await?;
+            let target = sub
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .ok_or_else(|| WireError::permanent(format!("a sub-request URL without a path: {url}")))?;
             body.push_str(&format!(
                 "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\nDELETE {target} HTTP/1.1\r\n"
             ));
-            for (name, value) in &headers {
-                let value = value.to_str().map_err(|e| SendError::permanent(format!("a header of {key}: {e}")))?;
+            for (name, value) in sub.headers() {
+                let value = value.to_str().map_err(|e| WireError::permanent(format!("a header of {key}: {e}")))?;
                 body.push_str(&title_case(name.as_str()));
                 body.push_str(": ");
                 body.push_str(value);
@@ -276,15 +215,7 @@ impl AzureDeleter {
             body.push_str("\r\n\r\n");
         }
         body.push_str(&format!("--{boundary}--\r\n"));
-        Ok(bytes::Bytes::from(body))
-    }
-
-    async fn send(&self, url: &str, etag: &str) -> Result<StatusCode, SendError> {
-        let (url, headers) =
-            sign_azure(&self.credentials, &self.at.account, http::Method::DELETE, url, &[("if-match", etag)]).await?;
-        let response =
-            self.client.delete(url).headers(headers).send().await.map_err(|e| SendError::from_reqwest(&e))?;
-        Ok(response.status())
+        Ok(Bytes::from(body))
     }
 }
 
@@ -294,11 +225,6 @@ pub(crate) const AZURE_BATCH: usize = 256;
 /// An ETag as `If-Match` takes it: quoted (List Blobs gives it bare, a HEAD quoted).
 fn quoted(etag: &str) -> String {
     if etag.starts_with('"') || etag.starts_with("W/\"") { etag.to_owned() } else { format!("\"{etag}\"") }
-}
-
-/// A sub-response status worth asking again, alone.
-fn is_transient_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// `x-ms-date` as `X-Ms-Date`, as object_store writes a sub-request's headers.
@@ -441,15 +367,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_delete_is_signed_with_its_if_match() {
+        use crate::store::requests::Auth;
         let key = object_store::azure::AzureCredential::AccessKey(
             object_store::azure::AzureAccessKey::try_new("a2V5").expect("base64 key"),
         );
-        let credentials: AzureCredentialProvider = Arc::new(object_store::StaticCredentialProvider::new(key));
+        let credentials: object_store::azure::AzureCredentialProvider =
+            Arc::new(object_store::StaticCredentialProvider::new(key));
+        let auth = Auth::Azure { account: "devstoreaccount1".into(), credentials };
         let url = "http://127.0.0.1:1/devstoreaccount1/c/ab/cd";
-        let signed =
-            sign_azure(&credentials, "devstoreaccount1", http::Method::DELETE, url, &[("if-match", "\"0x1\"")]).await;
-        let Ok((signed_url, headers)) = signed else { panic!("not signed") };
-        assert_eq!(signed_url, url);
+        let mut signed = request(http::Method::DELETE, url, &[("if-match", "\"0x1\"")], Bytes::new()).expect("request");
+        if auth.sign(&mut signed).await.is_err() {
+            panic!("not signed");
+        }
+        assert_eq!(signed.uri().to_string(), url);
+        let headers = signed.headers();
         assert_eq!(headers.get("if-match").and_then(|v| v.to_str().ok()), Some("\"0x1\""));
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(auth.starts_with("SharedKey devstoreaccount1:"), "{auth}");

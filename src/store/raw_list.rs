@@ -9,7 +9,9 @@
 //! what is a chunk ([`crate::locations::Location::chunk_of_key`]) and counts everything else
 //! as foreign.
 //!
-//! - S3: `ListObjectsV2` (XML) signed with `object_store`'s own SigV4 signer and credentials,
+//! - S3: `ListObjectsV2` (XML), or on a bucket whose versioning is enabled
+//!   `ListObjectVersions` (the latest version of each key and its id, spec 10.1), signed with
+//!   `object_store`'s own SigV4 signer and credentials,
 //!   at the endpoint its configuration names (as [`super::S3Versions`] does). No
 //!   `encoding-type=url`: a server may echo it without encoding (s3s-fs does), and decoding a
 //!   name that was never encoded changes it. The XML is read event by event with
@@ -23,24 +25,21 @@
 //!   `object_store`'s credential provider; JSON escapes every character, so names arrive
 //!   exactly.
 //!
-//! Each page is one request, retried on transient answers by [`super::direct::with_retry`]
+//! Each page is one request, sent, retried and counted by the run's one request path
+//! (`store/requests.rs`)
 //! (so a retry repeats the page, never the listing) and counted in `list_pages`. A listing
 //! that hands back a continuation token it already gave is refused, never followed round.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use object_store::aws::{AmazonS3Builder, AwsCredentialProvider};
-use object_store::azure::AzureCredentialProvider;
-use object_store::gcp::GcpCredentialProvider;
+use bytes::Bytes;
 use quick_xml::events::Event;
 use reqwest::StatusCode;
 
-use super::azure::{ContainerUrl, sign_azure};
-use super::direct::{SendError, with_retry};
-use super::s3_versions::{Versioning, VersioningOnce, encode_query_value, s3_bucket_url, sign_s3};
-use super::{RequestCounters, RetryPolicy, Version};
+use super::Version;
+use super::requests::{Endpoint, RequestKind, Requests, request};
+use super::s3_versions::{Versioning, VersioningOnce, encode_query_value};
 
 /// One object of a list page, its name as the store sent it. Size and last-modified are
 /// `None` when the store sent none or one that does not parse: the listing refuses such a
@@ -81,106 +80,55 @@ pub struct RawLister {
 }
 
 struct Inner {
-    client: reqwest::Client,
-    bucket: String,
+    endpoint: Arc<Endpoint>,
     api: Api,
-    counters: Arc<RequestCounters>,
-    policy: RetryPolicy,
+    requests: Requests,
 }
 
 enum Api {
+    /// How the bucket's versioning is read, once, shared with its deletes
+    /// ([`super::Stores::s3_versions`]): enabled, it is listed by `ListObjectVersions`.
     S3 {
-        bucket_url: String,
-        region: String,
-        credentials: AwsCredentialProvider,
-        /// How the bucket's versioning is read, once, shared with its deletes
-        /// ([`super::Stores::s3_versions`]): enabled, it is listed by `ListObjectVersions`.
         versioning: VersioningOnce,
     },
-    Gcs {
-        list_url: String,
-        credentials: GcpCredentialProvider,
-    },
-    Azure {
-        at: ContainerUrl,
-        credentials: AzureCredentialProvider,
-    },
-}
-
-impl Api {
-    fn scheme(&self) -> &'static str {
-        match self {
-            Api::S3 { .. } => "s3://",
-            Api::Gcs { .. } => "gs://",
-            Api::Azure { .. } => "az://",
-        }
-    }
+    Gcs,
+    Azure,
 }
 
 /// Names the bucket only: the credentials inside are never printed.
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawLister({}{})", self.api.scheme(), self.bucket)
+        write!(f, "RawLister({}{})", self.endpoint.scheme, self.endpoint.bucket)
     }
 }
 
 impl RawLister {
-    pub(crate) fn s3(
-        builder: &AmazonS3Builder,
-        bucket: &str,
-        credentials: AwsCredentialProvider,
-        versioning: VersioningOnce,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let (bucket_url, region) = s3_bucket_url(builder, bucket);
-        let api = Api::S3 { bucket_url, region, credentials, versioning };
-        Self::new(bucket, api, counters, policy, timeout)
+    /// The listing of an `s3://` bucket at `endpoint` (its `url` the bucket's URL).
+    pub(crate) fn s3(endpoint: Arc<Endpoint>, versioning: VersioningOnce, requests: Requests) -> Self {
+        Self::new(endpoint, Api::S3 { versioning }, requests)
     }
 
-    /// `base_url` is the store's base URL (the JSON API is served from the same host).
-    pub fn gcs(
-        base_url: &str,
-        bucket: &str,
-        credentials: GcpCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let list_url = format!("{}/storage/v1/b/{bucket}/o", base_url.trim_end_matches('/'));
-        Self::new(bucket, Api::Gcs { list_url, credentials }, counters, policy, timeout)
+    /// The listing of a `gs://` bucket at `endpoint` (its `url` the API's base URL: the JSON
+    /// API is served from the same host).
+    pub(crate) fn gcs(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self::new(endpoint, Api::Gcs, requests)
     }
 
-    /// `at`: where the container is reached, and as which account.
-    pub fn azure(
-        at: ContainerUrl,
-        container: &str,
-        credentials: AzureCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        Self::new(container, Api::Azure { at, credentials }, counters, policy, timeout)
+    /// The listing of an `az://` container at `endpoint` (its `url` the container's URL).
+    pub(crate) fn azure(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self::new(endpoint, Api::Azure, requests)
     }
 
-    fn new(
-        bucket: &str,
-        api: Api,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self { inner: Arc::new(Inner { client, bucket: bucket.to_owned(), api, counters, policy }) })
+    fn new(endpoint: Arc<Endpoint>, api: Api, requests: Requests) -> Self {
+        Self { inner: Arc::new(Inner { endpoint, api, requests }) }
     }
 
     pub fn bucket(&self) -> &str {
-        &self.inner.bucket
+        &self.inner.endpoint.bucket
     }
 
     pub fn scheme(&self) -> &'static str {
-        self.inner.api.scheme()
+        self.inner.endpoint.scheme
     }
 
     /// The pages of the listing of every name starting with `prefix` (a plain string match,
@@ -197,20 +145,21 @@ impl RawLister {
     }
 
     fn error(&self, prefix: &str, why: String) -> RawListError {
-        RawListError { scheme: self.scheme(), bucket: self.inner.bucket.clone(), prefix: prefix.to_owned(), why }
+        RawListError { scheme: self.scheme(), bucket: self.bucket().to_owned(), prefix: prefix.to_owned(), why }
     }
 
     /// Fetches and parses one page.
     async fn page(&self, prefix: &str, delimited: bool, token: Option<&str>) -> Result<RawPage, RawListError> {
         let inner = &self.inner;
         let versioned = match &inner.api {
-            Api::S3 { versioning, .. } => versioning.get().await == Versioning::Enabled,
-            Api::Gcs { .. } | Api::Azure { .. } => false,
+            Api::S3 { versioning } => versioning.get().await == Versioning::Enabled,
+            Api::Gcs | Api::Azure => false,
         };
+        let base = &inner.endpoint.url;
         let url = match &inner.api {
             // Versioning enabled: the latest version of each key, with its version id (spec 10.1).
-            Api::S3 { bucket_url, .. } if versioned => {
-                let mut url = format!("{bucket_url}?versions&prefix={}", encode_query_value(prefix));
+            Api::S3 { .. } if versioned => {
+                let mut url = format!("{base}?versions&prefix={}", encode_query_value(prefix));
                 if delimited {
                     url.push_str("&delimiter=%2F");
                 }
@@ -225,8 +174,8 @@ impl RawLister {
                 }
                 url
             }
-            Api::S3 { bucket_url, .. } => {
-                let mut url = format!("{bucket_url}?list-type=2&prefix={}", encode_query_value(prefix));
+            Api::S3 { .. } => {
+                let mut url = format!("{base}?list-type=2&prefix={}", encode_query_value(prefix));
                 if delimited {
                     url.push_str("&delimiter=%2F");
                 }
@@ -236,8 +185,8 @@ impl RawLister {
                 }
                 url
             }
-            Api::Azure { at, .. } => {
-                let mut url = format!("{}?restype=container&comp=list&prefix={}", at.url, encode_query_value(prefix));
+            Api::Azure => {
+                let mut url = format!("{base}?restype=container&comp=list&prefix={}", encode_query_value(prefix));
                 if delimited {
                     url.push_str("&delimiter=%2F");
                 }
@@ -247,9 +196,11 @@ impl RawLister {
                 }
                 url
             }
-            Api::Gcs { list_url, .. } => {
+            Api::Gcs => {
+                // `generation` asked for too: it conditions the delete (spec 10.1).
                 let mut url = format!(
-                    "{list_url}?prefix={}&fields=items(name%2Csize%2Cupdated)%2Cprefixes%2CnextPageToken",
+                    "{base}/storage/v1/b/{}/o?prefix={}&fields=items(name%2Csize%2Cupdated%2Cgeneration)%2Cprefixes%2CnextPageToken",
+                    inner.endpoint.bucket,
                     encode_query_value(prefix)
                 );
                 if delimited {
@@ -262,52 +213,24 @@ impl RawLister {
                 url
             }
         };
-        let (status, body) = with_retry(inner.policy, &inner.counters, || {
-            inner.counters.list_pages.fetch_add(1, Ordering::Relaxed);
-            self.send(&url)
-        })
-        .await
-        .map_err(|why| self.error(prefix, why))?;
-        if status != StatusCode::OK {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            return Err(self.error(prefix, format!("HTTP {status}: {text}")));
+        let answer = inner
+            .requests
+            .send(&inner.endpoint, RequestKind::ListPage, || async {
+                request(http::Method::GET, &url, &[], Bytes::new())
+            })
+            .await
+            .map_err(|why| self.error(prefix, why))?;
+        if answer.status != StatusCode::OK {
+            return Err(self.error(prefix, format!("HTTP {}: {}", answer.status, answer.excerpt())));
         }
+        let body = &answer.body;
         let parsed = match inner.api {
-            Api::S3 { .. } if versioned => parse_s3_versions_page(&body),
-            Api::S3 { .. } => parse_s3_page(&body),
-            Api::Gcs { .. } => parse_gcs_page(&body),
-            Api::Azure { .. } => parse_azure_page(&body),
+            Api::S3 { .. } if versioned => parse_s3_versions_page(body),
+            Api::S3 { .. } => parse_s3_page(body),
+            Api::Gcs => parse_gcs_page(body),
+            Api::Azure => parse_azure_page(body),
         };
         parsed.map_err(|why| self.error(prefix, why))
-    }
-
-    async fn send(&self, url: &str) -> Result<(StatusCode, bytes::Bytes), SendError> {
-        let inner = &self.inner;
-        let mut request = inner.client.get(url);
-        match &inner.api {
-            Api::S3 { region, credentials, .. } => {
-                request = request.headers(sign_s3(credentials, region, http::Method::GET, url).await?);
-            }
-            Api::Azure { at, credentials } => {
-                let (url, headers) = sign_azure(credentials, &at.account, http::Method::GET, url, &[]).await?;
-                request = inner.client.get(url).headers(headers);
-            }
-            Api::Gcs { credentials, .. } => {
-                let credential = credentials
-                    .get_credential()
-                    .await
-                    .map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-                // An emulator configured with `disable_oauth` has an empty token: no header.
-                if !credential.bearer.is_empty() {
-                    request = request.bearer_auth(&credential.bearer);
-                }
-            }
-        }
-        let response = request.send().await.map_err(|e| SendError::from_reqwest(&e))?;
-        let status = response.status();
-        // A body cut short is worth asking for again, like a failed send.
-        let body = response.bytes().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
-        Ok((status, body))
     }
 }
 
@@ -823,18 +746,20 @@ mod tests {
 
     #[test]
     fn a_repeated_page_token_stops_the_listing() {
-        let counters = Arc::new(RequestCounters::default());
-        let lister = RawLister::gcs(
-            "http://127.0.0.1:1",
-            "bucket-1",
+        use crate::store::requests::{Auth, HttpTransport};
+        let credentials: object_store::gcp::GcpCredentialProvider =
             Arc::new(object_store::StaticCredentialProvider::new(object_store::gcp::GcpCredential {
                 bearer: String::new(),
-            })),
-            counters,
-            RetryPolicy::default(),
-            std::time::Duration::from_secs(1),
-        )
-        .expect("client");
+            }));
+        let endpoint = Endpoint {
+            scheme: "gs://",
+            bucket: "bucket-1".into(),
+            url: "http://127.0.0.1:1".into(),
+            auth: Auth::Gcs { credentials },
+        };
+        let transport = Arc::new(HttpTransport::new(std::time::Duration::from_secs(1)).expect("client"));
+        let requests = Requests::new(transport, Arc::default(), Arc::default(), crate::store::RetryPolicy::default());
+        let lister = RawLister::gcs(Arc::new(endpoint), requests);
         let mut pages = lister.pages("p/", false);
         assert_eq!(pages.advance(Some("a")), Ok(()));
         assert_eq!(pages.advance(Some("b")), Ok(()));

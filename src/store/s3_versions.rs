@@ -1,7 +1,8 @@
 //! S3 deletes of the version the collector read, on a bucket whose versioning is enabled
 //! (spec 9.1). `object_store` 0.14 neither reads a bucket's versioning nor deletes a version,
-//! so these two requests are sent here, signed with `object_store`'s own SigV4 signer
-//! ([`AwsAuthorizer`]) and credentials, at the endpoint its configuration names.
+//! so these requests (and `DeleteObjects` naming versions, spec 10.1) are sent here, through
+//! the run's one request path (`store/requests.rs`: `object_store`'s own SigV4 signer and
+//! credentials, at the endpoint its configuration names).
 //!
 //! A delete that names a version can never remove a newer one a writer put, and it frees the
 //! data (a plain delete only adds a delete marker there). On an unversioned or suspended
@@ -10,17 +11,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use md5::Digest as _;
-
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredentialProvider};
-use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use reqwest::StatusCode;
 
-use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
-use super::{RequestCounters, RetryPolicy, Version};
+use super::Version;
+use super::direct::{ConditionalDelete, plain_key};
+use super::requests::{Endpoint, RequestKind, Requests, WireAnswer, request};
 
 /// A bucket's versioning state, as GetBucketVersioning answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ impl VersioningOnce {
         *self
             .state
             .get_or_init(|| async {
-                let bucket = &self.versions.bucket;
+                let bucket = &self.versions.endpoint.bucket;
                 match self.versions.versioning().await {
                     Ok(Versioning::Enabled) => Versioning::Enabled,
                     Ok(state) => {
@@ -97,41 +98,29 @@ pub(crate) struct S3VersionError {
     pub why: String,
 }
 
-/// Versioning reads and version deletes of one bucket.
+/// Versioning reads and version deletes of one bucket, sent through the run's one request
+/// path.
 #[derive(Debug, Clone)]
 pub(crate) struct S3Versions {
-    client: reqwest::Client,
-    /// `https://bucket.s3.region.amazonaws.com`, or `ENDPOINT/bucket` (path style).
-    bucket_url: String,
-    bucket: String,
-    region: String,
-    credentials: AwsCredentialProvider,
-    counters: Arc<RequestCounters>,
-    policy: RetryPolicy,
+    /// The bucket, its `url` `https://bucket.s3.region.amazonaws.com` or `ENDPOINT/bucket`.
+    endpoint: Arc<Endpoint>,
+    requests: Requests,
 }
 
 impl S3Versions {
-    pub fn new(
-        builder: &AmazonS3Builder,
-        bucket: &str,
-        credentials: AwsCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let (bucket_url, region) = s3_bucket_url(builder, bucket);
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self { client, bucket_url, bucket: bucket.to_owned(), region, credentials, counters, policy })
+    pub fn new(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self { endpoint, requests }
     }
 
     /// The bucket's versioning (GetBucketVersioning).
     pub async fn versioning(&self) -> Result<Versioning, S3VersionError> {
-        let url = format!("{}?versioning", self.bucket_url);
-        let (status, body) = self.send(http::Method::GET, &url, "", "GetBucketVersioning", &self.counters.get).await?;
-        if status != StatusCode::OK {
-            return Err(self.error("", "GetBucketVersioning", format!("HTTP {status}: {body}")));
+        let url = format!("{}?versioning", self.endpoint.url);
+        let answer = self.send(http::Method::GET, &url, "", "GetBucketVersioning", RequestKind::Get).await?;
+        if answer.status != StatusCode::OK {
+            let why = format!("HTTP {}: {}", answer.status, answer.excerpt());
+            return Err(self.error("", "GetBucketVersioning", why));
         }
-        Ok(Versioning::parse(&body))
+        Ok(Versioning::parse(&String::from_utf8_lossy(&answer.body)))
     }
 
     /// Deletes version `version_id` of `key` (`null` names the version an unversioned PUT made).
@@ -140,16 +129,15 @@ impl S3Versions {
         if !plain_key(key) {
             return Err(self.error(key, "DeleteObject", "the key has characters this client does not encode".into()));
         }
-        let url = format!("{}/{key}?versionId={}", self.bucket_url, encode_query_value(version_id));
-        let (status, body) =
-            self.send(http::Method::DELETE, &url, key, "DeleteObject", &self.counters.delete_calls).await?;
-        match status {
+        let url = format!("{}/{key}?versionId={}", self.endpoint.url, encode_query_value(version_id));
+        let answer = self.send(http::Method::DELETE, &url, key, "DeleteObject", RequestKind::Delete).await?;
+        match answer.status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
-                self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                self.requests.counters().deleted_keys.fetch_add(1, Ordering::Relaxed);
                 Ok(ConditionalDelete::Deleted)
             }
             StatusCode::NOT_FOUND => Ok(ConditionalDelete::Gone),
-            _ => Err(self.error(key, "DeleteObject", format!("HTTP {status}: {body}"))),
+            status => Err(self.error(key, "DeleteObject", format!("HTTP {status}: {}", answer.excerpt()))),
         }
     }
 
@@ -182,7 +170,7 @@ impl S3Versions {
                     Err(why) => Err(self.error(key, "DeleteObjects", why.clone()).to_string()),
                     Ok(answer) => match answer.get(&(key.to_string(), version.to_string())) {
                         Some(KeyOutcome::Deleted) => {
-                            self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                            self.requests.counters().deleted_keys.fetch_add(1, Ordering::Relaxed);
                             Ok(ConditionalDelete::Deleted)
                         }
                         Some(KeyOutcome::Error { code, .. })
@@ -222,69 +210,39 @@ impl S3Versions {
         part: &[(usize, &str, &str)],
     ) -> Result<HashMap<(String, String), KeyOutcome>, String> {
         let body = delete_objects_body(part.iter().map(|(_, key, version)| (*key, *version)));
-        let url = format!("{}?delete", self.bucket_url);
-        let (status, answer) = with_retry(self.policy, &self.counters, || {
-            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            self.send_body(http::Method::POST, &url, body.clone())
-        })
-        .await?;
-        if status != StatusCode::OK {
-            return Err(format!("DeleteObjects: HTTP {status}: {}", answer.chars().take(512).collect::<String>()));
-        }
-        parse_delete_result(answer.as_bytes()).map_err(|why| format!("DeleteObjects answer: {why}"))
-    }
-
-    async fn send_body(
-        &self,
-        method: http::Method,
-        url: &str,
-        body: bytes::Bytes,
-    ) -> Result<(StatusCode, String), SendError> {
+        let url = format!("{}?delete", self.endpoint.url);
+        // S3 requires a Content-MD5 on DeleteObjects.
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
-        let extra = [("content-md5", md5), ("content-type", "application/xml".to_owned())];
-        let headers = sign_s3_with(&self.credentials, &self.region, method.clone(), url, &extra, body.clone()).await?;
-        let response = self
-            .client
-            .request(method, url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::from_reqwest(&e))?;
-        let status = response.status();
-        // A body cut short is worth asking for again, like a failed send.
-        let text = response.text().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
-        Ok((status, text))
+        let headers = [("content-md5", md5.as_str()), ("content-type", "application/xml")];
+        let answer = self
+            .requests
+            .send(&self.endpoint, RequestKind::Batch, || async {
+                request(http::Method::POST, &url, &headers, body.clone())
+            })
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(format!("DeleteObjects: HTTP {}: {}", answer.status, answer.excerpt()));
+        }
+        parse_delete_result(&answer.body).map_err(|why| format!("DeleteObjects answer: {why}"))
     }
 
     fn error(&self, key: &str, what: &'static str, why: String) -> S3VersionError {
-        S3VersionError { bucket: self.bucket.clone(), key: key.to_owned(), what, why }
+        S3VersionError { bucket: self.endpoint.bucket.clone(), key: key.to_owned(), what, why }
     }
 
-    /// Sends one signed request, retried on transient answers; its status and body.
+    /// Sends one bodiless request through the run's request path; its last answer.
     async fn send(
         &self,
         method: http::Method,
         url: &str,
         key: &str,
         what: &'static str,
-        counter: &AtomicU64,
-    ) -> Result<(StatusCode, String), S3VersionError> {
-        with_retry(self.policy, &self.counters, || {
-            counter.fetch_add(1, Ordering::Relaxed);
-            self.send_once(method.clone(), url)
-        })
-        .await
-        .map_err(|why| self.error(key, what, why))
-    }
-
-    async fn send_once(&self, method: http::Method, url: &str) -> Result<(StatusCode, String), SendError> {
-        let headers = sign_s3(&self.credentials, &self.region, method.clone(), url).await?;
-        let response =
-            self.client.request(method, url).headers(headers).send().await.map_err(|e| SendError::from_reqwest(&e))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        Ok((status, body))
+        kind: RequestKind,
+    ) -> Result<WireAnswer, S3VersionError> {
+        self.requests
+            .send(&self.endpoint, kind, || async { request(method.clone(), url, &[], Bytes::new()) })
+            .await
+            .map_err(|why| self.error(key, what, why))
     }
 }
 
@@ -300,40 +258,6 @@ pub(super) fn s3_bucket_url(builder: &AmazonS3Builder, bucket: &str) -> (String,
         None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
     };
     (bucket_url, region)
-}
-
-/// The headers of a bodiless request to `url`, signed with `object_store`'s SigV4 signer.
-pub(super) async fn sign_s3(
-    credentials: &AwsCredentialProvider,
-    region: &str,
-    method: http::Method,
-    url: &str,
-) -> Result<http::HeaderMap, SendError> {
-    sign_s3_with(credentials, region, method, url, &[], bytes::Bytes::new()).await
-}
-
-/// The headers of a request to `url` with `headers` and `body` (its SHA-256 signed too),
-/// signed with `object_store`'s SigV4 signer.
-pub(super) async fn sign_s3_with(
-    credentials: &AwsCredentialProvider,
-    region: &str,
-    method: http::Method,
-    url: &str,
-    headers: &[(&'static str, String)],
-    body: bytes::Bytes,
-) -> Result<http::HeaderMap, SendError> {
-    let credential =
-        credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-    let mut builder = http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, value.as_str());
-    }
-    let mut request: HttpRequest =
-        builder.body(HttpRequestBody::from(body)).map_err(|e| SendError::permanent(e.to_string()))?;
-    AwsAuthorizer::new(&credential, "s3", region)
-        .try_authorize(&mut request, None)
-        .map_err(|e| SendError::permanent(format!("signing: {e}")))?;
-    Ok(request.headers().clone())
 }
 
 /// The most keys one `DeleteObjects` request names.
@@ -352,7 +276,7 @@ fn is_transient_code(code: &str) -> bool {
 }
 
 /// The body of a `DeleteObjects` naming each (key, version); not quiet, so every key is answered.
-fn delete_objects_body<'a>(objects: impl Iterator<Item = (&'a str, &'a str)>) -> bytes::Bytes {
+fn delete_objects_body<'a>(objects: impl Iterator<Item = (&'a str, &'a str)>) -> Bytes {
     use quick_xml::escape::escape;
     let mut body = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>false</Quiet>"#,
@@ -365,7 +289,7 @@ fn delete_objects_body<'a>(objects: impl Iterator<Item = (&'a str, &'a str)>) ->
         body.push_str("</VersionId></Object>");
     }
     body.push_str("</Delete>");
-    bytes::Bytes::from(body)
+    Bytes::from(body)
 }
 
 /// A `DeleteResult`: each `<Deleted>` and `<Error>` by (key, version id). An entry without a
