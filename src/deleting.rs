@@ -15,6 +15,7 @@ use crate::live_set::{self, LiveSet, LiveSetError};
 use crate::plan::ms_to_rfc3339;
 
 mod accounting;
+pub use accounting::AccountingError;
 mod reclaim;
 pub(crate) use accounting::{Accounting, DeletingSnapshot, Freed};
 pub use accounting::{Named, account};

@@ -3,13 +3,14 @@
 use crate::bug::Bug;
 use crate::config::ConfigError;
 use crate::decide::DecideStageError;
-use crate::deleting::DeletingError;
+use crate::deleting::{AccountingError, DeletingError};
 use crate::execute::{DeleteFailures, HeldError};
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
 use crate::manifest_fetch::{IngestError, ManifestsStageError};
 use crate::plan::{GuardTripped, PlanError, PlanRefused};
+use crate::spill::SpillError;
 pub use crate::stop::Signal;
 use crate::stop::Stopped;
 use crate::store::StoreError;
@@ -36,7 +37,7 @@ pub enum GcError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
-    Spill(#[from] VerifyError),
+    Spill(#[from] SpillError),
     #[error(transparent)]
     PlanRefused(#[from] PlanRefused),
     #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
@@ -63,6 +64,24 @@ impl From<DecideStageError> for GcError {
             DecideStageError::Plan(e) => e.into(),
             DecideStageError::Stopped(e) => e.into(),
             DecideStageError::Bug(e) => e.into(),
+        }
+    }
+}
+
+impl From<VerifyError> for GcError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Spill(e) => e.into(),
+            VerifyError::Plan(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountingError> for GcError {
+    fn from(error: AccountingError) -> Self {
+        match error {
+            AccountingError::Spill(e) => e.into(),
+            AccountingError::Plan(e) => e.into(),
         }
     }
 }

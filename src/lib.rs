@@ -30,6 +30,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod schema;
+pub mod spill;
 pub mod stop;
 pub mod store;
 pub mod throttle;

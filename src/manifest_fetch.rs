@@ -41,7 +41,7 @@ pub enum IngestError {
     #[error("manifest worker failed: {0}")]
     Task(String),
     #[error(transparent)]
-    Spill(#[from] crate::verify::VerifyError),
+    Spill(#[from] crate::spill::SpillError),
     #[error(transparent)]
     Bug(#[from] crate::bug::Bug),
 }
