@@ -203,14 +203,24 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
     let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
         manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
     })?;
-    if job.legacy {
-        ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await?;
+    // Both forms are read even when the first fails: a deleting snapshot is accounted as far
+    // as it could be read (spec 9.2); a live one fails the run with the first error either way.
+    let legacy = match job.legacy {
+        true => Some(ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await),
+        false => None,
+    };
+    let unified = match job.unified {
+        true => Some(ingest_unified(&ingest, store.as_ref(), &job.snapshot).await),
+        false => None,
+    };
+    if let Some(Ok(())) = legacy {
         ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
     }
-    if job.unified {
-        ingest_unified(&ingest, store.as_ref(), &job.snapshot).await?;
+    if let Some(Ok(())) = unified {
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
+    legacy.transpose()?;
+    unified.transpose()?;
     ingest.stats.snapshots_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

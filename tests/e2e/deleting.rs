@@ -552,3 +552,43 @@ fn the_snapshots_census_is_reported_when_a_live_manifest_fails() {
     assert_eq!(snapshots["being_written"], 1, "{snapshots}");
     assert_eq!(snapshots["deleting"], 2, "{snapshots}");
 }
+
+/// Spec 9.2: a deleting snapshot whose manifest does not parse is accounted as far as it
+/// could be read. One with both forms whose legacy `.index` is truncated still has its valid
+/// `.snap` accounted: the same chunks as before the `.index` broke, and the error named.
+#[test]
+fn a_deleting_snapshots_valid_snap_is_accounted_beside_its_broken_index() {
+    use gc_partition::manifest::legacy_index_key;
+    let fx = partition(&Backend::File, |c| {
+        c.seed = 17;
+        c.dead_snapshots = 2;
+        c.format_mix = gc_kit::synth::FormatMix::from_shares(0.0, 0.0).unwrap();
+    });
+    let p = PartitionId::parse(&fx.partition).unwrap();
+    let dead: Vec<&SnapshotId> = fx.summary.dead_snapshots.iter().collect();
+    for snapshot in &dead {
+        backdate_manifests(&fx, snapshot, month_ago());
+    }
+    let deleting = write_set(&fx, "deleting.txt", &dead, TimeDelta::zero());
+    let accounted = |fx: &Fixture| {
+        let out = fx.gc(&["--deleting-snapshots", &deleting, "--output", "json"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        report(&out)["deleting_snapshots"].as_array().unwrap().clone()
+    };
+    let of =
+        |all: &[serde_json::Value], s: &SnapshotId| all.iter().find(|a| a["snapshot"] == s.as_str()).unwrap().clone();
+    let broken = dead[0];
+    let whole = of(&accounted(&fx), broken);
+    assert_eq!(whole["error"], serde_json::Value::Null, "{whole}");
+    assert!(whole["chunks"].as_u64().unwrap() > 0, "{whole}");
+
+    let index = legacy_index_key(&p, broken);
+    let bytes = fx.read(&fx.meta_bucket, &index);
+    fx.write(&fx.meta_bucket, &index, bytes[..bytes.len() / 2].to_vec());
+    fx.stores.set_last_modified(&fx.meta_bucket, &index, month_ago()).unwrap();
+    let after = of(&accounted(&fx), broken);
+    let error = after["error"].as_str().expect("the truncated .index is the snapshot's error");
+    assert!(error.contains(".index"), "{error}");
+    assert_eq!(after["chunks"], whole["chunks"], "the valid .snap's chunks are still accounted: {after}");
+    assert_eq!(after["not_found"], whole["not_found"], "{after}");
+}
