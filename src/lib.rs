@@ -16,6 +16,7 @@ pub mod decide;
 pub mod deleting;
 pub mod error;
 pub mod execute;
+pub mod exit;
 pub mod explain;
 pub mod gc;
 pub mod ids;

@@ -13,6 +13,7 @@ use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::deleting::ManifestObject;
+use crate::exit::Exit;
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
 use crate::locations::{LocationError, LocationTable};
@@ -44,6 +45,20 @@ pub enum IngestError {
     Spill(#[from] crate::spill::SpillError),
     #[error(transparent)]
     Bug(#[from] crate::bug::Bug),
+}
+
+impl IngestError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            IngestError::Manifest(_) | IngestError::ForeignLocation { .. } | IngestError::Bucket { .. } => {
+                Exit::Manifest
+            }
+            // The snapshots folder's listing failed after its retries: run again later (spec 10.2).
+            IngestError::Inventory { .. } => Exit::Listing,
+            IngestError::Spill(_) => Exit::Usage,
+            IngestError::Task(_) | IngestError::Bug(_) => Exit::Internal,
+        }
+    }
 }
 
 /// Which manifest objects each live snapshot has, from one listing of the snapshots folder.

@@ -201,6 +201,11 @@ impl Report {
         report
     }
 
+    /// How the run ended, as its `exit_code` says (a code no exit has reads as a bug).
+    pub fn exit(&self) -> Exit {
+        Exit::try_from(self.exit_code).unwrap_or(Exit::Internal)
+    }
+
     /// The report of a run that could not start (exit 2): the flags were valid, the rest
     /// was not.
     pub(crate) fn usage_error(config: &Config, message: String) -> Self {

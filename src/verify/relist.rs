@@ -17,6 +17,7 @@ use crate::store::Stores;
 use crate::plan::SpooledPlan;
 
 use super::{VerifyError, VerifyFailure, VerifyReport, check_before, check_planned};
+use crate::exit::Exit;
 use crate::spill::{RangeSpill, SpillError, Spilled};
 
 /// Parts waiting between the listing and the spill, at most.
@@ -30,6 +31,16 @@ pub enum RelistError {
     Spill(#[from] VerifyError),
     #[error(transparent)]
     Bug(#[from] Bug),
+}
+
+impl RelistError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RelistError::Listing(e) => e.exit(),
+            RelistError::Spill(_) => Exit::Usage,
+            RelistError::Bug(_) => Exit::Internal,
+        }
+    }
 }
 
 impl From<SpillError> for RelistError {
