@@ -20,7 +20,7 @@ mod reclaim;
 pub(crate) use accounting::{Accounting, DeletingSnapshot, Freed};
 pub use accounting::{Named, account};
 
-pub use reclaim::{Reclaim, reclaim, reclaimable};
+pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
 pub(crate) const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);

@@ -189,6 +189,8 @@ impl Report {
         if let Some(stats) = outcome.executed {
             report.record_execute(stats);
         }
+        report.delete_failures += outcome.reclaim_failures.len() as u64;
+        report.failed_deletes.extend(outcome.reclaim_failures);
         report.fill_requests(usage);
         match error {
             Some(error) => {

@@ -2,12 +2,13 @@
 //! [`PlanCounts`] and the [`StoreUsage`] of the bill.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use crate::bill::Prices;
 use crate::deleting::{DeletingSnapshot, SnapshotCensus};
-use crate::execute::{ExecuteStats, HeldFound};
+use crate::execute::{DeleteFailure, ExecuteStats, HeldFound};
 use crate::explain::Explanation;
 use crate::locations::Location;
 use crate::manifest_fetch::ManifestCounts as ManifestTotals;
@@ -38,7 +39,16 @@ pub struct Outcome {
     pub reclaimable: Option<Vec<String>>,
     /// What each deleting snapshot named and freed (spec 9.2's accounting).
     pub deleting: Option<Vec<DeletingSnapshot>>,
+    /// The reclaim's failed deletes of manifest objects, reported beside the chunks'.
+    pub reclaim_failures: Vec<DeleteFailure>,
     pub durations: BTreeMap<&'static str, u64>,
+}
+
+impl Outcome {
+    /// Records how long `stage` took: from `since` until now.
+    pub fn took(&mut self, stage: &'static str, since: Instant) {
+        self.durations.insert(stage, since.elapsed().as_millis() as u64);
+    }
 }
 
 /// A plan's counts, as the report shows them.
