@@ -2,7 +2,7 @@
 //! allows it (spec 9.1), so a writer's refresh that lands at any moment keeps its chunk:
 //! - `file://`, `memory://`: each chunk is renamed aside (where no writer reaches it), its
 //!   last-modified read there, then deleted, or put back without replacing a copy a writer
-//!   made meanwhile ([`put_back_held`] finishes what a killed run left aside).
+//!   made meanwhile ([`crate::held::put_back_held`] finishes what a killed run left aside).
 //! - `gs://`: each chunk's last-modified and generation are re-read, then it is deleted with
 //!   `x-goog-if-generation-match` on the generation read; a failed precondition keeps it.
 //! - `s3://` with versioning enabled: the delete names the version re-read.
@@ -21,19 +21,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions, RenameTargetMode};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::bloom::RefFilter;
+use crate::held::put_back;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
-use crate::locations::{Location, held_key, key_of_held};
+use crate::locations::{Location, held_key};
 pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
-use crate::spill::RangeSpill;
+use crate::spill::DeletedWatch;
 use crate::store::{AsideOutcome, LocalAside};
 use crate::store::{
     AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
@@ -108,13 +108,6 @@ pub struct Executor<'a> {
     pub progress: Arc<AtomicU64>,
     /// Where deleted chunks are noted for spec 9.2's accounting, if it runs.
     pub deleted: Option<&'a DeletedWatch>,
-}
-
-/// The deleted chunks the accounting asks about (spec 9.2): those a filter of the deleting
-/// snapshots' ids holds, spilled by id range as (id, location index).
-pub struct DeletedWatch {
-    pub named: Arc<RefFilter>,
-    pub spill: RangeSpill,
 }
 
 /// A run that ended with delete failures (exit 7), naming the first.
@@ -670,110 +663,6 @@ fn put_back_note(put_back: object_store::Result<()>) -> String {
             format!("putting it back failed ({e}): the next --execute puts it back")
         }
     }
-}
-
-/// Moves a held chunk back to `key` without replacing what is there: a copy a writer made
-/// meanwhile wins, and the held one is then deleted (chunks are content-addressed).
-async fn put_back(store: &dyn ObjectStore, held: &Path, key: &Path) -> object_store::Result<()> {
-    let create = RenameOptions { target_mode: RenameTargetMode::Create, ..RenameOptions::default() };
-    match store.rename_opts(held, key, create).await {
-        Err(object_store::Error::AlreadyExists { .. }) => match store.delete(held).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        },
-        // Moved back already, by the first attempt of a retried rename.
-        Err(gone @ object_store::Error::NotFound { .. }) => match store.head(key).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(gone),
-        },
-        done => done,
-    }
-}
-
-/// What a run found held by an earlier run that was killed between renaming a chunk aside
-/// and finishing it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct HeldFound {
-    pub found: u64,
-    pub put_back: u64,
-}
-
-impl HeldFound {
-    /// Adds what another put-back found: the manifests' and the chunks' are both counted.
-    pub(crate) fn add(&mut self, other: HeldFound) {
-        self.found += other.found;
-        self.put_back += other.put_back;
-    }
-}
-
-/// Passes each location on to the listing once the chunks an earlier, killed run left
-/// renamed aside in it are back at their keys (only counted in a dry run).
-pub(crate) async fn put_back_before_listing(
-    stores: &Stores,
-    mut locations: tokio::sync::mpsc::UnboundedReceiver<(u32, Location)>,
-    listing: tokio::sync::mpsc::UnboundedSender<(u32, Location)>,
-    dry_run: bool,
-) -> Result<HeldFound, HeldError> {
-    let mut held = HeldFound::default();
-    while let Some((index, location)) = locations.recv().await {
-        held.add(put_back_held(stores, std::slice::from_ref(&location), dry_run).await?);
-        if listing.send((index, location)).is_err() {
-            break;
-        }
-    }
-    Ok(held)
-}
-
-/// Puts back every chunk of `locations` an earlier, killed run left renamed aside (spec 9.1),
-/// before anything is listed; with `dry_run`, only counts them (a dry run writes nothing).
-pub(crate) async fn put_back_held(
-    stores: &Stores,
-    locations: &[Location],
-    dry_run: bool,
-) -> Result<HeldFound, HeldError> {
-    let mut found = HeldFound::default();
-    if stores.delete_condition() != DeleteCondition::RenameAside {
-        return Ok(found);
-    }
-    for location in locations {
-        let store = stores.bucket(location.bucket()).map_err(HeldError::Store)?;
-        let prefix = Path::from(location.held_prefix());
-        let held: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await.map_err(|source| HeldError::Io {
-            bucket: location.bucket().to_owned(),
-            key: prefix.to_string(),
-            source,
-        })?;
-        for meta in held {
-            found.found += 1;
-            let Some(key) = key_of_held(meta.location.as_ref()) else { continue };
-            if dry_run {
-                continue;
-            }
-            put_back(store.as_ref(), &meta.location, &Path::from(key)).await.map_err(|source| HeldError::Io {
-                bucket: location.bucket().to_owned(),
-                key: meta.location.to_string(),
-                source,
-            })?;
-            found.put_back += 1;
-        }
-    }
-    if found.found > 0 {
-        tracing::warn!(
-            found = found.found,
-            put_back = found.put_back,
-            "chunks left renamed aside by an earlier run that was stopped{}",
-            if dry_run { "; the next --execute puts them back" } else { ": put back" }
-        );
-    }
-    Ok(found)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HeldError {
-    #[error(transparent)]
-    Store(StoreError),
-    #[error("bucket {bucket} key {key}: cannot put back a chunk an earlier run left renamed aside: {source}")]
-    Io { bucket: String, key: String, source: object_store::Error },
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use crate::bug::Bug;
 use crate::config::{Config, Mode};
 use crate::deleting::{self, Accounting, DeletingSnapshot, Freed, ManifestObject, Reclaim, Reclaimed, Sets};
 use crate::error::GcError;
-use crate::execute::{DeletedWatch, ExecuteStats, Executor, put_back_held};
+use crate::execute::{ExecuteStats, Executor};
 use crate::explain::{ExplainSink, explain_all};
+use crate::held::put_back_held;
 use crate::ids::ChunkId;
 use crate::live_set;
 use crate::locations::{Location, LocationTable};
@@ -24,6 +25,7 @@ use crate::manifest_fetch::Wanted;
 use crate::plan::{PlanError, Planned, Reread};
 use crate::progress::Stage;
 use crate::report::{Outcome, Report, StoreUsage};
+use crate::spill::DeletedWatch;
 use crate::store::Stores;
 use crate::verify::{AfterCheck, VerifyFailure, VerifyReport};
 

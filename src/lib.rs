@@ -19,6 +19,7 @@ pub mod execute;
 pub mod exit;
 pub mod explain;
 pub mod gc;
+pub mod held;
 pub mod ids;
 pub mod listing;
 pub mod live_set;

@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::bloom::RefFilter;
 use crate::listing::Listed;
@@ -201,6 +201,13 @@ impl Spilled {
         all.dedup();
         Ok(all)
     }
+}
+
+/// The deleted chunks the accounting asks about (spec 9.2): those a filter of the deleting
+/// snapshots' ids holds, spilled by id range as (id, location index).
+pub struct DeletedWatch {
+    pub named: Arc<RefFilter>,
+    pub spill: RangeSpill,
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::bloom::RefFilter;
 use crate::bug::Bug;
-use crate::execute::{HeldError, HeldFound, put_back_before_listing};
+use crate::held::{HeldError, HeldFound, put_back_before_listing};
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::locations::Location;
 use crate::plan::{Plan, PlanError, PlanSpool};

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bloom::RefFilter;
-use crate::execute::DeletedWatch;
 use crate::ids::SnapshotId;
 use crate::plan::PlanError;
 use crate::plan::SpooledPlan;
+use crate::spill::DeletedWatch;
 use crate::spill::{Entry, RANGES, RangeSpill, SpillError, Spilled};
 
 /// The accounting could not read back a spill or the plan's spool.

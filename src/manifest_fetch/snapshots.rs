@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::bug::Bug;
 use crate::config::Config;
 use crate::deleting::{self, Accounting, DeletingError, ManifestObject, Named, SnapshotCensus};
-use crate::execute::{HeldError, HeldFound, put_back_held};
+use crate::held::{HeldError, HeldFound, put_back_held};
 use crate::live_set::LiveSet;
 use crate::locations::{Location, LocationError, LocationTable};
 use crate::manifest;

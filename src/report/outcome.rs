@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::bill::Prices;
 use crate::deleting::{DeletingSnapshot, SnapshotCensus};
-use crate::execute::{DeleteFailure, ExecuteStats, HeldFound};
+use crate::execute::{DeleteFailure, ExecuteStats};
 use crate::explain::Explanation;
+use crate::held::HeldFound;
 use crate::locations::Location;
 use crate::manifest_fetch::ManifestCounts as ManifestTotals;
 use crate::plan::{Guard, LocationTally, Planned};
