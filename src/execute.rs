@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::held::put_back;
@@ -46,44 +45,10 @@ const S3_BATCH: usize = 1000;
 /// Sub-requests in one Azure Blob Batch, the most it takes (spec 10.1).
 const AZURE_BATCH: usize = 256;
 
-/// A delete that did not happen, named in the report.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct DeleteFailure {
-    pub bucket: String,
-    pub key: String,
-    pub error: String,
-}
-
-#[derive(Debug, Default)]
-pub struct ExecuteStats {
-    pub deleted: u64,
-    pub deleted_bytes: u64,
-    pub refreshed_kept: u64,
-    pub failures: Vec<DeleteFailure>,
-    /// Planned deletes never started because a signal arrived.
-    pub not_started: u64,
-    pub conditions: DeleteConditions,
-}
-
-/// Keys whose delete was sent tied to the object judged old, and keys whose delete was not
-/// (spec 9.1): a retried key counts once.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct DeleteConditions {
-    pub conditional: u64,
-    pub unconditional: u64,
-}
-
-impl ExecuteStats {
-    fn merge(&mut self, other: ExecuteStats) {
-        self.deleted += other.deleted;
-        self.deleted_bytes += other.deleted_bytes;
-        self.refreshed_kept += other.refreshed_kept;
-        self.failures.extend(other.failures);
-        self.not_started += other.not_started;
-        self.conditions.conditional += other.conditions.conditional;
-        self.conditions.unconditional += other.conditions.unconditional;
-    }
-}
+mod attribute;
+mod stats;
+use attribute::{Deleted, attribute};
+pub use stats::{DeleteConditions, DeleteFailure, DeleteFailures, ExecuteStats};
 
 /// The bound on requests in flight, and whether the store deletes one key per request.
 struct Permits {
@@ -108,29 +73,6 @@ pub struct Executor<'a> {
     pub progress: Arc<AtomicU64>,
     /// Where deleted chunks are noted for spec 9.2's accounting, if it runs.
     pub deleted: Option<&'a DeletedWatch>,
-}
-
-/// A run that ended with delete failures (exit 7), naming the first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{failed} of {planned} deletes failed (listed in the report); first: {first}")]
-pub struct DeleteFailures {
-    pub failed: u64,
-    pub planned: u64,
-    pub first: String,
-}
-
-impl ExecuteStats {
-    /// Whether every started delete is done or kept as refreshed.
-    pub(crate) fn all_done(&self, planned: u64) -> Result<(), DeleteFailures> {
-        let Some(first) = self.failures.first() else {
-            return Ok(());
-        };
-        Err(DeleteFailures {
-            failed: self.failures.len() as u64,
-            planned,
-            first: format!("{}/{}: {}", first.bucket, first.key, first.error),
-        })
-    }
 }
 
 impl Executor<'_> {
@@ -663,60 +605,6 @@ fn put_back_note(put_back: object_store::Result<()>) -> String {
             format!("putting it back failed ({e}): the next --execute puts it back")
         }
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Deleted {
-    Yes,
-    /// The backend said the object was not there: done, as spec 4.6 says.
-    AlreadyGone,
-    No(String),
-}
-
-/// The outcome of each of `paths` from what `delete_stream` returned for them.
-///
-/// Every `object_store` backend yields one result per input path, in input order (S3's bulk
-/// delete maps its per-key `<Error>` elements back to their positions); then results are
-/// matched by position. When a backend yields fewer (an S3 bulk request that failed as a
-/// whole yields one error for all its keys), a path counts as deleted only if a result names
-/// it; every other path is reported failed with the errors seen. Fail closed: a key is never
-/// reported deleted without a result naming it.
-fn attribute(paths: &[Path], results: Vec<object_store::Result<Path>>) -> Vec<Deleted> {
-    let positional = results.len() == paths.len()
-        && results.iter().zip(paths).all(|(r, p)| match r {
-            Ok(done) => done == p,
-            Err(object_store::Error::NotFound { path, .. }) => path.is_empty() || path == p.as_ref(),
-            Err(_) => true,
-        });
-    if positional {
-        return results
-            .into_iter()
-            .map(|r| match r {
-                Ok(_) => Deleted::Yes,
-                Err(object_store::Error::NotFound { .. }) => Deleted::AlreadyGone,
-                Err(e) => Deleted::No(e.to_string()),
-            })
-            .collect();
-    }
-    let mut named: HashMap<String, Deleted> = HashMap::new();
-    let mut errors: Vec<String> = Vec::new();
-    for result in results {
-        match result {
-            Ok(path) => {
-                named.insert(path.to_string(), Deleted::Yes);
-            }
-            Err(object_store::Error::NotFound { path, .. }) if !path.is_empty() => {
-                named.insert(path, Deleted::AlreadyGone);
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let why = if errors.is_empty() {
-        "the store's bulk delete returned no result for this key".to_owned()
-    } else {
-        format!("bulk delete failed: {}", errors.join("; "))
-    };
-    paths.iter().map(|p| named.remove(p.as_ref()).unwrap_or_else(|| Deleted::No(why.clone()))).collect()
 }
 
 #[cfg(test)]
