@@ -179,6 +179,7 @@ fn listing(n: usize, filter: &RefFilter, cutoff_ms: i64) -> Vec<Listed> {
             id,
             size: 4096,
             last_modified_ms: if i % 10 == 0 { cutoff_ms + 1 } else { cutoff_ms - 1 },
+            version: gc_partition::store::Version::NONE,
         })
         .collect();
     chunks.sort_unstable_by_key(|c| c.id);
@@ -220,7 +221,12 @@ fn plan(c: &mut Criterion) {
     let mut spool = PlanSpool::create(dir.path()).unwrap();
     let mut chunks: Vec<ListedChunk> = ids(RECORDS, 8)
         .into_iter()
-        .map(|id| ListedChunk { id, size: 4096, last_modified_ms: 1_700_000_000_123 })
+        .map(|id| ListedChunk {
+            id,
+            size: 4096,
+            last_modified_ms: 1_700_000_000_123,
+            version: gc_partition::store::Version::NONE,
+        })
         .collect();
     spool.append(0, &mut chunks).unwrap();
     let spool = spool.finish().unwrap();

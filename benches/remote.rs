@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use gc_kit::Ageing;
 use gc_kit::WithLatency;
 use gc_kit::latency::LatencyProfile;
-use gc_partition::execute::{ExecuteStats, Executor, Reread, batch_size};
+use gc_partition::execute::{ExecuteStats, Executor, Reread};
 use gc_partition::ids::ChunkId;
 use gc_partition::listing::{ListedChunk, list_all};
 use gc_partition::locations::Location;
@@ -84,7 +84,11 @@ async fn list_point(spec: &str, objects: u64, concurrency: usize) {
 }
 
 fn planned(objects: u64) -> Vec<(u32, ListedChunk)> {
-    (0..objects).map(|n| (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0 })).collect()
+    (0..objects)
+        .map(|n| {
+            (0, ListedChunk { id: id(n).0, size: 5, last_modified_ms: 0, version: gc_partition::store::Version::NONE })
+        })
+        .collect()
 }
 
 /// Executes the planned deletes of `chunks`, every one of them old (a cutoff a day ahead).
@@ -137,7 +141,7 @@ async fn delete_row(spec: &str, concurrency: usize) {
     let rate = keys as f64 / secs;
     // The bound: `concurrency` requests always in flight, each key costing one HEAD and its
     // share of a delete request.
-    let per_delete = p.bulk_keys.map_or(1.0, |_| batch_size(concurrency) as f64);
+    let per_delete = p.bulk_keys.map_or(1.0, |keys| keys as f64);
     let delete_secs = if p.bulk_keys.is_some() { p.bulk_delete } else { p.delete }.as_secs_f64();
     let bound = concurrency as f64 / (p.head.as_secs_f64() + delete_secs / per_delete);
     println!(

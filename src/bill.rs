@@ -75,6 +75,8 @@ pub struct RequestBill {
     pub prices: Option<Prices>,
     /// Dry run only: what `--execute` of this plan would add (its re-reads and deletes).
     pub execute_estimate: Option<ExecuteEstimate>,
+    /// (heads + delete calls) / deleted chunks (spec 10.1); `null` when nothing was deleted.
+    pub per_deleted_chunk: Option<f64>,
 }
 
 /// What `--execute` of a dry run's plan would add to the requests.
@@ -88,16 +90,30 @@ pub struct ExecuteEstimate {
 
 impl RequestBill {
     pub fn new(counts: RequestCounts, prices: Option<Prices>) -> Self {
-        Self { counts, estimated_request_cost_usd: prices.map(|p| p.cost(&counts)), prices, execute_estimate: None }
+        Self {
+            counts,
+            estimated_request_cost_usd: prices.map(|p| p.cost(&counts)),
+            prices,
+            execute_estimate: None,
+            per_deleted_chunk: None,
+        }
+    }
+
+    /// Sets `per_deleted_chunk` from the chunks the run deleted.
+    pub(crate) fn with_deleted(mut self, deleted: u64) -> Self {
+        self.per_deleted_chunk =
+            (deleted > 0).then(|| (self.counts.head + self.counts.delete_calls) as f64 / deleted as f64);
+        self
     }
 
     /// Adds what an execute of the planned chunks (`planned_per_location`, the plan's count in
-    /// each location) in batches of `batch_size` would ask: one HEAD per chunk (the re-read
-    /// before the delete), and each batch (never spanning two locations) one `delete_stream`
+    /// each location) in batches of `batch_size` would ask: `re_reads` HEADs (one per chunk
+    /// whose listing gave no version to condition its delete on), and each batch (never spanning two locations) one `delete_stream`
     /// call, split by the backend's `batching` rule. Assumes no chunk is refreshed meanwhile.
     pub(crate) fn with_execute_estimate(
         mut self,
         planned_per_location: &[u64],
+        re_reads: u64,
         batch_size: u64,
         batching: DeleteBatching,
     ) -> Self {
@@ -105,12 +121,8 @@ impl RequestBill {
         let planned_deletes: u64 = planned_per_location.iter().sum();
         let delete_calls =
             planned_per_location.iter().map(|&n| (n / batch) * batching.calls(batch) + batching.calls(n % batch)).sum();
-        let counts = RequestCounts {
-            head: planned_deletes,
-            delete_calls,
-            deleted_keys: planned_deletes,
-            ..RequestCounts::default()
-        };
+        let counts =
+            RequestCounts { head: re_reads, delete_calls, deleted_keys: planned_deletes, ..RequestCounts::default() };
         self.execute_estimate = Some(ExecuteEstimate {
             head: counts.head,
             delete_calls,
@@ -133,6 +145,12 @@ impl RequestBill {
             c.deleted_keys,
             cost(self.estimated_request_cost_usd)
         );
+        if c.batch_requests > 0 {
+            line.push_str(&format!("; {} of the delete calls batches", c.batch_requests));
+        }
+        if let Some(per) = self.per_deleted_chunk {
+            line.push_str(&format!("; {per:.2} heads and delete calls per deleted chunk"));
+        }
         if c.throttled > 0 {
             line.push_str(&format!("; {} throttled answers", c.throttled));
         }
@@ -175,6 +193,7 @@ mod tests {
         // 2,500 planned chunks, batches of 16 (delete concurrency 32): 157 batches.
         let bill = RequestBill::new(RequestCounts::default(), Some(S3)).with_execute_estimate(
             &[2500],
+            2500,
             16,
             DeleteBatching::Bulk(1000),
         );
@@ -183,20 +202,31 @@ mod tests {
         // Batches never span locations: 2,000 + 500 keys in batches of 1,000 are 3 calls.
         let bill = RequestBill::new(RequestCounts::default(), Some(S3)).with_execute_estimate(
             &[2000, 500],
+            2500,
             1000,
             DeleteBatching::Bulk(1000),
         );
         assert_eq!(bill.execute_estimate.as_ref().unwrap().delete_calls, 3);
         let bill = RequestBill::new(RequestCounts::default(), Some(GCS)).with_execute_estimate(
             &[2500],
+            2500,
             1000,
             DeleteBatching::Single,
         );
         let e = bill.execute_estimate.as_ref().unwrap();
         assert_eq!((e.head, e.delete_calls), (2500, 2500));
         assert!((e.estimated_request_cost_usd.unwrap() - 0.001).abs() < 1e-12);
+        // Chunks listed with their generation are deleted without a re-read (spec 10.1).
+        let bill = RequestBill::new(RequestCounts::default(), Some(GCS)).with_execute_estimate(
+            &[2500],
+            0,
+            1,
+            DeleteBatching::Single,
+        );
+        let e = bill.execute_estimate.as_ref().unwrap();
+        assert_eq!((e.head, e.delete_calls), (0, 2500));
         let local =
-            RequestBill::new(RequestCounts::default(), None).with_execute_estimate(&[5], 2, DeleteBatching::Single);
+            RequestBill::new(RequestCounts::default(), None).with_execute_estimate(&[5], 5, 2, DeleteBatching::Single);
         assert!(local.execute_estimate.as_ref().unwrap().estimated_request_cost_usd.is_none());
         assert!(local.summary().contains("no charge"));
     }

@@ -91,6 +91,7 @@ impl<'a> Decider<'a> {
                 Decision::Delete => {
                     tally.planned += 1;
                     tally.planned_bytes += chunk.size;
+                    tally.planned_versioned += u64::from(!chunk.version.is_none());
                     self.part_planned.push(*chunk);
                 }
             }
@@ -153,7 +154,7 @@ mod tests {
     }
 
     fn chunk(n: u8, last_modified_ms: i64, size: u64) -> ListedChunk {
-        ListedChunk { id: [n; 32], size, last_modified_ms }
+        ListedChunk { id: [n; 32], size, last_modified_ms, version: crate::store::Version::NONE }
     }
 
     fn part(location: u32, chunks: Vec<ListedChunk>, foreign: u64) -> Listed {

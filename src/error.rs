@@ -150,6 +150,8 @@ impl GcError {
             | GcError::Relist(RelistError::Bug(_) | RelistError::Listing(ListingError::Task(_)))
             | GcError::SpoolRead(_)
             | GcError::Internal(_) => Exit::Internal,
+            // The snapshots folder's listing failed after its retries: run again later (spec 10.2).
+            GcError::Manifest(IngestError::Inventory { .. }) => Exit::Listing,
             GcError::Manifest(_) => Exit::Manifest,
             GcError::Listing(_) | GcError::Held(_) | GcError::Relist(RelistError::Listing(_)) => Exit::Listing,
             GcError::Guard(_) => Exit::Guard,
@@ -211,6 +213,9 @@ mod tests {
         }
         assert_eq!(GcError::Interrupted(Stopped(Signal::Terminate)).exit_code(), 143);
         assert_eq!(GcError::Verify(VerifyFailure::GoneAfter { count: 1 }).exit_code(), 8);
+        let folder =
+            IngestError::Inventory { bucket: "meta".into(), prefix: "p/snapshots/".into(), why: "HTTP 503".into() };
+        assert_eq!(GcError::Manifest(folder).exit_code(), 5, "a failed listing of the snapshots folder (spec 10.2)");
     }
 
     #[test]

@@ -36,15 +36,15 @@ use crate::plan::{PlanError, SpooledPlan};
 use crate::store::{AsideOutcome, LocalAside};
 use crate::store::{
     AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
+    Version,
 };
 use crate::throttle::{Aimd, RateCap};
 use crate::verify::RangeSpill;
 
-/// The most keys in one batch: S3's `DeleteObjects` takes at most 1000.
-const MAX_BATCH: usize = 1000;
-/// A bulk delete gathers at most `--delete-concurrency / 2` keys, so the re-reads that fill
-/// the next one keep running beside it.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Keys in one version delete of S3 (`DeleteObjects` naming each `VersionId`, spec 10.1).
+const S3_BATCH: usize = 1000;
+/// Sub-requests in one Azure Blob Batch, the most it takes (spec 10.1).
+const AZURE_BATCH: usize = 256;
 
 /// A delete that did not happen, named in the report.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -96,11 +96,6 @@ impl Permits {
     async fn acquire(&self) -> crate::throttle::AimdPermit<'_> {
         self.aimd.acquire().await
     }
-}
-
-/// How many chunks one batch holds for a given `--delete-concurrency`.
-pub fn batch_size(concurrency: usize) -> usize {
-    (concurrency / BATCHES_IN_FLIGHT).clamp(1, MAX_BATCH)
 }
 
 /// How a run deletes: the store, the bounds on requests in flight and on the delete rate, the
@@ -179,7 +174,7 @@ impl Executor<'_> {
         for (key, object) in objects {
             done.push(match context.judge_key(key.clone(), object, None).await {
                 Judged::Done(stats) => stats,
-                Judged::Doomed { key, size } => context.delete_plain(vec![(key, size)]).await,
+                Judged::Doomed(doomed) => context.delete_bulk(vec![doomed]).await,
             });
         }
         Ok(done)
@@ -232,7 +227,13 @@ impl Executor<'_> {
             condition: stores.delete_condition(),
         };
         let cap = max_delete_rate.and_then(RateCap::new);
-        let bulk_size = batch_size(concurrency);
+        // A batch fills up to the store's maximum: `--delete-concurrency` bounds requests in
+        // flight, not keys per request (spec 10.1).
+        let plain_bulk = stores.delete_batching().max_keys();
+        let bulk_size = |location: u32| match &conditionals[location as usize] {
+            Some(conditional) => conditional.max_batch(),
+            None => plain_bulk,
+        };
         let context = |location: u32| Chunk {
             store: buckets[location as usize].as_ref(),
             conditional: conditionals[location as usize].as_deref(),
@@ -257,17 +258,19 @@ impl Executor<'_> {
         futures::pin_mut!(judged);
 
         let mut stats = ExecuteStats::default();
-        let mut gathered: HashMap<u32, Vec<(String, u64)>> = HashMap::new();
+        let mut gathered: HashMap<u32, Vec<Doomed>> = HashMap::new();
         let mut bulk = futures::stream::FuturesUnordered::new();
         let mut judging = true;
+        // Batches waiting for a permit hold their keys in memory: at most `concurrency` of them.
+        let max_batches = concurrency.max(1);
         while judging || !bulk.is_empty() {
             tokio::select! {
-                next = judged.next(), if judging => match next {
+                next = judged.next(), if judging && bulk.len() < max_batches => match next {
                     Some((_, Judged::Done(done))) => stats.merge(done),
-                    Some((location, Judged::Doomed { key, size })) => {
+                    Some((location, Judged::Doomed(doomed))) => {
                         let keys = gathered.entry(location).or_default();
-                        keys.push((key, size));
-                        if keys.len() >= bulk_size {
+                        keys.push(doomed);
+                        if keys.len() >= bulk_size(location) {
                             bulk.push(context(location).delete_bulk(std::mem::take(keys)));
                         }
                     }
@@ -289,8 +292,17 @@ impl Executor<'_> {
 enum Judged {
     /// Finished: deleted, kept, failed or not started.
     Done(ExecuteStats),
-    /// Still old at its re-read, waiting for a bulk delete.
-    Doomed { key: String, size: u64 },
+    /// Waiting for a batch: still old at its re-read (unversioned S3), or carrying the version
+    /// its delete is conditioned on (spec 10.1).
+    Doomed(Doomed),
+}
+
+/// A chunk on its way to a batched delete.
+struct Doomed {
+    key: String,
+    size: u64,
+    /// What the delete is conditioned on; [`Version::NONE`] for an unconditional bulk delete.
+    version: Version,
 }
 
 impl Judged {
@@ -353,6 +365,16 @@ impl Chunk<'_> {
             let outcome = delete_aside(self.store, self.local, &key, chunk, self.reread, self.permits, self.stop).await;
             return Judged::Done(self.aside_stats(&key, outcome));
         }
+        // The listing's version conditions the delete: the store checks it, no re-read (spec 10.1).
+        if let Some(conditional) = self.conditional
+            && !chunk.version.is_none()
+        {
+            let doomed = Doomed { key, size: chunk.size, version: chunk.version };
+            return match conditional.max_batch() {
+                1 => Judged::Done(self.delete_versions(conditional, vec![doomed]).await),
+                _ => Judged::Doomed(doomed),
+            };
+        }
         let now = {
             let _permit = self.permits.acquire().await;
             if self.stop.is_cancelled() {
@@ -379,9 +401,19 @@ impl Chunk<'_> {
             return Judged::done(|s| s.not_started = 1);
         }
         match self.conditional {
-            Some(conditional) => Judged::Done(self.delete_conditionally(conditional, &key, chunk.size, read).await),
-            None if self.permits.single_deletes => Judged::Done(self.delete_plain(vec![(key, chunk.size)]).await),
-            None => Judged::Doomed { key, size: chunk.size },
+            Some(conditional) => match conditional.version_read(&key, &read) {
+                Ok(version) => Judged::Done(
+                    self.delete_versions(conditional, vec![Doomed { key, size: chunk.size, version }]).await,
+                ),
+                Err(error) => {
+                    let failure = self.failure(&key, error);
+                    Judged::done(|s| s.failures.push(failure))
+                }
+            },
+            None if self.permits.single_deletes => {
+                Judged::Done(self.delete_plain(vec![Doomed { key, size: chunk.size, version: Version::NONE }]).await)
+            }
+            None => Judged::Doomed(Doomed { key, size: chunk.size, version: Version::NONE }),
         }
     }
 
@@ -408,25 +440,29 @@ impl Chunk<'_> {
         stats
     }
 
-    /// One bulk delete of still-old chunks (unconditional), unless a stop came first.
-    async fn delete_bulk(self, keys: Vec<(String, u64)>) -> ExecuteStats {
+    /// One batch of deletes, conditioned where the location's store has a conditional
+    /// delete, unless a stop came first.
+    async fn delete_bulk(self, keys: Vec<Doomed>) -> ExecuteStats {
         if self.stop.is_cancelled() {
             return ExecuteStats { not_started: keys.len() as u64, ..ExecuteStats::default() };
         }
-        self.delete_plain(keys).await
+        match self.conditional {
+            Some(conditional) => self.delete_versions(conditional, keys).await,
+            None => self.delete_plain(keys).await,
+        }
     }
 
     /// Deletes `keys` with one `delete_stream` call (one bulk request on S3).
-    async fn delete_plain(&self, keys: Vec<(String, u64)>) -> ExecuteStats {
+    async fn delete_plain(&self, keys: Vec<Doomed>) -> ExecuteStats {
         let mut stats = ExecuteStats::default();
         stats.conditions.unconditional = keys.len() as u64;
-        let paths: Vec<Path> = keys.iter().map(|(key, _)| Path::from(key.as_str())).collect();
+        let paths: Vec<Path> = keys.iter().map(|doomed| Path::from(doomed.key.as_str())).collect();
         let results = {
             let _permit = self.permits.acquire().await;
             let input = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
             self.store.delete_stream(input).collect::<Vec<_>>().await
         };
-        for ((key, size), outcome) in keys.iter().zip(attribute(&paths, results)) {
+        for (Doomed { key, size, .. }, outcome) in keys.iter().zip(attribute(&paths, results)) {
             match outcome {
                 Deleted::Yes => {
                     self.note_deleted(key);
@@ -443,52 +479,33 @@ impl Chunk<'_> {
         stats
     }
 
-    /// Deletes the chunk only if it is still the object its re-read saw (spec 9.1).
-    async fn delete_conditionally(
-        &self,
-        conditional: &Conditional,
-        key: &str,
-        size: u64,
-        read: ObjectMeta,
-    ) -> ExecuteStats {
-        let version = read.version;
+    /// Deletes each of `keys` only if it is still the version named (spec 9.1, 10.1): one
+    /// request where the store batches, one request per key elsewhere; one permit a request.
+    async fn delete_versions(&self, conditional: &Conditional, keys: Vec<Doomed>) -> ExecuteStats {
         let mut stats = ExecuteStats::default();
-        let outcome = {
+        stats.conditions.conditional = keys.len() as u64;
+        let outcomes = {
             let _permit = self.permits.acquire().await;
-            match conditional {
-                // Fail closed: without the generation read, no delete is sent.
-                Conditional::Generation(gcs) => match version.as_deref() {
-                    Some(generation) => gcs.delete(key, generation, None).await.map_err(|e| e.to_string()),
-                    None => Err(format!("the re-read of {key} returned no generation: not deleted")),
-                },
-                // An object written before versioning was enabled has the version `null`, and
-                // a writer's PUT now makes a new version: deleting `null` cannot remove it.
-                Conditional::Version(s3) => {
-                    s3.delete(key, version.as_deref().unwrap_or("null")).await.map_err(|e| e.to_string())
-                }
-                // Fail closed as for GCS: without the ETag read, no delete is sent.
-                Conditional::Etag(azure) => match read.e_tag.as_deref() {
-                    Some(etag) => azure.delete(key, etag).await.map_err(|e| e.to_string()),
-                    None => Err(format!("the re-read of {key} returned no ETag: not deleted")),
-                },
-            }
+            let batch: Vec<(&str, Version)> = keys.iter().map(|d| (d.key.as_str(), d.version)).collect();
+            conditional.delete(&batch).await
         };
-        stats.conditions.conditional = 1;
-        match outcome {
-            Ok(ConditionalDelete::Deleted) => {
-                self.note_deleted(key);
-                stats.deleted = 1;
-                stats.deleted_bytes = size;
+        for (Doomed { key, size, .. }, outcome) in keys.iter().zip(outcomes) {
+            match outcome {
+                Ok(ConditionalDelete::Deleted) => {
+                    self.note_deleted(key);
+                    stats.deleted += 1;
+                    stats.deleted_bytes += size;
+                }
+                Ok(ConditionalDelete::Gone) => {
+                    self.note_deleted(key);
+                    stats.deleted += 1;
+                }
+                Ok(ConditionalDelete::Changed) => {
+                    tracing::info!(bucket = self.location.bucket(), key, "kept: rewritten since it was judged old");
+                    stats.refreshed_kept += 1;
+                }
+                Err(error) => stats.failures.push(self.failure(key, error)),
             }
-            Ok(ConditionalDelete::Gone) => {
-                self.note_deleted(key);
-                stats.deleted = 1;
-            }
-            Ok(ConditionalDelete::Changed) => {
-                tracing::info!(bucket = self.location.bucket(), key, "kept: rewritten since the re-read");
-                stats.refreshed_kept = 1;
-            }
-            Err(error) => stats.failures.push(self.failure(key, error)),
         }
         stats
     }
@@ -502,6 +519,51 @@ pub(crate) enum Conditional {
     Version(S3Versions),
     /// Azure: `If-Match` on the ETag re-read.
     Etag(AzureDeleter),
+}
+
+impl Conditional {
+    /// The most keys one request deletes: S3's `DeleteObjects` takes 1,000, Azure's Blob
+    /// Batch 256; GCS deletes one object a request.
+    fn max_batch(&self) -> usize {
+        match self {
+            Conditional::Generation(_) => 1,
+            Conditional::Version(_) => S3_BATCH,
+            Conditional::Etag(_) => AZURE_BATCH,
+        }
+    }
+
+    /// The version a re-read saw, as this store's delete names it. Fail closed: a GCS or
+    /// Azure re-read without its generation or ETag sends no delete.
+    fn version_read(&self, key: &str, read: &ObjectMeta) -> Result<Version, String> {
+        let (field, text) = match self {
+            Conditional::Generation(_) => ("generation", read.version.as_deref()),
+            // An object written before versioning was enabled has the version `null`, and
+            // a writer's PUT now makes a new version: deleting `null` cannot remove it.
+            Conditional::Version(_) => ("version", Some(read.version.as_deref().unwrap_or("null"))),
+            Conditional::Etag(_) => ("ETag", read.e_tag.as_deref()),
+        };
+        text.and_then(Version::new).ok_or_else(|| format!("the re-read of {key} returned no {field}: not deleted"))
+    }
+
+    /// Deletes each (key, version) only if the object is still that version; one outcome
+    /// per key, in order. A key's own failure is that key's only.
+    async fn delete(&self, batch: &[(&str, Version)]) -> Vec<Result<ConditionalDelete, String>> {
+        match self {
+            // One request a batch, each key under its own condition (spec 10.1).
+            Conditional::Version(s3) => s3.delete_batch(batch).await,
+            Conditional::Etag(azure) => azure.delete_batch(batch).await,
+            Conditional::Generation(gcs) => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (key, version) in batch {
+                    outcomes.push(match version.as_str() {
+                        Some(version) => gcs.delete(key, version, None).await.map_err(|e| e.to_string()),
+                        None => Err(format!("{key}: no version to condition the delete on: not deleted")),
+                    });
+                }
+                outcomes
+            }
+        }
+    }
 }
 
 /// The conditional deleter of each location's bucket, or `None` where deletes stay plain.
@@ -636,6 +698,14 @@ pub struct HeldFound {
     pub put_back: u64,
 }
 
+impl HeldFound {
+    /// Adds what another put-back found: the manifests' and the chunks' are both counted.
+    pub(crate) fn add(&mut self, other: HeldFound) {
+        self.found += other.found;
+        self.put_back += other.put_back;
+    }
+}
+
 /// Passes each location on to the listing once the chunks an earlier, killed run left
 /// renamed aside in it are back at their keys (only counted in a dry run).
 pub(crate) async fn put_back_before_listing(
@@ -646,9 +716,7 @@ pub(crate) async fn put_back_before_listing(
 ) -> Result<HeldFound, HeldError> {
     let mut held = HeldFound::default();
     while let Some((index, location)) = locations.recv().await {
-        let found = put_back_held(stores, std::slice::from_ref(&location), dry_run).await?;
-        held.found += found.found;
-        held.put_back += found.put_back;
+        held.add(put_back_held(stores, std::slice::from_ref(&location), dry_run).await?);
         if listing.send((index, location)).is_err() {
             break;
         }
@@ -776,21 +844,25 @@ mod tests {
 
     #[test]
     fn the_reread_keeps_a_chunk_at_the_cutoff_or_changed_since_the_plan() {
-        let planned = ListedChunk { id: [1; 32], size: 1, last_modified_ms: 50 };
+        let planned = ListedChunk { id: [1; 32], size: 1, last_modified_ms: 50, version: Version::NONE };
         let own = Reread::OlderThan { cutoff_ms: 100 };
         assert!(own.still_doomed(&planned, 99));
         assert!(!own.still_doomed(&planned, 100), "refreshed to exactly the cutoff is kept");
         assert!(Reread::Unchanged.still_doomed(&planned, 50));
         assert!(!Reread::Unchanged.still_doomed(&planned, 51), "touched since the plan is kept");
         assert!(!Reread::Unchanged.still_doomed(&planned, 49), "rewritten with an older time is kept too");
+        // A listing in milliseconds, a re-read in whole seconds (GCS's JSON list, XML HEAD).
+        let listed = ListedChunk { last_modified_ms: 1_767_323_045_678, ..planned };
+        assert!(Reread::Unchanged.still_doomed(&listed, 1_767_323_045_000), "the same second");
+        assert!(!Reread::Unchanged.still_doomed(&listed, 1_767_323_046_000), "a second later is kept");
+        assert!(!Reread::Unchanged.still_doomed(&listed, 1_767_323_045_679), "both in ms: equal or kept");
     }
 
     #[test]
-    fn batch_size_follows_the_concurrency() {
-        assert_eq!(batch_size(0), 1);
-        assert_eq!(batch_size(1), 1);
-        assert_eq!(batch_size(32), 16);
-        assert_eq!(batch_size(100_000), 1000);
+    fn a_batch_fills_up_to_the_stores_maximum() {
+        assert_eq!(DeleteBatching::Single.max_keys(), 1);
+        assert_eq!(DeleteBatching::Bulk(1000).max_keys(), 1000);
+        assert_eq!(DeleteBatching::Bulk(0).max_keys(), 1);
     }
 
     #[test]

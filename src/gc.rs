@@ -47,7 +47,7 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
         requests: stores.requests().since(requests_before),
         retries: stores.retries().saturating_sub(retries_before),
         prices: crate::bill::prices_for(stores.scheme()),
-        delete_batch: crate::execute::batch_size(config.delete_concurrency),
+        delete_batch: stores.delete_batching().max_keys(),
         batching: stores.delete_batching(),
     };
     Report::build(config, outcome, result.err().as_ref(), usage)
@@ -185,7 +185,7 @@ impl Run<'_> {
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
         if planned.reread == Reread::Unchanged {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
-            outcome.held = put_back_held(self.stores, &planned.locations, false).await?;
+            outcome.held.add(put_back_held(self.stores, &planned.locations, false).await?);
         }
         let watch = accounting.map(|a| a.deleted_watch(&self.config.work_dir)).transpose()?;
         let executor = self.executor(watch.as_ref());

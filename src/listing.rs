@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::locations::Location;
-use crate::store::{RawListError, SYMLINK_ETAG, StoreError, Stores};
+use crate::store::{RawListError, SYMLINK_ETAG, StoreError, Stores, Version};
 use crate::throttle::Aimd;
 
 mod local;
@@ -27,6 +27,8 @@ pub struct ListedChunk {
     pub id: [u8; 32],
     pub size: u64,
     pub last_modified_ms: i64,
+    /// The version the listing returned with it, where the store gives one (spec 10.1).
+    pub version: Version,
 }
 
 /// The most chunks one [`Listed`] part carries: a directory of more is sent in several parts,
@@ -89,11 +91,11 @@ impl Listed {
     }
 
     /// Records one chunk object: the one place both listing paths count and keep a chunk.
-    fn chunk(&mut self, id: [u8; 32], size: u64, last_modified_ms: i64) {
+    fn chunk(&mut self, id: [u8; 32], size: u64, last_modified_ms: i64, version: Version) {
         self.counts.listed_objects += 1;
         self.counts.chunks += 1;
         self.counts.chunk_bytes += size;
-        self.chunks.push(ListedChunk { id, size, last_modified_ms });
+        self.chunks.push(ListedChunk { id, size, last_modified_ms, version });
     }
 
     fn is_full(&self) -> bool {
@@ -267,7 +269,7 @@ async fn list_dir(
         // A symbolic link in a `file://` bucket is never a chunk (store::LocalBucket).
         let link = meta.e_tag.as_deref() == Some(SYMLINK_ETAG);
         match location.chunk_of_key(key).filter(|_| !link) {
-            Some(id) => part.chunk(id.0, meta.size, meta.last_modified.timestamp_millis()),
+            Some(id) => part.chunk(id.0, meta.size, meta.last_modified.timestamp_millis(), Version::NONE),
             None => part.counts.foreign(key),
         }
         if part.is_full() {

@@ -119,6 +119,7 @@ pub fn render(report: &Report, exit_code: u8, ended_at: DateTime<Utc>) -> Result
             ("head", c.head),
             ("delete_calls", c.delete_calls),
             ("deleted_keys", c.deleted_keys),
+            ("batch_requests", c.batch_requests),
             ("throttled", c.throttled),
         ] {
             requests.get_or_create(&OpLabel { op: op.to_owned() }).set(value);
@@ -210,6 +211,7 @@ mod tests {
             head: 355,
             delete_calls: 12,
             deleted_keys: 350,
+            batch_requests: 0,
             throttled: 1,
         };
         report.requests = Some(crate::bill::RequestBill::new(counts, Some(crate::bill::GCS)));
@@ -249,7 +251,7 @@ mod tests {
             assert_eq!(one(&samples, "gc_partition_snapshots", Some(("state", state))), f64::from(value), "{state}");
         }
         assert_eq!(one(&samples, "gc_partition_reclaimed_snapshots", None), 1.0);
-        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 4 + 1 + 6);
+        assert_eq!(samples.len(), 2 + 2 + 8 + 2 + 4 + 1 + 7);
         for (name, labels, _) in &samples {
             assert_eq!(labels.get("partition").map(String::as_str), Some("p1"), "{name}");
             assert_eq!(labels.get("mode").map(String::as_str), Some("execute"), "{name}");

@@ -3,7 +3,8 @@
 //! footer without which the plan is incomplete; zstd-compressed when its name ends in `.zst`).
 //!
 //! The decide stage appends each listed part's planned chunks to a [`PlanSpool`] as one *run*
-//! (48 bytes a record, in an anonymous file under the work directory), so memory holds only
+//! (49 bytes a record, plus the listed version's bytes where the store gave one: 16 for a GCS
+//! generation, 32 for an S3 version id; in an anonymous file under the work directory), so memory holds only
 //! the run index, never the records. [`Plan`] orders the runs by location, then fan-out
 //! directory, then arrival: the plan's order, with no global sort. Within a run, records are
 //! sorted by id (a directory of more than one part is a sequence of sorted runs).
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ChunkId;
 use crate::listing::{ListedChunk, LocationCounts};
 use crate::locations::Location;
+use crate::store::Version;
 
 mod guard;
 mod review;
@@ -27,9 +29,13 @@ pub(crate) use guard::{Guard, GuardTripped};
 pub(crate) use review::{Binding, PlanRefused};
 
 /// The version of the plan file's shape, its header's `version` (`schemas/plan.v<N>.schema.json`).
-pub const PLAN_VERSION: u32 = 2;
-/// Bytes of one spooled record: id, size, last-modified.
-const RECORD_LEN: usize = 48;
+pub const PLAN_VERSION: u32 = 3;
+/// The plan versions `--apply-plan` reads: 2 has no `version` in its records (spec 10.1).
+const READABLE_PLAN_VERSIONS: [u32; 2] = [2, PLAN_VERSION];
+/// Bytes of one spooled record before its version: id, size, last-modified, version length.
+const RECORD_HEAD: usize = 49;
+/// The longest spooled record.
+const RECORD_MAX: usize = RECORD_HEAD + crate::store::VERSION_CAPACITY;
 /// Buffer of the spool's writer and of the plan file's writer.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -49,6 +55,9 @@ pub struct LocationTally {
     pub referenced_kept: u64,
     pub planned: u64,
     pub planned_bytes: u64,
+    /// Planned chunks whose listing gave the version their delete is conditioned on: no
+    /// re-read before their delete (spec 10.1).
+    pub planned_versioned: u64,
     /// Chunks last modified before the cutoff: the guard's denominator.
     pub old: u64,
 }
@@ -60,6 +69,7 @@ impl LocationTally {
         self.referenced_kept += other.referenced_kept;
         self.planned += other.planned;
         self.planned_bytes += other.planned_bytes;
+        self.planned_versioned += other.planned_versioned;
         self.old += other.old;
     }
 }
@@ -72,6 +82,8 @@ struct Run {
     seq: u64,
     offset: u64,
     count: u32,
+    /// Bytes of its records on disk.
+    len: u32,
 }
 
 /// Where the decide stage writes planned chunks as it decides them.
@@ -102,14 +114,17 @@ impl PlanSpool {
     }
 
     fn append_run(&mut self, location: u32, run: &[ListedChunk]) -> io::Result<()> {
-        let mut record = [0u8; RECORD_LEN];
+        let mut record = [0u8; RECORD_MAX];
+        let mut len = 0usize;
         for chunk in run {
-            encode(chunk, &mut record);
-            self.out.write_all(&record)?;
+            let n = encode(chunk, &mut record);
+            self.out.write_all(&record[..n])?;
+            len += n;
         }
         let seq = self.runs.len() as u64;
-        self.runs.push(Run { location, fanout: run[0].id[0], seq, offset: self.offset, count: run.len() as u32 });
-        self.offset += (run.len() * RECORD_LEN) as u64;
+        let (count, len32) = (run.len() as u32, len as u32);
+        self.runs.push(Run { location, fanout: run[0].id[0], seq, offset: self.offset, count, len: len32 });
+        self.offset += len as u64;
         Ok(())
     }
 
@@ -123,21 +138,30 @@ impl PlanSpool {
     }
 }
 
-fn encode(chunk: &ListedChunk, out: &mut [u8; RECORD_LEN]) {
+/// Writes `chunk`'s record into `out`; returns its length.
+fn encode(chunk: &ListedChunk, out: &mut [u8; RECORD_MAX]) -> usize {
+    let version = chunk.version.as_bytes();
     out[..32].copy_from_slice(&chunk.id);
     out[32..40].copy_from_slice(&chunk.size.to_le_bytes());
-    out[40..].copy_from_slice(&chunk.last_modified_ms.to_le_bytes());
+    out[40..48].copy_from_slice(&chunk.last_modified_ms.to_le_bytes());
+    out[48] = version.len() as u8;
+    out[RECORD_HEAD..RECORD_HEAD + version.len()].copy_from_slice(version);
+    RECORD_HEAD + version.len()
 }
 
-fn decode(record: &[u8]) -> ListedChunk {
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&record[..32]);
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&record[at..at + 8]);
-        bytes
+/// The record at the start of `bytes` and its length; `None` when `bytes` do not hold one
+/// (a spool this process wrote always does).
+fn decode(bytes: &[u8]) -> Option<(ListedChunk, usize)> {
+    let head = bytes.get(..RECORD_HEAD)?;
+    let len = RECORD_HEAD + usize::from(head[48]);
+    let word = |at: usize| head[at..at + 8].try_into().ok();
+    let chunk = ListedChunk {
+        id: head[..32].try_into().ok()?,
+        size: u64::from_le_bytes(word(32)?),
+        last_modified_ms: i64::from_le_bytes(word(40)?),
+        version: Version::from_bytes(bytes.get(RECORD_HEAD..len)?)?,
     };
-    ListedChunk { id, size: u64::from_le_bytes(word(32)), last_modified_ms: i64::from_le_bytes(word(40)) }
+    Some((chunk, len))
 }
 
 /// The planned records on disk, in plan order.
@@ -171,11 +195,20 @@ impl SpooledPlan {
     }
 
     fn read(&self, run: &Run) -> Result<Vec<ListedChunk>, PlanError> {
-        let mut bytes = vec![0u8; run.count as usize * RECORD_LEN];
-        self.file
-            .read_exact_at(&mut bytes, run.offset)
-            .map_err(|source| PlanError::Spool { dir: self.dir.clone(), source })?;
-        Ok(bytes.chunks_exact(RECORD_LEN).map(decode).collect())
+        let fail = |source| PlanError::Spool { dir: self.dir.clone(), source };
+        let mut bytes = vec![0u8; run.len as usize];
+        self.file.read_exact_at(&mut bytes, run.offset).map_err(fail)?;
+        let mut records = Vec::with_capacity(run.count as usize);
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (chunk, len) = decode(rest).ok_or_else(|| fail(io::Error::other("a spool record cut short")))?;
+            records.push(chunk);
+            rest = &rest[len..];
+        }
+        if records.len() != run.count as usize {
+            return Err(fail(io::Error::other("a spool run of the wrong length")));
+        }
+        Ok(records)
     }
 }
 
@@ -208,8 +241,20 @@ impl Reread {
     pub(crate) fn still_doomed(self, planned: &ListedChunk, now_last_modified_ms: i64) -> bool {
         match self {
             Reread::OlderThan { cutoff_ms } => now_last_modified_ms < cutoff_ms,
-            Reread::Unchanged => now_last_modified_ms == planned.last_modified_ms,
+            Reread::Unchanged => same_instant(planned.last_modified_ms, now_last_modified_ms),
         }
+    }
+}
+
+/// Whether two last-modified times are the same at the precision both carry: a store whose
+/// HEAD says whole seconds (GCS's XML API, S3) while its listing said milliseconds is
+/// compared to the second (spec 10.1); two times in milliseconds must be equal.
+fn same_instant(listed_ms: i64, reread_ms: i64) -> bool {
+    let whole_second = |ms: i64| ms.rem_euclid(1000) == 0;
+    if whole_second(listed_ms) || whole_second(reread_ms) {
+        listed_ms.div_euclid(1000) == reread_ms.div_euclid(1000)
+    } else {
+        listed_ms == reread_ms
     }
 }
 
@@ -323,6 +368,10 @@ pub(crate) struct DeleteRecord {
     pub size: u64,
     /// As listed (RFC 3339, milliseconds); `--apply-plan` deletes the chunk only if it still is.
     pub last_modified: String,
+    /// The version the listing returned (GCS generation, Azure ETag, S3 version id; spec
+    /// 10.1): `--apply-plan` deletes only that version. Absent where the listing gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The plan's last line: a plan without it is incomplete.
@@ -400,6 +449,7 @@ fn write_records(
                 key: location.chunk_key(&ChunkId(chunk.id)),
                 size: chunk.size,
                 last_modified: ms_to_rfc3339(chunk.last_modified_ms),
+                version: chunk.version.as_str().map(str::to_owned),
             };
             write_line(out, &record).map_err(path_of)?;
             count += 1;
@@ -443,9 +493,9 @@ fn open_plan(path: &Path) -> Result<Box<dyn io::BufRead>, PlanReadError> {
 fn parse_header(line: &str, path: &Path) -> Result<PlanHeader, PlanReadError> {
     let fail = |why: String| PlanReadError { path: path.to_owned(), line: Some(1), why };
     let header: PlanHeader = serde_json::from_str(line).map_err(|e| fail(format!("not a plan header: {e}")))?;
-    if header.kind != "header" || header.version != PLAN_VERSION {
+    if header.kind != "header" || !READABLE_PLAN_VERSIONS.contains(&header.version) {
         let why = format!(
-            "header type {:?} version {} (this build reads version {PLAN_VERSION})",
+            "header type {:?} version {} (this build reads versions 2 and {PLAN_VERSION})",
             header.kind, header.version
         );
         return Err(fail(why));
@@ -535,7 +585,13 @@ fn parse_record(record: &DeleteRecord, locations: &[Location]) -> Result<(u32, L
     };
     let last_modified = DateTime::parse_from_rfc3339(&record.last_modified)
         .map_err(|e| format!("{}/{}: last_modified {:?}: {e}", record.bucket, record.key, record.last_modified))?;
-    let chunk = ListedChunk { id: id.0, size: record.size, last_modified_ms: last_modified.timestamp_millis() };
+    let version = match record.version.as_deref() {
+        None => Version::NONE,
+        Some(text) => Version::new(text)
+            .ok_or_else(|| format!("{}/{}: version {text:?} is empty or too long", record.bucket, record.key))?,
+    };
+    let chunk =
+        ListedChunk { id: id.0, size: record.size, last_modified_ms: last_modified.timestamp_millis(), version };
     Ok((location as u32, chunk))
 }
 
@@ -552,8 +608,12 @@ mod tests {
     fn chunk(first: u8, n: u8, size: u64) -> ListedChunk {
         let mut id = [n; 32];
         id[0] = first;
-        ListedChunk { id, size, last_modified_ms: 1000 * i64::from(n) }
+        // The 0xab chunks as a GCS listing gives them, with their generation (spec 10.1).
+        let version = if first == 0xab { Version::or_none(Some(GENERATION)) } else { Version::NONE };
+        ListedChunk { id, size, last_modified_ms: 1000 * i64::from(n), version }
     }
+
+    const GENERATION: &str = "1767323045678123";
 
     fn header(locations: &[Location]) -> PlanHeader {
         PlanHeader {
@@ -621,6 +681,8 @@ mod tests {
             assert_eq!(lines[1]["key"], format!("partitions/p1/chunks/01/01{}", "01".repeat(31)));
             assert_eq!(lines[1]["last_modified"], "1970-01-01T00:00:01.000Z");
             assert_eq!(lines[2]["key"], format!("partitions/p1/chunks/ab/{}", "ab".repeat(32)));
+            assert_eq!(lines[1].get("version"), None, "no version listed, none written");
+            assert_eq!(lines[2]["version"], GENERATION);
             assert_eq!(lines[3], serde_json::json!({"type": "footer", "count": 2, "bytes": 15, "old_chunks": 7}));
 
             let read = read_plan(&path, dir.path()).unwrap();
@@ -649,11 +711,18 @@ mod tests {
             ("bytes", text.replace("\"bytes\":15", "\"bytes\":16")),
             ("foreign key", text.replace("partitions/p1/chunks/01/", "partitions/p2/chunks/01/")),
             ("after footer", format!("{text}{}\n", lines[1])),
-            ("version", text.replace("\"version\":2", "\"version\":1")),
+            ("version", text.replace(&format!("\"version\":{PLAN_VERSION}"), "\"version\":1")),
+            ("empty record version", text.replacen("\"last_modified\"", "\"version\":\"\",\"last_modified\"", 1)),
         ];
         for (what, bad) in cases {
+            assert_ne!(bad, text, "{what}: the case changes the plan");
             std::fs::write(&path, bad).unwrap();
             assert!(read_plan(&path, dir.path()).is_err(), "{what}: accepted");
         }
+        // A plan of version 2 (no record carries a version) is still read (spec 10.1).
+        let v2 = text.replace(&format!("\"version\":{PLAN_VERSION}"), "\"version\":2");
+        std::fs::write(&path, v2).unwrap();
+        let read = read_plan(&path, dir.path()).expect("a version 2 plan");
+        assert_eq!(read.spool.runs().flat_map(|r| r.unwrap().1).count(), 2);
     }
 }

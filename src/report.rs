@@ -155,6 +155,11 @@ pub struct Report {
     pub referenced_kept: u64,
     pub refreshed_kept: u64,
     pub planned_deletes: u64,
+    /// Of the planned deletes, those conditioned on the listing's version (no re-read):
+    /// only the dry run's request estimate reads it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) planned_versioned: u64,
     pub planned_bytes: u64,
     /// Garbage chunks the filter's false positives keep, expected.
     pub expected_false_positives: f64,
@@ -329,6 +334,7 @@ impl Report {
         self.referenced_kept = total.referenced_kept;
         self.planned_deletes = total.planned;
         self.planned_bytes = total.planned_bytes;
+        self.planned_versioned = total.planned_versioned;
         self.expected_false_positives = plan.expected_false_positives;
         self.guard = plan.guard;
     }
@@ -346,10 +352,11 @@ impl Report {
     /// Fills `requests` from the calls this run made; a dry run also estimates what executing
     /// its plan would ask for.
     fn fill_requests(&mut self, usage: StoreUsage) {
-        let mut bill = RequestBill::new(usage.requests, usage.prices);
+        let mut bill = RequestBill::new(usage.requests, usage.prices).with_deleted(self.deleted);
         if self.mode == ModeName::DryRun {
             let planned: Vec<u64> = self.per_location.iter().map(|l| l.planned_deletes).collect();
-            bill = bill.with_execute_estimate(&planned, usage.delete_batch as u64, usage.batching);
+            let re_reads = self.planned_deletes.saturating_sub(self.planned_versioned);
+            bill = bill.with_execute_estimate(&planned, re_reads, usage.delete_batch as u64, usage.batching);
         }
         self.requests = Some(bill);
     }
@@ -428,7 +435,7 @@ impl Report {
             );
             let c = &self.delete_conditions;
             let unconditional = if c.unconditional > 0 {
-                " (the store cannot tell a refresh from the object judged: see README, How deletes are issued)"
+                " (the store cannot tell a refresh from the object judged: see doc/stores.md, How deletes are issued)"
             } else {
                 ""
             };

@@ -33,7 +33,7 @@ impl SchemaFile {
     }
 }
 
-/// Every schema file, in the order the README lists them.
+/// Every schema file, in the order doc/running.md lists them.
 pub fn all() -> Vec<SchemaFile> {
     vec![report(), plan(), progress_event()]
 }
@@ -116,7 +116,7 @@ mod tests {
     fn names_carry_the_versions_and_every_object_is_closed() {
         let files = all();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["report.v1.schema.json", "plan.v2.schema.json", "progress-event.v1.schema.json"]);
+        assert_eq!(names, ["report.v1.schema.json", "plan.v3.schema.json", "progress-event.v1.schema.json"]);
         let report = &files[0].schema;
         assert_eq!(report["properties"]["version"]["const"], json!(REPORT_VERSION));
         assert_eq!(report["additionalProperties"], json!(false));

@@ -31,9 +31,11 @@ mod gcs_delete;
 mod local;
 mod memory;
 mod raw_list;
+mod requests;
 mod retry;
 mod s3_versions;
-pub(crate) use azure::{AzureDeleter, ContainerUrl, container_url};
+mod version;
+pub(crate) use azure::{AzureDeleter, container_url};
 pub(crate) use counting::{CountingStore, RequestCounters};
 pub use counting::{DeleteBatching, LIST_PAGE, RequestCounts, is_throttle};
 pub(crate) use direct::ConditionalDelete;
@@ -45,8 +47,12 @@ pub use memory::MemoryBucket;
 pub(crate) use raw_list::{RawListError, RawLister};
 pub use raw_list::{parse_gcs_page, parse_s3_page};
 
+use requests::{Auth, Endpoint, HttpTransport, Requests};
+pub use requests::{RequestKind, RequestLayer, Transport, WireAnswer, WireError, WireRequest};
 pub use retry::{RetryPolicy, RetryStore};
-pub(crate) use s3_versions::{S3Versions, Versioning};
+use s3_versions::s3_bucket_url;
+pub(crate) use s3_versions::{S3Versions, VersioningOnce};
+pub use version::{VERSION_CAPACITY, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,8 +92,9 @@ pub enum DeleteCondition {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub request_timeout: Duration,
-    /// Retries of a failed request: inside the HTTP client of a remote store, and by the
-    /// [`RetryStore`] every bucket is wrapped in (transient errors of any store).
+    /// Retries of a failed request: inside the HTTP client of a remote store, by the
+    /// [`RetryStore`] every bucket is wrapped in (transient errors of any store), and of
+    /// every request the collector builds itself (its one request path, spec 10.2).
     pub max_retries: usize,
     /// The [`RetryStore`]'s first wait; it doubles with every retry up to `max_backoff`.
     pub initial_backoff: Duration,
@@ -110,7 +117,8 @@ impl StoreOptions {
     fn retry_policy(&self, backend: &Backend) -> RetryPolicy {
         // Remote stores already retry `max_retries` times inside their HTTP client: two more
         // rounds on top (for what it does not retry, such as a listing failing between
-        // pages) keep the worst case from multiplying.
+        // pages) keep the worst case from multiplying. (The requests the collector builds
+        // itself have no retries underneath: they get every one of `max_retries`.)
         let max_retries = match backend {
             Backend::Gcs | Backend::S3 | Backend::Azure => self.max_retries.min(2),
             Backend::Local(_) | Backend::Memory | Backend::Custom(_) => self.max_retries,
@@ -273,6 +281,15 @@ pub struct Stores {
     memory: Arc<Mutex<HashMap<String, Arc<MemoryBucket>>>>,
     /// The raw listings of remote buckets ([`Stores::raw_lister`]), one per bucket.
     listers: Arc<Mutex<HashMap<String, RawLister>>>,
+    /// The versioning of each `s3://` bucket, read once ([`Stores::s3_versions`]).
+    versionings: Arc<Mutex<HashMap<String, VersioningOnce>>>,
+    /// Where each remote bucket's own requests go ([`Stores::endpoint`]), resolved once.
+    endpoints: Arc<Mutex<HashMap<String, Arc<Endpoint>>>>,
+    /// The run's HTTP client for the requests the collector builds itself, built on first
+    /// use: one connection pool for every bucket and every clone.
+    http: Arc<Mutex<Option<HttpTransport>>>,
+    /// Wraps that client (tests' fault injection, [`Stores::layered_requests`]).
+    request_layer: Option<RequestLayer>,
     layer: Option<Layer>,
     /// Retries made by the [`RetryStore`]s, for the report.
     retries: Arc<AtomicU64>,
@@ -362,6 +379,10 @@ impl Stores {
             buckets: Arc::default(),
             memory: Arc::default(),
             listers: Arc::default(),
+            versionings: Arc::default(),
+            endpoints: Arc::default(),
+            http: Arc::default(),
+            request_layer: None,
             layer: None,
             retries: Arc::default(),
             requests: Arc::default(),
@@ -392,6 +413,14 @@ impl Stores {
     /// The same buckets seen through `layer` (fault injection, call counting).
     pub fn layered(&self, layer: Layer) -> Self {
         Self { layer: Some(layer), buckets: Arc::default(), ..self.clone() }
+    }
+
+    /// The same buckets with the requests the collector builds itself (raw list pages,
+    /// conditional and version deletes, their batches) sent through `layer` wrapped around
+    /// the run's HTTP client: tests answer 503, 429 or a reset there, in the server's place.
+    /// What it injects is retried and counted like a real answer (spec 10.2).
+    pub fn layered_requests(&self, layer: RequestLayer) -> Self {
+        Self { request_layer: Some(layer), listers: Arc::default(), versionings: Arc::default(), ..self.clone() }
     }
 
     /// How many requests the retry layer has repeated so far.
@@ -585,41 +614,23 @@ impl Stores {
     /// here, every name kept as the store sent it (`object_store` fails a page on a name it
     /// cannot make a `Path` of; see `store/raw_list.rs`). `None` on other stores, and under a
     /// simulated latency (benches), whose listings go through the bucket's `ObjectStore`.
-    /// These requests are counted and retried like the others; a test [`Layer`] does not
-    /// see them.
+    /// These requests go through the run's one request path ([`Stores::layered_requests`]
+    /// wraps it); a [`Layer`] does not see them.
     pub fn raw_lister(&self, bucket: &str) -> Result<Option<RawLister>, StoreError> {
         if self.simulation.is_some() || !self.is_remote() {
             return Ok(None);
         }
-        let mut listers = self.listers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(lister) = listers.get(bucket) {
+        if let Some(lister) = self.listers.lock().unwrap_or_else(PoisonError::into_inner).get(bucket) {
             return Ok(Some(lister.clone()));
         }
-        let scheme = self.backend.scheme();
-        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme, source };
-        let generic = |e: reqwest::Error| object_store::Error::Generic { store: "RawLister", source: Box::new(e) };
-        let (counters, policy) = (Arc::clone(&self.requests), self.options.retry_policy(&self.backend));
-        let timeout = self.options.request_timeout;
+        let (endpoint, requests) = (self.endpoint(bucket)?, self.request_path()?);
         let lister = match self.backend {
-            Backend::Gcs => {
-                let builder = self.env.gcs().with_bucket_name(bucket);
-                let base_url = gcs_base_url(&builder);
-                let client = builder.build().map_err(build)?;
-                RawLister::gcs(&base_url, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
-            }
-            Backend::Azure => {
-                let (at, credentials) = self.azure_container(bucket).map_err(build)?;
-                RawLister::azure(at, bucket, credentials, counters, policy, timeout)
-            }
-            _ => {
-                let builder = self.env.s3().with_bucket_name(bucket);
-                let client = builder.clone().build().map_err(build)?;
-                RawLister::s3(&builder, bucket, Arc::clone(client.credentials()), counters, policy, timeout)
-            }
-        }
-        .map_err(|e| build(generic(e)))?;
-        listers.insert(bucket.to_owned(), lister.clone());
-        Ok(Some(lister))
+            Backend::Gcs => RawLister::gcs(endpoint, requests),
+            Backend::Azure => RawLister::azure(endpoint, requests),
+            _ => RawLister::s3(endpoint, self.s3_versioning(bucket)?, requests),
+        };
+        let mut listers = self.listers.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Some(listers.entry(bucket.to_owned()).or_insert(lister).clone()))
     }
 
     /// The conditional deleter of a `gs://` bucket (spec 9.1); `None` on other stores.
@@ -627,20 +638,7 @@ impl Stores {
         if self.delete_condition() != DeleteCondition::GenerationMatch {
             return Ok(None);
         }
-        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme: "gs://", source };
-        let builder = self.env.gcs().with_bucket_name(bucket);
-        let base_url = gcs_base_url(&builder);
-        let client = builder.build().map_err(build)?;
-        let deleter = GcsDeleter::new(
-            &base_url,
-            bucket,
-            Arc::clone(client.credentials()),
-            Arc::clone(&self.requests),
-            self.options.retry_policy(&self.backend),
-            self.options.request_timeout,
-        )
-        .map_err(|e| build(object_store::Error::Generic { store: "GcsDeleter", source: Box::new(e) }))?;
-        Ok(Some(deleter))
+        Ok(Some(GcsDeleter::new(self.endpoint(bucket)?, self.request_path()?)))
     }
 
     /// The conditional deleter of an `az://` container (spec 9.1); `None` on other stores.
@@ -648,29 +646,7 @@ impl Stores {
         if self.delete_condition() != DeleteCondition::EtagMatch {
             return Ok(None);
         }
-        let build = |source| StoreError::Build { bucket: container.to_owned(), scheme: "az://", source };
-        let (at, credentials) = self.azure_container(container).map_err(build)?;
-        let deleter = AzureDeleter::new(
-            at,
-            container,
-            credentials,
-            Arc::clone(&self.requests),
-            self.options.retry_policy(&self.backend),
-            self.options.request_timeout,
-        )
-        .map_err(|e| build(object_store::Error::Generic { store: "AzureDeleter", source: Box::new(e) }))?;
-        Ok(Some(deleter))
-    }
-
-    /// Where `container` is reached and the credentials of its `object_store` client.
-    fn azure_container(
-        &self,
-        container: &str,
-    ) -> Result<(ContainerUrl, object_store::azure::AzureCredentialProvider), object_store::Error> {
-        let builder = self.env.azure().with_container_name(container);
-        let at = container_url(&builder, container, self.env.azurite_url());
-        let client = builder.build()?;
-        Ok((at, Arc::clone(client.credentials())))
+        Ok(Some(AzureDeleter::new(self.endpoint(container)?, self.request_path()?)))
     }
 
     /// The version deleter of an `s3://` bucket whose versioning is enabled (spec 9.1);
@@ -680,33 +656,83 @@ impl Stores {
         if self.delete_condition() != DeleteCondition::VersionIfEnabled {
             return Ok(None);
         }
-        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme: "s3://", source };
-        let builder = self.env.s3().with_bucket_name(bucket);
-        let client = builder.clone().build().map_err(build)?;
-        let versions = S3Versions::new(
-            &builder,
-            bucket,
-            Arc::clone(client.credentials()),
-            Arc::clone(&self.requests),
-            self.options.retry_policy(&self.backend),
-            self.options.request_timeout,
-        )
-        .map_err(|e| build(object_store::Error::Generic { store: "S3Versions", source: Box::new(e) }))?;
-        match versions.versioning().await {
-            Ok(Versioning::Enabled) => Ok(Some(versions)),
-            Ok(state) => {
-                tracing::warn!(
-                    bucket,
-                    ?state,
-                    "bucket versioning is not enabled: deletes are unconditional (README, How deletes are issued)"
-                );
-                Ok(None)
-            }
-            Err(error) => {
-                tracing::warn!(bucket, %error, "cannot read the bucket's versioning: deletes are unconditional");
-                Ok(None)
-            }
+        Ok(self.s3_versioning(bucket)?.deleter().await)
+    }
+
+    /// How `bucket`'s versioning is read, once a run, by its listing and its deletes alike.
+    fn s3_versioning(&self, bucket: &str) -> Result<VersioningOnce, StoreError> {
+        if let Some(versioning) = self.versionings.lock().unwrap_or_else(PoisonError::into_inner).get(bucket) {
+            return Ok(versioning.clone());
         }
+        let versioning = VersioningOnce::new(S3Versions::new(self.endpoint(bucket)?, self.request_path()?));
+        let mut versionings = self.versionings.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(versionings.entry(bucket.to_owned()).or_insert(versioning).clone())
+    }
+
+    /// The run's one request path for the requests the collector builds itself (spec 10.2):
+    /// one HTTP client (one connection pool) shared by every clone of these stores, wrapped
+    /// by the test layer of [`Stores::layered_requests`], retried under the run's whole
+    /// policy (`--max-retries`), counted in [`Stores::requests`] and [`Stores::retries`].
+    fn request_path(&self) -> Result<Requests, StoreError> {
+        let http = {
+            let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*http {
+                Some(http) => http.clone(),
+                None => {
+                    let built = HttpTransport::new(self.options.request_timeout).map_err(|e| StoreError::Config {
+                        scheme: self.backend.scheme(),
+                        source: object_store::Error::Generic { store: "HttpTransport", source: Box::new(e) },
+                    })?;
+                    http.insert(built).clone()
+                }
+            }
+        };
+        let mut transport: Arc<dyn Transport> = Arc::new(http);
+        if let Some(layer) = &self.request_layer {
+            transport = layer(transport);
+        }
+        let policy = RetryPolicy {
+            max_retries: self.options.max_retries,
+            initial_backoff: self.options.initial_backoff,
+            max_backoff: self.options.max_backoff,
+        };
+        Ok(Requests::new(transport, Arc::clone(&self.requests), Arc::clone(&self.retries), policy))
+    }
+
+    /// Where the collector's own requests reach `bucket`, and as whom: resolved once a run
+    /// from the configuration its `object_store` client uses, with that client's credentials.
+    fn endpoint(&self, bucket: &str) -> Result<Arc<Endpoint>, StoreError> {
+        if let Some(endpoint) = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner).get(bucket) {
+            return Ok(Arc::clone(endpoint));
+        }
+        let scheme = self.backend.scheme();
+        let build = |source| StoreError::Build { bucket: bucket.to_owned(), scheme, source };
+        let (url, auth) = match self.backend {
+            Backend::Gcs => {
+                let builder = self.env.gcs().with_bucket_name(bucket);
+                let url = gcs_base_url(&builder).trim_end_matches('/').to_owned();
+                let credentials = Arc::clone(builder.build().map_err(build)?.credentials());
+                (url, Auth::Gcs { credentials })
+            }
+            Backend::Azure => {
+                let builder = self.env.azure().with_container_name(bucket);
+                let at = container_url(&builder, bucket, self.env.azurite_url());
+                let credentials = Arc::clone(builder.build().map_err(build)?.credentials());
+                (at.url, Auth::Azure { account: at.account, credentials })
+            }
+            Backend::S3 => {
+                let builder = self.env.s3().with_bucket_name(bucket);
+                let (url, region) = s3_bucket_url(&builder, bucket);
+                let credentials = Arc::clone(builder.build().map_err(build)?.credentials());
+                (url, Auth::S3 { region, credentials })
+            }
+            Backend::Local(_) | Backend::Memory | Backend::Custom(_) => {
+                return Err(StoreError::Custom(format!("{scheme}{bucket}: no HTTP endpoint")));
+            }
+        };
+        let endpoint = Arc::new(Endpoint { scheme, bucket: bucket.to_owned(), url, auth });
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Arc::clone(endpoints.entry(bucket.to_owned()).or_insert(endpoint)))
     }
 
     fn memory_bucket_of(&self, bucket: &str) -> Arc<MemoryBucket> {

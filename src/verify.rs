@@ -375,7 +375,10 @@ pub(crate) mod tests {
     }
 
     fn listed(location: u32, ids: &[[u8; 32]]) -> Listed {
-        let chunks = ids.iter().map(|&id| ListedChunk { id, size: 1, last_modified_ms: 0 }).collect();
+        let chunks = ids
+            .iter()
+            .map(|&id| ListedChunk { id, size: 1, last_modified_ms: 0, version: crate::store::Version::NONE })
+            .collect();
         Listed { location, counts: LocationCounts::default(), chunks }
     }
 
@@ -408,8 +411,15 @@ pub(crate) mod tests {
         let mut spool = PlanSpool::create(dir.path()).unwrap();
         // Planned: an unreferenced chunk, and `b` in location 0 (referenced in location 1).
         let garbage = id(0xab, 99);
-        spool.append(0, &mut [ListedChunk { id: garbage, size: 1, last_modified_ms: 0 }]).unwrap();
-        spool.append(0, &mut [ListedChunk { id: b, size: 1, last_modified_ms: 0 }]).unwrap();
+        spool
+            .append(
+                0,
+                &mut [ListedChunk { id: garbage, size: 1, last_modified_ms: 0, version: crate::store::Version::NONE }],
+            )
+            .unwrap();
+        spool
+            .append(0, &mut [ListedChunk { id: b, size: 1, last_modified_ms: 0, version: crate::store::Version::NONE }])
+            .unwrap();
         let plan = spool.finish().unwrap();
 
         let checks = check_before(&refs, &before, &plan).unwrap();
@@ -456,7 +466,11 @@ pub(crate) mod tests {
         };
         let mut plan = PlanSpool::create(dir.path()).unwrap();
         for (location, id) in &planned {
-            plan.append(*location, &mut [ListedChunk { id: *id, size: 1, last_modified_ms: 0 }]).unwrap();
+            plan.append(
+                *location,
+                &mut [ListedChunk { id: *id, size: 1, last_modified_ms: 0, version: crate::store::Version::NONE }],
+            )
+            .unwrap();
         }
         let plan = plan.finish().unwrap();
 
@@ -500,12 +514,28 @@ pub(crate) mod tests {
         let mut spool = PlanSpool::create(dir.path()).unwrap();
         let mut want = Vec::new();
         for run in 0..10u32 {
-            let mut chunks: Vec<ListedChunk> =
-                (0..3).map(|n| ListedChunk { id: id(0x42, run * 3 + n), size: 1, last_modified_ms: 0 }).collect();
+            let mut chunks: Vec<ListedChunk> = (0..3)
+                .map(|n| ListedChunk {
+                    id: id(0x42, run * 3 + n),
+                    size: 1,
+                    last_modified_ms: 0,
+                    version: crate::store::Version::NONE,
+                })
+                .collect();
             want.extend(chunks.iter().map(|c| Entry { id: c.id, location: run % 2 }));
             spool.append(run % 2, &mut chunks).unwrap();
         }
-        spool.append(0, &mut [ListedChunk { id: id(0x43, 0), size: 1, last_modified_ms: 0 }]).unwrap();
+        spool
+            .append(
+                0,
+                &mut [ListedChunk {
+                    id: id(0x43, 0),
+                    size: 1,
+                    last_modified_ms: 0,
+                    version: crate::store::Version::NONE,
+                }],
+            )
+            .unwrap();
         let plan = spool.finish().unwrap();
         let blocks: Vec<Vec<Entry>> = planned_blocks(&plan, 0x42, 2).map(Result::unwrap).collect();
         let sizes: Vec<usize> = blocks.iter().map(Vec::len).collect();

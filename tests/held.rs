@@ -63,3 +63,40 @@ fn walk_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries.map(|e| e.unwrap()).map(|e| if e.file_type().unwrap().is_dir() { walk_files(&e.path()) } else { 1 }).sum()
 }
+
+/// The manifests a stopped reclaim left aside (spec 9.2) and the chunks a killed run left
+/// aside are both put back, and both counted in `held_chunks`: the first used to vanish from
+/// the count when the listing's put-back replaced it.
+#[test]
+fn manifests_and_chunks_left_aside_are_both_counted() {
+    let fx = partition(&Backend::File, |c| {
+        c.seed = 35;
+        c.dead_snapshots = 1;
+    });
+    let dead = &fx.summary.dead_snapshots[0];
+    let partition = gc_partition::ids::PartitionId::parse(&fx.partition).unwrap();
+    let folder =
+        fx.root.as_ref().unwrap().join(&fx.meta_bucket).join(gc_partition::manifest::snapshots_dir(&partition));
+    let manifest_key = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| {
+            format!("{}{}", gc_partition::manifest::snapshots_dir(&partition), e.unwrap().file_name().to_str().unwrap())
+        })
+        .find(|key| gc_partition::manifest::manifest_of_key(&partition, key).is_some_and(|(s, _)| &s == dead))
+        .expect("the dead snapshot has a manifest");
+    hold(&fx, &fx.meta_bucket, &manifest_key);
+    let sets = fx.summary.sets.clone().unwrap();
+    let garbage = &sets.garbage[0];
+    let garbage_key = garbage.0.chunk_key(&garbage.1);
+    hold(&fx, garbage.0.bucket(), &garbage_key);
+    let taken_at = fx.summary.taken_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let deleting = fx.path("deleting.txt");
+    std::fs::write(&deleting, format!("{dead}\n# end count=1 taken_at={taken_at}\n")).unwrap();
+
+    let out = fx.gc(&["--deleting-snapshots", deleting.to_str().unwrap(), "--execute", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    assert_eq!(json["held_chunks"]["found"], 2, "the held manifest and the held chunk: {json}");
+    assert_eq!(json["held_chunks"]["put_back"], 2, "{json}");
+    assert!(fx.exists(&fx.meta_bucket, &manifest_key), "the held manifest was not put back");
+}

@@ -208,7 +208,15 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
         assert_eq!(listed.len(), keys.len());
         let planned = listed.iter().map(|meta| {
             let id = location.chunk_of_key(meta.location.as_ref()).unwrap();
-            (0, ListedChunk { id: id.0, size: meta.size, last_modified_ms: meta.last_modified.timestamp_millis() })
+            (
+                0,
+                ListedChunk {
+                    id: id.0,
+                    size: meta.size,
+                    last_modified_ms: meta.last_modified.timestamp_millis(),
+                    version: gc_partition::store::Version::NONE,
+                },
+            )
         });
         // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
         let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
@@ -256,7 +264,7 @@ fn unversioned_and_suspended_buckets_delete_unconditionally_and_say_so() {
         assert_eq!(out.stats.conditions.unconditional, CHUNKS, "{bucket}");
         assert_eq!(out.stats.conditions.conditional, 0, "{bucket}");
         // The plain delete cannot see the writer's refresh: the chunks it rewrote after the
-        // re-read are deleted too. This is the loss README's "How deletes are issued" names.
+        // re-read are deleted too. This is the loss doc/stores.md's "How deletes are issued" names.
         assert!(out.current.is_empty(), "{bucket}: {:?}", out.current);
     }
 }
@@ -322,5 +330,128 @@ fn the_reclaim_deletes_each_manifest_version_read_and_keeps_a_writers_new_one() 
             let expected = usize::from(key == rewritten_key);
             assert_eq!(versions.get(&key).copied().unwrap_or((0, 0)), (expected, 0), "{key}: versions, markers");
         }
+    }
+}
+
+/// Every version id of the bucket, current or not, delete markers apart: (key, version id).
+fn version_ids(bucket: &str) -> BTreeSet<(String, String)> {
+    let json = boto3(
+        "out = []\nfor page in s3.get_paginator('list_object_versions').paginate(Bucket=bucket):\n    out += [[v['Key'], v['VersionId']] for v in page.get('Versions', [])]\nprint(json.dumps(out))",
+        bucket,
+    );
+    let parsed: Vec<(String, String)> = serde_json::from_str(&json).unwrap();
+    parsed.into_iter().collect()
+}
+
+/// Spec 10.1 on a versioned bucket: the listing (`ListObjectVersions`) gives each chunk's
+/// latest version id and leaves out a chunk whose latest entry is a delete marker; the
+/// execute then sends no re-read and deletes the listed versions in one `DeleteObjects`. A
+/// writer's refresh after the listing keeps its new version current (the listed, superseded
+/// one is freed); a version someone else removed meanwhile counts as gone.
+#[test]
+#[cfg_attr(not(gc_test_moto), ignore = "no test server: scripts/test starts moto's S3 server")]
+fn a_versioned_bucket_is_listed_by_version_and_its_versions_deleted_in_one_batch() {
+    let bucket = &fresh_bucket("gc-listed-versions");
+    boto3("s3.create_bucket(Bucket=bucket)", bucket);
+    boto3("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})", bucket);
+    let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
+    let keys: Vec<String> = (0..CHUNKS)
+        .map(|n| {
+            let id: [u8; 32] = std::array::from_fn(|i| (unit(11, n * 32 + i as u64) * 256.0) as u8);
+            location.chunk_key(&ChunkId(id))
+        })
+        .collect();
+    let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), env()).unwrap();
+    let store = stores.bucket(bucket).unwrap();
+    let rt = runtime();
+    // Before the listing: every 4th chunk written twice (a noncurrent version below its
+    // current one), every 7th deleted (a delete marker on top).
+    let deleted_before: BTreeSet<String> = keys.iter().skip(3).step_by(7).cloned().collect();
+    rt.block_on(async {
+        for (n, key) in keys.iter().enumerate() {
+            let path = Path::from(key.as_str());
+            store.put(&path, "old".into()).await.unwrap();
+            if n % 4 == 0 {
+                store.put(&path, "old again".into()).await.unwrap();
+            }
+        }
+        for key in &deleted_before {
+            store.delete(&Path::from(key.as_str())).await.unwrap();
+        }
+    });
+    let current: BTreeMap<String, String> = serde_json::from_str(&boto3(
+        "out = {}\nfor page in s3.get_paginator('list_object_versions').paginate(Bucket=bucket):\n    out.update({v['Key']: v['VersionId'] for v in page.get('Versions', []) if v['IsLatest']})\nprint(json.dumps(out))",
+        bucket,
+    ))
+    .unwrap();
+    let before = stores.requests();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send((0, location.clone())).unwrap();
+    drop(tx);
+    let listing =
+        rt.block_on(gc_partition::listing::list_all(stores.clone(), rx, 4, Arc::new(AtomicU64::new(0)))).unwrap();
+    let listed: BTreeMap<String, ListedChunk> =
+        listing.chunks().map(|(_, c)| (location.chunk_key(&ChunkId(c.id)), *c)).collect();
+    let expected: BTreeSet<&String> = keys.iter().filter(|k| !deleted_before.contains(*k)).collect();
+    assert_eq!(listed.keys().collect::<BTreeSet<_>>(), expected, "the deleted chunks are not listed");
+    for (key, chunk) in &listed {
+        assert_eq!(chunk.version.as_str(), Some(current[key].as_str()), "{key}: its latest version id");
+    }
+
+    // After the listing: a writer refreshes every 5th listed chunk; someone removes the
+    // listed version of every 9th.
+    let listed_keys: Vec<&String> = listed.keys().collect();
+    let refreshed: BTreeSet<String> = listed_keys.iter().step_by(5).map(|k| (*k).clone()).collect();
+    // (Only chunks written once: removing the current version of one written twice would
+    // make its older version current again.)
+    let written_once = |key: &String| keys.iter().position(|k| k == key).is_some_and(|n| n % 4 != 0);
+    let removed: BTreeSet<String> = listed_keys
+        .iter()
+        .skip(1)
+        .step_by(9)
+        .map(|k| (*k).clone())
+        .filter(|k| !refreshed.contains(k) && written_once(k))
+        .collect();
+    assert!(!removed.is_empty());
+    rt.block_on(async {
+        for key in &refreshed {
+            store.put(&Path::from(key.as_str()), "refreshed by a writer".into()).await.unwrap();
+        }
+    });
+    for key in &removed {
+        boto3(&format!("s3.delete_object(Bucket=bucket, Key='{key}', VersionId='{}')", current[key]), bucket);
+    }
+    let listed_requests = stores.requests();
+    let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
+    let planned: Vec<(u32, ListedChunk)> = listed.values().map(|c| (0, *c)).collect();
+    let stats = rt
+        .block_on(executor(&stores).execute(
+            std::slice::from_ref(&location),
+            planned.into_iter(),
+            Reread::OlderThan { cutoff_ms },
+        ))
+        .unwrap();
+    let bill = stores.requests().since(listed_requests);
+    assert!(stats.failures.is_empty(), "{:?}", stats.failures);
+    assert_eq!(stats.deleted, listed.len() as u64, "every listed version is gone, superseded or not");
+    assert_eq!(stats.conditions.conditional, listed.len() as u64);
+    assert_eq!(stats.refreshed_kept, 0, "a version delete never finds its version changed");
+    assert_eq!(bill.head, 0, "no re-read: the listing's version conditions the delete");
+    assert_eq!(bill.delete_calls, 1, "one DeleteObjects for {} keys: {bill:?}", listed.len());
+    assert!(stores.requests().since(before).list_pages >= 1);
+
+    // The writer's versions are current and nothing else is; no listed version is left.
+    let now: BTreeSet<String> =
+        rt.block_on(async { store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap() });
+    // Deleting a key's current version makes its previous one current again (S3's rule): the
+    // chunks written twice before the listing show their older version, which a lifecycle
+    // rule on noncurrent versions, or the next run, reclaims.
+    let resurfaced = listed.keys().filter(|k| !refreshed.contains(*k) && !written_once(k)).cloned();
+    let expected: BTreeSet<String> = refreshed.iter().cloned().chain(resurfaced).collect();
+    assert_eq!(now, expected, "the writer's refreshed chunks, and the older versions below deleted ones");
+    let left = version_ids(bucket);
+    for (key, chunk) in &listed {
+        let version = chunk.version.as_str().unwrap().to_owned();
+        assert!(!left.contains(&(key.clone(), version)), "{key}: the listed version was freed");
     }
 }

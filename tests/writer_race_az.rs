@@ -1,8 +1,9 @@
 //! Writers racing `--execute` on `az://` (spec 9.1), through real HTTP: Azurite behind
 //! `common::gcs_proxy` in recording mode (Azurite enforces `If-Match` itself). Writer tasks
-//! watch the collector's re-reads (its HEADs through the proxy) and upload the chunk again
-//! right after, the worst moment: between the re-read and the delete. Every chunk a writer
-//! committed must survive, and every DELETE must carry `If-Match` on an ETag the collector
+//! watch what the collector lists and re-reads (its list pages and HEADs through the proxy)
+//! and upload the chunk again 0 to 20 ms later, anywhere between the listing and the
+//! delete, the window the listed ETag guards (spec 10.1). Every chunk a writer committed
+//! must survive, and every DELETE must carry `If-Match` on an ETag the collector listed or
 //! read. Seeded, bounded; no timing asserted.
 //!
 //! Ignored unless `GC_TEST_AZ_ENDPOINT` was set at build time (`scripts/test` sets it).
@@ -63,8 +64,8 @@ fn writers_racing_execute_lose_no_chunk_on_azure() {
     let dir = tempfile::tempdir().unwrap();
     let child = start_collector(dir.path(), "az://", &env);
 
-    // Writers: a chunk the collector just re-read is uploaded again through object_store,
-    // half the time.
+    // Writers: a chunk the collector just listed or re-read is uploaded again through
+    // object_store, half the time, 0 to 20 ms later.
     let done = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(Mutex::new(BTreeSet::new()));
     let uploads = Arc::new(AtomicU64::new(0));
@@ -78,17 +79,18 @@ fn writers_racing_execute_lose_no_chunk_on_azure() {
             rt.spawn(async move {
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
-                    let heads = proxy.take_heads();
-                    if heads.is_empty() {
+                    let read = proxy.take_read();
+                    if read.is_empty() {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         continue;
                     }
-                    for path in heads {
+                    for path in read {
                         n += 1;
                         let Some(rest) = path.strip_prefix(&chunk_folder) else { continue };
                         if unit(seed ^ me, n) < 0.5 {
                             continue;
                         }
+                        tokio::time::sleep(common::race::writer_delay(seed ^ me, n)).await;
                         let key = format!("partitions/p1/chunks/{rest}");
                         bucket.put(&ObjectPath::from(key.as_str()), key.clone().into()).await.unwrap();
                         uploads.fetch_add(1, Ordering::Relaxed);

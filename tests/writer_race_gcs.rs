@@ -1,9 +1,10 @@
 //! Writers racing `--execute` on `gs://` (spec 9.1), through real HTTP: fake-gcs-server
 //! behind `common::gcs_proxy`, which enforces the delete preconditions the emulator ignores.
-//! Writer tasks watch the collector's re-reads (its HEADs through the proxy) and upload the
-//! chunk again right after, the worst moment: between the re-read and the delete. Every
-//! chunk a writer committed must survive, and every DELETE must carry the precondition of a
-//! generation the collector read. Seeded, bounded; no timing asserted.
+//! Writer tasks watch what the collector lists and re-reads (its list pages and HEADs
+//! through the proxy) and upload the chunk again 0 to 20 ms later, anywhere between the
+//! listing and the delete, the window the listed generation guards (spec 10.1). Every chunk
+//! a writer committed must survive, and every DELETE must carry the precondition of a
+//! generation the collector listed or read. Seeded, bounded; no timing asserted.
 //!
 //! Ignored unless `GC_TEST_GCS_ENDPOINT` was set at build time (`scripts/test` sets it).
 
@@ -70,8 +71,8 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
     });
     let child = start_collector(dir.path(), "gs://", &env);
 
-    // Writers: a chunk the collector just re-read is uploaded again (through the proxy,
-    // which orders it against the deletes), half the time.
+    // Writers: a chunk the collector just listed or re-read is uploaded again (through the
+    // proxy, which orders it against the deletes), half the time, 0 to 20 ms later.
     let done = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(Mutex::new(BTreeSet::new()));
     let uploads = Arc::new(AtomicU64::new(0));
@@ -85,17 +86,18 @@ fn writers_racing_execute_lose_no_chunk_on_gcs() {
             rt.spawn(async move {
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
-                    let heads = proxy.take_heads();
-                    if heads.is_empty() {
+                    let read = proxy.take_read();
+                    if read.is_empty() {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         continue;
                     }
-                    for path in heads {
+                    for path in read {
                         n += 1;
                         let Some(key) = path.strip_prefix("/snapshots/") else { continue };
                         if !path.starts_with(&chunk_folder) || unit(seed ^ me, n) < 0.5 {
                             continue;
                         }
+                        tokio::time::sleep(common::race::writer_delay(seed ^ me, n)).await;
                         let url = format!("{}/upload/storage/v1/b/snapshots/o?uploadType=media&name={key}", proxy.url);
                         let status = client.post(url).body(key.to_owned()).send().await.unwrap().status();
                         assert!(status.is_success(), "upload {key}: {status}");

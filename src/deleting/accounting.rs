@@ -265,7 +265,17 @@ mod tests {
             planned.iter().enumerate().filter(|(k, _)| k % 4 != 1).map(|(_, (l, id, _))| (*l, *id)).collect();
         let mut spool = PlanSpool::create(dir.path()).unwrap();
         for (location, id, size) in &planned {
-            spool.append(*location, &mut [ListedChunk { id: *id, size: *size, last_modified_ms: 0 }]).unwrap();
+            spool
+                .append(
+                    *location,
+                    &mut [ListedChunk {
+                        id: *id,
+                        size: *size,
+                        last_modified_ms: 0,
+                        version: crate::store::Version::NONE,
+                    }],
+                )
+                .unwrap();
         }
         let plan = spool.finish().unwrap();
         let errors = vec![None, Some("snapshot gone-b: missing".to_owned()), None];

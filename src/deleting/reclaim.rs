@@ -65,7 +65,17 @@ pub async fn reclaim(
     let objects: Vec<(String, ListedChunk)> = candidates
         .iter()
         .flat_map(|r| &r.objects)
-        .map(|o| (o.key.clone(), ListedChunk { id: [0; 32], size: 0, last_modified_ms: o.last_modified_ms }))
+        .map(|o| {
+            (
+                o.key.clone(),
+                ListedChunk {
+                    id: [0; 32],
+                    size: 0,
+                    last_modified_ms: o.last_modified_ms,
+                    version: crate::store::Version::NONE,
+                },
+            )
+        })
         .collect();
     let mut done = executor.delete_objects(folder, &objects, cutoff_ms).await?.into_iter();
     let mut reclaimed = Reclaimed { objects: objects.len() as u64, ..Reclaimed::default() };

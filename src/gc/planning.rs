@@ -54,8 +54,7 @@ impl Run<'_> {
         };
         let mut seen = Seen::default();
         let read = stage.read(table, wanted, &mut seen).await;
-        outcome.held.found += seen.held.found;
-        outcome.held.put_back += seen.held.put_back;
+        outcome.held.add(seen.held);
         outcome.snapshots = seen.census.or(outcome.snapshots.take());
         let read = read?;
         outcome.manifests = Some(read.referenced.counts);
@@ -97,7 +96,7 @@ impl Run<'_> {
         };
         let decided = deciding.run(listing, parts_in, watched, self.stop).await?;
         outcome.durations.insert("listing", decided.listing_ms);
-        outcome.held = decided.held;
+        outcome.held.add(decided.held);
         let planned = Planned::decided(decided.plan, locations, config.max_delete_fraction, cutoff_ms);
         let expected_false_positives = filter.expected_false_positives(planned.totals.planned);
         outcome.plan = Some(PlanCounts::of(&planned, expected_false_positives));

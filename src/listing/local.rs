@@ -145,7 +145,7 @@ impl<S: Fn(Listed) -> Result<(), ListingError>> Visit for Chunks<'_, S> {
         };
         match walk::file_type(&stat) {
             FileType::RegularFile => {
-                self.part.chunk(id.0, stat.stx_size, walk::mtime_ms(&stat));
+                self.part.chunk(id.0, stat.stx_size, walk::mtime_ms(&stat), crate::store::Version::NONE);
                 if self.part.is_full() {
                     (self.send)(self.part.take()).map_err(WalkError::Visitor)?;
                 }

@@ -77,7 +77,7 @@ async fn list_group(
             let (Some(size), Some(last_modified_ms)) = (object.size, object.last_modified_ms) else {
                 return Err(ListingError::ChunkMetadata { bucket: location.bucket().to_owned(), key: object.key });
             };
-            part.chunk(id.0, size, last_modified_ms);
+            part.chunk(id.0, size, last_modified_ms, object.version);
             if part.is_full() {
                 send_part(&mut part, &progress, &out).await?;
             }

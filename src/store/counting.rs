@@ -46,6 +46,14 @@ pub enum DeleteBatching {
 }
 
 impl DeleteBatching {
+    /// The most keys one request deletes.
+    pub fn max_keys(self) -> usize {
+        match self {
+            DeleteBatching::Single => 1,
+            DeleteBatching::Bulk(per) => usize::try_from(per.max(1)).unwrap_or(usize::MAX),
+        }
+    }
+
     /// Requests needed to delete `keys` keys given in one call.
     pub fn calls(self, keys: u64) -> u64 {
         match self {
@@ -63,6 +71,9 @@ pub struct RequestCounters {
     pub head: AtomicU64,
     pub delete_calls: AtomicU64,
     pub deleted_keys: AtomicU64,
+    /// Delete requests that carried a batch (S3 `DeleteObjects`, Azure Blob Batch), also
+    /// counted in `delete_calls`.
+    pub batch_requests: AtomicU64,
     pub throttled: AtomicU64,
 }
 
@@ -74,6 +85,8 @@ pub struct RequestCounts {
     pub head: u64,
     pub delete_calls: u64,
     pub deleted_keys: u64,
+    /// Of the delete calls, those that carried a batch of keys (spec 10.1).
+    pub batch_requests: u64,
     /// Answers that said the store was throttling (429, 503 SlowDown), retried or not.
     pub throttled: u64,
 }
@@ -87,6 +100,7 @@ impl RequestCounters {
             head: load(&self.head),
             delete_calls: load(&self.delete_calls),
             deleted_keys: load(&self.deleted_keys),
+            batch_requests: load(&self.batch_requests),
             throttled: load(&self.throttled),
         }
     }
@@ -101,6 +115,7 @@ impl RequestCounts {
             head: self.head.saturating_sub(before.head),
             delete_calls: self.delete_calls.saturating_sub(before.delete_calls),
             deleted_keys: self.deleted_keys.saturating_sub(before.deleted_keys),
+            batch_requests: self.batch_requests.saturating_sub(before.batch_requests),
             throttled: self.throttled.saturating_sub(before.throttled),
         }
     }
@@ -212,6 +227,9 @@ impl ObjectStore for CountingStore {
                     // The key that opens a new request.
                     if batching.calls(keys) > batching.calls(keys - 1) {
                         counters.delete_calls.fetch_add(1, Ordering::Relaxed);
+                        if matches!(batching, DeleteBatching::Bulk(_)) {
+                            counters.batch_requests.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             })

@@ -10,16 +10,17 @@
 //!
 //! A failed precondition (412) is the chunk kept, not a failure. The requests are counted
 //! with the store's other requests, and retried on transient answers as the retry layer
-//! retries the others (a retried DELETE that finds the object gone counts as done).
+//! retries the others (a retried DELETE that finds the object gone counts as done): through
+//! the run's one request path (`store/requests.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use object_store::gcp::GcpCredentialProvider;
+use bytes::Bytes;
 use reqwest::StatusCode;
 
-use super::direct::{ConditionalDelete, SendError, plain_key, with_retry};
-use super::{RequestCounters, RetryPolicy};
+use super::direct::{ConditionalDelete, plain_key};
+use super::requests::{Endpoint, RequestKind, Requests, request};
 
 /// The XML API's default endpoint, as `object_store` uses it.
 pub(crate) const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
@@ -32,35 +33,17 @@ pub(crate) struct GcsDeleteError {
     pub why: String,
 }
 
-/// Conditional deletes of one bucket.
+/// Conditional deletes of one bucket, sent through the run's one request path.
 #[derive(Debug, Clone)]
 pub(crate) struct GcsDeleter {
-    client: reqwest::Client,
-    base_url: String,
-    bucket: String,
-    credentials: GcpCredentialProvider,
-    counters: Arc<RequestCounters>,
-    policy: RetryPolicy,
+    /// The bucket, its `url` the API's base URL.
+    endpoint: Arc<Endpoint>,
+    requests: Requests,
 }
 
 impl GcsDeleter {
-    pub fn new(
-        base_url: &str,
-        bucket: &str,
-        credentials: GcpCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            bucket: bucket.to_owned(),
-            credentials,
-            counters,
-            policy,
-        })
+    pub fn new(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self { endpoint, requests }
     }
 
     /// Deletes `key` only if its generation is still `generation` (and its metageneration
@@ -71,42 +54,31 @@ impl GcsDeleter {
         generation: &str,
         metageneration: Option<&str>,
     ) -> Result<ConditionalDelete, GcsDeleteError> {
-        let fail = |why: String| GcsDeleteError { bucket: self.bucket.clone(), key: key.to_owned(), why };
+        let fail = |why: String| GcsDeleteError { bucket: self.endpoint.bucket.clone(), key: key.to_owned(), why };
         if !plain_key(key) {
             return Err(fail("the key has characters this client does not encode".into()));
         }
-        let url = format!("{}/{}/{key}", self.base_url, self.bucket);
-        let (status, ()) = with_retry(self.policy, &self.counters, || async {
-            self.counters.delete_calls.fetch_add(1, Ordering::Relaxed);
-            Ok((self.send(&url, generation, metageneration).await?, ()))
-        })
-        .await
-        .map_err(fail)?;
-        match status {
+        let url = format!("{}/{}/{key}", self.endpoint.url, self.endpoint.bucket);
+        let mut headers = vec![("x-goog-if-generation-match", generation)];
+        if let Some(metageneration) = metageneration {
+            headers.push(("x-goog-if-metageneration-match", metageneration));
+        }
+        let answer = self
+            .requests
+            .send(&self.endpoint, RequestKind::Delete, || async {
+                request(http::Method::DELETE, &url, &headers, Bytes::new())
+            })
+            .await
+            .map_err(fail)?;
+        match answer.status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
-                self.counters.deleted_keys.fetch_add(1, Ordering::Relaxed);
+                self.requests.counters().deleted_keys.fetch_add(1, Ordering::Relaxed);
                 Ok(ConditionalDelete::Deleted)
             }
             StatusCode::NOT_FOUND => Ok(ConditionalDelete::Gone),
             // A new generation since the re-read (a writer refreshed it).
             StatusCode::PRECONDITION_FAILED => Ok(ConditionalDelete::Changed),
-            status => Err(fail(format!("HTTP {status}"))),
+            status => Err(fail(format!("HTTP {status}: {}", answer.excerpt()))),
         }
-    }
-
-    async fn send(&self, url: &str, generation: &str, metageneration: Option<&str>) -> Result<StatusCode, SendError> {
-        let mut request = self.client.delete(url).header("x-goog-if-generation-match", generation);
-        if let Some(metageneration) = metageneration {
-            request = request.header("x-goog-if-metageneration-match", metageneration);
-        }
-        let credential =
-            self.credentials.get_credential().await.map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-        // An emulator configured with `disable_oauth` has an empty token: no header, as
-        // `object_store` sends it.
-        if !credential.bearer.is_empty() {
-            request = request.bearer_auth(&credential.bearer);
-        }
-        let response = request.send().await.map_err(|e| SendError::from_reqwest(&e))?;
-        Ok(response.status())
     }
 }

@@ -9,7 +9,9 @@
 //! what is a chunk ([`crate::locations::Location::chunk_of_key`]) and counts everything else
 //! as foreign.
 //!
-//! - S3: `ListObjectsV2` (XML) signed with `object_store`'s own SigV4 signer and credentials,
+//! - S3: `ListObjectsV2` (XML), or on a bucket whose versioning is enabled
+//!   `ListObjectVersions` (the latest version of each key and its id, spec 10.1), signed with
+//!   `object_store`'s own SigV4 signer and credentials,
 //!   at the endpoint its configuration names (as [`super::S3Versions`] does). No
 //!   `encoding-type=url`: a server may echo it without encoding (s3s-fs does), and decoding a
 //!   name that was never encoded changes it. The XML is read event by event with
@@ -23,24 +25,21 @@
 //!   `object_store`'s credential provider; JSON escapes every character, so names arrive
 //!   exactly.
 //!
-//! Each page is one request, retried on transient answers by [`super::direct::with_retry`]
+//! Each page is one request, sent, retried and counted by the run's one request path
+//! (`store/requests.rs`)
 //! (so a retry repeats the page, never the listing) and counted in `list_pages`. A listing
 //! that hands back a continuation token it already gave is refused, never followed round.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use object_store::aws::{AmazonS3Builder, AwsCredentialProvider};
-use object_store::azure::AzureCredentialProvider;
-use object_store::gcp::GcpCredentialProvider;
+use bytes::Bytes;
 use quick_xml::events::Event;
 use reqwest::StatusCode;
 
-use super::azure::{ContainerUrl, sign_azure};
-use super::direct::{SendError, with_retry};
-use super::s3_versions::{encode_query_value, s3_bucket_url, sign_s3};
-use super::{RequestCounters, RetryPolicy};
+use super::Version;
+use super::requests::{Endpoint, RequestKind, Requests, request};
+use super::s3_versions::{Versioning, VersioningOnce, encode_query_value};
 
 /// One object of a list page, its name as the store sent it. Size and last-modified are
 /// `None` when the store sent none or one that does not parse: the listing refuses such a
@@ -50,6 +49,9 @@ pub struct RawObject {
     pub key: String,
     pub size: Option<u64>,
     pub last_modified_ms: Option<i64>,
+    /// The version the store listed with it (GCS generation, Azure ETag, S3 version id on a
+    /// versioned bucket; spec 10.1), [`Version::NONE`] where it gave none.
+    pub version: Version,
 }
 
 /// One page of a listing.
@@ -78,92 +80,55 @@ pub struct RawLister {
 }
 
 struct Inner {
-    client: reqwest::Client,
-    bucket: String,
+    endpoint: Arc<Endpoint>,
     api: Api,
-    counters: Arc<RequestCounters>,
-    policy: RetryPolicy,
+    requests: Requests,
 }
 
 enum Api {
-    S3 { bucket_url: String, region: String, credentials: AwsCredentialProvider },
-    Gcs { list_url: String, credentials: GcpCredentialProvider },
-    Azure { at: ContainerUrl, credentials: AzureCredentialProvider },
-}
-
-impl Api {
-    fn scheme(&self) -> &'static str {
-        match self {
-            Api::S3 { .. } => "s3://",
-            Api::Gcs { .. } => "gs://",
-            Api::Azure { .. } => "az://",
-        }
-    }
+    /// How the bucket's versioning is read, once, shared with its deletes
+    /// ([`super::Stores::s3_versions`]): enabled, it is listed by `ListObjectVersions`.
+    S3 {
+        versioning: VersioningOnce,
+    },
+    Gcs,
+    Azure,
 }
 
 /// Names the bucket only: the credentials inside are never printed.
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawLister({}{})", self.api.scheme(), self.bucket)
+        write!(f, "RawLister({}{})", self.endpoint.scheme, self.endpoint.bucket)
     }
 }
 
 impl RawLister {
-    pub fn s3(
-        builder: &AmazonS3Builder,
-        bucket: &str,
-        credentials: AwsCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let (bucket_url, region) = s3_bucket_url(builder, bucket);
-        let api = Api::S3 { bucket_url, region, credentials };
-        Self::new(bucket, api, counters, policy, timeout)
+    /// The listing of an `s3://` bucket at `endpoint` (its `url` the bucket's URL).
+    pub(crate) fn s3(endpoint: Arc<Endpoint>, versioning: VersioningOnce, requests: Requests) -> Self {
+        Self::new(endpoint, Api::S3 { versioning }, requests)
     }
 
-    /// `base_url` is the store's base URL (the JSON API is served from the same host).
-    pub fn gcs(
-        base_url: &str,
-        bucket: &str,
-        credentials: GcpCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let list_url = format!("{}/storage/v1/b/{bucket}/o", base_url.trim_end_matches('/'));
-        Self::new(bucket, Api::Gcs { list_url, credentials }, counters, policy, timeout)
+    /// The listing of a `gs://` bucket at `endpoint` (its `url` the API's base URL: the JSON
+    /// API is served from the same host).
+    pub(crate) fn gcs(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self::new(endpoint, Api::Gcs, requests)
     }
 
-    /// `at`: where the container is reached, and as which account.
-    pub fn azure(
-        at: ContainerUrl,
-        container: &str,
-        credentials: AzureCredentialProvider,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        Self::new(container, Api::Azure { at, credentials }, counters, policy, timeout)
+    /// The listing of an `az://` container at `endpoint` (its `url` the container's URL).
+    pub(crate) fn azure(endpoint: Arc<Endpoint>, requests: Requests) -> Self {
+        Self::new(endpoint, Api::Azure, requests)
     }
 
-    fn new(
-        bucket: &str,
-        api: Api,
-        counters: Arc<RequestCounters>,
-        policy: RetryPolicy,
-        timeout: std::time::Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Self { inner: Arc::new(Inner { client, bucket: bucket.to_owned(), api, counters, policy }) })
+    fn new(endpoint: Arc<Endpoint>, api: Api, requests: Requests) -> Self {
+        Self { inner: Arc::new(Inner { endpoint, api, requests }) }
     }
 
     pub fn bucket(&self) -> &str {
-        &self.inner.bucket
+        &self.inner.endpoint.bucket
     }
 
     pub fn scheme(&self) -> &'static str {
-        self.inner.api.scheme()
+        self.inner.endpoint.scheme
     }
 
     /// The pages of the listing of every name starting with `prefix` (a plain string match,
@@ -180,15 +145,37 @@ impl RawLister {
     }
 
     fn error(&self, prefix: &str, why: String) -> RawListError {
-        RawListError { scheme: self.scheme(), bucket: self.inner.bucket.clone(), prefix: prefix.to_owned(), why }
+        RawListError { scheme: self.scheme(), bucket: self.bucket().to_owned(), prefix: prefix.to_owned(), why }
     }
 
     /// Fetches and parses one page.
     async fn page(&self, prefix: &str, delimited: bool, token: Option<&str>) -> Result<RawPage, RawListError> {
         let inner = &self.inner;
+        let versioned = match &inner.api {
+            Api::S3 { versioning } => versioning.get().await == Versioning::Enabled,
+            Api::Gcs | Api::Azure => false,
+        };
+        let base = &inner.endpoint.url;
         let url = match &inner.api {
-            Api::S3 { bucket_url, .. } => {
-                let mut url = format!("{bucket_url}?list-type=2&prefix={}", encode_query_value(prefix));
+            // Versioning enabled: the latest version of each key, with its version id (spec 10.1).
+            Api::S3 { .. } if versioned => {
+                let mut url = format!("{base}?versions&prefix={}", encode_query_value(prefix));
+                if delimited {
+                    url.push_str("&delimiter=%2F");
+                }
+                if let Some(token) = token {
+                    let (key_marker, version_marker) = version_markers(token);
+                    url.push_str("&key-marker=");
+                    url.push_str(&encode_query_value(key_marker));
+                    if !version_marker.is_empty() {
+                        url.push_str("&version-id-marker=");
+                        url.push_str(&encode_query_value(version_marker));
+                    }
+                }
+                url
+            }
+            Api::S3 { .. } => {
+                let mut url = format!("{base}?list-type=2&prefix={}", encode_query_value(prefix));
                 if delimited {
                     url.push_str("&delimiter=%2F");
                 }
@@ -198,8 +185,8 @@ impl RawLister {
                 }
                 url
             }
-            Api::Azure { at, .. } => {
-                let mut url = format!("{}?restype=container&comp=list&prefix={}", at.url, encode_query_value(prefix));
+            Api::Azure => {
+                let mut url = format!("{base}?restype=container&comp=list&prefix={}", encode_query_value(prefix));
                 if delimited {
                     url.push_str("&delimiter=%2F");
                 }
@@ -209,9 +196,11 @@ impl RawLister {
                 }
                 url
             }
-            Api::Gcs { list_url, .. } => {
+            Api::Gcs => {
+                // `generation` asked for too: it conditions the delete (spec 10.1).
                 let mut url = format!(
-                    "{list_url}?prefix={}&fields=items(name%2Csize%2Cupdated)%2Cprefixes%2CnextPageToken",
+                    "{base}/storage/v1/b/{}/o?prefix={}&fields=items(name%2Csize%2Cupdated%2Cgeneration)%2Cprefixes%2CnextPageToken",
+                    inner.endpoint.bucket,
                     encode_query_value(prefix)
                 );
                 if delimited {
@@ -224,51 +213,24 @@ impl RawLister {
                 url
             }
         };
-        let (status, body) = with_retry(inner.policy, &inner.counters, || {
-            inner.counters.list_pages.fetch_add(1, Ordering::Relaxed);
-            self.send(&url)
-        })
-        .await
-        .map_err(|why| self.error(prefix, why))?;
-        if status != StatusCode::OK {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            return Err(self.error(prefix, format!("HTTP {status}: {text}")));
+        let answer = inner
+            .requests
+            .send(&inner.endpoint, RequestKind::ListPage, || async {
+                request(http::Method::GET, &url, &[], Bytes::new())
+            })
+            .await
+            .map_err(|why| self.error(prefix, why))?;
+        if answer.status != StatusCode::OK {
+            return Err(self.error(prefix, format!("HTTP {}: {}", answer.status, answer.excerpt())));
         }
+        let body = &answer.body;
         let parsed = match inner.api {
-            Api::S3 { .. } => parse_s3_page(&body),
-            Api::Gcs { .. } => parse_gcs_page(&body),
-            Api::Azure { .. } => parse_azure_page(&body),
+            Api::S3 { .. } if versioned => parse_s3_versions_page(body),
+            Api::S3 { .. } => parse_s3_page(body),
+            Api::Gcs => parse_gcs_page(body),
+            Api::Azure => parse_azure_page(body),
         };
         parsed.map_err(|why| self.error(prefix, why))
-    }
-
-    async fn send(&self, url: &str) -> Result<(StatusCode, bytes::Bytes), SendError> {
-        let inner = &self.inner;
-        let mut request = inner.client.get(url);
-        match &inner.api {
-            Api::S3 { region, credentials, .. } => {
-                request = request.headers(sign_s3(credentials, region, http::Method::GET, url).await?);
-            }
-            Api::Azure { at, credentials } => {
-                let (url, headers) = sign_azure(credentials, &at.account, http::Method::GET, url, &[]).await?;
-                request = inner.client.get(url).headers(headers);
-            }
-            Api::Gcs { credentials, .. } => {
-                let credential = credentials
-                    .get_credential()
-                    .await
-                    .map_err(|e| SendError::permanent(format!("credentials: {e}")))?;
-                // An emulator configured with `disable_oauth` has an empty token: no header.
-                if !credential.bearer.is_empty() {
-                    request = request.bearer_auth(&credential.bearer);
-                }
-            }
-        }
-        let response = request.send().await.map_err(|e| SendError::from_reqwest(&e))?;
-        let status = response.status();
-        // A body cut short is worth asking for again, like a failed send.
-        let body = response.bytes().await.map_err(|e| SendError { transient: true, why: e.to_string() })?;
-        Ok((status, body))
     }
 }
 
@@ -338,6 +300,15 @@ struct XmlShape {
     next_token: &'static [&'static [u8]],
     /// S3 says `IsTruncated`; Azure has more pages exactly when `NextMarker` is not empty.
     truncated: Option<&'static [&'static [u8]]>,
+    /// Where an object's version is, if the answer has one (Azure's `Etag`, S3's `VersionId`
+    /// in `ListObjectVersions`; spec 10.1).
+    version: Option<&'static [&'static [u8]]>,
+    /// `ListObjectVersions`: an object is listed only if this element says `true` (its latest
+    /// version). Delete markers are another element, never an object: a key whose latest
+    /// entry is one is absent.
+    latest: Option<&'static [&'static [u8]]>,
+    /// `ListObjectVersions`: the second half of the continuation (`NextVersionIdMarker`).
+    next_version_token: Option<&'static [&'static [u8]]>,
 }
 
 const S3_SHAPE: XmlShape = XmlShape {
@@ -349,6 +320,24 @@ const S3_SHAPE: XmlShape = XmlShape {
     prefix: &[b"ListBucketResult", b"CommonPrefixes", b"Prefix"],
     next_token: &[b"ListBucketResult", b"NextContinuationToken"],
     truncated: Some(&[b"ListBucketResult", b"IsTruncated"]),
+    version: None,
+    latest: None,
+    next_version_token: None,
+};
+
+/// `ListObjectVersions` (`ListVersionsResult`), on a bucket whose versioning is enabled.
+const S3_VERSIONS_SHAPE: XmlShape = XmlShape {
+    object: &[b"ListVersionsResult", b"Version"],
+    key: &[b"ListVersionsResult", b"Version", b"Key"],
+    size: &[b"ListVersionsResult", b"Version", b"Size"],
+    last_modified: &[b"ListVersionsResult", b"Version", b"LastModified"],
+    time: rfc3339_ms,
+    prefix: &[b"ListVersionsResult", b"CommonPrefixes", b"Prefix"],
+    next_token: &[b"ListVersionsResult", b"NextKeyMarker"],
+    truncated: Some(&[b"ListVersionsResult", b"IsTruncated"]),
+    version: Some(&[b"ListVersionsResult", b"Version", b"VersionId"]),
+    latest: Some(&[b"ListVersionsResult", b"Version", b"IsLatest"]),
+    next_version_token: Some(&[b"ListVersionsResult", b"NextVersionIdMarker"]),
 };
 
 const AZURE_SHAPE: XmlShape = XmlShape {
@@ -360,6 +349,9 @@ const AZURE_SHAPE: XmlShape = XmlShape {
     prefix: &[b"EnumerationResults", b"Blobs", b"BlobPrefix", b"Name"],
     next_token: &[b"EnumerationResults", b"NextMarker"],
     truncated: None,
+    version: Some(&[b"EnumerationResults", b"Blobs", b"Blob", b"Properties", b"Etag"]),
+    latest: None,
+    next_version_token: None,
 };
 
 /// Parses a `ListObjectsV2` answer (`ListBucketResult`). Names keep every character the
@@ -367,6 +359,26 @@ const AZURE_SHAPE: XmlShape = XmlShape {
 /// five predefined entity references are resolved. Anything else malformed fails the page.
 pub fn parse_s3_page(body: &[u8]) -> Result<RawPage, String> {
     parse_xml_page(body, &S3_SHAPE)
+}
+
+/// Parses a `ListObjectVersions` answer (`ListVersionsResult`) as [`parse_s3_page`] parses a
+/// `ListObjectsV2` one: the latest version of each key is an object whose `version` is its
+/// `VersionId`; older versions and delete markers are not listed (a key whose latest entry
+/// is a delete marker is absent). The page token holds `NextKeyMarker` and
+/// `NextVersionIdMarker` ([`version_token`]).
+pub(crate) fn parse_s3_versions_page(body: &[u8]) -> Result<RawPage, String> {
+    parse_xml_page(body, &S3_VERSIONS_SHAPE)
+}
+
+/// A `ListObjectVersions` continuation as one page token: the key marker, then, after a NUL
+/// (which no XML 1.0 text, so no key, can hold), the version id marker.
+fn version_token(key_marker: &str, version_marker: &str) -> String {
+    format!("{key_marker}\0{version_marker}")
+}
+
+/// The key marker and version id marker of a [`version_token`].
+fn version_markers(token: &str) -> (&str, &str) {
+    token.split_once('\0').unwrap_or((token, ""))
 }
 
 /// Parses a List Blobs answer (`EnumerationResults`), names kept as [`parse_s3_page`] keeps
@@ -383,6 +395,8 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
     let mut object: Option<RawObject> = None;
     let mut truncated = shape.truncated.is_none();
     let mut token = None;
+    let mut version_marker = String::new();
+    let mut latest = false;
     let mut encoded = false;
     loop {
         let event = reader.read_event().map_err(|e| format!("malformed XML: {e}"))?;
@@ -409,7 +423,9 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             stack.push(element.local_name().as_ref().to_vec());
             text.clear();
             if stack_is(&stack, shape.object) {
-                object = Some(RawObject { key: String::new(), size: None, last_modified_ms: None });
+                object =
+                    Some(RawObject { key: String::new(), size: None, last_modified_ms: None, version: Version::NONE });
+                latest = false;
             }
             if stack_is(&stack, shape.key) || stack_is(&stack, shape.prefix) {
                 encoded = element
@@ -436,12 +452,23 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
             if let Some(o) = object.as_mut() {
                 o.last_modified_ms = (shape.time)(&value);
             }
+        } else if shape.version.is_some_and(|path| stack_is(&stack, path)) {
+            if let Some(o) = object.as_mut() {
+                o.version = Version::or_none(Some(value.trim()));
+            }
+        } else if shape.latest.is_some_and(|path| stack_is(&stack, path)) {
+            latest = value.trim() == "true";
         } else if stack_is(&stack, shape.object) {
-            page.objects.extend(object.take());
+            let listed = object.take();
+            if shape.latest.is_none() || latest {
+                page.objects.extend(listed);
+            }
         } else if stack_is(&stack, shape.prefix) {
             page.common_prefixes.push(name(value)?);
         } else if stack_is(&stack, shape.next_token) {
             token = Some(value);
+        } else if shape.next_version_token.is_some_and(|path| stack_is(&stack, path)) {
+            version_marker = value;
         } else if shape.truncated.is_some_and(|path| stack_is(&stack, path)) {
             truncated = value.trim() == "true";
         }
@@ -451,6 +478,9 @@ fn parse_xml_page(body: &[u8], shape: &XmlShape) -> Result<RawPage, String> {
         return Err("truncated XML".into());
     }
     match token {
+        Some(t) if truncated && !t.is_empty() && shape.next_version_token.is_some() => {
+            page.next_token = Some(version_token(&t, &version_marker));
+        }
         Some(t) if truncated && !t.is_empty() => page.next_token = Some(t),
         _ if truncated && shape.truncated.is_some() => {
             return Err("a truncated page without a continuation token".into());
@@ -472,7 +502,7 @@ fn stack_is(stack: &[Vec<u8>], path: &[&[u8]]) -> bool {
     stack.len() == path.len() && stack.iter().zip(path).all(|(a, b)| a.as_slice() == *b)
 }
 
-fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
+pub(super) fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
     if r.is_char_ref() {
         return match r.resolve_char_ref() {
             Ok(Some(c)) => Ok(c),
@@ -506,7 +536,14 @@ pub fn parse_gcs_page(body: &[u8]) -> Result<RawPage, String> {
         // A decimal string in the API ("uint64 as string"); a number is read too.
         size: Option<serde_json::Value>,
         updated: Option<String>,
+        // "int64 as string", as `size`.
+        generation: Option<serde_json::Value>,
     }
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
     let answer: Answer = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     let objects = answer
         .items
@@ -518,6 +555,7 @@ pub fn parse_gcs_page(body: &[u8]) -> Result<RawPage, String> {
                 v => v.as_u64(),
             }),
             last_modified_ms: item.updated.as_deref().and_then(rfc3339_ms),
+            version: Version::or_none(item.generation.and_then(text).as_deref()),
         })
         .collect();
     let next_token = answer.next_page_token.filter(|t| !t.is_empty());
@@ -585,11 +623,85 @@ mod tests {
     fn s3_bad_metadata_is_none_and_bad_xml_fails() {
         let body = s3_page("<Contents><Key>k</Key><Size>-1</Size><LastModified>yesterday</LastModified></Contents>");
         let page = parse_s3_page(body.as_bytes()).expect("page");
-        assert_eq!(page.objects, [RawObject { key: "k".into(), size: None, last_modified_ms: None }]);
+        assert_eq!(
+            page.objects,
+            [RawObject { key: "k".into(), size: None, last_modified_ms: None, version: Version::NONE }]
+        );
         for bad in [&s3_page("<Contents><Key>a&bogus;</Key></Contents>")[..], "<ListBucketResult><Contents>", "<a></b>"]
         {
             assert!(parse_s3_page(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    fn versions_page(inner: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p/</Prefix><KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker><MaxKeys>1000</MaxKeys>{inner}</ListVersionsResult>"#
+        )
+    }
+
+    fn version(key: &str, id: &str, latest: bool) -> String {
+        format!(
+            "<Version><Key>{key}</Key><VersionId>{id}</VersionId><IsLatest>{latest}</IsLatest>\
+             <LastModified>2026-01-02T03:04:05.678Z</LastModified><ETag>&quot;e&quot;</ETag><Size>7</Size>\
+             <Owner><ID>o</ID></Owner><StorageClass>STANDARD</StorageClass></Version>"
+        )
+    }
+
+    fn delete_marker(key: &str, id: &str, latest: bool) -> String {
+        format!(
+            "<DeleteMarker><Owner><ID>o</ID></Owner><Key>{key}</Key><VersionId>{id}</VersionId>\
+             <IsLatest>{latest}</IsLatest><LastModified>2026-01-03T03:04:05.000Z</LastModified></DeleteMarker>"
+        )
+    }
+
+    #[test]
+    fn s3_versions_list_the_latest_version_of_each_key_with_its_id() {
+        let entries = [
+            // a: a writer's refresh made v2; v1 is noncurrent.
+            version("p/ab/a", "v2+/=", true),
+            version("p/ab/a", "v1", false),
+            // b: deleted (its latest entry is a delete marker): absent.
+            delete_marker("p/ab/b", "m1", true),
+            version("p/ab/b", "v1", false),
+            // c: written before versioning was enabled.
+            version("p/ab/c", "null", true),
+            // d: an old delete marker below a current version.
+            version("p/ab/d", "v3", true),
+            delete_marker("p/ab/d", "m0", false),
+            version("p/ab/d", "v0", false),
+            "<CommonPrefixes><Prefix>p/cd/</Prefix></CommonPrefixes>".to_owned(),
+        ];
+        let body = versions_page(&format!("<IsTruncated>false</IsTruncated>{}", entries.concat()));
+        let page = parse_s3_versions_page(body.as_bytes()).expect("page");
+        let listed: Vec<(&str, Option<&str>)> =
+            page.objects.iter().map(|o| (o.key.as_str(), o.version.as_str())).collect();
+        assert_eq!(listed, [("p/ab/a", Some("v2+/=")), ("p/ab/c", Some("null")), ("p/ab/d", Some("v3"))]);
+        assert!(page.objects.iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_678)));
+        assert_eq!(page.common_prefixes, ["p/cd/"]);
+        assert_eq!(page.next_token, None);
+        // An entry that does not say it is the latest is not listed.
+        let unsure = versions_page("<Version><Key>k</Key><VersionId>v</VersionId><Size>1</Size></Version>");
+        assert!(parse_s3_versions_page(unsure.as_bytes()).expect("page").objects.is_empty());
+    }
+
+    #[test]
+    fn s3_versions_continue_at_both_markers() {
+        let body = versions_page(
+            "<IsTruncated>true</IsTruncated><NextKeyMarker>p/ab/a b</NextKeyMarker>\
+             <NextVersionIdMarker>3/L4+x=</NextVersionIdMarker>",
+        );
+        let token = parse_s3_versions_page(body.as_bytes()).expect("page").next_token.expect("a next page");
+        assert_eq!(version_markers(&token), ("p/ab/a b", "3/L4+x="));
+        // Truncated at a common prefix: a key marker without a version id marker.
+        let body = versions_page("<IsTruncated>true</IsTruncated><NextKeyMarker>p/cd/</NextKeyMarker>");
+        let token = parse_s3_versions_page(body.as_bytes()).expect("page").next_token.expect("a next page");
+        assert_eq!(version_markers(&token), ("p/cd/", ""));
+        let no_marker = versions_page("<IsTruncated>true</IsTruncated><NextVersionIdMarker>v</NextVersionIdMarker>");
+        assert!(parse_s3_versions_page(no_marker.as_bytes()).is_err(), "truncated without a key marker");
+        let last = versions_page("<IsTruncated>false</IsTruncated><NextKeyMarker>k</NextKeyMarker>");
+        assert_eq!(parse_s3_versions_page(last.as_bytes()).expect("page").next_token, None);
+        // A ListObjectsV2 answer is not a versions page, nor the other way round.
+        assert!(parse_s3_versions_page(s3_page(&contents("p/ab/x")).as_bytes()).expect("page").objects.is_empty());
     }
 
     fn azure_page(inner: &str) -> String {
@@ -621,6 +733,8 @@ mod tests {
         let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["p/ab/\tx", "p/ab/x\r", "p/ab//x", "p/ab/./x", "p/ab/x/", "p/ab/\u{1}x"]);
         assert!(page.objects[..5].iter().all(|o| o.size == Some(7) && o.last_modified_ms == Some(1_767_323_045_000)));
+        assert!(page.objects[..5].iter().all(|o| o.version.as_str() == Some("0x8D")), "the listed ETag is kept");
+        assert!(page.objects[5].version.is_none());
         assert_eq!(page.objects[5].last_modified_ms, None);
         assert_eq!(page.common_prefixes, ["p/ab/"]);
         assert_eq!(page.next_token.as_deref(), Some("m/1"));
@@ -632,18 +746,20 @@ mod tests {
 
     #[test]
     fn a_repeated_page_token_stops_the_listing() {
-        let counters = Arc::new(RequestCounters::default());
-        let lister = RawLister::gcs(
-            "http://127.0.0.1:1",
-            "bucket-1",
+        use crate::store::requests::{Auth, HttpTransport};
+        let credentials: object_store::gcp::GcpCredentialProvider =
             Arc::new(object_store::StaticCredentialProvider::new(object_store::gcp::GcpCredential {
                 bearer: String::new(),
-            })),
-            counters,
-            RetryPolicy::default(),
-            std::time::Duration::from_secs(1),
-        )
-        .expect("client");
+            }));
+        let endpoint = Endpoint {
+            scheme: "gs://",
+            bucket: "bucket-1".into(),
+            url: "http://127.0.0.1:1".into(),
+            auth: Auth::Gcs { credentials },
+        };
+        let transport = Arc::new(HttpTransport::new(std::time::Duration::from_secs(1)).expect("client"));
+        let requests = Requests::new(transport, Arc::default(), Arc::default(), crate::store::RetryPolicy::default());
+        let lister = RawLister::gcs(Arc::new(endpoint), requests);
         let mut pages = lister.pages("p/", false);
         assert_eq!(pages.advance(Some("a")), Ok(()));
         assert_eq!(pages.advance(Some("b")), Ok(()));
@@ -658,7 +774,7 @@ mod tests {
     #[test]
     fn gcs_pages_parse() {
         let body = br#"{"kind":"storage#objects","prefixes":["p/ab/"],"nextPageToken":"n1",
-            "items":[{"name":"p/ab/\tx\u007f","size":"12","updated":"2026-01-02T03:04:05.678Z"},
+            "items":[{"name":"p/ab/\tx\u007f","size":"12","updated":"2026-01-02T03:04:05.678Z","generation":"1767323045678123"},
                      {"name":"p/ab/x/","size":3},{"name":"q"}]}"#;
         let page = parse_gcs_page(body).expect("page");
         assert_eq!(page.common_prefixes, ["p/ab/"]);
@@ -666,9 +782,14 @@ mod tests {
         assert_eq!(
             page.objects,
             [
-                RawObject { key: "p/ab/\tx\u{7f}".into(), size: Some(12), last_modified_ms: Some(1_767_323_045_678) },
-                RawObject { key: "p/ab/x/".into(), size: Some(3), last_modified_ms: None },
-                RawObject { key: "q".into(), size: None, last_modified_ms: None },
+                RawObject {
+                    key: "p/ab/\tx\u{7f}".into(),
+                    size: Some(12),
+                    last_modified_ms: Some(1_767_323_045_678),
+                    version: Version::or_none(Some("1767323045678123")),
+                },
+                RawObject { key: "p/ab/x/".into(), size: Some(3), last_modified_ms: None, version: Version::NONE },
+                RawObject { key: "q".into(), size: None, last_modified_ms: None, version: Version::NONE },
             ]
         );
         assert_eq!(parse_gcs_page(b"{}").expect("empty"), RawPage::default());

@@ -115,6 +115,26 @@ impl Backend {
         }
     }
 
+    /// Whether the store's listing gives each object's version (spec 10.1): GCS generations,
+    /// Azure ETags. (`s3s-fs` keeps no versions; moto's versioned buckets are tested in
+    /// `tests/s3_versions.rs`.)
+    pub fn lists_versions(&self) -> bool {
+        matches!(self, Backend::Gcs { .. } | Backend::Az { .. })
+    }
+
+    /// The re-reads an execute sends per deleted chunk on a quiet store, and the most keys
+    /// one delete request carries (spec 10.1): none where the listing's version conditions
+    /// the delete (GCS: one conditional DELETE a chunk; Azure: Blob Batches of 256); one on
+    /// unversioned S3 (bulk deletes of 1,000). `None` for `file://`, which sends no request.
+    pub fn delete_requests(&self) -> Option<(u64, u64)> {
+        match self {
+            Backend::Gcs { .. } => Some((0, 1)),
+            Backend::Az { .. } => Some((0, 256)),
+            Backend::S3 { .. } => Some((1, 1000)),
+            Backend::File => None,
+        }
+    }
+
     /// The server's root, for `gc_synth --backdate-root`.
     pub fn server_root(&self) -> Option<&Path> {
         match self {
@@ -440,7 +460,7 @@ macro_rules! suite_tests {
     ($backend:expr, $server:meta; $($name:ident),* $(,)?) => {
         $(
             #[test]
-            #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see README, Testing)")]
+            #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see doc/testing.md)")]
             fn $name() {
                 common::suite::$name(&$backend);
             }
@@ -469,6 +489,8 @@ macro_rules! whole_suite {
             a_location_named_only_by_a_manifest_is_listed_and_collected,
             gc_synth_makes_a_partition_gc_can_collect,
             the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims,
+            a_reviewed_plan_deletes_its_chunks,
+            execute_sends_few_requests_per_deleted_chunk,
         );
     };
 }

@@ -436,3 +436,63 @@ pub fn the_cross_check_stops_an_incomplete_set_and_an_execute_reclaims(backend: 
     assert!(after.iter().all(|(s, _)| !ids.contains(&s.as_str())), "a reclaimed manifest is still there: {after:?}");
     assert_eq!(after, live_before, "a live snapshot's manifest changed");
 }
+
+/// A reviewed plan deletes its chunks on every store (spec 8.3, 10.1): where the listing gave
+/// versions the records carry them and each delete is conditioned on its record's version;
+/// elsewhere the re-read compares last-modified at the precision both sides carry.
+pub fn a_reviewed_plan_deletes_its_chunks(backend: &Backend) {
+    let fx = partition(backend, |c| c.seed = 31);
+    let plan = fx.path("reviewed.plan");
+    let out = fx.gc(&["--plan-out", plan.to_str().unwrap(), "--bloom-fpr", EXACT_FPR]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["version"], 3);
+    let records: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "delete").collect();
+    assert!(!records.is_empty());
+    for record in &records {
+        let version = record.get("version").and_then(|v| v.as_str());
+        assert_eq!(version.is_some(), backend.lists_versions(), "{record}");
+    }
+    let live = fx.live_path.to_str().unwrap();
+    let args = ["--partition", &fx.partition, "--live-snapshots", live, "--apply-plan", plan.to_str().unwrap()];
+    let out = fx.gc_raw(&[&args[..], &["--output", "json"]].concat(), None);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    assert_eq!(json["deleted"], records.len(), "{json}");
+    assert_eq!(json["refreshed_kept"], 0, "nothing was written after the review: {json}");
+    for record in &records {
+        let (bucket, key) = (record["bucket"].as_str().unwrap(), record["key"].as_str().unwrap());
+        assert!(!fx.exists(bucket, key), "{bucket}/{key} reviewed but not deleted");
+    }
+    if backend.lists_versions() {
+        assert_eq!(json["requests"]["head"], 0, "a versioned delete needs no re-read: {json}");
+    }
+}
+
+/// HEAD and delete requests an execute sends per deleted chunk, over those of a dry run on
+/// the same store (spec 10.1), within what the store allows; the report says the same.
+pub fn execute_sends_few_requests_per_deleted_chunk(backend: &Backend) {
+    let fx = partition(backend, |c| c.seed = 37);
+    let dry = json_stdout(&fx.gc(&["--output", "json", "--bloom-fpr", EXACT_FPR]));
+    let out = fx.gc(&["--execute", "--output", "json", "--bloom-fpr", EXACT_FPR]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json = json_stdout(&out);
+    let deleted = json["deleted"].as_u64().unwrap();
+    assert_eq!(json["deleted"], dry["planned_deletes"], "{json}");
+    let count = |r: &serde_json::Value, kind: &str| r["requests"][kind].as_u64().unwrap();
+    let sent = |r: &serde_json::Value| count(r, "head") + count(r, "delete_calls");
+    let reported = json["requests"]["per_deleted_chunk"].as_f64().unwrap();
+    assert!((reported - sent(&json) as f64 / deleted as f64).abs() < 1e-9, "{json}");
+    let Some((re_reads, batch)) = backend.delete_requests() else { return };
+    assert_eq!(count(&json, "head") - count(&dry, "head"), re_reads * deleted, "re-reads: {json}");
+    // Batches never span two locations.
+    let most_calls: u64 = dry["per_location"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["planned_deletes"].as_u64().unwrap().div_ceil(batch))
+        .sum();
+    let calls = count(&json, "delete_calls") - count(&dry, "delete_calls");
+    assert!(calls <= most_calls, "{calls} delete requests for {deleted} chunks, batches of {batch}: {json}");
+}
