@@ -620,8 +620,9 @@ async fn delete_aside(
     let held = held_key(key);
     if let Some(local) = local.filter(|_| LocalAside::takes(key) && LocalAside::takes(&held)) {
         let planned = *chunk;
-        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms)).await {
+        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms), stop).await {
             AsideOutcome::Deleted => Aside::Deleted { bytes: chunk.size },
+            AsideOutcome::NotStarted => Aside::NotStarted,
             AsideOutcome::AlreadyGone => Aside::AlreadyGone,
             AsideOutcome::Kept => Aside::Kept,
             AsideOutcome::Failed(error) => Aside::Failed(error),

@@ -11,7 +11,8 @@
 //! The chunks handed in (one future each, `--delete-concurrency` at once) queue for a few
 //! blocking workers (no more than cores, see [`MAX_WORKERS`]) that take them in order, each
 //! chunk whole in one go, and hand the outcomes back several at a time: no blocking-pool hop
-//! per chunk, and the run's task wakes once for several chunks. Measured on 2 cores (the 2.1M
+//! per chunk, and the run's task wakes once for several chunks. A chunk still queued when the
+//! run's stop comes is not started. Measured on 2 cores (the 2.1M
 //! partition, BENCHMARKS.md): a `spawn_blocking` per chunk spent twice the system time, most
 //! of it waking threads.
 //!
@@ -41,6 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Statx, StatxFlags};
 use rustix::io::Errno;
+use tokio_util::sync::CancellationToken;
 
 use super::{is_transient_errno, walk};
 use crate::store::{RequestCounters, RetryPolicy};
@@ -66,6 +68,8 @@ pub(crate) enum AsideOutcome {
     Kept,
     /// Not deleted; the chunk is at its key, or where the message says.
     Failed(String),
+    /// Still queued when the run's stop came: untouched.
+    NotStarted,
 }
 
 /// The compare-and-delete of one `file://` bucket (see the module docs). Cheap to clone;
@@ -102,6 +106,7 @@ struct Job {
     key: String,
     held: String,
     still_doomed: Box<dyn Fn(i64) -> bool + Send>,
+    stop: CancellationToken,
     done: Reply,
 }
 
@@ -142,18 +147,23 @@ impl LocalAside {
 
     /// Renames the file at `key` to `held`, reads its mtime there, and unlinks it if
     /// `still_doomed` says so, else puts it back (see the module docs), on a worker (inline
-    /// outside a runtime).
+    /// outside a runtime), unless `stop` comes before a worker takes it.
     pub(crate) async fn delete_aside(
         &self,
         key: &str,
         held: &str,
         still_doomed: impl Fn(i64) -> bool + Send + 'static,
+        stop: &CancellationToken,
     ) -> AsideOutcome {
+        if stop.is_cancelled() {
+            return AsideOutcome::NotStarted;
+        }
         if tokio::runtime::Handle::try_current().is_err() {
             return self.inner.delete_aside(key, held, still_doomed);
         }
         let (done, outcome) = tokio::sync::oneshot::channel();
-        let job = Job { key: key.to_owned(), held: held.to_owned(), still_doomed: Box::new(still_doomed), done };
+        let (key, held, still_doomed, stop) = (key.to_owned(), held.to_owned(), Box::new(still_doomed), stop.clone());
+        let job = Job { key, held, still_doomed, stop, done };
         let start_worker = {
             let mut queue = self.inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.jobs.push_back(job);
@@ -198,7 +208,11 @@ impl Inner {
                 }
                 continue;
             };
-            let outcome = self.delete_aside(&job.key, &job.held, job.still_doomed);
+            let outcome = if job.stop.is_cancelled() {
+                AsideOutcome::NotStarted
+            } else {
+                self.delete_aside(&job.key, &job.held, job.still_doomed)
+            };
             finished.push((job.done, outcome));
         }
     }
@@ -536,10 +550,15 @@ mod tests {
         let log = Arc::clone(&seen);
         let outcome = b
             .aside
-            .delete_aside("d/00/a", &held("d/00/a"), move |ms| {
-                log.lock().unwrap().push(ms);
-                true
-            })
+            .delete_aside(
+                "d/00/a",
+                &held("d/00/a"),
+                move |ms| {
+                    log.lock().unwrap().push(ms);
+                    true
+                },
+                &CancellationToken::new(),
+            )
             .await;
         assert_eq!(outcome, AsideOutcome::Deleted);
         assert_eq!(*seen.lock().unwrap(), [expected, expected], "the mtime as LocalFileSystem's head gives it");
@@ -570,7 +589,8 @@ mod tests {
                     let (aside, key) = (b.aside.clone(), key.clone());
                     let refreshed = key.ends_with(['0', '3', '6']);
                     async move {
-                        let outcome = aside.delete_aside(&key, &held(&key), move |_| !refreshed).await;
+                        let stop = CancellationToken::new();
+                        let outcome = aside.delete_aside(&key, &held(&key), move |_| !refreshed, &stop).await;
                         (key, outcome)
                     }
                 })
@@ -595,6 +615,31 @@ mod tests {
         }
         assert!(gone(), "the workers are gone");
         assert_eq!(b.counters.snapshot().deleted_keys, 210);
+    }
+
+    /// The run's stop keeps a chunk from starting, whether it comes before the chunk is handed
+    /// in or while the chunk waits in the queue; a chunk queued with no stop is deleted.
+    #[tokio::test]
+    async fn a_stop_leaves_the_chunks_not_yet_started_untouched() {
+        let b = bucket();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert_eq!(b.aside.delete_aside("d/00/a", &held("d/00/a"), |_| true, &stop).await, AsideOutcome::NotStarted);
+        // Queued, then taken by a worker (here, this thread) once the stop has come.
+        let mut replies = Vec::new();
+        for (key, stop) in [("d/00/a", stop), ("d/00/b", CancellationToken::new())] {
+            let (done, reply) = tokio::sync::oneshot::channel();
+            let job = Job { key: key.into(), held: held(key), still_doomed: Box::new(|_| true), stop, done };
+            b.aside.inner.queue.lock().unwrap().jobs.push_back(job);
+            replies.push(reply);
+        }
+        b.aside.inner.queue.lock().unwrap().workers = 1;
+        b.aside.inner.work();
+        let outcomes: Vec<AsideOutcome> = replies.into_iter().map(|mut r| r.try_recv().unwrap()).collect();
+        assert_eq!(outcomes, [AsideOutcome::NotStarted, AsideOutcome::Deleted]);
+        assert_eq!(read(&b.dir.join("d/00/a")), "a", "untouched");
+        assert!(!b.dir.join("d/00/b").exists());
+        assert_eq!(b.aside.inner.queue.lock().unwrap().workers, 0);
     }
 
     #[test]
