@@ -32,37 +32,37 @@ pub fn main(open: OpenStores) -> ExitCode {
     let bars = MultiProgress::new();
     init_tracing(args.log_format, bars.clone());
     match run(&args, open, bars) {
-        Ok(code) => ExitCode::from(code),
-        Err((code, message)) => {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err((exit, message)) => {
             eprintln!("gc_partition: error: {message}");
-            ExitCode::from(code)
+            ExitCode::from(exit.code())
         }
     }
 }
 
-fn run(args: &Args, open: OpenStores, bars: MultiProgress) -> Result<u8, (u8, String)> {
-    let config = Config::from_args(args, chrono::Utc::now()).map_err(|e| (Exit::Usage.code(), e.to_string()))?;
+fn run(args: &Args, open: OpenStores, bars: MultiProgress) -> Result<Exit, (Exit, String)> {
+    let config = Config::from_args(args, chrono::Utc::now()).map_err(|e| (Exit::Usage, e.to_string()))?;
     // The flags are valid: from here on, every exit writes the metrics.
-    let (report, mut code) = match collect(args, &config, open, bars) {
+    let (report, mut exit) = match collect(args, &config, open, bars) {
         Ok(report) => {
-            let code = write_report_out(&config, &report);
-            (report, code)
+            let exit = write_report_out(&config, &report);
+            (report, exit)
         }
         Err(message) => {
             eprintln!("gc_partition: error: {message}");
             let report = Report::usage_error(&config, message);
-            let code = report.exit_code;
-            write_metrics(&config, &report, code);
-            return Ok(code);
+            let exit = report.exit();
+            write_metrics(&config, &report, exit);
+            return Ok(exit);
         }
     };
-    code = write_metrics(&config, &report, code);
+    exit = write_metrics(&config, &report, exit);
     let summary = match config.output {
         OutputFormat::Human => report.human(),
         OutputFormat::Json => serde_json::to_string_pretty(&report).map(|s| s + "\n").unwrap_or_default(),
     };
     let _ = std::io::stdout().write_all(summary.as_bytes());
-    Ok(code)
+    Ok(exit)
 }
 
 /// Runs the collector with its progress display; an error here is a usage error (exit 2).
@@ -88,32 +88,36 @@ fn collect(args: &Args, config: &Config, open: OpenStores, bars: MultiProgress) 
     Ok(report)
 }
 
-/// Writes `--report-out`; returns the exit code, which a failed write turns into 2.
-fn write_report_out(config: &Config, report: &Report) -> u8 {
-    let code = report.exit_code;
+/// Writes `--report-out`; returns the run's exit, which a failed write turns into 2.
+fn write_report_out(config: &Config, report: &Report) -> Exit {
+    let exit = report.exit();
     if let Some(path) = &config.report_out
         && let Err(e) = write_report(path, report)
     {
         eprintln!("gc_partition: error: report {}: {e}", path.display());
-        if code == Exit::Done.code() {
-            return Exit::Usage.code();
-        }
+        return failed_write(exit);
     }
-    code
+    exit
 }
 
-/// Writes `--metrics-out`; returns the exit code, which a failed write turns into 2.
-fn write_metrics(config: &Config, report: &Report, code: u8) -> u8 {
+/// Writes `--metrics-out`; returns the run's exit, which a failed write turns into 2.
+fn write_metrics(config: &Config, report: &Report, exit: Exit) -> Exit {
     let Some(path) = &config.metrics_out else {
-        return code;
+        return exit;
     };
-    match metrics::write(path, report, code, chrono::Utc::now()) {
-        Ok(()) => code,
+    match metrics::write(path, report, exit.code(), chrono::Utc::now()) {
+        Ok(()) => exit,
         Err(e) => {
             eprintln!("gc_partition: error: {e}");
-            if code == Exit::Done.code() { Exit::Usage.code() } else { code }
+            failed_write(exit)
         }
     }
+}
+
+/// A run that succeeded but whose output could not be written is a usage error; a failed
+/// run keeps its own exit.
+fn failed_write(exit: Exit) -> Exit {
+    if exit == Exit::Done { Exit::Usage } else { exit }
 }
 
 fn init_tracing(format: LogFormat, bars: MultiProgress) {

@@ -15,11 +15,12 @@ use crate::live_set::{self, LiveSet, LiveSetError};
 use crate::plan::ms_to_rfc3339;
 
 mod accounting;
+pub use accounting::AccountingError;
 mod reclaim;
 pub(crate) use accounting::{Accounting, DeletingSnapshot, Freed};
 pub use accounting::{Named, account};
 
-pub use reclaim::{Reclaim, reclaim, reclaimable};
+pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
 pub(crate) const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);

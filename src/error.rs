@@ -3,13 +3,15 @@
 use crate::bug::Bug;
 use crate::config::ConfigError;
 use crate::decide::DecideStageError;
-use crate::deleting::DeletingError;
+use crate::deleting::{AccountingError, DeletingError};
 use crate::execute::{DeleteFailures, HeldError};
+pub use crate::exit::Exit;
 use crate::listing::ListingError;
 use crate::live_set::LiveSetError;
 use crate::locations::LocationError;
 use crate::manifest_fetch::{IngestError, ManifestsStageError};
 use crate::plan::{GuardTripped, PlanError, PlanRefused};
+use crate::spill::SpillError;
 pub use crate::stop::Signal;
 use crate::stop::Stopped;
 use crate::store::StoreError;
@@ -36,7 +38,7 @@ pub enum GcError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
-    Spill(#[from] VerifyError),
+    Spill(#[from] SpillError),
     #[error(transparent)]
     PlanRefused(#[from] PlanRefused),
     #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
@@ -67,6 +69,24 @@ impl From<DecideStageError> for GcError {
     }
 }
 
+impl From<VerifyError> for GcError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Spill(e) => e.into(),
+            VerifyError::Plan(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountingError> for GcError {
+    fn from(error: AccountingError) -> Self {
+        match error {
+            AccountingError::Spill(e) => e.into(),
+            AccountingError::Plan(e) => e.into(),
+        }
+    }
+}
+
 impl From<ManifestsStageError> for GcError {
     fn from(error: ManifestsStageError) -> Self {
         match error {
@@ -75,59 +95,6 @@ impl From<ManifestsStageError> for GcError {
             ManifestsStageError::Deleting(e) => e.into(),
             ManifestsStageError::Ingest(e) => e.into(),
             ManifestsStageError::Stopped(e) => e.into(),
-        }
-    }
-}
-
-/// Every way a run ends, and its exit code (spec section 7): the one place codes are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Exit {
-    Done = 0,
-    Usage = 2,
-    LiveSet = 3,
-    Manifest = 4,
-    Listing = 5,
-    Guard = 6,
-    DeleteFailures = 7,
-    Verify = 8,
-    Internal = 9,
-    Interrupted = 130,
-    Terminated = 143,
-}
-
-impl Exit {
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// What to do after a run that ended this way, when the error says no more (the
-    /// summary's `next` line). A successful run's advice depends on its mode: see the report.
-    pub(crate) fn next_step(self) -> &'static str {
-        match self {
-            Exit::Done => "nothing: the partition is collected",
-            Exit::Usage => "fix the flags (see --help); nothing was changed",
-            Exit::LiveSet => "fix or re-export the live set; nothing was changed",
-            Exit::Manifest => {
-                "fix the snapshot's manifest, or take it out of the live set if it is being deleted; nothing was changed"
-            }
-            Exit::Listing => "check the store and credentials, then rerun; nothing was changed",
-            Exit::Guard => "check the live set is complete; raise --max-delete-fraction only if the plan is right",
-            Exit::DeleteFailures => "rerun to retry the failed deletes listed in the report",
-            Exit::Verify => "stop: do not run GC on this partition again until the verify failure is understood",
-            Exit::Internal => {
-                "a bug in gc_partition: file a bug report with this run's report (--report-out) attached; no further delete was started"
-            }
-            Exit::Interrupted | Exit::Terminated => "rerun to finish the job",
-        }
-    }
-}
-
-impl From<Signal> for Exit {
-    fn from(signal: Signal) -> Self {
-        match signal {
-            Signal::Interrupt => Exit::Interrupted,
-            Signal::Terminate => Exit::Terminated,
         }
     }
 }
@@ -141,19 +108,13 @@ impl GcError {
             | GcError::Location(_)
             | GcError::Plan(_)
             | GcError::Spill(_)
-            | GcError::Manifest(IngestError::Spill(_))
-            | GcError::Relist(RelistError::Spill(_))
             | GcError::PlanRefused(_) => Exit::Usage,
             GcError::LiveSet(_) | GcError::Deleting(_) => Exit::LiveSet,
-            GcError::Manifest(IngestError::Task(_) | IngestError::Bug(_))
-            | GcError::Listing(ListingError::Task(_))
-            | GcError::Relist(RelistError::Bug(_) | RelistError::Listing(ListingError::Task(_)))
-            | GcError::SpoolRead(_)
-            | GcError::Internal(_) => Exit::Internal,
-            // The snapshots folder's listing failed after its retries: run again later (spec 10.2).
-            GcError::Manifest(IngestError::Inventory { .. }) => Exit::Listing,
-            GcError::Manifest(_) => Exit::Manifest,
-            GcError::Listing(_) | GcError::Held(_) | GcError::Relist(RelistError::Listing(_)) => Exit::Listing,
+            GcError::Manifest(e) => e.exit(),
+            GcError::Listing(e) => e.exit(),
+            GcError::Relist(e) => e.exit(),
+            GcError::Held(_) => Exit::Listing,
+            GcError::SpoolRead(_) | GcError::Internal(_) => Exit::Internal,
             GcError::Guard(_) => Exit::Guard,
             GcError::DeleteFailures(_) => Exit::DeleteFailures,
             GcError::Verify(_) => Exit::Verify,

@@ -33,13 +33,13 @@ use crate::listing::ListedChunk;
 use crate::locations::{Location, held_key, key_of_held};
 pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
+use crate::spill::RangeSpill;
 use crate::store::{AsideOutcome, LocalAside};
 use crate::store::{
     AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
     Version,
 };
 use crate::throttle::{Aimd, RateCap};
-use crate::verify::RangeSpill;
 
 /// Keys in one version delete of S3 (`DeleteObjects` naming each `VersionId`, spec 10.1).
 const S3_BATCH: usize = 1000;

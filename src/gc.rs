@@ -1,6 +1,7 @@
 //! One run of the collector: the stages wired in the order the data flows. Each stage
-//! returns a typed value (a plan, a verdict, stats); the run keeps what they returned in an
-//! [`Outcome`], from which the report is built once, at the end.
+//! returns a typed value (a plan, a verdict, stats) and takes no part of the report; the
+//! run records what they returned in an [`Outcome`] as each returns, before a verdict can end
+//! the run, and the report is built from it once, at the end.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,23 +12,23 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::bug::Bug;
 use crate::config::{Config, Mode};
-use crate::deleting::{self, Accounting, DeletingSnapshot, Freed, ManifestObject, Reclaim, Sets};
+use crate::deleting::{self, Accounting, DeletingSnapshot, Freed, ManifestObject, Reclaim, Reclaimed, Sets};
 use crate::error::GcError;
-use crate::execute::{DeletedWatch, Executor, put_back_held};
+use crate::execute::{DeletedWatch, ExecuteStats, Executor, put_back_held};
 use crate::explain::{ExplainSink, explain_all};
 use crate::ids::ChunkId;
 use crate::live_set;
 use crate::locations::{Location, LocationTable};
 use crate::manifest::snapshots_folder;
 use crate::manifest_fetch::Wanted;
-use crate::plan::{Planned, Reread};
+use crate::plan::{PlanError, Planned, Reread};
 use crate::progress::Stage;
 use crate::report::{Outcome, Report, StoreUsage};
 use crate::store::Stores;
-use crate::verify::AfterCheck;
+use crate::verify::{AfterCheck, VerifyFailure, VerifyReport};
 
 mod planning;
-use planning::Planning;
+use planning::{Planning, record_manifests};
 
 pub use crate::progress::Progress;
 pub use crate::stop::{Stop, Stopped};
@@ -42,7 +43,7 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
     let run = Run { stores, config, stop, progress };
     let running = AssertUnwindSafe(run.run(&mut outcome));
     let result = running.catch_unwind().await.unwrap_or_else(|panic| Err(Bug::panicked(panic.as_ref()).into()));
-    outcome.durations.insert("total", ms(started));
+    outcome.took("total", started);
     let usage = StoreUsage {
         requests: stores.requests().since(requests_before),
         retries: stores.retries().saturating_sub(retries_before),
@@ -53,10 +54,6 @@ pub async fn run(stores: &Stores, config: &Config, stop: &Stop, progress: &Progr
     Report::build(config, outcome, result.err().as_ref(), usage)
 }
 
-fn ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
-}
-
 struct Run<'a> {
     stores: &'a Stores,
     config: &'a Config,
@@ -65,6 +62,9 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The run, stage by stage. The stages return what they found; it is recorded here (and
+    /// in the planning and delete phases below) as each returns, before its verdict can end
+    /// the run, so the report has it whatever the exit.
     async fn run(&self, outcome: &mut Outcome) -> Result<(), GcError> {
         let (t, config) = (Instant::now(), self.config);
         let live = live_set::read(&config.live_snapshots, config.now)?;
@@ -73,14 +73,16 @@ impl Run<'_> {
         config.check_cutoff(live.taken_at)?;
         let sets = Sets::read(live, config.deleting_snapshots.as_deref(), config.now)?;
         outcome.snapshots = Some(sets.census());
-        outcome.durations.insert("live_set", ms(t));
+        outcome.took("live_set", t);
         self.stop.check()?;
         match &self.config.mode {
             Mode::Explain(ids) => self.explain(&sets, ids, outcome).await,
             Mode::DryRun => {
                 let Planning { planned, after, folder, accounting } = self.plan(&sets, outcome).await?;
                 if let Some(accounting) = &accounting {
-                    outcome.deleting = Some(self.account(accounting, &planned, Freed::Planned, outcome)?);
+                    let t = Instant::now();
+                    outcome.deleting = Some(self.account(accounting, &planned, Freed::Planned)?);
+                    outcome.took("accounting", t);
                 }
                 if let Some(AfterCheck { mut verify, .. }) = after {
                     let verdict = verify.conclude_dry_run();
@@ -99,8 +101,19 @@ impl Run<'_> {
                     _ => self.plan(&sets, outcome).await?,
                 };
                 let Planning { planned, after, folder, accounting } = planning;
-                self.execute(&planned, after, accounting.as_ref(), outcome).await?;
-                self.reclaim(&sets, &folder, outcome).await
+                self.delete(&planned, after, accounting.as_ref(), outcome).await?;
+                if sets.deleting.is_none() {
+                    return Ok(());
+                }
+                self.stop.check()?;
+                let t = Instant::now();
+                let reclaimed = self.reclaim(&sets, &folder).await?;
+                outcome.reclaimed = Some(reclaimed.snapshots);
+                outcome.took("reclaim", t);
+                let all_done = reclaimed.failed.all_done(reclaimed.objects);
+                outcome.reclaim_failures = reclaimed.failed.failures;
+                all_done?;
+                Ok(self.stop.check()?)
             }
         }
     }
@@ -117,24 +130,11 @@ impl Run<'_> {
     /// verify passed: the deleting snapshots' manifest objects deleted as chunks are (re-read,
     /// still old, tied to the object read), and the snapshots whose objects are all gone
     /// listed as reclaimed.
-    async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject], outcome: &mut Outcome) -> Result<(), GcError> {
-        if sets.deleting.is_none() {
-            return Ok(());
-        }
-        self.stop.check()?;
+    async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject]) -> Result<Reclaimed, GcError> {
         let candidates = self.reclaimable(sets, folder);
-        let t = Instant::now();
         let cutoff_ms = self.config.cutoff.timestamp_millis();
         let folder = snapshots_folder(&self.config.meta_bucket, &self.config.partition)?;
-        let mut reclaimed = deleting::reclaim(&self.executor(None), &folder, &candidates, cutoff_ms).await?;
-        outcome.reclaimed = Some(reclaimed.snapshots);
-        outcome.durations.insert("reclaim", ms(t));
-        let all_done = reclaimed.failed.all_done(reclaimed.objects);
-        if let Some(executed) = outcome.executed.as_mut() {
-            executed.failures.append(&mut reclaimed.failed.failures);
-        }
-        all_done?;
-        Ok(self.stop.check()?)
+        Ok(deleting::reclaim(&self.executor(None), &folder, &candidates, cutoff_ms).await?)
     }
 
     /// Spec 9.2's accounting over this run's plan, and after deletes over what they deleted.
@@ -143,13 +143,9 @@ impl Run<'_> {
         accounting: &Accounting,
         planned: &Planned,
         freed: Freed<'_>,
-        outcome: &mut Outcome,
     ) -> Result<Vec<DeletingSnapshot>, GcError> {
-        let t = Instant::now();
         let plan = planned.spool.as_ref().ok_or_else(|| Bug::new("the accounting has no plan spool"))?;
-        let counts = accounting.account(plan, freed)?;
-        outcome.durations.insert("accounting", ms(t));
-        Ok(counts)
+        Ok(accounting.account(plan, freed)?)
     }
 
     fn executor<'e>(&'e self, deleted: Option<&'e DeletedWatch>) -> Executor<'e> {
@@ -163,9 +159,9 @@ impl Run<'_> {
         }
     }
 
-    /// Deletes a plan, this run's own or a reviewed one, then (`--verify`) checks that no
-    /// referenced chunk is gone.
-    async fn execute(
+    /// The delete phase: a plan, this run's own or a reviewed one, deleted, what it freed
+    /// accounted, then (`--verify`) the check that no referenced chunk is gone.
+    async fn delete(
         &self,
         planned: &Planned,
         after: Option<AfterCheck>,
@@ -176,22 +172,21 @@ impl Run<'_> {
         if let Err(not_started) = may_delete {
             // Spec 9.2's accounting in every mode: here, of a run that deleted nothing.
             if let Some(accounting) = accounting {
-                outcome.deleting = Some(self.account(accounting, planned, Freed::Nothing, outcome)?);
+                let t = Instant::now();
+                outcome.deleting = Some(self.account(accounting, planned, Freed::Nothing)?);
+                outcome.took("accounting", t);
             }
             return Err(not_started);
         }
         self.progress.stage.set(Stage::Execute);
         let t = Instant::now();
-        let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
         if planned.reread == Reread::Unchanged {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
             outcome.held.add(put_back_held(self.stores, &planned.locations, false).await?);
         }
         let watch = accounting.map(|a| a.deleted_watch(&self.config.work_dir)).transpose()?;
-        let executor = self.executor(watch.as_ref());
-        let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
-        let (stats, spool_error) = executing.instrument(info_span!("execute")).await?;
-        outcome.durations.insert("execute", ms(t));
+        let (stats, spool_error) = self.execute(planned, watch.as_ref()).await?;
+        outcome.took("execute", t);
         let all_done = stats.all_done(planned.totals.planned);
         outcome.executed = Some(stats);
         if let Some(error) = spool_error {
@@ -200,8 +195,10 @@ impl Run<'_> {
         // Accounted even when a signal stopped the deletes: what was freed up to the stop. A
         // local pass over the plan (seconds at 45M chunks), within a SIGTERM's grace period.
         if let (Some(accounting), Some(watch)) = (accounting, watch) {
+            let t = Instant::now();
             let deleted = watch.spill.finish()?;
-            outcome.deleting = Some(self.account(accounting, planned, Freed::Deleted(&deleted), outcome)?);
+            outcome.deleting = Some(self.account(accounting, planned, Freed::Deleted(&deleted))?);
+            outcome.took("accounting", t);
         }
         if let Some(signal) = self.stop.signal() {
             // Stopped: exit now, with the report; re-listing a large remote partition could
@@ -212,24 +209,41 @@ impl Run<'_> {
             return Err(Stopped(signal).into());
         }
         if let Some(after) = after {
-            self.verify_after(planned, after, outcome).await?;
+            let t = Instant::now();
+            let (verify, verdict) = self.verify_after(planned, after).await?;
+            outcome.took("verify_after", t);
+            outcome.verify = Some(verify);
+            verdict?;
         }
         self.stop.check()?;
         Ok(all_done?)
     }
 
+    /// The execute stage: the plan's spool deleted, its stats and, if the spool could not
+    /// be read back, why the rest of the plan was not deleted.
+    async fn execute(
+        &self,
+        planned: &Planned,
+        watch: Option<&DeletedWatch>,
+    ) -> Result<(ExecuteStats, Option<PlanError>), GcError> {
+        let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
+        let executor = self.executor(watch);
+        let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
+        Ok(executing.instrument(info_span!("execute")).await?)
+    }
+
     /// `--verify` after the deletes: every location listed again; a referenced chunk listed
-    /// before and not now fails the run.
-    async fn verify_after(&self, planned: &Planned, after: AfterCheck, outcome: &mut Outcome) -> Result<(), GcError> {
+    /// before and not now fails the run (the verdict, beside the report).
+    async fn verify_after(
+        &self,
+        planned: &Planned,
+        after: AfterCheck,
+    ) -> Result<(VerifyReport, Result<(), VerifyFailure>), GcError> {
         self.progress.stage.set(Stage::Verify);
-        let t = Instant::now();
         let (config, progress) = (self.config, Arc::clone(&self.progress.verify_listed));
         let checking =
             after.check(self.stores, &planned.locations, &config.work_dir, config.list_concurrency, progress);
-        let (verify, verdict) = checking.await?;
-        outcome.durations.insert("verify_after", ms(t));
-        outcome.verify = Some(verify);
-        Ok(verdict?)
+        Ok(checking.await?)
     }
 
     /// `--explain`: the manifests read exactly for the explained ids, then one HEAD per id and
@@ -242,7 +256,8 @@ impl Run<'_> {
         let sink = Arc::new(ExplainSink::new(ids));
         let wanted =
             Wanted { explain: Some(Arc::clone(&sink) as Arc<dyn crate::manifest_fetch::RefSink>), ..Wanted::default() };
-        self.manifests(live, &table, wanted, outcome).await?;
+        let t = Instant::now();
+        record_manifests(outcome, self.manifests(live, &table, wanted).await, t)?;
         let locations = table.close();
         outcome.locations = locations.len() as u64;
         let t = Instant::now();
@@ -254,7 +269,7 @@ impl Run<'_> {
             info!(id = %e.id, decision = e.decision, reason = %e.reason, "explain");
         }
         outcome.explain = Some(explanations);
-        outcome.durations.insert("explain", ms(t));
+        outcome.took("explain", t);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use object_store::path::Path;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::exit::Exit;
 use crate::locations::Location;
 use crate::store::{RawListError, SYMLINK_ETAG, StoreError, Stores, Version};
 use crate::throttle::Aimd;
@@ -52,6 +53,21 @@ pub enum ListingError {
     Task(String),
     #[error("listing stopped: its consumer is gone")]
     Closed,
+}
+
+impl ListingError {
+    /// A listing that failed after its retries is run again later; a task that died is a bug.
+    pub fn exit(&self) -> Exit {
+        match self {
+            ListingError::List { .. }
+            | ListingError::Local { .. }
+            | ListingError::Store(_)
+            | ListingError::Raw(_)
+            | ListingError::ChunkMetadata { .. }
+            | ListingError::Closed => Exit::Listing,
+            ListingError::Task(_) => Exit::Internal,
+        }
+    }
 }
 
 /// What the listing of one location found besides its chunks.

@@ -13,6 +13,7 @@ use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::deleting::ManifestObject;
+use crate::exit::Exit;
 use crate::ids::{PartitionId, SnapshotId};
 use crate::live_set::LiveSet;
 use crate::locations::{LocationError, LocationTable};
@@ -41,9 +42,23 @@ pub enum IngestError {
     #[error("manifest worker failed: {0}")]
     Task(String),
     #[error(transparent)]
-    Spill(#[from] crate::verify::VerifyError),
+    Spill(#[from] crate::spill::SpillError),
     #[error(transparent)]
     Bug(#[from] crate::bug::Bug),
+}
+
+impl IngestError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            IngestError::Manifest(_) | IngestError::ForeignLocation { .. } | IngestError::Bucket { .. } => {
+                Exit::Manifest
+            }
+            // The snapshots folder's listing failed after its retries: run again later (spec 10.2).
+            IngestError::Inventory { .. } => Exit::Listing,
+            IngestError::Spill(_) => Exit::Usage,
+            IngestError::Task(_) | IngestError::Bug(_) => Exit::Internal,
+        }
+    }
 }
 
 /// Which manifest objects each live snapshot has, from one listing of the snapshots folder.
@@ -203,14 +218,24 @@ async fn ingest_snapshot(ingest: Ingest, job: SnapshotJob) -> Result<(), IngestE
     let store = ingest.stores.bucket(&ingest.meta_bucket).map_err(|e| {
         manifest_err(&job.snapshot, ingest.meta_bucket.clone(), ManifestErrorKind::Fetch(e.to_string()))
     })?;
-    if job.legacy {
-        ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await?;
+    // Both forms are read even when the first fails: a deleting snapshot is accounted as far
+    // as it could be read (spec 9.2); a live one fails the run with the first error either way.
+    let legacy = match job.legacy {
+        true => Some(ingest_legacy(&ingest, store.as_ref(), &job.snapshot).await),
+        false => None,
+    };
+    let unified = match job.unified {
+        true => Some(ingest_unified(&ingest, store.as_ref(), &job.snapshot).await),
+        false => None,
+    };
+    if let Some(Ok(())) = legacy {
         ingest.stats.legacy.fetch_add(1, Ordering::Relaxed);
     }
-    if job.unified {
-        ingest_unified(&ingest, store.as_ref(), &job.snapshot).await?;
+    if let Some(Ok(())) = unified {
         ingest.stats.unified.fetch_add(1, Ordering::Relaxed);
     }
+    legacy.transpose()?;
+    unified.transpose()?;
     ingest.stats.snapshots_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The JSON Schemas (draft 2020-12) of what the collector writes for other programs: the
 //! report (spec 6), the plan file's lines (spec 6, 8.2) and the `progress` event (spec 8.5).
 //! Generated from the types that are serialized (`schemars`), and checked in under
-//! `schemas/`: `tests/schemas.rs` fails when a checked-in file differs from what the types
+//! `schemas/`: `tests/docs/schemas.rs` fails when a checked-in file differs from what the types
 //! generate now, and the end-to-end suites validate what the binary writes against the
 //! checked-in files.
 //!

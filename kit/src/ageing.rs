@@ -52,7 +52,7 @@ fn kind(stores: &Stores) -> Kind {
 pub trait Ageing: Sized {
     /// Declares that every object of this remote store is the file `root/<bucket>/<key>`
     /// (as on the `s3s-fs` and fake-gcs-server test servers), so tests and `gc_synth` can age
-    /// objects (file mtimes on s3s-fs, [`crate::fake_gcs::set_updated`] on fake-gcs-server)
+    /// objects (file mtimes on s3s-fs, [`crate::gcs_metadata::set_updated`] on fake-gcs-server)
     /// and create buckets as directories.
     fn with_backdate_root(self, root: PathBuf) -> Self;
     /// Whether [`Ageing::set_last_modified`] works on this store.
@@ -118,7 +118,7 @@ impl Ageing for Stores {
             }
             (Kind::Gcs, Some(root)) => {
                 let path = file(root);
-                crate::fake_gcs::set_updated(&path, when).map_err(|e| fail(format!("{}: {e}", path.display())))
+                crate::gcs_metadata::set_updated(&path, when).map_err(|e| fail(format!("{}: {e}", path.display())))
             }
             (Kind::Memory, _) => match self.memory_bucket(bucket) {
                 Some(memory) => {

@@ -1,4 +1,4 @@
-//! One entry point per parser, shared by the `fuzz/` targets and by `tests/fuzz_corpus.rs`,
+//! One entry point per parser, shared by the `fuzz/` targets and by `tests/docs/fuzz_corpus.rs`,
 //! which replays every corpus file under plain `cargo test`.
 //!
 //! Each function must never panic on any input, except through its own assertions: whatever

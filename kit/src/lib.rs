@@ -4,12 +4,13 @@
 //!
 //! - [`synth`]: the synthetic partition writer behind `gc_synth` ([`synth_cli`]);
 //! - [`fake_gcs`]: writes and ageing on the fake-gcs-server emulator;
+//! - [`gcs_metadata`]: the object metadata fake-gcs-server keeps in an extended attribute;
 //! - [`azurite`]: containers and ageing on the Azurite emulator;
 //! - [`ageing`]: buckets made and objects aged on `file://`, `memory://` and the test servers;
 //! - [`generated`]: the `gen://` store, a partition listed but never stored (`gc_gen`);
 //! - [`latency`]: the simulated remote store (`GC_PARTITION_SIM_LATENCY`);
 //! - [`stores`]: how `gc_partition_kit` opens `--store` with those two;
-//! - [`fuzzing`]: the fuzz targets' entry points (`fuzz/`, `tests/fuzz_corpus.rs`);
+//! - [`fuzzing`]: the fuzz targets' entry points (`fuzz/`, `tests/docs/fuzz_corpus.rs`);
 //! - [`mix`]: deterministic numbers from `gc_partition`'s one splitmix64.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -18,6 +19,7 @@ pub mod ageing;
 pub mod azurite;
 pub mod fake_gcs;
 pub mod fuzzing;
+pub mod gcs_metadata;
 pub mod generated;
 pub mod latency;
 pub mod mix;

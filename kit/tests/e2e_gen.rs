@@ -1,6 +1,6 @@
 //! `gc_partition_kit` (the `gc_partition` program with the kit's stores) on a generated
 //! (`gen://`) partition: the counts the generator predicts are exactly the ones the collector
-//! reports. The release `gc_partition` refuses `gen://` (`tests/schemes.rs`).
+//! reports. The release `gc_partition` refuses `gen://` (`tests/e2e/schemes.rs`).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

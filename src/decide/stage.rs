@@ -17,9 +17,9 @@ use crate::execute::{HeldError, HeldFound, put_back_before_listing};
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::locations::Location;
 use crate::plan::{Plan, PlanError, PlanSpool};
+use crate::spill::{RangeSpill, SpillError};
 use crate::stop::{Stop, Stopped};
 use crate::store::Stores;
-use crate::verify::{RangeSpill, VerifyError};
 
 use super::{Decider, decide_stream};
 
@@ -48,7 +48,7 @@ pub(crate) struct Watched {
 impl Watched {
     /// Empty spills under `work_dir` for what is watched: `--verify`'s listing when `verify`,
     /// and the listed chunks `named` holds.
-    pub fn create(work_dir: &Path, verify: bool, named: Option<Arc<RefFilter>>) -> Result<Self, VerifyError> {
+    pub fn create(work_dir: &Path, verify: bool, named: Option<Arc<RefFilter>>) -> Result<Self, SpillError> {
         let spill = || RangeSpill::create(work_dir);
         let named = named.map(|filter| spill().map(|spill| (filter, spill))).transpose()?;
         Ok(Self { verify: verify.then(spill).transpose()?, named })

@@ -12,8 +12,18 @@ use serde::Serialize;
 use crate::bloom::RefFilter;
 use crate::execute::DeletedWatch;
 use crate::ids::SnapshotId;
+use crate::plan::PlanError;
 use crate::plan::SpooledPlan;
-use crate::verify::{Entry, RANGES, RangeSpill, Spilled, VerifyError};
+use crate::spill::{Entry, RANGES, RangeSpill, SpillError, Spilled};
+
+/// The accounting could not read back a spill or the plan's spool.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountingError {
+    #[error(transparent)]
+    Spill(#[from] SpillError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
 
 /// What the deleting snapshots' manifests name: every id with its snapshot's index (in the
 /// deleting set's order), a filter of those ids, and each snapshot's error.
@@ -39,7 +49,7 @@ impl Accounting {
     }
 
     /// Every deleting snapshot's counts over `plan`, with `freed` saying what counts as freed.
-    pub fn account(&self, plan: &SpooledPlan, freed: Freed<'_>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
+    pub fn account(&self, plan: &SpooledPlan, freed: Freed<'_>) -> Result<Vec<DeletingSnapshot>, AccountingError> {
         let t = std::time::Instant::now();
         let _span = tracing::info_span!("accounting").entered();
         let Accounting { named, shared, listed } = self;
@@ -60,7 +70,7 @@ impl Accounting {
 
     /// What the deletes must note for the accounting after them: the deleted chunks its
     /// named ids hold.
-    pub(crate) fn deleted_watch(&self, work_dir: &std::path::Path) -> Result<DeletedWatch, VerifyError> {
+    pub(crate) fn deleted_watch(&self, work_dir: &std::path::Path) -> Result<DeletedWatch, AccountingError> {
         Ok(DeletedWatch { named: Arc::clone(&self.named.filter), spill: RangeSpill::create(work_dir)? })
     }
 }
@@ -136,7 +146,7 @@ fn find(ids: &[[u8; 32]], id: &[u8; 32]) -> Option<usize> {
 }
 
 /// Which of the range's named `ids` (sorted) `spill`'s entries of `range` hold.
-fn held_by(ids: &[[u8; 32]], spill: &Spilled, range: usize) -> Result<Vec<bool>, VerifyError> {
+fn held_by(ids: &[[u8; 32]], spill: &Spilled, range: usize) -> Result<Vec<bool>, AccountingError> {
     let mut held = vec![false; ids.len()];
     for block in spill.unsorted_blocks(range) {
         for entry in block? {
@@ -149,7 +159,7 @@ fn held_by(ids: &[[u8; 32]], spill: &Spilled, range: usize) -> Result<Vec<bool>,
 }
 
 /// Every deleting snapshot's counts, in the deleting set's order.
-pub fn account(ledger: &Ledger<'_>) -> Result<Vec<DeletingSnapshot>, VerifyError> {
+pub fn account(ledger: &Ledger<'_>) -> Result<Vec<DeletingSnapshot>, AccountingError> {
     let mut out: Vec<DeletingSnapshot> = ledger
         .snapshots
         .iter()
@@ -188,7 +198,7 @@ pub fn account(ledger: &Ledger<'_>) -> Result<Vec<DeletingSnapshot>, VerifyError
     Ok(out)
 }
 
-fn range_facts(ledger: &Ledger<'_>, range: usize, ids: Vec<[u8; 32]>) -> Result<RangeFacts, VerifyError> {
+fn range_facts(ledger: &Ledger<'_>, range: usize, ids: Vec<[u8; 32]>) -> Result<RangeFacts, AccountingError> {
     let mut facts = RangeFacts::new(ids);
     facts.shared = held_by(&facts.ids, ledger.shared, range)?;
     if let Some(listed) = ledger.listed {
@@ -219,7 +229,7 @@ mod tests {
     use super::*;
     use crate::listing::ListedChunk;
     use crate::plan::PlanSpool;
-    use crate::verify::RangeSpill;
+    use crate::spill::RangeSpill;
     use crate::verify::tests::id;
 
     fn spill(dir: &std::path::Path, pairs: &[(u32, [u8; 32])], block: usize) -> Spilled {

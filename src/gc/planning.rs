@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{Run, ms};
+use super::Run;
 use crate::bug::Bug;
 use crate::decide::{Deciding, ListingSettings, Watched, start_listing};
 use crate::deleting::{Accounting, ManifestObject, Sets};
@@ -33,17 +33,30 @@ pub(super) struct Planning {
     pub accounting: Option<Accounting>,
 }
 
+/// What the manifests stage returned: what it saw, even when it failed, and how it ended.
+pub(super) struct ManifestsStep {
+    seen: Seen,
+    read: Result<ManifestsRead, GcError>,
+}
+
+/// Records what the manifests stage saw and read (`since` it started); its error, after.
+pub(super) fn record_manifests(
+    outcome: &mut Outcome,
+    step: ManifestsStep,
+    since: Instant,
+) -> Result<ManifestsRead, GcError> {
+    outcome.held.add(step.seen.held);
+    outcome.snapshots = step.seen.census.or(outcome.snapshots.take());
+    let read = step.read?;
+    outcome.manifests = Some(read.referenced.counts);
+    outcome.took("manifests", since);
+    Ok(read)
+}
+
 impl Run<'_> {
-    /// The manifests stage; what it saw goes to the report even when it fails.
-    pub(super) async fn manifests(
-        &self,
-        sets: &Sets,
-        table: &LocationTable,
-        wanted: Wanted,
-        outcome: &mut Outcome,
-    ) -> Result<ManifestsRead, GcError> {
+    /// The manifests stage.
+    pub(super) async fn manifests(&self, sets: &Sets, table: &LocationTable, wanted: Wanted) -> ManifestsStep {
         self.progress.stage.set(Stage::Manifests);
-        let t = Instant::now();
         let stage = ManifestsStage {
             stores: self.stores,
             config: self.config,
@@ -53,13 +66,8 @@ impl Run<'_> {
             stats: &self.progress.ingest,
         };
         let mut seen = Seen::default();
-        let read = stage.read(table, wanted, &mut seen).await;
-        outcome.held.add(seen.held);
-        outcome.snapshots = seen.census.or(outcome.snapshots.take());
-        let read = read?;
-        outcome.manifests = Some(read.referenced.counts);
-        outcome.durations.insert("manifests", ms(t));
-        Ok(read)
+        let read = stage.read(table, wanted, &mut seen).await.map_err(GcError::from);
+        ManifestsStep { seen, read }
     }
 
     /// A run's own plan: manifests into the filter while every location is listed, each
@@ -77,7 +85,9 @@ impl Run<'_> {
         };
         let listing = start_listing(self.stores, from_table, parts_out, settings);
         let wanted = Wanted { filter: true, spill: config.verify, ..Wanted::default() };
-        let ManifestsRead { referenced, folder, accounting } = self.manifests(sets, &table, wanted, outcome).await?;
+        let t = Instant::now();
+        let read = record_manifests(outcome, self.manifests(sets, &table, wanted).await, t)?;
+        let ManifestsRead { referenced, folder, accounting } = read;
         let locations = table.close();
 
         self.progress.stage.set(Stage::Listing);
@@ -101,7 +111,7 @@ impl Run<'_> {
         let expected_false_positives = filter.expected_false_positives(planned.totals.planned);
         outcome.plan = Some(PlanCounts::of(&planned, expected_false_positives));
         self.progress.planned.store(planned.totals.planned, Ordering::Relaxed);
-        outcome.durations.insert("decide", ms(t));
+        outcome.took("decide", t);
         planned.log();
         self.stop.check()?;
 
@@ -111,29 +121,31 @@ impl Run<'_> {
         let t = Instant::now();
         let (refs, before) = (referenced.spill, decided.watched.verify);
         let after = AfterCheck::prepare(refs, before, planned.spool.as_ref(), filter, &planned.locations)?;
-        let after = after.map(|(after, referenced_distinct)| {
-            outcome.referenced_distinct = Some(referenced_distinct);
-            outcome.durations.insert("verify_before", ms(t));
+        if let Some((after, referenced_distinct)) = &after {
+            outcome.referenced_distinct = Some(*referenced_distinct);
+            outcome.took("verify_before", t);
             outcome.verify = Some(after.verify.clone());
-            after
-        });
-        self.write_plan(sets, &planned, outcome)?;
+        }
+        let t = Instant::now();
+        if self.write_plan(sets, &planned)? {
+            outcome.took("plan", t);
+        }
+        let after = after.map(|(after, _)| after);
         if let Some(after) = &after {
             after.verify.allows_deletes()?;
         }
         Ok(Planning { planned, after, folder, accounting })
     }
 
-    fn write_plan(&self, sets: &Sets, planned: &Planned, outcome: &mut Outcome) -> Result<(), GcError> {
+    /// Writes `--plan-out`, if asked for; whether it was.
+    fn write_plan(&self, sets: &Sets, planned: &Planned) -> Result<bool, GcError> {
         let (Some(path), Some(spool)) = (&self.config.plan_out, &planned.spool) else {
-            return Ok(());
+            return Ok(false);
         };
-        let t = Instant::now();
         let header =
             PlanHeader::for_run(&self.config.binding(), &sets.live, sets.deleting.as_ref(), &planned.locations);
         write_plan(path, &header, &planned.locations, spool, planned.totals.old)?;
-        outcome.durations.insert("plan", ms(t));
-        Ok(())
+        Ok(true)
     }
 
     /// `--apply-plan` (spec 8.3): the reviewed plan checked against this run, every live
@@ -148,19 +160,21 @@ impl Run<'_> {
         let t = Instant::now();
         let reviewed =
             ReviewedPlan::read_for(path, &config.work_dir, &config.binding(), &live.live, live.deleting.as_ref())?;
-        outcome.durations.insert("plan", ms(t));
+        outcome.took("plan", t);
         let planned = Planned::reviewed(reviewed, config.max_delete_fraction);
         outcome.plan = Some(PlanCounts::of(&planned, 0.0));
         self.stop.check()?;
 
         let table = self.table(None, &planned.locations)?;
         let wanted = Wanted { spill: true, ..Wanted::default() };
-        let ManifestsRead { referenced, folder, accounting } = self.manifests(live, &table, wanted, outcome).await?;
+        let t = Instant::now();
+        let read = record_manifests(outcome, self.manifests(live, &table, wanted).await, t)?;
+        let ManifestsRead { referenced, folder, accounting } = read;
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
         let verify = check_reviewed(&refs, spool, &planned.locations)?;
-        outcome.durations.insert("verify_before", ms(t));
+        outcome.took("verify_before", t);
         let verdict = verify.allows_applying();
         outcome.verify = Some(verify);
         verdict?;

@@ -19,8 +19,8 @@ use crate::ids::SnapshotId;
 use crate::live_set::LiveSet;
 use crate::locations::LocationTable;
 use crate::manifest::{self, ManifestKind};
+use crate::spill::RangeSpill;
 use crate::store::Stores;
-use crate::verify::RangeSpill;
 
 use super::{Ingest, IngestError, RefSink, SnapshotJob, ids_bound, ingest_snapshot};
 

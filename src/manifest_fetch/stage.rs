@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::ids::SnapshotId;
 use crate::live_set::LiveSet;
 use crate::locations::LocationTable;
+use crate::spill::RangeSpill;
 use crate::store::Stores;
-use crate::verify::RangeSpill;
 
 use super::{Ingest, IngestError, IngestStats, Inventory, RefSink, ingest_all};
 

@@ -16,7 +16,9 @@ use crate::store::Stores;
 
 use crate::plan::SpooledPlan;
 
-use super::{RangeSpill, Spilled, VerifyError, VerifyFailure, VerifyReport, check_before, check_planned};
+use super::{VerifyError, VerifyFailure, VerifyReport, check_before, check_planned};
+use crate::exit::Exit;
+use crate::spill::{RangeSpill, SpillError, Spilled};
 
 /// Parts waiting between the listing and the spill, at most.
 const PARTS_BUFFERED: usize = 16;
@@ -29,6 +31,22 @@ pub enum RelistError {
     Spill(#[from] VerifyError),
     #[error(transparent)]
     Bug(#[from] Bug),
+}
+
+impl RelistError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RelistError::Listing(e) => e.exit(),
+            RelistError::Spill(_) => Exit::Usage,
+            RelistError::Bug(_) => Exit::Internal,
+        }
+    }
+}
+
+impl From<SpillError> for RelistError {
+    fn from(error: SpillError) -> Self {
+        RelistError::Spill(error.into())
+    }
 }
 
 /// `--apply-plan`'s check before any delete: the reviewed plan's chunks that a live manifest

@@ -1,6 +1,6 @@
 //! The store contract: what the collector relies on from an `ObjectStore`, asserted the same
 //! way on every backend (in the spirit of `object_store`'s own `integration.rs`). Run by
-//! `tests/store_contract.rs`.
+//! `tests/stores/store_contract.rs`.
 
 use std::collections::BTreeMap;
 

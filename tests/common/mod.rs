@@ -7,7 +7,7 @@
 //! (`GC_TEST_S3_ENDPOINT`, `GC_TEST_GCS_ENDPOINT`) was set at build time (`build.rs` turns
 //! them into the cfgs `gc_test_s3`, `gc_test_gcs`): a plain `cargo test` reports them ignored,
 //! never passed, and under `scripts/test` a server that cannot be reached is a failure.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounting;
 pub mod contract;
@@ -374,10 +374,26 @@ impl Fixture {
     }
 }
 
+/// The repository's root (schemas, testdata and docs live there).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `gc_partition` binary cargo built beside the running test binary: tests run from
+/// `target/<profile>/deps/`, the package's binaries sit one directory up (cargo builds them
+/// for the package's integration tests).
+pub fn gc_partition_binary() -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test.parent().and_then(Path::parent).expect("a test binary under target/<profile>/deps");
+    let binary = profile.join(format!("gc_partition{}", std::env::consts::EXE_SUFFIX));
+    assert!(binary.exists(), "{} is not built: run the tests with cargo test", binary.display());
+    binary
+}
+
 /// Runs the built `gc_partition` with `args` (`RUST_LOG=warn`), and validates what it wrote for
 /// other programs (report, plan, progress events) against the schemas ([`schemas::check_run`]).
 pub fn gc_binary(args: &[&str], stdin: Option<&[u8]>, env: &[(String, String)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gc_partition"));
+    let mut command = Command::new(gc_partition_binary());
     command.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped());
     command.envs(env.iter().map(|(k, v)| (k, v)));
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -462,7 +478,7 @@ macro_rules! suite_tests {
             #[test]
             #[cfg_attr(not($server), ignore = "no test server: scripts/test starts it (see doc/testing.md)")]
             fn $name() {
-                common::suite::$name(&$backend);
+                $crate::suite::$name(&$backend);
             }
         )*
     };

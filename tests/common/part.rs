@@ -1,9 +1,10 @@
 //! A synthetic partition the library runs on in-process (`gc::run`, no binary), on a temporary
 //! `file://` store or on `memory://`, with the sets the synthesizer recorded: the fixture of
-//! `tests/faults.rs` and `tests/remote.rs`.
+//! `tests/reliability/faults.rs` and `tests/stores/remote.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use futures::TryStreamExt;
@@ -13,6 +14,11 @@ use gc_partition::config::Config;
 use gc_partition::gc::{self, Progress, Stop};
 use gc_partition::report::Report;
 use gc_partition::store::{StoreOptions, Stores};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use sha2::Digest;
+
+use super::faults::Faults;
 
 /// A store that lives in the test process: no server to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,5 +141,49 @@ impl Part {
         for (bucket, key) in &self.sets.foreign {
             assert!(all.contains(&format!("{bucket}/{key}")), "{context}: foreign object {bucket}/{key} was deleted");
         }
+    }
+
+    /// One run through `faults`.
+    pub fn run(&self, faults: &Arc<Faults>, extra: &[&str]) -> Report {
+        let stop = Stop::default();
+        faults.watch(&stop);
+        self.run_with(&faults.wrap(&self.stores), &stop, &Progress::default(), extra)
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        let (bucket, key) = name.split_once('/').unwrap();
+        let store = self.stores.bucket(bucket).unwrap();
+        match self.rt.block_on(store.head(&Path::from(key))) {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("head {name}: {e}"),
+        }
+    }
+
+    /// Every object with its size and content hash (last-modified differs between two
+    /// partitions made apart: manifests are written at the time of the run).
+    pub fn digests(&self) -> BTreeMap<String, (u64, [u8; 32])> {
+        self.rt.block_on(async {
+            let mut all = BTreeMap::new();
+            for bucket in &self.buckets {
+                let store = self.stores.bucket(bucket).unwrap();
+                let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+                for meta in listed {
+                    let data = store.get(&meta.location).await.unwrap().bytes().await.unwrap();
+                    let hash: [u8; 32] = sha2::Sha256::digest(&data).into();
+                    all.insert(format!("{bucket}/{}", meta.location), (meta.size, hash));
+                }
+            }
+            all
+        })
+    }
+
+    /// The chunk locations the synthesizer filled.
+    pub fn locations(&self) -> Vec<gc_partition::locations::Location> {
+        let sets = [&self.sets.referenced, &self.sets.garbage, &self.sets.young];
+        let mut all: Vec<_> = sets.into_iter().flatten().map(|(l, _)| l.clone()).collect();
+        all.sort_by_key(|l| (l.bucket().to_owned(), l.prefix().to_owned()));
+        all.dedup();
+        all
     }
 }

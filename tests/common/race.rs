@@ -1,4 +1,4 @@
-//! What a writer race (`tests/writer_race_gcs.rs`, `tests/writer_race_az.rs`) asserts once
+//! What a writer race (`tests/reliability/writer_race_remote.rs`) asserts once
 //! the run is over, on any store: no chunk a writer committed was deleted, every DELETE
 //! carried a precondition on a version the collector read, the report counted them, the race
 //! was met, and the garbage no writer reused is gone.
@@ -26,7 +26,7 @@ pub fn start_collector(dir: &std::path::Path, url: &str, env: &[(String, String)
     let live = dir.join("live.txt");
     let taken_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     std::fs::write(&live, format!("# end count=0 taken_at={taken_at}\n")).unwrap();
-    let binary = std::env::var("GC_RACE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gc_partition").to_owned());
+    let binary = std::env::var_os("GC_RACE_BINARY").map_or_else(super::gc_partition_binary, Into::into);
     std::process::Command::new(binary)
         .args(["--partition", "p1", "--live-snapshots", live.to_str().unwrap(), "--cutoff", "48h"])
         .args(["--store", url, "--execute", "--max-delete-fraction", "1", "--output", "json"])

@@ -1,5 +1,5 @@
 //! What the binary writes for other programs, validated against the schemas checked in under
-//! `schemas/` (the files a consumer pins; `tests/schemas.rs` proves them equal to what the
+//! `schemas/` (the files a consumer pins; `tests/docs/schemas.rs` proves them equal to what the
 //! types generate): the report (`--report-out`, stdout with `--output json`), every line of
 //! the plan (`--plan-out`, `.zst` too) and every `progress` event of stderr under
 //! `--log-format json`. [`check_run`] is called on every run of the binary the suites make
@@ -22,9 +22,10 @@ fn validators() -> &'static Validators {
     static VALIDATORS: OnceLock<Validators> = OnceLock::new();
     VALIDATORS.get_or_init(|| {
         let load = |file: gc_partition::schema::SchemaFile| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(&file.name);
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e} (GC_UPDATE_SCHEMAS=1 cargo test --test schemas)", path.display()));
+            let path = super::repository().join("schemas").join(&file.name);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (GC_UPDATE_SCHEMAS=1 cargo test --test docs schemas::)", path.display())
+            });
             let schema: Value = serde_json::from_str(&text).unwrap();
             jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         };

@@ -1,5 +1,0 @@
-//! End-to-end on `file://`: the whole suite (`common/suite.rs`) on temporary directories.
-
-mod common;
-
-whole_suite!(common::Backend::File, all());
