@@ -155,7 +155,7 @@ impl Executor<'_> {
         let Executor { stores, concurrency, max_delete_rate, stop, ref progress, deleted } = *self;
         let buckets = locations.iter().map(|l| stores.bucket(l.bucket())).collect::<Result<Vec<_>, _>>()?;
         let conditionals = conditionals(stores, locations).await?;
-        let locals: Vec<Option<LocalAside>> = locations.iter().map(|l| stores.local_aside(l.bucket())).collect();
+        let locals = local_asides(stores, locations);
         let permits = Permits {
             aimd: Aimd::new(concurrency, stores.request_counters()),
             single_deletes: stores.delete_batching() == DeleteBatching::Single,
@@ -521,6 +521,18 @@ async fn conditionals(stores: &Stores, locations: &[Location]) -> Result<Vec<Opt
     Ok(out)
 }
 
+/// The `file://` compare-and-delete of each location's bucket, one per bucket: the locations
+/// of a bucket share its workers and its open directories (the held folder's among them).
+fn local_asides(stores: &Stores, locations: &[Location]) -> Vec<Option<LocalAside>> {
+    let mut by_bucket: HashMap<&str, Option<LocalAside>> = HashMap::new();
+    let mut out = Vec::with_capacity(locations.len());
+    for location in locations {
+        let bucket = location.bucket();
+        out.push(by_bucket.entry(bucket).or_insert_with(|| stores.local_aside(bucket)).clone());
+    }
+    out
+}
+
 /// What became of one chunk deleted by renaming it aside.
 #[derive(Debug, PartialEq, Eq)]
 enum Aside {
@@ -555,8 +567,9 @@ async fn delete_aside(
     let held = held_key(key);
     if let Some(local) = local.filter(|_| LocalAside::takes(key) && LocalAside::takes(&held)) {
         let planned = *chunk;
-        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms)).await {
+        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms), stop).await {
             AsideOutcome::Deleted => Aside::Deleted { bytes: chunk.size },
+            AsideOutcome::NotStarted => Aside::NotStarted,
             AsideOutcome::AlreadyGone => Aside::AlreadyGone,
             AsideOutcome::Kept => Aside::Kept,
             AsideOutcome::Failed(error) => Aside::Failed(error),
