@@ -23,21 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions};
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::held::put_back;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
-use crate::locations::{Location, held_key};
+use crate::locations::Location;
 pub use crate::plan::Reread;
 use crate::plan::{PlanError, SpooledPlan};
 use crate::spill::DeletedWatch;
-use crate::store::{AsideOutcome, LocalAside};
-use crate::store::{
-    AzureDeleter, ConditionalDelete, DeleteBatching, DeleteCondition, GcsDeleter, S3Versions, StoreError, Stores,
-    Version,
-};
+use crate::store::LocalAside;
+use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, StoreError, Stores, Version};
 use crate::throttle::{Aimd, RateCap};
 
 /// Keys in one version delete of S3 (`DeleteObjects` naming each `VersionId`, spec 10.1).
@@ -45,9 +41,14 @@ const S3_BATCH: usize = 1000;
 /// Sub-requests in one Azure Blob Batch, the most it takes (spec 10.1).
 const AZURE_BATCH: usize = 256;
 
+mod aside;
 mod attribute;
+mod conditional;
 mod stats;
+use aside::{Aside, delete_aside, local_asides};
 use attribute::{Deleted, attribute};
+pub(crate) use conditional::Conditional;
+use conditional::conditionals;
 pub use stats::{DeleteConditions, DeleteFailure, DeleteFailures, ExecuteStats};
 
 /// The bound on requests in flight, and whether the store deletes one key per request.
@@ -443,180 +444,6 @@ impl Chunk<'_> {
             }
         }
         stats
-    }
-}
-
-/// The conditional delete of a bucket whose store has one (spec 9.1).
-pub(crate) enum Conditional {
-    /// GCS: `x-goog-if-generation-match` on the generation re-read.
-    Generation(GcsDeleter),
-    /// S3, versioning enabled: the version re-read is the one deleted.
-    Version(S3Versions),
-    /// Azure: `If-Match` on the ETag re-read.
-    Etag(AzureDeleter),
-}
-
-impl Conditional {
-    /// The most keys one request deletes: S3's `DeleteObjects` takes 1,000, Azure's Blob
-    /// Batch 256; GCS deletes one object a request.
-    fn max_batch(&self) -> usize {
-        match self {
-            Conditional::Generation(_) => 1,
-            Conditional::Version(_) => S3_BATCH,
-            Conditional::Etag(_) => AZURE_BATCH,
-        }
-    }
-
-    /// The version a re-read saw, as this store's delete names it. Fail closed: a GCS or
-    /// Azure re-read without its generation or ETag sends no delete.
-    fn version_read(&self, key: &str, read: &ObjectMeta) -> Result<Version, String> {
-        let (field, text) = match self {
-            Conditional::Generation(_) => ("generation", read.version.as_deref()),
-            // An object written before versioning was enabled has the version `null`, and
-            // a writer's PUT now makes a new version: deleting `null` cannot remove it.
-            Conditional::Version(_) => ("version", Some(read.version.as_deref().unwrap_or("null"))),
-            Conditional::Etag(_) => ("ETag", read.e_tag.as_deref()),
-        };
-        text.and_then(Version::new).ok_or_else(|| format!("the re-read of {key} returned no {field}: not deleted"))
-    }
-
-    /// Deletes each (key, version) only if the object is still that version; one outcome
-    /// per key, in order. A key's own failure is that key's only.
-    async fn delete(&self, batch: &[(&str, Version)]) -> Vec<Result<ConditionalDelete, String>> {
-        match self {
-            // One request a batch, each key under its own condition (spec 10.1).
-            Conditional::Version(s3) => s3.delete_batch(batch).await,
-            Conditional::Etag(azure) => azure.delete_batch(batch).await,
-            Conditional::Generation(gcs) => {
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for (key, version) in batch {
-                    outcomes.push(match version.as_str() {
-                        Some(version) => gcs.delete(key, version, None).await.map_err(|e| e.to_string()),
-                        None => Err(format!("{key}: no version to condition the delete on: not deleted")),
-                    });
-                }
-                outcomes
-            }
-        }
-    }
-}
-
-/// The conditional deleter of each location's bucket, or `None` where deletes stay plain.
-async fn conditionals(stores: &Stores, locations: &[Location]) -> Result<Vec<Option<Arc<Conditional>>>, StoreError> {
-    let mut by_bucket: HashMap<&str, Option<Arc<Conditional>>> = HashMap::new();
-    let mut out = Vec::with_capacity(locations.len());
-    for location in locations {
-        let bucket = location.bucket();
-        if !by_bucket.contains_key(bucket) {
-            let conditional = match stores.delete_condition() {
-                DeleteCondition::GenerationMatch => stores.gcs_deleter(bucket)?.map(Conditional::Generation),
-                DeleteCondition::VersionIfEnabled => stores.s3_versions(bucket).await?.map(Conditional::Version),
-                DeleteCondition::EtagMatch => stores.azure_deleter(bucket)?.map(Conditional::Etag),
-                DeleteCondition::RenameAside | DeleteCondition::Unconditional => None,
-            };
-            by_bucket.insert(bucket, conditional.map(Arc::new));
-        }
-        out.push(by_bucket[bucket].clone());
-    }
-    Ok(out)
-}
-
-/// The `file://` compare-and-delete of each location's bucket, one per bucket: the locations
-/// of a bucket share its workers and its open directories (the held folder's among them).
-fn local_asides(stores: &Stores, locations: &[Location]) -> Vec<Option<LocalAside>> {
-    let mut by_bucket: HashMap<&str, Option<LocalAside>> = HashMap::new();
-    let mut out = Vec::with_capacity(locations.len());
-    for location in locations {
-        let bucket = location.bucket();
-        out.push(by_bucket.entry(bucket).or_insert_with(|| stores.local_aside(bucket)).clone());
-    }
-    out
-}
-
-/// What became of one chunk deleted by renaming it aside.
-#[derive(Debug, PartialEq, Eq)]
-enum Aside {
-    Deleted {
-        bytes: u64,
-    },
-    /// Not at its key any more when the rename was tried: done (spec 4.6).
-    AlreadyGone,
-    /// Refreshed before the rename: put back (or a writer's new copy was there already).
-    Kept,
-    NotStarted,
-    Failed(String),
-}
-
-/// Renames the chunk at `key` aside, where no writer reaches it, reads its last-modified
-/// there, and deletes it if still old; otherwise puts it back. Once renamed, a chunk is
-/// always finished (deleted or put back), whatever signal arrives. On `file://` without a
-/// test layer the store does it all in one blocking call ([`LocalAside`]).
-async fn delete_aside(
-    store: &dyn ObjectStore,
-    local: Option<&LocalAside>,
-    key: &str,
-    chunk: &ListedChunk,
-    reread: Reread,
-    permits: &Permits,
-    stop: &CancellationToken,
-) -> Aside {
-    let _permit = permits.acquire().await;
-    if stop.is_cancelled() {
-        return Aside::NotStarted;
-    }
-    let held = held_key(key);
-    if let Some(local) = local.filter(|_| LocalAside::takes(key) && LocalAside::takes(&held)) {
-        let planned = *chunk;
-        return match local.delete_aside(key, &held, move |now_ms| reread.still_doomed(&planned, now_ms), stop).await {
-            AsideOutcome::Deleted => Aside::Deleted { bytes: chunk.size },
-            AsideOutcome::NotStarted => Aside::NotStarted,
-            AsideOutcome::AlreadyGone => Aside::AlreadyGone,
-            AsideOutcome::Kept => Aside::Kept,
-            AsideOutcome::Failed(error) => Aside::Failed(error),
-        };
-    }
-    let (path, held) = (Path::from(key), Path::from(held));
-    match store.rename_opts(&path, &held, RenameOptions::default()).await {
-        Ok(()) => {}
-        // Gone, unless a retried rename had moved it on its first attempt.
-        Err(object_store::Error::NotFound { .. }) => match store.head(&held).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => return Aside::AlreadyGone,
-            Err(e) => return Aside::Failed(format!("renaming aside to {held}: the chunk is not at its key, and {e}")),
-        },
-        Err(e) => return Aside::Failed(format!("renaming aside to {held}: {e}")),
-    }
-    let still_doomed = match store.head(&held).await {
-        Ok(meta) => reread.still_doomed(chunk, meta.last_modified.timestamp_millis()),
-        Err(e) => {
-            let put_back = put_back(store, &held, &path).await;
-            return Aside::Failed(format!("re-reading last-modified of {held}: {e}; {}", put_back_note(put_back)));
-        }
-    };
-    if !still_doomed {
-        return match put_back(store, &held, &path).await {
-            Ok(()) => Aside::Kept,
-            Err(e) => Aside::Failed(format!("refreshed, but {}", put_back_note(Err(e)))),
-        };
-    }
-    match store.delete(&held).await {
-        Ok(()) => Aside::Deleted { bytes: chunk.size },
-        // Someone else deleted it meanwhile: done, but not freed by this run.
-        Err(object_store::Error::NotFound { .. }) => Aside::AlreadyGone,
-        // Put back, so a failed delete leaves the chunk where it was.
-        Err(e) => {
-            Aside::Failed(format!("deleting {held}: {e}; {}", put_back_note(put_back(store, &held, &path).await)))
-        }
-    }
-}
-
-fn put_back_note(put_back: object_store::Result<()>) -> String {
-    match put_back {
-        Ok(()) => "put back".to_owned(),
-        Err(e) => {
-            tracing::error!(error = %e, "a chunk renamed aside could not be put back: the next --execute puts it back");
-            format!("putting it back failed ({e}): the next --execute puts it back")
-        }
     }
 }
 
