@@ -214,6 +214,14 @@ pub struct DeletedWatch {
 mod tests {
     use super::*;
 
+    /// An id of range `first`, numbered `n` within it.
+    fn id(first: u8, n: u32) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id[0] = first;
+        id[1..5].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
     /// A disk that is full for a moment, then has room again: the entries of the failed
     /// write are lost, so the spill must fail even though every later write and the final
     /// flush succeed (else `--verify` would check an incomplete set and could pass).
@@ -230,11 +238,11 @@ mod tests {
         assert!(saved >= 0);
         assert_eq!(unsafe { libc::dup2(full.as_raw_fd(), fd) }, fd);
         // More than the write buffer holds, so a write reaches the full disk.
-        let many: Vec<[u8; 32]> = (0..4_000).map(|n| crate::verify::tests::id(7, n)).collect();
+        let many: Vec<[u8; 32]> = (0..4_000).map(|n| id(7, n)).collect();
         spill.add(0, &many);
         assert_eq!(unsafe { libc::dup2(saved, fd) }, fd);
         assert_eq!(unsafe { libc::close(saved) }, 0);
-        spill.add(0, &[crate::verify::tests::id(7, 9_999)]);
+        spill.add(0, &[id(7, 9_999)]);
         assert!(matches!(spill.finish(), Err(SpillError { .. })), "a lost write went unnoticed");
     }
 }
