@@ -12,7 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::bug::Bug;
 use crate::config::{Config, Mode};
-use crate::deleting::{self, Accounting, DeletingSnapshot, Freed, ManifestObject, Reclaim, Reclaimed, Sets};
+use crate::deleting::{self, Accounting, Freed, ManifestObject, Reclaim, Reclaimed, Sets};
 use crate::error::GcError;
 use crate::execute::{ExecuteStats, Executor};
 use crate::explain::{ExplainSink, explain_all};
@@ -82,9 +82,7 @@ impl Run<'_> {
             Mode::DryRun => {
                 let Planning { planned, after, folder, accounting } = self.plan(&sets, outcome).await?;
                 if let Some(accounting) = &accounting {
-                    let t = Instant::now();
-                    outcome.deleting = Some(self.account(accounting, &planned, Freed::Planned)?);
-                    outcome.took("accounting", t);
+                    self.account(accounting, &planned, Freed::Planned, outcome)?;
                 }
                 if let Some(AfterCheck { mut verify, .. }) = after {
                     let verdict = verify.conclude_dry_run();
@@ -139,15 +137,20 @@ impl Run<'_> {
         Ok(deleting::reclaim(&self.executor(None), &folder, &candidates, cutoff_ms).await?)
     }
 
-    /// Spec 9.2's accounting over this run's plan, and after deletes over what they deleted.
+    /// Spec 9.2's accounting over this run's plan, and after deletes over what they deleted,
+    /// recorded with how long it took.
     fn account(
         &self,
         accounting: &Accounting,
         planned: &Planned,
         freed: Freed<'_>,
-    ) -> Result<Vec<DeletingSnapshot>, GcError> {
+        outcome: &mut Outcome,
+    ) -> Result<(), GcError> {
+        let t = Instant::now();
         let plan = planned.spool.as_ref().ok_or_else(|| Bug::new("the accounting has no plan spool"))?;
-        Ok(accounting.account(plan, freed)?)
+        outcome.deleting = Some(accounting.account(plan, freed)?);
+        outcome.took("accounting", t);
+        Ok(())
     }
 
     fn executor<'e>(&'e self, deleted: Option<&'e DeletedWatch>) -> Executor<'e> {
@@ -174,9 +177,7 @@ impl Run<'_> {
         if let Err(not_started) = may_delete {
             // Spec 9.2's accounting in every mode: here, of a run that deleted nothing.
             if let Some(accounting) = accounting {
-                let t = Instant::now();
-                outcome.deleting = Some(self.account(accounting, planned, Freed::Nothing)?);
-                outcome.took("accounting", t);
+                self.account(accounting, planned, Freed::Nothing, outcome)?;
             }
             return Err(not_started);
         }
@@ -197,10 +198,8 @@ impl Run<'_> {
         // Accounted even when a signal stopped the deletes: what was freed up to the stop. A
         // local pass over the plan (seconds at 45M chunks), within a SIGTERM's grace period.
         if let (Some(accounting), Some(watch)) = (accounting, watch) {
-            let t = Instant::now();
             let deleted = watch.spill.finish()?;
-            outcome.deleting = Some(self.account(accounting, planned, Freed::Deleted(&deleted))?);
-            outcome.took("accounting", t);
+            self.account(accounting, planned, Freed::Deleted(&deleted), outcome)?;
         }
         if let Some(signal) = self.stop.signal() {
             // Stopped: exit now, with the report; re-listing a large remote partition could
@@ -258,8 +257,7 @@ impl Run<'_> {
         let sink = Arc::new(ExplainSink::new(ids));
         let wanted =
             Wanted { explain: Some(Arc::clone(&sink) as Arc<dyn crate::manifest_fetch::RefSink>), ..Wanted::default() };
-        let t = Instant::now();
-        record_manifests(outcome, self.manifests(live, &table, wanted).await, t)?;
+        record_manifests(outcome, self.manifests(live, &table, wanted).await)?;
         let locations = table.close();
         outcome.locations = locations.len() as u64;
         let t = Instant::now();

@@ -37,19 +37,16 @@ pub(super) struct Planning {
 pub(super) struct ManifestsStep {
     seen: Seen,
     read: Result<ManifestsRead, GcError>,
+    started: Instant,
 }
 
-/// Records what the manifests stage saw and read (`since` it started); its error, after.
-pub(super) fn record_manifests(
-    outcome: &mut Outcome,
-    step: ManifestsStep,
-    since: Instant,
-) -> Result<ManifestsRead, GcError> {
+/// Records what the manifests stage saw and read; its error, after.
+pub(super) fn record_manifests(outcome: &mut Outcome, step: ManifestsStep) -> Result<ManifestsRead, GcError> {
     outcome.held.add(step.seen.held);
     outcome.snapshots = step.seen.census.or(outcome.snapshots.take());
     let read = step.read?;
     outcome.manifests = Some(read.referenced.counts);
-    outcome.took("manifests", since);
+    outcome.took("manifests", step.started);
     Ok(read)
 }
 
@@ -65,9 +62,9 @@ impl Run<'_> {
             stop: self.stop,
             stats: &self.progress.ingest,
         };
-        let mut seen = Seen::default();
+        let (started, mut seen) = (Instant::now(), Seen::default());
         let read = stage.read(table, wanted, &mut seen).await.map_err(GcError::from);
-        ManifestsStep { seen, read }
+        ManifestsStep { seen, read, started }
     }
 
     /// A run's own plan: manifests into the filter while every location is listed, each
@@ -85,8 +82,7 @@ impl Run<'_> {
         };
         let listing = start_listing(self.stores, from_table, parts_out, settings);
         let wanted = Wanted { filter: true, spill: config.verify, ..Wanted::default() };
-        let t = Instant::now();
-        let read = record_manifests(outcome, self.manifests(sets, &table, wanted).await, t)?;
+        let read = record_manifests(outcome, self.manifests(sets, &table, wanted).await)?;
         let ManifestsRead { referenced, folder, accounting } = read;
         let locations = table.close();
 
@@ -167,8 +163,7 @@ impl Run<'_> {
 
         let table = self.table(None, &planned.locations)?;
         let wanted = Wanted { spill: true, ..Wanted::default() };
-        let t = Instant::now();
-        let read = record_manifests(outcome, self.manifests(live, &table, wanted).await, t)?;
+        let read = record_manifests(outcome, self.manifests(live, &table, wanted).await)?;
         let ManifestsRead { referenced, folder, accounting } = read;
         let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
