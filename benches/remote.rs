@@ -9,7 +9,12 @@
 //! cargo bench --bench remote -- list  gcs|s3 [CONCURRENCY...]
 //! cargo bench --bench remote -- delete gcs|s3 [CONCURRENCY...]
 //! cargo bench --bench remote -- throttle gcs|s3 RATE CONCURRENCY KEYS
+//! scripts/test --run cargo bench --bench remote -- conditional gcs|s3v|s3|az [CONCURRENCY...]
 //! ```
+//!
+//! `conditional` runs the production delete path of each remote store against its test
+//! server behind the same latency model (see `remote/conditional.rs`); it needs the servers'
+//! variables `scripts/test` sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -27,6 +32,9 @@ use gc_partition::store::{RequestCounts, Stores};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio_util::sync::CancellationToken;
+
+#[path = "remote/conditional.rs"]
+mod conditional;
 
 const DIRS: u64 = 256;
 
@@ -234,10 +242,20 @@ fn main() {
                 runtime.block_on(delete_row(&args[1], c));
             }
         }
+        Some("conditional") => {
+            let server = args.get(1).and_then(|name| conditional::Server::parse(name));
+            let Some(server) = server else {
+                eprintln!("usage: remote conditional gcs|s3v|s3|az [CONC...]");
+                return;
+            };
+            conditional::rows(&runtime, server, &concurrencies(2));
+        }
         Some("throttle") => {
             let n = |i: usize| args[i].parse::<u64>().expect("number");
             runtime.block_on(throttle_run(&args[1], n(2) as f64, n(3) as usize, n(4)));
         }
-        _ => eprintln!("usage: remote list|delete gcs|s3 [CONC...] | remote throttle gcs|s3 RATE CONC KEYS"),
+        _ => eprintln!(
+            "usage: remote list|delete gcs|s3 [CONC...] | remote throttle gcs|s3 RATE CONC KEYS | remote conditional gcs|s3v|s3|az [CONC...]"
+        ),
     }
 }

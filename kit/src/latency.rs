@@ -39,7 +39,9 @@ use object_store::{
 };
 use tokio::time::Instant;
 
-use gc_partition::store::LIST_PAGE;
+use gc_partition::store::{
+    LIST_PAGE, Layer, RequestKind, RequestLayer, Stores, Transport, WireAnswer, WireError, WireRequest,
+};
 
 /// The environment variable that selects a simulated remote store (benches only).
 pub const ENV: &str = "GC_PARTITION_SIM_LATENCY";
@@ -92,13 +94,31 @@ impl LatencyProfile {
         }
     }
 
+    /// Azure-like, for the collector's own requests (benches of the conditional paths): the
+    /// GCS-like figures, and 200 ms for a Blob Batch of up to 256 deletes, as S3's bulk
+    /// delete. An assumption, like the others: Azure publishes no per-request latency.
+    pub fn az() -> Self {
+        Self { name: "az".into(), bulk_delete: Duration::from_millis(200), bulk_keys: Some(256), ..Self::gcs() }
+    }
+
+    /// How long the store takes to answer a request the collector builds itself.
+    fn answer_time(&self, kind: RequestKind) -> Duration {
+        match kind {
+            RequestKind::ListPage => self.list_page,
+            RequestKind::Delete => self.delete,
+            RequestKind::Batch => self.bulk_delete,
+            _ => self.get,
+        }
+    }
+
     /// Parses the value of [`ENV`]: a profile name, then `key=value` overrides.
     pub fn parse(spec: &str) -> std::result::Result<Self, String> {
         let mut parts = spec.split(',').map(str::trim);
         let mut profile = match parts.next() {
             Some("gcs") => Self::gcs(),
             Some("s3") => Self::s3(),
-            other => return Err(format!("{ENV}: unknown profile {other:?} (gcs or s3)")),
+            Some("az") => Self::az(),
+            other => return Err(format!("{ENV}: unknown profile {other:?} (gcs, s3 or az)")),
         };
         for part in parts.filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| format!("{ENV}: {part:?} is not key=value"))?;
@@ -274,6 +294,47 @@ impl ObjectStore for LatencyStore {
     }
 }
 
+/// The latencies of a profile around the requests the collector builds itself (spec 10.2:
+/// raw list pages, conditional deletes, version deletes, their batches), as a
+/// [`RequestLayer`] over the run's HTTP client: each request is held for its kind's time
+/// before the server below answers it, and answered `503 SlowDown` above the throttle.
+#[derive(Debug)]
+pub struct LatencyTransport {
+    inner: Arc<dyn Transport>,
+    profile: Arc<LatencyProfile>,
+    window: Arc<RequestWindow>,
+}
+
+#[async_trait]
+impl Transport for LatencyTransport {
+    async fn send(&self, kind: RequestKind, request: WireRequest) -> std::result::Result<WireAnswer, WireError> {
+        tokio::time::sleep(self.profile.answer_time(kind)).await;
+        if !self.window.admit(1.0, self.profile.throttle_above) {
+            let body = bytes::Bytes::from_static(b"<Error><Code>SlowDown</Code></Error>");
+            return Ok(WireAnswer { status: http::StatusCode::SERVICE_UNAVAILABLE, headers: Default::default(), body });
+        }
+        self.inner.send(kind, request).await
+    }
+}
+
+/// A real server's stores (an emulator's) seen through `profile`: every bucket's
+/// `ObjectStore` in a [`LatencyStore`], every request the collector builds in a
+/// [`LatencyTransport`], one request window for both. The stores' own delete batching and
+/// conditions stay the server's, so the production paths run as they do against it.
+pub fn over_server(stores: &Stores, profile: LatencyProfile) -> Stores {
+    let (profile, window) = (Arc::new(profile), Arc::new(RequestWindow::default()));
+    let layer: Layer = {
+        let (profile, window) = (Arc::clone(&profile), Arc::clone(&window));
+        Arc::new(move |_bucket: &str, inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(LatencyStore::new(inner, Arc::clone(&profile), Arc::clone(&window)))
+        })
+    };
+    let requests: RequestLayer = Arc::new(move |inner: Arc<dyn Transport>| -> Arc<dyn Transport> {
+        Arc::new(LatencyTransport { inner, profile: Arc::clone(&profile), window: Arc::clone(&window) })
+    });
+    stores.layered(layer).layered_requests(requests)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +400,30 @@ mod tests {
         assert!(gc_partition::store::is_throttle(&err), "{err}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(store.head(&Path::from("d/00001")).await.is_ok());
+    }
+
+    /// The server below: answers every request at once.
+    #[derive(Debug)]
+    struct Answering;
+
+    #[async_trait]
+    impl Transport for Answering {
+        async fn send(&self, _: RequestKind, _: WireRequest) -> std::result::Result<WireAnswer, WireError> {
+            Ok(WireAnswer { status: http::StatusCode::OK, headers: Default::default(), body: bytes::Bytes::new() })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_collectors_requests_wait_their_kinds_time_and_are_throttled_above_the_rate() {
+        let profile = Arc::new(LatencyProfile::parse("az,throttle=2").unwrap());
+        let transport = LatencyTransport { inner: Arc::new(Answering), profile, window: Arc::default() };
+        let request = || http::Request::new(bytes::Bytes::new());
+        let start = Instant::now();
+        let batch = transport.send(RequestKind::Batch, request()).await.unwrap();
+        assert_eq!((batch.status, start.elapsed()), (http::StatusCode::OK, Duration::from_millis(200)));
+        let page = transport.send(RequestKind::ListPage, request()).await.unwrap();
+        assert_eq!((page.status, start.elapsed()), (http::StatusCode::OK, Duration::from_millis(250)));
+        let third = transport.send(RequestKind::Delete, request()).await.unwrap();
+        assert_eq!(third.status, http::StatusCode::SERVICE_UNAVAILABLE, "a third request in the same second");
     }
 }

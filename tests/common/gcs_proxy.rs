@@ -71,6 +71,12 @@ impl GcsProxy {
         Self::start_for(runtime, upstream, true)
     }
 
+    /// A recording proxy in front of any other server (moto's S3): it counts requests by
+    /// method and enforces nothing.
+    pub fn start_recording(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
+        Self::start_for(runtime, upstream, true)
+    }
+
     fn start_for(runtime: &tokio::runtime::Runtime, upstream: &str, azure: bool) -> GcsProxy {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
