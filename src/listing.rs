@@ -319,3 +319,15 @@ pub(crate) fn escape_controls(name: String) -> String {
     }
     name.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What waits between the listing and the decide stage is parts of these: the buffer
+    /// bounds in `gc/planning.rs` are written for 96 bytes a chunk.
+    #[test]
+    fn a_listed_chunk_takes_96_bytes_with_its_version_inline() {
+        assert_eq!(std::mem::size_of::<ListedChunk>(), 96);
+    }
+}

@@ -20,7 +20,7 @@ use crate::report::{Outcome, PlanCounts};
 use crate::verify::{AfterCheck, check_reviewed};
 
 /// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`]
-/// chunks of 48 bytes a part, 6 MiB and under 128k chunks.
+/// chunks of 96 bytes a part (the listed version inline), 12 MiB and under 128k chunks.
 const PARTS_BUFFERED: usize = 16;
 
 /// What planning leaves for the rest of the run.
