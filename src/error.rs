@@ -29,28 +29,49 @@ pub enum GcError {
     /// The run's location table: the legacy default and the `--location`s.
     #[error("location: {0}")]
     Locations(#[from] LocationError),
+    /// The manifests stage. Boxed, as `Decide`: the two largest stage errors would make every
+    /// `Result` of the run larger (clippy's `result_large_err`).
     #[error(transparent)]
-    Manifests(#[from] ManifestsStageError),
-    /// The listing ‖ decide stage.
+    Manifests(Box<ManifestsStageError>),
+    /// The listing ‖ decide stage (boxed: see `Manifests`).
     #[error(transparent)]
-    Decide(#[from] DecideStageError),
+    Decide(Box<DecideStageError>),
+    /// `--plan-out` written, or a reviewed plan read (`--apply-plan`).
     #[error(transparent)]
     Plan(#[from] PlanStageError),
+    /// `--verify`'s checks (before the deletes, or of a reviewed plan, and after), and its verdict.
     #[error(transparent)]
     Verify(#[from] VerifyStageError),
+    /// The guard, then the deletes.
     #[error(transparent)]
     Execute(#[from] ExecuteStageError),
+    /// What each deleting snapshot named and freed (spec 9.2).
     #[error(transparent)]
     Accounting(#[from] AccountingError),
+    /// The deleting snapshots' manifests deleted, after the chunks (spec 9.2).
     #[error(transparent)]
     Reclaim(#[from] ReclaimError),
     /// `--explain`'s lookups of each id.
     #[error(transparent)]
     Explain(ListingError),
+    /// A signal stopped the run between stages.
     #[error(transparent)]
     Interrupted(#[from] Stopped),
+    /// A bug: a panic, or an invariant broken between stages.
     #[error(transparent)]
     Internal(#[from] Bug),
+}
+
+impl From<ManifestsStageError> for GcError {
+    fn from(error: ManifestsStageError) -> Self {
+        GcError::Manifests(Box::new(error))
+    }
+}
+
+impl From<DecideStageError> for GcError {
+    fn from(error: DecideStageError) -> Self {
+        GcError::Decide(Box::new(error))
+    }
 }
 
 impl GcError {
@@ -87,9 +108,8 @@ impl GcError {
     fn unknown_snapshots(&self) -> bool {
         let unknown = |e: &DeletingError| matches!(e, DeletingError::Unknown { .. });
         match self {
-            GcError::LiveSet(LiveSetStageError::Deleting(e)) | GcError::Manifests(ManifestsStageError::Deleting(e)) => {
-                unknown(e)
-            }
+            GcError::LiveSet(LiveSetStageError::Deleting(e)) => unknown(e),
+            GcError::Manifests(stage) => matches!(stage.as_ref(), ManifestsStageError::Deleting(e) if unknown(e)),
             _ => false,
         }
     }
@@ -101,12 +121,15 @@ impl GcError {
         match self {
             GcError::Execute(ExecuteStageError::Store(e))
             | GcError::Reclaim(ReclaimError::Store(e))
-            | GcError::Decide(DecideStageError::Listing(ListingError::Store(e)))
             | GcError::Explain(ListingError::Store(e))
             | GcError::Verify(VerifyStageError::Relist(RelistError::Listing(ListingError::Store(e)))) => missing(e),
-            GcError::Manifests(ManifestsStageError::Ingest(IngestError::Bucket { source, .. })) => {
-                missing(source.as_ref())
+            GcError::Decide(stage) => {
+                matches!(stage.as_ref(), DecideStageError::Listing(ListingError::Store(e)) if missing(e))
             }
+            GcError::Manifests(stage) => matches!(
+                stage.as_ref(),
+                ManifestsStageError::Ingest(IngestError::Bucket { source, .. }) if missing(source)
+            ),
             _ => false,
         }
     }
@@ -147,7 +170,7 @@ mod tests {
         let folder =
             IngestError::Inventory { bucket: "meta".into(), prefix: "p/snapshots/".into(), why: "HTTP 503".into() };
         assert_eq!(
-            GcError::Manifests(folder.into()).exit_code(),
+            GcError::from(ManifestsStageError::from(folder)).exit_code(),
             5,
             "a failed listing of the snapshots folder (spec 10.2)"
         );
@@ -158,10 +181,10 @@ mod tests {
         let spool = || PlanError::Spool { dir: "/w".into(), source: std::io::ErrorKind::NotFound.into() };
         let bugs = [
             GcError::Internal(Bug::new("an invariant")),
-            GcError::Manifests(IngestError::Task("worker panicked".into()).into()),
-            GcError::Manifests(IngestError::Bug(Bug::new("spill still shared")).into()),
-            GcError::Decide(ListingError::Task("panicked".into()).into()),
-            GcError::Decide(Bug::new("the listing task").into()),
+            GcError::from(ManifestsStageError::from(IngestError::Task("worker panicked".into()))),
+            GcError::from(ManifestsStageError::from(IngestError::Bug(Bug::new("spill still shared")))),
+            GcError::from(DecideStageError::from(ListingError::Task("panicked".into()))),
+            GcError::from(DecideStageError::from(Bug::new("the listing task"))),
             GcError::Explain(ListingError::Task("panicked".into())),
             GcError::Verify(RelistError::Bug(Bug::new("spill task")).into()),
             GcError::Execute(ExecuteStageError::SpoolRead(spool())),
@@ -170,7 +193,7 @@ mod tests {
             assert_eq!(bug.exit(), Exit::Internal, "{bug}");
             assert!(bug.next_step().contains("bug report"), "{bug}");
         }
-        let listing = GcError::Decide(ListingError::Closed.into());
+        let listing = GcError::from(DecideStageError::from(ListingError::Closed));
         assert_eq!(listing.exit(), Exit::Listing, "a listing failure is not a bug");
         let read_back = GcError::Accounting(spool().into());
         assert_eq!(read_back.exit(), Exit::Usage, "a spool the accounting cannot read is exit 2, as before");
@@ -179,16 +202,16 @@ mod tests {
     #[test]
     fn a_missing_store_directory_names_the_flag() {
         let missing = || StoreError::NoSuchBucket { bucket: "snapshots".into(), path: "/nope/snapshots".into() };
-        let in_manifests = GcError::Manifests(
-            IngestError::Bucket { bucket: "snapshots".into(), prefix: "p/".into(), source: Box::new(missing()) }.into(),
-        );
+        let bucket =
+            IngestError::Bucket { bucket: "snapshots".into(), prefix: "p/".into(), source: Box::new(missing()) };
+        let in_manifests = GcError::from(ManifestsStageError::from(bucket));
         assert_eq!(in_manifests.exit(), Exit::Manifest, "the exit code is the stage's");
-        let in_listing = GcError::Decide(ListingError::Store(missing()).into());
+        let in_listing = GcError::from(DecideStageError::from(ListingError::Store(missing())));
         let in_execute = GcError::Execute(missing().into());
         for error in [in_manifests, in_listing, in_execute] {
             assert!(error.next_step().starts_with("check --store"), "{error}");
         }
-        let manifest = GcError::Manifests(IngestError::Task("x".into()).into());
+        let manifest = GcError::from(ManifestsStageError::from(IngestError::Task("x".into())));
         assert!(!manifest.next_step().contains("--store"));
     }
 }
