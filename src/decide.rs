@@ -11,7 +11,8 @@ use crate::listing::{Listed, ListedChunk};
 use crate::plan::{LocationTally, Plan, PlanError, PlanSpool};
 
 mod stage;
-pub(crate) use stage::{DecideStageError, Deciding, ListingSettings, Watched, start_listing};
+pub use stage::DecideStageError;
+pub(crate) use stage::{Deciding, ListingSettings, Watched, start_listing};
 
 /// Why a chunk stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

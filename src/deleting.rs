@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use crate::exit::Exit;
 use crate::ids::SnapshotId;
 use crate::live_set::{self, LiveSet, LiveSetError};
 use crate::plan::ms_to_rfc3339;
@@ -20,7 +21,7 @@ mod reclaim;
 pub(crate) use accounting::{Accounting, DeletingSnapshot, Freed};
 pub use accounting::{Named, account};
 
-pub use reclaim::{Reclaim, Reclaimed, reclaim, reclaimable};
+pub use reclaim::{Reclaim, ReclaimError, Reclaimed, reclaim, reclaimable};
 
 /// How far apart the live set's and the deleting set's `taken_at` may be.
 pub(crate) const TAKEN_AT_SPREAD: TimeDelta = TimeDelta::minutes(5);
@@ -43,6 +44,23 @@ pub enum DeletingError {
         "the live set may be incomplete: {count} snapshots in {folder} are neither live nor being deleted and have manifests older than the cutoff: {named}; nothing deleted"
     )]
     Unknown { count: usize, folder: String, named: String },
+}
+
+/// How the live-set stage fails: the live set, or the deleting set checked against it (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveSetStageError {
+    #[error(transparent)]
+    Live(#[from] LiveSetError),
+    #[error(transparent)]
+    Deleting(#[from] DeletingError),
+}
+
+impl LiveSetStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            LiveSetStageError::Live(_) | LiveSetStageError::Deleting(_) => Exit::LiveSet,
+        }
+    }
 }
 
 /// The two sets the control plane gave: live, and (`--deleting-snapshots`) being deleted.

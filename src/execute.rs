@@ -26,11 +26,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::exit::Exit;
+use crate::held::HeldError;
 use crate::ids::ChunkId;
 use crate::listing::ListedChunk;
 use crate::locations::Location;
 pub use crate::plan::Reread;
-use crate::plan::{PlanError, SpooledPlan};
+use crate::plan::{GuardTripped, PlanError, SpooledPlan};
 use crate::spill::DeletedWatch;
 use crate::store::LocalAside;
 use crate::store::{ConditionalDelete, DeleteBatching, DeleteCondition, StoreError, Stores, Version};
@@ -50,6 +52,35 @@ use attribute::{Deleted, attribute};
 pub(crate) use conditional::Conditional;
 use conditional::conditionals;
 pub use stats::{DeleteConditions, DeleteFailure, DeleteFailures, ExecuteStats};
+
+/// How the execute stage fails: refused before any delete (the guard), what a killed run held
+/// aside not put back, the store, the plan's spool unreadable midway, or some deletes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteStageError {
+    #[error(transparent)]
+    Guard(#[from] GuardTripped),
+    #[error(transparent)]
+    Held(#[from] HeldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the plan spool could not be read back during the deletes ({0}); the rest of the plan was not deleted")]
+    SpoolRead(PlanError),
+    #[error(transparent)]
+    DeleteFailures(#[from] DeleteFailures),
+}
+
+impl ExecuteStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            ExecuteStageError::Guard(_) => Exit::Guard,
+            ExecuteStageError::Held(_) => Exit::Listing,
+            ExecuteStageError::Store(_) => Exit::Usage,
+            // The spool written by this run is gone or corrupt: a bug, not a fault of the input.
+            ExecuteStageError::SpoolRead(_) => Exit::Internal,
+            ExecuteStageError::DeleteFailures(_) => Exit::DeleteFailures,
+        }
+    }
+}
 
 /// The bound on requests in flight, and whether the store deletes one key per request.
 struct Permits {

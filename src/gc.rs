@@ -12,9 +12,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::bug::Bug;
 use crate::config::{Config, Mode};
-use crate::deleting::{self, Accounting, Freed, ManifestObject, Reclaim, Reclaimed, Sets};
+use crate::deleting::{
+    self, Accounting, AccountingError, Freed, LiveSetStageError, ManifestObject, Reclaim, ReclaimError, Reclaimed, Sets,
+};
 use crate::error::GcError;
-use crate::execute::{ExecuteStats, Executor};
+use crate::execute::{ExecuteStageError, ExecuteStats, Executor};
 use crate::explain::{ExplainSink, explain_all};
 use crate::held::put_back_held;
 use crate::ids::ChunkId;
@@ -27,7 +29,7 @@ use crate::progress::Stage;
 use crate::report::{Outcome, Report, StoreUsage};
 use crate::spill::DeletedWatch;
 use crate::store::Stores;
-use crate::verify::{AfterCheck, VerifyFailure, VerifyReport};
+use crate::verify::{AfterCheck, VerifyFailure, VerifyReport, VerifyStageError};
 
 mod planning;
 use planning::{Planning, record_manifests};
@@ -69,11 +71,12 @@ impl Run<'_> {
     /// the run, so the report has it whatever the exit.
     async fn run(&self, outcome: &mut Outcome) -> Result<(), GcError> {
         let (t, config) = (Instant::now(), self.config);
-        let live = live_set::read(&config.live_snapshots, config.now)?;
+        let live = live_set::read(&config.live_snapshots, config.now).map_err(LiveSetStageError::from)?;
         info!(snapshots = live.snapshots.len(), taken_at = %live.taken_at, "live set read");
         outcome.live = Some((live.snapshots.len() as u64, live.taken_at));
         config.check_cutoff(live.taken_at)?;
-        let sets = Sets::read(live, config.deleting_snapshots.as_deref(), config.now)?;
+        let sets =
+            Sets::read(live, config.deleting_snapshots.as_deref(), config.now).map_err(LiveSetStageError::from)?;
         outcome.snapshots = Some(sets.census());
         outcome.took("live_set", t);
         self.stop.check()?;
@@ -87,7 +90,7 @@ impl Run<'_> {
                 if let Some(AfterCheck { mut verify, .. }) = after {
                     let verdict = verify.conclude_dry_run();
                     outcome.verify = Some(verify);
-                    verdict?;
+                    verdict.map_err(VerifyStageError::from)?;
                 }
                 if !planned.guard.tripped {
                     let reclaimable = self.reclaimable(&sets, &folder).into_iter();
@@ -112,7 +115,7 @@ impl Run<'_> {
                 outcome.took("reclaim", t);
                 let all_done = reclaimed.failed.all_done(reclaimed.objects);
                 outcome.reclaim_failures = reclaimed.failed.failures;
-                all_done?;
+                all_done.map_err(ReclaimError::from)?;
                 Ok(self.stop.check()?)
             }
         }
@@ -130,7 +133,7 @@ impl Run<'_> {
     /// verify passed: the deleting snapshots' manifest objects deleted as chunks are (re-read,
     /// still old, tied to the object read), and the snapshots whose objects are all gone
     /// listed as reclaimed.
-    async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject]) -> Result<Reclaimed, GcError> {
+    async fn reclaim(&self, sets: &Sets, folder: &[ManifestObject]) -> Result<Reclaimed, ReclaimError> {
         let candidates = self.reclaimable(sets, folder);
         let cutoff_ms = self.config.cutoff.timestamp_millis();
         let folder = snapshots_folder(&self.config.meta_bucket, &self.config.partition)?;
@@ -173,7 +176,11 @@ impl Run<'_> {
         accounting: Option<&Accounting>,
         outcome: &mut Outcome,
     ) -> Result<(), GcError> {
-        let may_delete = planned.guard.allows_deletes().map_err(GcError::from).and_then(|()| Ok(self.stop.check()?));
+        let may_delete = planned
+            .guard
+            .allows_deletes()
+            .map_err(|e| GcError::Execute(e.into()))
+            .and_then(|()| Ok(self.stop.check()?));
         if let Err(not_started) = may_delete {
             // Spec 9.2's accounting in every mode: here, of a run that deleted nothing.
             if let Some(accounting) = accounting {
@@ -185,7 +192,8 @@ impl Run<'_> {
         let t = Instant::now();
         if planned.reread == Reread::Unchanged {
             // A reviewed plan was not listed by this run: put back what a killed run held first.
-            outcome.held.add(put_back_held(self.stores, &planned.locations, false).await?);
+            let held = put_back_held(self.stores, &planned.locations, false).await;
+            outcome.held.add(held.map_err(ExecuteStageError::from)?);
         }
         let watch = accounting.map(|a| a.deleted_watch(&self.config.work_dir)).transpose()?;
         let (stats, spool_error) = self.execute(planned, watch.as_ref()).await?;
@@ -193,12 +201,12 @@ impl Run<'_> {
         let all_done = stats.all_done(planned.totals.planned);
         outcome.executed = Some(stats);
         if let Some(error) = spool_error {
-            return Err(GcError::SpoolRead(error));
+            return Err(ExecuteStageError::SpoolRead(error).into());
         }
         // Accounted even when a signal stopped the deletes: what was freed up to the stop. A
         // local pass over the plan (seconds at 45M chunks), within a SIGTERM's grace period.
         if let (Some(accounting), Some(watch)) = (accounting, watch) {
-            let deleted = watch.spill.finish()?;
+            let deleted = watch.spill.finish().map_err(AccountingError::from)?;
             self.account(accounting, planned, Freed::Deleted(&deleted), outcome)?;
         }
         if let Some(signal) = self.stop.signal() {
@@ -214,10 +222,10 @@ impl Run<'_> {
             let (verify, verdict) = self.verify_after(planned, after).await?;
             outcome.took("verify_after", t);
             outcome.verify = Some(verify);
-            verdict?;
+            verdict.map_err(VerifyStageError::from)?;
         }
         self.stop.check()?;
-        Ok(all_done?)
+        Ok(all_done.map_err(ExecuteStageError::from)?)
     }
 
     /// The execute stage: the plan's spool deleted, its stats and, if the spool could not
@@ -230,7 +238,7 @@ impl Run<'_> {
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("an execute run has no plan spool"))?;
         let executor = self.executor(watch);
         let executing = executor.execute_spool(&planned.locations, spool, planned.reread);
-        Ok(executing.instrument(info_span!("execute")).await?)
+        Ok(executing.instrument(info_span!("execute")).await.map_err(ExecuteStageError::from)?)
     }
 
     /// `--verify` after the deletes: every location listed again; a referenced chunk listed
@@ -239,7 +247,7 @@ impl Run<'_> {
         &self,
         planned: &Planned,
         after: AfterCheck,
-    ) -> Result<(VerifyReport, Result<(), VerifyFailure>), GcError> {
+    ) -> Result<(VerifyReport, Result<(), VerifyFailure>), VerifyStageError> {
         self.progress.stage.set(Stage::Verify);
         let (config, progress) = (self.config, Arc::clone(&self.progress.verify_listed));
         let checking =
@@ -264,7 +272,8 @@ impl Run<'_> {
         let cutoff_ms = config.cutoff.timestamp_millis();
         let explanations = explain_all(self.stores, &locations, &sink, ids, cutoff_ms, config.bloom_fpr)
             .instrument(info_span!("explain"))
-            .await?;
+            .await
+            .map_err(GcError::Explain)?;
         for e in &explanations {
             info!(id = %e.id, decision = e.decision, reason = %e.reason, "explain");
         }

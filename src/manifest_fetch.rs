@@ -24,8 +24,9 @@ mod deleting;
 mod snapshots;
 mod stage;
 pub(crate) use deleting::read_deleting;
+pub use snapshots::ManifestsStageError;
 pub use snapshots::Seen;
-pub(crate) use snapshots::{ManifestsRead, ManifestsStage, ManifestsStageError};
+pub(crate) use snapshots::{ManifestsRead, ManifestsStage};
 pub use stage::Referenced;
 pub(crate) use stage::{ManifestCounts, Wanted, read_manifests};
 

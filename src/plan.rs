@@ -12,6 +12,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::exit::Exit;
 use crate::listing::{ListedChunk, LocationCounts};
 use crate::locations::Location;
 
@@ -31,6 +32,24 @@ pub enum PlanError {
     Write { path: PathBuf, source: io::Error },
     #[error("plan spool under {dir}: {source}")]
     Spool { dir: PathBuf, source: io::Error },
+}
+
+/// How the plan stage fails: `--plan-out` not written, or a reviewed plan (`--apply-plan`)
+/// refused (spec 8.3). Both are the flags' fault: nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanStageError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Refused(#[from] PlanRefused),
+}
+
+impl PlanStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            PlanStageError::Plan(_) | PlanStageError::Refused(_) => Exit::Usage,
+        }
+    }
 }
 
 /// What the decide stage counted for one location.

@@ -8,6 +8,7 @@
 //! deduplicated, then merged with that range's planned chunks, its listing before the deletes
 //! and, after `--execute`, its listing after them, each taken in sorted blocks.
 
+use crate::exit::Exit;
 use crate::plan::{PlanError, SpooledPlan};
 use crate::spill::{Entry, RANGES, SpillError, Spilled};
 
@@ -19,12 +20,49 @@ pub(crate) use verdict::{VerifyFailure, VerifyReport};
 /// How many missing or wrongly planned keys the report names.
 pub(crate) const SAMPLE: usize = 100;
 
+/// The exact checks could not read back a spill or the plan's spool.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error(transparent)]
     Spill(#[from] SpillError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+}
+
+impl VerifyError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            VerifyError::Spill(_) | VerifyError::Plan(_) => Exit::Usage,
+        }
+    }
+}
+
+/// How the verify stage fails: its checks before the deletes (or a reviewed plan's) could not
+/// run, its listing after them failed, or its verdict is a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyStageError {
+    #[error(transparent)]
+    Check(#[from] VerifyError),
+    #[error(transparent)]
+    Relist(#[from] RelistError),
+    #[error("verify failed: {0}")]
+    Failed(#[from] VerifyFailure),
+}
+
+impl VerifyStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            VerifyStageError::Check(e) => e.exit(),
+            VerifyStageError::Relist(e) => e.exit(),
+            VerifyStageError::Failed(_) => Exit::Verify,
+        }
+    }
+}
+
+impl From<SpillError> for VerifyStageError {
+    fn from(error: SpillError) -> Self {
+        VerifyStageError::Check(error.into())
+    }
 }
 
 /// Calls `hit` with the index in `refs` of every entry of `sorted` that `refs` holds: by

@@ -13,6 +13,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::bloom::RefFilter;
 use crate::bug::Bug;
+use crate::exit::Exit;
 use crate::held::{HeldError, HeldFound, put_back_before_listing};
 use crate::listing::{Listed, ListingError, PartSender, list_stream};
 use crate::locations::Location;
@@ -25,17 +26,32 @@ use super::{Decider, decide_stream};
 
 /// How the listing ‖ decide stage fails.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DecideStageError {
+pub enum DecideStageError {
     #[error(transparent)]
     Listing(#[from] ListingError),
     #[error(transparent)]
     Held(#[from] HeldError),
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     Stopped(#[from] Stopped),
     #[error(transparent)]
     Bug(#[from] Bug),
+}
+
+impl DecideStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            DecideStageError::Listing(e) => e.exit(),
+            // What a killed run held aside could not be put back before the listing.
+            DecideStageError::Held(_) => Exit::Listing,
+            DecideStageError::Spill(_) | DecideStageError::Plan(_) => Exit::Usage,
+            DecideStageError::Stopped(Stopped(signal)) => Exit::from(*signal),
+            DecideStageError::Bug(_) => Exit::Internal,
+        }
+    }
 }
 
 /// What the decide stage watches the listing for, besides planning: `--verify`'s listing,

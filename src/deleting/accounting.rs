@@ -10,19 +10,29 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bloom::RefFilter;
+use crate::exit::Exit;
 use crate::ids::SnapshotId;
 use crate::plan::PlanError;
 use crate::plan::SpooledPlan;
 use crate::spill::DeletedWatch;
 use crate::spill::{Entry, RANGES, RangeSpill, SpillError, Spilled};
 
-/// The accounting could not read back a spill or the plan's spool.
+/// How the accounting stage (spec 9.2) fails: it could not write or read back a spill, or
+/// read back the plan's spool.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountingError {
     #[error(transparent)]
     Spill(#[from] SpillError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+}
+
+impl AccountingError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            AccountingError::Spill(_) | AccountingError::Plan(_) => Exit::Usage,
+        }
+    }
 }
 
 /// What the deleting snapshots' manifests name: every id with its snapshot's index (in the

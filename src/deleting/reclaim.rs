@@ -8,11 +8,12 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{info, warn};
 
-use crate::execute::{ExecuteStats, Executor};
+use crate::execute::{DeleteFailures, ExecuteStats, Executor};
+use crate::exit::Exit;
 use crate::ids::SnapshotId;
 use crate::listing::ListedChunk;
 use crate::live_set::LiveSet;
-use crate::locations::Location;
+use crate::locations::{Location, LocationError};
 use crate::store::StoreError;
 
 use super::ManifestObject;
@@ -41,6 +42,27 @@ pub fn reclaimable(deleting: &LiveSet, not_live: &[ManifestObject], cutoff_ms: i
         .filter(|(_, objects)| objects.iter().all(|o| o.last_modified_ms < cutoff_ms))
         .map(|(snapshot, objects)| Reclaim { snapshot: snapshot.clone(), objects })
         .collect()
+}
+
+/// How the reclaim stage (spec 9.2, after the deletes) fails: the snapshots folder named
+/// wrong, the store refusing the deletes, or some of them failing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReclaimError {
+    #[error("location: {0}")]
+    Location(#[from] LocationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    DeleteFailures(#[from] DeleteFailures),
+}
+
+impl ReclaimError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            ReclaimError::Location(_) | ReclaimError::Store(_) => Exit::Usage,
+            ReclaimError::DeleteFailures(_) => Exit::DeleteFailures,
+        }
+    }
 }
 
 /// What a reclaim did: the snapshots reclaimed, and the manifest deletes that failed.

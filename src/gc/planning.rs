@@ -9,15 +9,15 @@ use tokio::sync::mpsc;
 
 use super::Run;
 use crate::bug::Bug;
-use crate::decide::{Deciding, ListingSettings, Watched, start_listing};
-use crate::deleting::{Accounting, ManifestObject, Sets};
+use crate::decide::{DecideStageError, Deciding, ListingSettings, Watched, start_listing};
+use crate::deleting::{Accounting, AccountingError, ManifestObject, Sets};
 use crate::error::GcError;
 use crate::locations::{Location, LocationTable, ToListing};
 use crate::manifest_fetch::{ManifestsRead, ManifestsStage, Seen, Wanted};
-use crate::plan::{PlanHeader, Planned, ReviewedPlan, write_plan};
+use crate::plan::{PlanHeader, PlanStageError, Planned, ReviewedPlan, write_plan};
 use crate::progress::Stage;
 use crate::report::{Outcome, PlanCounts};
-use crate::verify::{AfterCheck, check_reviewed};
+use crate::verify::{AfterCheck, VerifyStageError, check_reviewed};
 
 /// Listed parts waiting for the decide stage, at most: with [`crate::listing::PART_CHUNKS`]
 /// chunks of 96 bytes a part (the listed version inline), 12 MiB and under 128k chunks.
@@ -90,7 +90,7 @@ impl Run<'_> {
         let t = Instant::now();
         let filter = referenced.filter.clone().ok_or_else(|| Bug::new("no filter was built"))?;
         let named = accounting.as_ref().map(|a| Arc::clone(&a.named.filter));
-        let watched = Watched::create(&config.work_dir, config.verify, named)?;
+        let watched = Watched::create(&config.work_dir, config.verify, named).map_err(DecideStageError::from)?;
         let cutoff_ms = config.cutoff.timestamp_millis();
         let deciding = Deciding {
             filter: &filter,
@@ -112,11 +112,13 @@ impl Run<'_> {
         self.stop.check()?;
 
         self.progress.stage.set(Stage::Plan);
-        let listed_named = decided.watched.named.map(|(_, spill)| spill.finish()).transpose()?;
+        let listed_named =
+            decided.watched.named.map(|(_, spill)| spill.finish()).transpose().map_err(AccountingError::from)?;
         let accounting = accounting.map(|a| a.with_listed(listed_named));
         let t = Instant::now();
         let (refs, before) = (referenced.spill, decided.watched.verify);
-        let after = AfterCheck::prepare(refs, before, planned.spool.as_ref(), filter, &planned.locations)?;
+        let after = AfterCheck::prepare(refs, before, planned.spool.as_ref(), filter, &planned.locations)
+            .map_err(VerifyStageError::from)?;
         if let Some((after, referenced_distinct)) = &after {
             outcome.referenced_distinct = Some(*referenced_distinct);
             outcome.took("verify_before", t);
@@ -128,13 +130,13 @@ impl Run<'_> {
         }
         let after = after.map(|(after, _)| after);
         if let Some(after) = &after {
-            after.verify.allows_deletes()?;
+            after.verify.allows_deletes().map_err(VerifyStageError::from)?;
         }
         Ok(Planning { planned, after, folder, accounting })
     }
 
     /// Writes `--plan-out`, if asked for; whether it was.
-    fn write_plan(&self, sets: &Sets, planned: &Planned) -> Result<bool, GcError> {
+    fn write_plan(&self, sets: &Sets, planned: &Planned) -> Result<bool, PlanStageError> {
         let (Some(path), Some(spool)) = (&self.config.plan_out, &planned.spool) else {
             return Ok(false);
         };
@@ -155,7 +157,8 @@ impl Run<'_> {
         let config = self.config;
         let t = Instant::now();
         let reviewed =
-            ReviewedPlan::read_for(path, &config.work_dir, &config.binding(), &live.live, live.deleting.as_ref())?;
+            ReviewedPlan::read_for(path, &config.work_dir, &config.binding(), &live.live, live.deleting.as_ref())
+                .map_err(PlanStageError::from)?;
         outcome.took("plan", t);
         let planned = Planned::reviewed(reviewed, config.max_delete_fraction);
         outcome.plan = Some(PlanCounts::of(&planned, 0.0));
@@ -165,14 +168,15 @@ impl Run<'_> {
         let wanted = Wanted { spill: true, ..Wanted::default() };
         let read = record_manifests(outcome, self.manifests(live, &table, wanted).await)?;
         let ManifestsRead { referenced, folder, accounting } = read;
-        let refs = referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish()?;
+        let refs =
+            referenced.spill.ok_or_else(|| Bug::new("no reference spill"))?.finish().map_err(VerifyStageError::from)?;
         let spool = planned.spool.as_ref().ok_or_else(|| Bug::new("a reviewed plan has no spool"))?;
         let t = Instant::now();
-        let verify = check_reviewed(&refs, spool, &planned.locations)?;
+        let verify = check_reviewed(&refs, spool, &planned.locations).map_err(VerifyStageError::from)?;
         outcome.took("verify_before", t);
         let verdict = verify.allows_applying();
         outcome.verify = Some(verify);
-        verdict?;
+        verdict.map_err(VerifyStageError::from)?;
         Ok(Planning { planned, after: None, folder, accounting })
     }
 

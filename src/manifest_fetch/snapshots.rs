@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::bug::Bug;
 use crate::config::Config;
 use crate::deleting::{self, Accounting, DeletingError, ManifestObject, Named, SnapshotCensus};
+use crate::exit::Exit;
 use crate::held::{HeldError, HeldFound, put_back_held};
 use crate::live_set::LiveSet;
 use crate::locations::{Location, LocationError, LocationTable};
@@ -16,12 +17,12 @@ use crate::store::Stores;
 
 use super::{IngestError, IngestStats, Referenced, Wanted, inventory, read_deleting, read_manifests};
 
-/// How the stage fails.
+/// How the manifests stage fails.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ManifestsStageError {
+pub enum ManifestsStageError {
     #[error(transparent)]
     Held(#[from] HeldError),
-    #[error(transparent)]
+    #[error("location: {0}")]
     Location(#[from] LocationError),
     #[error(transparent)]
     Deleting(#[from] DeletingError),
@@ -29,6 +30,19 @@ pub(crate) enum ManifestsStageError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Stopped(#[from] Stopped),
+}
+
+impl ManifestsStageError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            // What a stopped reclaim held aside could not be put back.
+            ManifestsStageError::Held(_) => Exit::Listing,
+            ManifestsStageError::Location(_) => Exit::Usage,
+            ManifestsStageError::Deleting(_) => Exit::LiveSet,
+            ManifestsStageError::Ingest(e) => e.exit(),
+            ManifestsStageError::Stopped(Stopped(signal)) => Exit::from(*signal),
+        }
+    }
 }
 
 /// What the stage leaves: the live references, the snapshots folder's manifest objects that

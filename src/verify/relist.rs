@@ -37,7 +37,7 @@ impl RelistError {
     pub fn exit(&self) -> Exit {
         match self {
             RelistError::Listing(e) => e.exit(),
-            RelistError::Spill(_) => Exit::Usage,
+            RelistError::Spill(e) => e.exit(),
             RelistError::Bug(_) => Exit::Internal,
         }
     }
