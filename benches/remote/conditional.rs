@@ -105,7 +105,7 @@ impl Server {
         match self {
             Self::Gcs => {
                 let backend = Backend::gcs();
-                let Backend::Gcs { endpoint, .. } = &backend else { unreachable!() };
+                let Backend::Gcs { endpoint, root, .. } = &backend else { unreachable!() };
                 let made = client
                     .post(format!("{endpoint}/storage/v1/b?project=bench"))
                     .header("content-type", "application/json")
@@ -114,7 +114,9 @@ impl Server {
                     .await
                     .expect("fake-gcs-server");
                 assert!(made.status().is_success(), "creating bucket {bucket}: {}", made.status());
-                (stores("gs://", backend.env()), bucket)
+                // Written through the emulator's JSON API (its XML PUT is refused).
+                let stores = gc_kit::fake_gcs::test_server_stores(stores("gs://", backend.env()), root.clone(), endpoint);
+                (stores, bucket)
             }
             Self::S3 => {
                 let backend = Backend::s3();
