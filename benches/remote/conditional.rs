@@ -115,7 +115,8 @@ impl Server {
                     .expect("fake-gcs-server");
                 assert!(made.status().is_success(), "creating bucket {bucket}: {}", made.status());
                 // Written through the emulator's JSON API (its XML PUT is refused).
-                let stores = gc_kit::fake_gcs::test_server_stores(stores("gs://", backend.env()), root.clone(), endpoint);
+                let stores =
+                    gc_kit::fake_gcs::test_server_stores(stores("gs://", backend.env()), root.clone(), endpoint);
                 (stores, bucket)
             }
             Self::S3 => {

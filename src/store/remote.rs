@@ -39,24 +39,24 @@ impl RemoteEnv {
         Self(Arc::new(vars))
     }
 
-    pub(super) fn s3(&self) -> AmazonS3Builder {
-        let mut builder = AmazonS3Builder::new();
-        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("AWS_")) {
-            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                builder = builder.with_config(config_key, value);
+    /// `builder` given every captured variable that starts with `prefix` and names one of
+    /// its configuration keys (`K`), as `object_store`'s `from_env` reads them.
+    fn configure<B, K: std::str::FromStr>(&self, prefix: &str, builder: B, with: impl Fn(B, K, &str) -> B) -> B {
+        let mut builder = builder;
+        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            if let Ok(config_key) = key.to_ascii_lowercase().parse::<K>() {
+                builder = with(builder, config_key, value);
             }
         }
         builder
     }
 
+    pub(super) fn s3(&self) -> AmazonS3Builder {
+        self.configure("AWS_", AmazonS3Builder::new(), |b, k: AmazonS3ConfigKey, v: &str| b.with_config(k, v))
+    }
+
     pub(super) fn azure(&self) -> MicrosoftAzureBuilder {
-        let mut builder = MicrosoftAzureBuilder::new();
-        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("AZURE_")) {
-            if let Ok(config_key) = key.to_ascii_lowercase().parse::<AzureConfigKey>() {
-                builder = builder.with_config(config_key, value);
-            }
-        }
-        builder
+        self.configure("AZURE_", MicrosoftAzureBuilder::new(), |b, k: AzureConfigKey, v: &str| b.with_config(k, v))
     }
 
     /// Where `object_store` reaches the storage emulator; it reads this one variable from
@@ -70,12 +70,7 @@ impl RemoteEnv {
         if let Some((_, path)) = self.0.iter().find(|(k, _)| k == "SERVICE_ACCOUNT") {
             builder = builder.with_service_account_path(path);
         }
-        for (key, value) in self.0.iter().filter(|(k, _)| k.starts_with("GOOGLE_")) {
-            if let Ok(config_key) = key.to_ascii_lowercase().parse::<GoogleConfigKey>() {
-                builder = builder.with_config(config_key, value);
-            }
-        }
-        builder
+        self.configure("GOOGLE_", builder, |b, k: GoogleConfigKey, v: &str| b.with_config(k, v))
     }
 }
 
