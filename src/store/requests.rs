@@ -270,7 +270,9 @@ impl Requests {
                 retry += 1;
                 continue;
             }
-            return outcome.map_err(|e| e.why);
+            // A failure the retries could not get past says so: the store kept failing, it
+            // was not asked once.
+            return outcome.map_err(|e| if retry > 0 { format!("{} (after {retry} retries)", e.why) } else { e.why });
         }
     }
 }
@@ -387,7 +389,7 @@ mod tests {
         let requests = Requests::new(transport, Arc::clone(&counters), Arc::clone(&retries), quick(2));
         let build = || async { request(http::Method::DELETE, "http://127.0.0.1:1/b/k", &[], Bytes::new()) };
         let error = requests.send(&gcs_endpoint(), RequestKind::Delete, build).await.expect_err("retries run out");
-        assert!(error.contains("reset"), "{error}");
+        assert_eq!(error, "connection reset (after 2 retries)");
         assert_eq!((retries.load(Ordering::Relaxed), counters.snapshot().delete_calls), (2, 3));
 
         let transport = Arc::new(Scripted { answers: Mutex::new([Ok(StatusCode::PRECONDITION_FAILED)].into()) });
