@@ -54,6 +54,16 @@ fn env_at(url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The keys of `count` chunks of `location` with ids drawn from `seed`.
+fn chunk_keys(location: &Location, seed: u64, count: u64) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let id: [u8; 32] = std::array::from_fn(|i| (unit(seed, n * 32 + i as u64) * 256.0) as u8);
+            location.chunk_key(&ChunkId(id))
+        })
+        .collect()
+}
+
 /// A bucket name no earlier run used: the server keeps its buckets for its whole life.
 fn fresh_bucket(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -196,12 +206,7 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
     }
     let rt = runtime();
     let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
-    let keys: Vec<String> = (0..CHUNKS)
-        .map(|n| {
-            let id: [u8; 32] = std::array::from_fn(|i| (unit(7, n * 32 + i as u64) * 256.0) as u8);
-            location.chunk_key(&ChunkId(id))
-        })
-        .collect();
+    let keys = chunk_keys(&location, 7, CHUNKS);
     let (plain, stores, rewritten) = writer_after_head(keys.iter().step_by(4).cloned().collect());
     let store = plain.bucket(bucket).unwrap();
     let (stats, current) = rt.block_on(async {
@@ -359,12 +364,7 @@ fn a_versioned_bucket_is_listed_by_version_and_its_versions_deleted_in_one_batch
     boto3("s3.create_bucket(Bucket=bucket)", bucket);
     boto3("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})", bucket);
     let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
-    let keys: Vec<String> = (0..CHUNKS)
-        .map(|n| {
-            let id: [u8; 32] = std::array::from_fn(|i| (unit(11, n * 32 + i as u64) * 256.0) as u8);
-            location.chunk_key(&ChunkId(id))
-        })
-        .collect();
+    let keys = chunk_keys(&location, 11, CHUNKS);
     let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), env()).unwrap();
     let store = stores.bucket(bucket).unwrap();
     let rt = runtime();
@@ -477,12 +477,7 @@ fn a_versioned_bucket_deletes_a_thousand_versions_a_request_at_the_wire() {
     let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), env_at(&proxy.url)).unwrap();
     let store = stores.bucket(bucket).unwrap();
     let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
-    let keys: Vec<String> = (0..KEYS)
-        .map(|n| {
-            let id: [u8; 32] = std::array::from_fn(|i| (unit(13, n * 32 + i as u64) * 256.0) as u8);
-            location.chunk_key(&ChunkId(id))
-        })
-        .collect();
+    let keys = chunk_keys(&location, 13, KEYS);
     rt.block_on(
         futures::stream::iter(&keys)
             .map(|key| {
