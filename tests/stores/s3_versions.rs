@@ -186,6 +186,18 @@ fn executor(stores: &Stores) -> Executor<'_> {
     }
 }
 
+/// The execute stage alone on `planned`: a cutoff a day ahead makes every listed chunk old
+/// enough to delete.
+async fn delete_all(
+    stores: &Stores,
+    location: &Location,
+    planned: Vec<(u32, ListedChunk)>,
+) -> gc_partition::execute::ExecuteStats {
+    let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
+    let reread = Reread::OlderThan { cutoff_ms };
+    executor(stores).execute(std::slice::from_ref(location), planned.into_iter(), reread).await.unwrap()
+}
+
 struct Outcome {
     stats: gc_partition::execute::ExecuteStats,
     keys: Vec<String>,
@@ -227,13 +239,7 @@ fn run(bucket: &str, versioning: Option<&str>) -> Outcome {
                 },
             )
         });
-        // The stage alone: a cutoff a day ahead makes every listed chunk old enough to delete.
-        let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
-        let planned = planned.collect::<Vec<_>>().into_iter();
-        let stats = executor(&stores)
-            .execute(std::slice::from_ref(&location), planned, Reread::OlderThan { cutoff_ms })
-            .await
-            .unwrap();
+        let stats = delete_all(&stores, &location, planned.collect()).await;
         let current: BTreeSet<String> =
             store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
         (stats, current)
@@ -426,15 +432,8 @@ fn a_versioned_bucket_is_listed_by_version_and_its_versions_deleted_in_one_batch
         boto3(&format!("s3.delete_object(Bucket=bucket, Key='{key}', VersionId='{}')", current[key]), bucket);
     }
     let listed_requests = stores.requests();
-    let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
     let planned: Vec<(u32, ListedChunk)> = listed.values().map(|c| (0, *c)).collect();
-    let stats = rt
-        .block_on(executor(&stores).execute(
-            std::slice::from_ref(&location),
-            planned.into_iter(),
-            Reread::OlderThan { cutoff_ms },
-        ))
-        .unwrap();
+    let stats = rt.block_on(delete_all(&stores, &location, planned));
     let bill = stores.requests().since(listed_requests);
     assert!(stats.failures.is_empty(), "{:?}", stats.failures);
     assert_eq!(stats.deleted, listed.len() as u64, "every listed version is gone, superseded or not");
@@ -499,14 +498,7 @@ fn a_versioned_bucket_deletes_a_thousand_versions_a_request_at_the_wire() {
 
     let wire = || (proxy.requests("HEAD"), proxy.requests("POST"), proxy.requests("DELETE"));
     let (wire_before, bill_before) = (wire(), stores.requests());
-    let cutoff_ms = (chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_millis();
-    let stats = rt
-        .block_on(executor(&stores).execute(
-            std::slice::from_ref(&location),
-            planned.into_iter(),
-            Reread::OlderThan { cutoff_ms },
-        ))
-        .unwrap();
+    let stats = rt.block_on(delete_all(&stores, &location, planned));
     let (heads, posts, deletes) = wire();
     let sent = (heads - wire_before.0, posts - wire_before.1, deletes - wire_before.2);
     let bill = stores.requests().since(bill_before);
