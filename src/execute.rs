@@ -73,7 +73,7 @@ impl ExecuteStageError {
     pub fn exit(&self) -> Exit {
         match self {
             ExecuteStageError::Guard(_) => Exit::Guard,
-            ExecuteStageError::Held(_) => Exit::Listing,
+            ExecuteStageError::Held(e) => e.exit(),
             ExecuteStageError::Store(_) => Exit::Usage,
             // The spool written by this run is gone or corrupt: a bug, not a fault of the input.
             ExecuteStageError::SpoolRead(_) => Exit::Internal,

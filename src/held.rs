@@ -10,6 +10,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RenameOptions, RenameTargetMode};
 use serde::Serialize;
 
+use crate::exit::Exit;
 use crate::locations::{Location, key_of_held};
 use crate::store::{DeleteCondition, StoreError, Stores};
 
@@ -115,4 +116,14 @@ pub enum HeldError {
     Store(StoreError),
     #[error("bucket {bucket} key {key}: cannot put back a chunk an earlier run left renamed aside: {source}")]
     Io { bucket: String, key: String, source: object_store::Error },
+}
+
+impl HeldError {
+    /// Chunks an earlier run left aside could not be listed or put back: the store failed,
+    /// as a listing does (run again later), whichever stage met them.
+    pub fn exit(&self) -> Exit {
+        match self {
+            HeldError::Store(_) | HeldError::Io { .. } => Exit::Listing,
+        }
+    }
 }

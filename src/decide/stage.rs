@@ -46,7 +46,7 @@ impl DecideStageError {
         match self {
             DecideStageError::Listing(e) => e.exit(),
             // What a killed run held aside could not be put back before the listing.
-            DecideStageError::Held(_) => Exit::Listing,
+            DecideStageError::Held(e) => e.exit(),
             DecideStageError::Spill(_) | DecideStageError::Plan(_) => Exit::Usage,
             DecideStageError::Stopped(Stopped(signal)) => Exit::from(*signal),
             DecideStageError::Bug(_) => Exit::Internal,

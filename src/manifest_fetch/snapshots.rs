@@ -36,7 +36,7 @@ impl ManifestsStageError {
     pub fn exit(&self) -> Exit {
         match self {
             // What a stopped reclaim held aside could not be put back.
-            ManifestsStageError::Held(_) => Exit::Listing,
+            ManifestsStageError::Held(e) => e.exit(),
             ManifestsStageError::Location(_) => Exit::Usage,
             ManifestsStageError::Deleting(_) => Exit::LiveSet,
             ManifestsStageError::Ingest(e) => e.exit(),
