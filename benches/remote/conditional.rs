@@ -125,21 +125,14 @@ impl Server {
                 (stores("s3://", backend.env()), bucket)
             }
             Self::S3Versioned => {
-                let endpoint = std::env::var("GC_TEST_MOTO_ENDPOINT").expect("GC_TEST_MOTO_ENDPOINT");
+                let endpoint = common::moto_endpoint();
                 let made = client.put(format!("{endpoint}/{bucket}")).send().await.expect("moto");
                 assert!(made.status().is_success(), "creating bucket {bucket}: {}", made.status());
                 let versioning = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
                 let set =
                     client.put(format!("{endpoint}/{bucket}?versioning")).body(versioning).send().await.expect("moto");
                 assert!(set.status().is_success(), "versioning {bucket}: {}", set.status());
-                let env = [
-                    ("AWS_ENDPOINT", endpoint.as_str()),
-                    ("AWS_ACCESS_KEY_ID", "moto"),
-                    ("AWS_SECRET_ACCESS_KEY", "moto"),
-                    ("AWS_ALLOW_HTTP", "true"),
-                    ("AWS_REGION", "us-east-1"),
-                ];
-                (stores("s3://", env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()), bucket)
+                (stores("s3://", common::moto_env(&endpoint)), bucket)
             }
             Self::Az => {
                 let backend = Backend::az();

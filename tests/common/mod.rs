@@ -180,6 +180,27 @@ pub fn az_env(endpoint: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// moto's S3 server from `GC_TEST_MOTO_ENDPOINT` (set by `scripts/test`).
+pub fn moto_endpoint() -> String {
+    required_var("GC_TEST_MOTO_ENDPOINT")
+}
+
+/// moto's S3 server at `url` (the server, or a proxy in front of it) as a backend: moto takes
+/// any credentials, and its objects are not files to age (no root).
+pub fn moto_backend(url: &str) -> Backend {
+    Backend::S3 {
+        endpoint: url.to_owned(),
+        root: "/nonexistent".into(),
+        access_key: "moto".into(),
+        secret_key: "moto".into(),
+    }
+}
+
+/// The `AWS_*` configuration of an `s3://` store reaching moto at `url`.
+pub fn moto_env(url: &str) -> Vec<(String, String)> {
+    moto_backend(url).env()
+}
+
 /// The `az://` stores of Azurite for `env`, able to make containers and age blobs, and
 /// emptied: every container that holds a blob is deleted.
 pub fn azurite_stores(root: &Path, env: &[(String, String)]) -> Stores {

@@ -228,8 +228,7 @@ fn azurite_odd_names_are_foreign_and_kept() {
 }
 
 fn moto() -> Backend {
-    let endpoint = std::env::var("GC_TEST_MOTO_ENDPOINT").expect("GC_TEST_MOTO_ENDPOINT");
-    Backend::S3 { endpoint, root: "/nonexistent".into(), access_key: "moto".into(), secret_key: "moto".into() }
+    common::moto_backend(&common::moto_endpoint())
 }
 
 /// On moto (names kept exactly, objects not ageable): a fresh partition written now, so

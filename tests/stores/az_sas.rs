@@ -19,6 +19,7 @@ use common::{
     AZURITE_ACCOUNT, AZURITE_KEY, Backend, EXACT_FPR, Fixture, code, gc_binary, json_stdout, partition, stderr,
 };
 use hmac::{KeyInit, Mac};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 const EXPIRY: &str = "2099-01-01T00:00:00Z";
 const VERSION: &str = "2019-12-12";
@@ -31,8 +32,9 @@ fn signature(key: &str, to_sign: &str) -> String {
     BASE64_STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// A SAS value as it goes in a query string.
 fn encode(s: &str) -> String {
-    s.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D").replace(':', "%3A").replace(',', "%2C")
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
 /// An account SAS of `account` signed with `key`: blobs, every resource type,

@@ -33,25 +33,11 @@ use object_store::{
 const CHUNKS: u64 = 40;
 
 fn endpoint() -> String {
-    std::env::var("GC_TEST_MOTO_ENDPOINT").expect("GC_TEST_MOTO_ENDPOINT (scripts/test starts moto's server)")
+    common::moto_endpoint()
 }
 
 fn env() -> Vec<(String, String)> {
-    env_at(&endpoint())
-}
-
-/// The environment that reaches moto at `url` (the server, or a proxy in front of it).
-fn env_at(url: &str) -> Vec<(String, String)> {
-    [
-        ("AWS_ENDPOINT", url.to_owned()),
-        ("AWS_ACCESS_KEY_ID", "moto".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "moto".to_owned()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    common::moto_env(&endpoint())
 }
 
 /// The keys of `count` chunks of `location` with ids drawn from `seed`.
@@ -473,7 +459,7 @@ fn a_versioned_bucket_deletes_a_thousand_versions_a_request_at_the_wire() {
     boto3("s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})", bucket);
     let rt = runtime();
     let proxy = GcsProxy::start_recording(&rt, &endpoint());
-    let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), env_at(&proxy.url)).unwrap();
+    let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), common::moto_env(&proxy.url)).unwrap();
     let store = stores.bucket(bucket).unwrap();
     let location = Location::new(bucket, "partitions/p1/chunks").unwrap();
     let keys = chunk_keys(&location, 13, KEYS);
