@@ -56,7 +56,7 @@ impl IngestError {
             }
             // The snapshots folder's listing failed after its retries: run again later (spec 10.2).
             IngestError::Inventory { .. } => Exit::Listing,
-            IngestError::Spill(_) => Exit::Usage,
+            IngestError::Spill(e) => e.exit(),
             IngestError::Task(_) | IngestError::Bug(_) => Exit::Internal,
         }
     }

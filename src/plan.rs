@@ -34,6 +34,15 @@ pub enum PlanError {
     Spool { dir: PathBuf, source: io::Error },
 }
 
+impl PlanError {
+    /// `--plan-out` and the work directory are the operator's to fix, as a flag is.
+    pub fn exit(&self) -> Exit {
+        match self {
+            PlanError::Write { .. } | PlanError::Spool { .. } => Exit::Usage,
+        }
+    }
+}
+
 /// How the plan stage fails: `--plan-out` not written, or a reviewed plan (`--apply-plan`)
 /// refused (spec 8.3). Both are the flags' fault: nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +56,8 @@ pub enum PlanStageError {
 impl PlanStageError {
     pub fn exit(&self) -> Exit {
         match self {
-            PlanStageError::Plan(_) | PlanStageError::Refused(_) => Exit::Usage,
+            PlanStageError::Plan(e) => e.exit(),
+            PlanStageError::Refused(_) => Exit::Usage,
         }
     }
 }

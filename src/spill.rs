@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::bloom::RefFilter;
+use crate::exit::Exit;
 use crate::listing::Listed;
 
 /// Id ranges: one per value of an id's first byte.
@@ -28,6 +29,13 @@ const RANGE_BUFFER: usize = 64 * 1024;
 pub struct SpillError {
     pub dir: PathBuf,
     pub source: io::Error,
+}
+
+impl SpillError {
+    /// The work directory (`--work-dir`) is the operator's to fix, as a flag is.
+    pub fn exit(&self) -> Exit {
+        Exit::Usage
+    }
 }
 
 /// A referenced or listed (chunk id, location index).

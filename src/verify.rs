@@ -32,7 +32,8 @@ pub enum VerifyError {
 impl VerifyError {
     pub fn exit(&self) -> Exit {
         match self {
-            VerifyError::Spill(_) | VerifyError::Plan(_) => Exit::Usage,
+            VerifyError::Spill(e) => e.exit(),
+            VerifyError::Plan(e) => e.exit(),
         }
     }
 }

@@ -47,7 +47,8 @@ impl DecideStageError {
             DecideStageError::Listing(e) => e.exit(),
             // What a killed run held aside could not be put back before the listing.
             DecideStageError::Held(e) => e.exit(),
-            DecideStageError::Spill(_) | DecideStageError::Plan(_) => Exit::Usage,
+            DecideStageError::Spill(e) => e.exit(),
+            DecideStageError::Plan(e) => e.exit(),
             DecideStageError::Stopped(Stopped(signal)) => Exit::from(*signal),
             DecideStageError::Bug(_) => Exit::Internal,
         }

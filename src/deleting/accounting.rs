@@ -30,7 +30,8 @@ pub enum AccountingError {
 impl AccountingError {
     pub fn exit(&self) -> Exit {
         match self {
-            AccountingError::Spill(_) | AccountingError::Plan(_) => Exit::Usage,
+            AccountingError::Spill(e) => e.exit(),
+            AccountingError::Plan(e) => e.exit(),
         }
     }
 }
