@@ -4,9 +4,10 @@
 //! answered with its version (spec 10.1), so a test can check what the collector sent and aim
 //! writers at the chunks it just listed or re-read.
 //!
-//! In front of Azurite ([`GcsProxy::start_azure`]) it only records: Azurite enforces a
-//! DELETE's `If-Match` itself. There a HEAD's "generation" is its `ETag` and a DELETE's
-//! precondition its `If-Match`.
+//! In front of any other server ([`GcsProxy::start_recording`]: Azurite, which enforces a
+//! DELETE's `If-Match` itself, or moto's S3) it only records. There a HEAD's "generation" is
+//! its `ETag`, a DELETE's precondition its `If-Match`, and a Blob Batch is recorded as its
+//! Delete Blob sub-requests.
 //!
 //! A precondition is checked against the object's generation upstream (its HEAD) while a
 //! lock is held that every mutating request through the proxy (deletes and uploads) takes:
@@ -56,8 +57,8 @@ struct State {
     client: reqwest::Client,
     seen: Arc<Mutex<Seen>>,
     mutating: tokio::sync::Mutex<()>,
-    /// Azurite upstream: record, never enforce.
-    azure: bool,
+    /// Not fake-gcs-server upstream: record, never enforce.
+    record_only: bool,
 }
 
 impl GcsProxy {
@@ -66,18 +67,13 @@ impl GcsProxy {
         Self::start_for(runtime, upstream, false)
     }
 
-    /// The same in front of Azurite at `upstream` (`http://127.0.0.1:PORT`): recording only.
-    pub fn start_azure(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
-        Self::start_for(runtime, upstream, true)
-    }
-
-    /// A recording proxy in front of any other server (moto's S3): it counts requests by
-    /// method and enforces nothing.
+    /// A recording proxy in front of any other server at `upstream` (`http://127.0.0.1:PORT`:
+    /// Azurite, moto's S3): it records and counts requests by method, and enforces nothing.
     pub fn start_recording(runtime: &tokio::runtime::Runtime, upstream: &str) -> GcsProxy {
         Self::start_for(runtime, upstream, true)
     }
 
-    fn start_for(runtime: &tokio::runtime::Runtime, upstream: &str, azure: bool) -> GcsProxy {
+    fn start_for(runtime: &tokio::runtime::Runtime, upstream: &str, record_only: bool) -> GcsProxy {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -86,7 +82,7 @@ impl GcsProxy {
             client: reqwest::Client::new(),
             seen: Arc::clone(&seen),
             mutating: tokio::sync::Mutex::new(()),
-            azure,
+            record_only,
         });
         runtime.spawn(async move {
             loop {
@@ -170,7 +166,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     *state.seen.lock().unwrap().by_method.entry(method.to_string()).or_default() += 1;
     if method == Method::HEAD {
         let response = forward(&state, request).await;
-        let name = if state.azure { "etag" } else { "x-goog-generation" };
+        let name = if state.record_only { "etag" } else { "x-goog-generation" };
         let generation = response.headers().get(name).and_then(|v| v.to_str().ok());
         note(&state.seen, path, generation);
         return Ok(response);
@@ -197,7 +193,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     }
     let mutating = method == Method::DELETE || method == Method::POST || method == Method::PUT;
     let _lock = if mutating { Some(state.mutating.lock().await) } else { None };
-    if method == Method::POST && state.azure && request.uri().query().is_some_and(|q| q.contains("comp=batch")) {
+    if method == Method::POST && state.record_only && request.uri().query().is_some_and(|q| q.contains("comp=batch")) {
         // A Blob Batch: each Delete Blob sub-request recorded with its If-Match and the
         // status of its sub-response (matched by Content-ID).
         let (parts, body) = request.into_parts();
@@ -216,7 +212,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         }
         return Ok(response);
     }
-    if method == Method::DELETE && state.azure {
+    if method == Method::DELETE && state.record_only {
         let if_match = header(&request, "if-match");
         let response = forward(&state, request).await;
         let status = response.status().as_u16();

@@ -101,7 +101,7 @@ impl Remote {
             Remote::Azure => {
                 let Backend::Az { endpoint, root, .. } = Backend::az() else { unreachable!() };
                 let upstream = endpoint.trim_end_matches(&format!("/{AZURITE_ACCOUNT}")).to_owned();
-                let proxy = GcsProxy::start_azure(rt, &upstream);
+                let proxy = GcsProxy::start_recording(rt, &upstream);
                 let env = az_env(&format!("{}/{AZURITE_ACCOUNT}", proxy.url));
                 // An empty server (straight, not through the proxy); then written and aged
                 // through the proxy.
