@@ -573,6 +573,68 @@ mod tests {
         );
     }
 
+    /// A loopback listener that answers one request `200` and hands back its request line.
+    fn one_answer() -> (u16, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let seen = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            reader.read_line(&mut first).expect("request line");
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            reader.get_mut().write_all(answer).expect("answer");
+            first.trim_end().to_owned()
+        });
+        (port, seen)
+    }
+
+    async fn get_versioning(stores: &Stores) -> Result<requests::WireAnswer, String> {
+        let (endpoint, requests) = (stores.endpoint("b1").expect("endpoint"), stores.request_path().expect("path"));
+        let url = format!("{}?versioning", endpoint.url);
+        let get = || async { requests::request(http::Method::GET, &url, &[], bytes::Bytes::new()) };
+        requests.send(&endpoint, RequestKind::Get, get).await
+    }
+
+    /// The requests the collector builds itself go out as `object_store`'s do: through the
+    /// proxy the environment names, and over plain `http://` only where it is allowed.
+    #[tokio::test]
+    async fn our_own_requests_keep_the_environments_client_settings() {
+        let (port, seen) = one_answer();
+        let proxy = format!("http://127.0.0.1:{port}");
+        let mut vars = vec![
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_ENDPOINT", "http://s3.gc-test.invalid"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ];
+        vars.push(("AWS_PROXY_URL", &proxy));
+        let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), env(&vars)).expect("s3 config");
+        let answer = get_versioning(&stores).await.expect("answered through the proxy");
+        assert_eq!(answer.status, http::StatusCode::OK);
+        let line = seen.join().expect("proxy");
+        assert_eq!(line, "GET http://s3.gc-test.invalid/b1?versioning HTTP/1.1", "the proxy saw the request");
+
+        // Plain http:// to the listener itself, not allowed: refused before anything is sent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().expect("port").port());
+        vars.truncate(3);
+        vars.push(("AWS_ENDPOINT", &endpoint));
+        let vars = env(&vars);
+        let stores = Stores::from_url_and_env("s3://", StoreOptions::default(), vars).expect("s3 config");
+        let err = get_versioning(&stores).await.expect_err("http:// is not allowed");
+        assert!(err.contains("scheme"), "{err}");
+        assert!(listener.accept().is_err(), "a request reached the server");
+        assert_eq!(stores.retries(), 0, "a refused scheme is not retried");
+    }
+
     #[test]
     fn bad_remote_configuration_fails_at_startup_naming_the_scheme() {
         let vars = env(&[("AWS_REGION", "us-east-1"), ("AWS_ALLOW_HTTP", "maybe")]);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use http::StatusCode;
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use reqwest::StatusCode;
 
 use super::direct::{ConditionalDelete, plain_key};
 use super::requests::{Endpoint, RequestKind, Requests, WireError, is_throttle_status, is_transient_status, request};
@@ -42,9 +42,8 @@ pub(crate) fn container_url(
     emulator_url: Option<&str>,
 ) -> ContainerUrl {
     let config = |key| builder.get_config_value(&key);
-    let yes = |key| config(key).is_some_and(|v: String| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
     let account = config(AzureConfigKey::AccountName);
-    if yes(AzureConfigKey::UseEmulator) {
+    if is_set(builder, AzureConfigKey::UseEmulator) {
         let account = account.unwrap_or_else(|| EMULATOR_ACCOUNT.to_owned());
         let base = emulator_url.unwrap_or(EMULATOR_URL).trim_end_matches('/');
         return ContainerUrl { url: format!("{base}/{account}/{container}"), account };
@@ -52,10 +51,19 @@ pub(crate) fn container_url(
     let account = account.unwrap_or_default();
     let base = match config(AzureConfigKey::Endpoint) {
         Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
-        None if yes(AzureConfigKey::UseFabricEndpoint) => format!("https://{account}.blob.fabric.microsoft.com"),
+        None if is_set(builder, AzureConfigKey::UseFabricEndpoint) => {
+            format!("https://{account}.blob.fabric.microsoft.com")
+        }
         None => format!("https://{account}.blob.core.windows.net"),
     };
     ContainerUrl { url: format!("{base}/{container}"), account }
+}
+
+/// Whether the boolean `key` of `builder` is on, read as `object_store` reads it.
+pub(crate) fn is_set(builder: &MicrosoftAzureBuilder, key: AzureConfigKey) -> bool {
+    builder
+        .get_config_value(&key)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes" | "y"))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use reqwest::StatusCode;
+use http::StatusCode;
 
 use super::direct::{ConditionalDelete, plain_key};
 use super::requests::{Endpoint, RequestKind, Requests, request};

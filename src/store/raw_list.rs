@@ -34,7 +34,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use reqwest::StatusCode;
+use http::StatusCode;
 
 use super::Version;
 use super::requests::{Endpoint, RequestKind, Requests, request};
@@ -478,7 +478,14 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             auth: Auth::Gcs { credentials },
         };
-        let transport = Arc::new(HttpTransport::new(std::time::Duration::from_secs(1)).expect("client"));
+        let transport = Arc::new(
+            HttpTransport::new(
+                &object_store::ClientOptions::new()
+                    .with_timeout(std::time::Duration::from_secs(1))
+                    .with_allow_http(true),
+            )
+            .expect("client"),
+        );
         let requests = Requests::new(transport, Arc::default(), Arc::default(), crate::store::RetryPolicy::default());
         let lister = RawLister::gcs(Arc::new(endpoint), requests);
         let mut pages = lister.pages("p/", false);

@@ -8,15 +8,15 @@ use std::sync::{Arc, PoisonError};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
+use object_store::{ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 
-use super::gcs_delete;
 use super::requests::{Auth, Endpoint, HttpTransport, Requests};
 use super::s3_versions::s3_bucket_url;
 use super::{
     AzureDeleter, Backend, DeleteCondition, GcsDeleter, RawLister, RetryPolicy, S3Versions, StoreError, Stores,
     Transport, VersioningOnce, container_url,
 };
+use super::{azure, gcs_delete};
 
 /// The emulator's URL, which `object_store`'s Azure builder reads from the environment.
 const AZURITE_URL_VAR: &str = "AZURITE_BLOB_STORAGE_URL";
@@ -63,6 +63,36 @@ impl RemoteEnv {
     /// the process environment itself.
     pub(super) fn azurite_url(&self) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == AZURITE_URL_VAR).map(|(_, v)| v.as_str())
+    }
+
+    /// The HTTP client options `backend`'s `object_store` clients are built with: the
+    /// builder's defaults (plain `http://` allowed on GCS, and on Azure's emulator), then
+    /// every captured variable that names a client key (`AWS_PROXY_URL`,
+    /// `AZURE_ALLOW_INVALID_CERTIFICATES`, `GOOGLE_USER_AGENT`, ...), parsed by the builder's
+    /// own key type.
+    pub(super) fn client_options(&self, backend: &Backend) -> ClientOptions {
+        match backend {
+            Backend::Gcs => {
+                let defaults = ClientOptions::new().with_allow_http(true);
+                self.configure("GOOGLE_", defaults, |o, k: GoogleConfigKey, v: &str| match k {
+                    GoogleConfigKey::Client(k) => o.with_config(k, v),
+                    _ => o,
+                })
+            }
+            Backend::Azure => {
+                let options = self.configure("AZURE_", ClientOptions::new(), |o, k: AzureConfigKey, v: &str| match k {
+                    AzureConfigKey::Client(k) => o.with_config(k, v),
+                    _ => o,
+                });
+                // As the builder does at `build`, whatever `AZURE_ALLOW_HTTP` says.
+                let emulator = azure::is_set(&self.azure(), AzureConfigKey::UseEmulator);
+                if emulator { options.with_allow_http(true) } else { options }
+            }
+            _ => self.configure("AWS_", ClientOptions::new(), |o, k: AmazonS3ConfigKey, v: &str| match k {
+                AmazonS3ConfigKey::Client(k) => o.with_config(k, v),
+                _ => o,
+            }),
+        }
     }
 
     pub(super) fn gcs(&self) -> GoogleCloudStorageBuilder {
@@ -183,10 +213,9 @@ impl Stores {
             match &*http {
                 Some(http) => http.clone(),
                 None => {
-                    let built = HttpTransport::new(self.options.request_timeout).map_err(|e| StoreError::Config {
-                        scheme: self.backend.scheme(),
-                        source: object_store::Error::Generic { store: "HttpTransport", source: Box::new(e) },
-                    })?;
+                    let options = self.env.client_options(&self.backend).with_timeout(self.options.request_timeout);
+                    let built = HttpTransport::new(&options)
+                        .map_err(|source| StoreError::Config { scheme: self.backend.scheme(), source })?;
                     http.insert(built).clone()
                 }
             }

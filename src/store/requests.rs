@@ -22,11 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::StatusCode;
+use object_store::ClientOptions;
 use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
-use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody, ReqwestConnector,
+};
 use object_store::gcp::GcpCredentialProvider;
-use reqwest::StatusCode;
 
 use super::{RequestCounters, RetryPolicy};
 
@@ -62,8 +65,14 @@ impl WireError {
         Self { transient: false, why }
     }
 
-    fn from_reqwest(e: &reqwest::Error) -> Self {
-        Self { transient: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(), why: e.to_string() }
+    /// Transient as `object_store` retries it: a failed connect or send, a timeout, a
+    /// connection cut mid-answer.
+    fn from_http(e: &HttpError) -> Self {
+        let transient = matches!(
+            e.kind(),
+            HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+        );
+        Self { transient, why: error_chain(e) }
     }
 }
 
@@ -91,29 +100,47 @@ pub trait Transport: Send + Sync + fmt::Debug {
 /// [`super::Stores::layered_requests`]).
 pub type RequestLayer = Arc<dyn Fn(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync>;
 
-/// The HTTP client: one per run, one connection pool for every bucket.
+/// The HTTP client: one per run, one connection pool for every bucket. Made by
+/// `object_store`'s own connector from the client options the run's stores are built with
+/// ([`super::remote::RemoteEnv::client_options`]), so these requests keep the operator's
+/// proxy, certificates, `allow_http`, timeouts and user agent as `object_store`'s do.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTransport {
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl HttpTransport {
-    pub fn new(timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self { client: reqwest::Client::builder().timeout(timeout).build()? })
+    pub fn new(options: &ClientOptions) -> Result<Self, object_store::Error> {
+        Ok(Self { client: ReqwestConnector::default().connect(options)? })
     }
 }
 
 #[async_trait]
 impl Transport for HttpTransport {
     async fn send(&self, _kind: RequestKind, request: WireRequest) -> Result<WireAnswer, WireError> {
-        let request = reqwest::Request::try_from(request).map_err(|e| WireError::permanent(e.to_string()))?;
-        let response = self.client.execute(request).await.map_err(|e| WireError::from_reqwest(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
+        let response =
+            self.client.execute(request.map(HttpRequestBody::from)).await.map_err(|e| WireError::from_http(&e))?;
+        let (parts, body) = response.into_parts();
         // A body cut short is worth asking for again, like a failed send.
-        let body = response.bytes().await.map_err(|e| WireError { transient: true, why: e.to_string() })?;
-        Ok(WireAnswer { status, headers, body })
+        let body = body.bytes().await.map_err(|e| WireError { transient: true, why: error_chain(&e) })?;
+        Ok(WireAnswer { status: parts.status, headers: parts.headers, body })
     }
+}
+
+/// `error` and its sources, as one line (reqwest's own message is often only "error sending
+/// request"; the cause is further down).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 /// How the requests to one bucket are authorized: `object_store`'s credentials of that

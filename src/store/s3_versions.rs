@@ -15,9 +15,9 @@ use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use http::StatusCode;
 use md5::Digest as _;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use reqwest::StatusCode;
 
 use super::Version;
 use super::direct::{ConditionalDelete, plain_key};
