@@ -4,7 +4,8 @@
 //! Also turns the test servers' variables into cfgs: `gc_test_s3` when `GC_TEST_S3_ENDPOINT`
 //! is set, `gc_test_gcs` when `GC_TEST_GCS_ENDPOINT` is, `gc_test_moto` when
 //! `GC_TEST_MOTO_ENDPOINT` is (moto's S3 server, which keeps versions), `gc_test_az` when
-//! `GC_TEST_AZ_ENDPOINT` is (Azurite). Tests that need a server are
+//! `GC_TEST_AZ_ENDPOINT` is (Azurite), `gc_test_az_tls` when `GC_TEST_AZ_TLS_ENDPOINT` is
+//! (Azurite over HTTPS with OAuth on). Tests that need a server are
 //! ignored without its cfg, so a plain `cargo test` never counts them as passed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("GC_TEST_GCS_ENDPOINT", "gc_test_gcs"),
         ("GC_TEST_MOTO_ENDPOINT", "gc_test_moto"),
         ("GC_TEST_AZ_ENDPOINT", "gc_test_az"),
+        ("GC_TEST_AZ_TLS_ENDPOINT", "gc_test_az_tls"),
     ];
     for (var, cfg) in servers {
         println!("cargo:rerun-if-env-changed={var}");

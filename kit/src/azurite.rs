@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gc_partition::store::Stores;
+use object_store::ClientOptions;
 use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
-use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::client::{HttpConnector, HttpRequest, HttpRequestBody, ReqwestConnector};
 
 /// One blob record of the emulator: account, container, name, size, last-modified (RFC
 /// 3339), ETag, snapshot.
@@ -157,9 +158,13 @@ impl Azurite {
 }
 
 /// One HTTP/1.1 request to a loopback `http://` URL, blocking (the kit's ageing is called
-/// from synchronous code inside async tasks): its status and body.
+/// from synchronous code inside async tasks): its status and body. An `https://` URL (an
+/// Azurite serving TLS, for bearer tokens) goes through [`send_tls`].
 fn send(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: not http://"))?;
+    if url.starts_with("https://") {
+        return send_tls(method, url, headers, body);
+    }
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: not http:// or https://"))?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let fail = |e: std::io::Error| format!("{method} {url}: {e}");
     let mut stream = TcpStream::connect(host).map_err(fail)?;
@@ -177,4 +182,35 @@ fn send(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> R
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{url}: no status"))?;
     // The hook sends a plain body; Azurite's error bodies are only shown, chunked or not.
     Ok((status, rest.to_owned()))
+}
+
+/// One request to an `https://` test server whose certificate is its own (self-signed), with
+/// `object_store`'s HTTP client, on a thread and runtime of its own: the kit's calls are
+/// synchronous and may be made inside async tasks. For the few container requests only; the
+/// ageing hook is plain `http://`.
+fn send_tls(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{method} {url}: {e}");
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers.iter().filter(|(k, _)| k != "content-length") {
+        builder = builder.header(name, value);
+    }
+    let request = builder.body(HttpRequestBody::from(body.to_vec())).map_err(|e| fail(&e))?;
+    let options = ClientOptions::new().with_allow_invalid_certificates(true);
+    let client = ReqwestConnector::default().connect(&options).map_err(|e| fail(&e))?;
+    let exchange = async move {
+        let response = client.execute(request).await.map_err(|e| fail(&e))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().bytes().await.map_err(|e| fail(&e))?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| fail(&e))?;
+                runtime.block_on(exchange)
+            })
+            .join()
+            .map_err(|_| fail(&"the request's thread panicked"))?
+    })
 }

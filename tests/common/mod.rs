@@ -106,6 +106,17 @@ impl Backend {
         Backend::Az { env: az_env(&endpoint), endpoint, root: PathBuf::from(required_var("GC_TEST_AZ_ROOT")) }
     }
 
+    /// The Azurite that serves HTTPS with OAuth on, from `GC_TEST_AZ_TLS_ENDPOINT` and
+    /// `GC_TEST_AZ_TLS_ROOT` (`scripts/azurite-server run-tls`): its certificate is
+    /// self-signed, so the store allows invalid certificates. Panics when unset.
+    pub fn az_tls() -> Backend {
+        let endpoint = required_var("GC_TEST_AZ_TLS_ENDPOINT");
+        let mut env: Vec<(String, String)> =
+            az_env(&endpoint).into_iter().filter(|(k, _)| k != "AZURE_ALLOW_HTTP").collect();
+        env.push(("AZURE_ALLOW_INVALID_CERTIFICATES".to_owned(), "true".to_owned()));
+        Backend::Az { env, endpoint, root: PathBuf::from(required_var("GC_TEST_AZ_TLS_ROOT")) }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::File => "file",

@@ -2,6 +2,7 @@
 //! version deletes, Azure conditional batches, and the request bill and throttling.
 
 mod az_sas;
+mod az_token;
 mod conditional_batches_az;
 mod listing_bounded;
 mod listing_file;
