@@ -635,6 +635,29 @@ mod tests {
         assert_eq!(stores.retries(), 0, "a refused scheme is not retried");
     }
 
+    /// A request that gets no answer says why without its URL: an Azure SAS is in the query.
+    #[tokio::test]
+    async fn a_request_error_never_shows_the_signature_in_its_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://127.0.0.1:{}/devstoreaccount1", closed.local_addr().expect("port").port());
+        drop(closed);
+        let sas = format!("sv=2019-12-12&sr=c&sp=rdl&sig={SECRET}");
+        let vars = env(&[
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("AZURE_STORAGE_SAS_KEY", &sas),
+            ("AZURE_STORAGE_ENDPOINT", &endpoint),
+            ("AZURE_ALLOW_HTTP", "true"),
+        ]);
+        let options = StoreOptions { max_retries: 0, ..StoreOptions::default() };
+        let stores = Stores::from_url_and_env("az://", options, vars).expect("az config");
+        let (endpoint, requests) = (stores.endpoint("c1").expect("endpoint"), stores.request_path().expect("path"));
+        let url = format!("{}?restype=container&comp=list", endpoint.url);
+        let list = || async { requests::request(http::Method::GET, &url, &[], bytes::Bytes::new()) };
+        let err = requests.send(&endpoint, RequestKind::ListPage, list).await.expect_err("nothing listens");
+        assert!(err.contains("onnect"), "{err}");
+        assert!(!err.contains(SECRET), "the signature was printed: {err}");
+    }
+
     #[test]
     fn bad_remote_configuration_fails_at_startup_naming_the_scheme() {
         let vars = env(&[("AWS_REGION", "us-east-1"), ("AWS_ALLOW_HTTP", "maybe")]);
