@@ -10,7 +10,9 @@
 
 use base64::Engine;
 use base64::prelude::BASE64_URL_SAFE_NO_PAD;
-use common::{Backend, EXACT_FPR, Fixture, code, gc_binary, json_stdout, partition, stderr};
+use common::{Backend, EXACT_FPR, Fixture, code, json_stdout, partition, stderr};
+
+use super::az_sas::{assert_the_garbage_deleted_in_batches, gc_authorized_by};
 
 /// Azure Storage's audience, and an issuer of Azure's token service.
 const STORAGE: &str = "https://storage.azure.com";
@@ -31,14 +33,7 @@ fn token(audience: &str, lifetime_s: i64) -> String {
 /// `gc_partition` on the fixture, authorized by `token` alone (no account key in its
 /// environment).
 fn gc_with_token(fx: &Fixture, token: &str, extra: &[&str]) -> std::process::Output {
-    let mut env: Vec<(String, String)> =
-        fx.backend.env().into_iter().filter(|(k, _)| k != "AZURE_STORAGE_ACCOUNT_KEY").collect();
-    env.push(("AZURE_STORAGE_TOKEN".to_owned(), token.to_owned()));
-    let live = fx.live_path.to_str().unwrap();
-    let mut args = vec!["--partition", &fx.partition, "--live-snapshots", live, "--cutoff", "7d"];
-    args.extend_from_slice(extra);
-    args.extend(["--store", &fx.url]);
-    gc_binary(&args, None, &env)
+    gc_authorized_by(fx, ("AZURE_STORAGE_TOKEN", token), extra)
 }
 
 #[test]
@@ -62,17 +57,5 @@ fn a_bearer_token_lists_and_deletes_in_conditional_batches_and_a_bad_one_is_refu
     assert_eq!(fx.fingerprint(), before, "a dry run changed the store");
 
     let out = gc_with_token(&fx, &good, &["--execute", "--verify", "--output", "json", "--bloom-fpr", EXACT_FPR]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let json = json_stdout(&out);
-    assert_eq!(json["deleted"], sets.garbage.len(), "{json}");
-    assert_eq!(json["delete_failures"], 0, "{json}");
-    assert_eq!(json["verify"]["ok"], true, "{json}");
-    assert_eq!(json["requests"]["head"], 0, "the listed ETags condition the deletes: {json}");
-    assert!(json["requests"]["batch_requests"].as_u64().unwrap() >= 1, "{json}");
-    for (location, id) in &sets.garbage {
-        assert!(!fx.exists(location.bucket(), &location.chunk_key(id)), "garbage {id:?} is still there");
-    }
-    for (location, id) in sets.referenced.iter().chain(&sets.young) {
-        assert!(fx.exists(location.bucket(), &location.chunk_key(id)), "a kept chunk {id:?} was deleted");
-    }
+    assert_the_garbage_deleted_in_batches(&fx, &out);
 }
