@@ -48,7 +48,7 @@ pub use raw_list::{parse_gcs_page, parse_s3_page};
 
 pub use options::StoreOptions;
 use requests::{Endpoint, HttpTransport};
-pub use requests::{RequestKind, RequestLayer, Transport, WireAnswer, WireError, WireRequest};
+pub use requests::{RequestKind, RequestLayer, Transport, WireAnswer, WireError, WireRequest, error_chain};
 pub use retry::{RetryPolicy, RetryStore};
 pub(crate) use s3_versions::{S3Versions, VersioningOnce};
 pub use version::{VERSION_CAPACITY, Version};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use gc_partition::ids::PartitionId;
-use gc_partition::store::{StoreOptions, Stores};
+use gc_partition::store::{StoreOptions, Stores, error_chain};
 
 use crate::ageing::Ageing;
 use crate::fake_gcs;
@@ -196,21 +196,6 @@ fn write(cli: &Cli, env: Vec<(String, String)>) -> Result<SynthSummary, String> 
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(synthesize(&stores, &cfg)).map_err(|e| error_chain(&e))
-}
-
-/// The error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn human(s: &SynthSummary) -> String {

@@ -127,9 +127,9 @@ impl Transport for HttpTransport {
     }
 }
 
-/// `error` and its sources, as one line (reqwest's own message is often only "error sending
-/// request"; the cause is further down).
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// `error` and its sources, as one line, each cause once (reqwest's own message is often
+/// only "error sending request"; the cause is further down).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
